@@ -1,0 +1,133 @@
+"Papermill runner and `autotrader` CLI, with a real Jupyter kernel (python3) and real papermill."
+import json, os, subprocess, sys
+from pathlib import Path
+
+import nbformat, pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))  # tests run against the source checkout
+
+from autotrader.cli import main
+from autotrader.ops.runner import PipelineError, list_pipelines, pipeline_path, run_pipeline
+
+SECRET = 'oanda-tok-7f3e9c1d2b'
+PNG = ('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==')  # 1x1 px
+KS = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}
+
+
+def _nb(path, *sources, params='n = 1\nnote = "hello"'):
+    p = new_code_cell(params); p.metadata['tags'] = ['parameters']
+    nbformat.write(new_notebook(cells=[p, *map(new_code_cell, sources)], metadata=KS), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def nbs(tmp_path_factory):
+    d = tmp_path_factory.mktemp('notebooks')
+    return dict(
+        ok=_nb(d / 'ok.ipynb',
+               'import os\nfrom autotrader.ops.runner import record_metrics, current_run\n'
+               'print("token is", os.environ["AUTOTRADER_OANDA_TOKEN"])',
+               f'from IPython.display import Image\nImage(data=__import__("base64").b64decode("{PNG}"))',
+               'record_metrics(rows=n * 10, note=note)\n'
+               'record_metrics(cwd=os.getcwd(), settings=os.environ.get("AUTOTRADER_SETTINGS"), run=current_run())'),
+        fail=_nb(d / 'fail.ipynb', 'raise ValueError(f"boom {n}")'),
+        slow=_nb(d / 'slow.ipynb', 'import time\ntime.sleep(60)'))
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch, tmp_path):
+    "Hermetic: cwd is tmp_path, no AUTOTRADER_* from the outside, one secret in the environment."
+    monkeypatch.chdir(tmp_path)
+    for k in [k for k in os.environ if k.startswith('AUTOTRADER')]: monkeypatch.delenv(k)
+    monkeypatch.setenv('AUTOTRADER_OANDA_TOKEN', SECRET)
+
+
+def _run_dirs(reports): return sorted(p for p in Path(reports).glob('*/*') if p.is_dir())
+
+
+def test_success_writes_run_folder_and_scrubs_secrets(nbs, tmp_path):
+    (tmp_path / 'settings.ini').write_text('[reports]\ndir = out\n[runner]\ntimeout = 120\n')
+    r = run_pipeline(nbs['ok'], {'n': 3, 'note': 'hi'}, settings_path='settings.ini', progress=False)
+    assert r.status == 'ok' and r.error is None, r.error
+    assert r.run_dir.parent == tmp_path / 'out' / 'ok'              # [reports] dir, relative to the settings file
+    assert {p.name for p in r.run_dir.iterdir()} == {'notebook.ipynb', 'report.html', 'run.json'}
+    rec = json.loads((r.run_dir / 'run.json').read_text())
+    assert rec['status'] == 'ok' and rec['parameters'] == {'n': 3, 'note': 'hi'} and rec['timeout_s'] == 120
+    assert rec['metrics'] == r.metrics == {
+        'rows': 30, 'note': 'hi', 'cwd': str(tmp_path), 'settings': str(tmp_path / 'settings.ini'),
+        'run': {'run_id': r.run_id, 'run_dir': str(r.run_dir)}}
+    assert rec['settings_file'] == str(tmp_path / 'settings.ini') and rec['autotrader_version']
+    assert rec['duration_s'] > 0 and rec['started'] <= rec['ended']
+    # the notebook printed the secret: it is gone from every output
+    assert rec['secrets_scrubbed'] >= 1
+    for f in r.run_dir.iterdir(): assert SECRET not in f.read_text(), f.name
+    assert 'token is ***' in r.notebook.read_text() and 'token is ***' in r.report.read_text()
+    assert f'data:image/png;base64,{PNG}' in r.report.read_text()     # images embedded
+    # environment restored; the index links the run
+    assert 'AUTOTRADER_RUN_ID' not in os.environ and 'AUTOTRADER_SETTINGS' not in os.environ
+    assert f'ok/{r.run_id}/report.html' in (tmp_path / 'out' / 'index.html').read_text()
+    # a run id is never reused
+    with pytest.raises(PipelineError, match='already exists'):
+        run_pipeline(nbs['ok'], settings_path='settings.ini', run_id=r.run_id, progress=False)
+
+
+def test_failed_and_timed_out_runs_via_cli(nbs, tmp_path, capsys):
+    reports = tmp_path / 'reports'
+    assert main(['run', str(nbs['fail']), '-p', 'n=7', '--reports', str(reports), '--run-id', 'a-fail', '--no-progress']) == 1
+    out = capsys.readouterr().out
+    assert 'status:  failed' in out and 'ValueError: boom 7' in out
+    run = reports / 'fail' / 'a-fail'
+    rec = json.loads((run / 'run.json').read_text())
+    assert rec['status'] == 'failed' and rec['error'] == 'ValueError: boom 7'
+    assert 'boom 7' in (run / 'report.html').read_text() and 'ValueError' in (run / 'notebook.ipynb').read_text()
+
+    assert main(['run', str(nbs['slow']), '--reports', str(reports), '--timeout', '3', '--run-id', 'b-slow', '--no-progress']) == 3
+    rec = json.loads((reports / 'slow' / 'b-slow' / 'run.json').read_text())
+    assert rec['status'] == 'timeout' and rec['duration_s'] < 30
+    assert 'timeout' in (reports / 'slow' / 'b-slow' / 'report.html').read_text()
+
+    index = (reports / 'index.html').read_text()
+    assert 'fail/a-fail/report.html' in index and 'slow/b-slow/report.html' in index
+    assert index.index('b-slow') < index.index('a-fail')             # newest first
+    (reports / 'index.html').unlink()
+    assert main(['reports', 'index', '--reports', str(reports)]) == 0 and 'a-fail' in (reports / 'index.html').read_text()
+
+
+@pytest.mark.parametrize('param, says', [
+    ('nope=1', "unknown parameter 'nope'"),
+    ('api_token=abc', "'api_token' looks like a secret"),
+    (f'note={SECRET}', 'contains a secret from the environment'),
+    (f'note=prefix-{SECRET}', 'contains a secret from the environment'),
+    ('note=postgresql://bob:hunter22@db/x', 'looks like a credential'),
+    ('note=https://hooks.slack.com/services/T0/B0/xyz', 'looks like a credential'),
+])
+def test_bad_parameters_refused_before_anything_runs(nbs, tmp_path, capsys, param, says):
+    assert main(['run', str(nbs['ok']), '-p', param, '--reports', str(tmp_path / 'reports')]) == 2
+    err = capsys.readouterr().err
+    assert says in err and SECRET not in err and 'Traceback' not in err
+    assert not (tmp_path / 'reports').exists()
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main(['run', 'no-such-pipeline']) == 2
+    assert 'available:' in capsys.readouterr().err
+    assert main(['run', 'x', '-p', 'novalue']) == 2
+    (tmp_path / 'bad.ini').write_text('[runner]\nkernel_x = 1\n')
+    assert main(['settings', 'check', '--settings', str(tmp_path / 'bad.ini')]) == 2
+    assert 'kernel_x' in capsys.readouterr().err
+    assert main(['settings', 'check']) == 0 and 'OK' in capsys.readouterr().out
+
+
+def test_pipeline_lookup():
+    with pytest.raises(PipelineError, match='unknown pipeline'): pipeline_path('no-such-pipeline')
+    if 'ingest' in list_pipelines(): assert pipeline_path('ingest') == ROOT / 'nbs' / 'pipelines' / 'ingest.ipynb'
+
+
+def test_console_module(tmp_path):
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
+    r = subprocess.run([sys.executable, '-m', 'autotrader.cli', '--help'], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and 'exit codes' in r.stdout and 'run' in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, '-m', 'autotrader.cli', 'pipelines'], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
