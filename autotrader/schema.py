@@ -36,8 +36,8 @@ def canonical(df: pd.DataFrame) -> pd.DataFrame:
     ts = df['timestamp']
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         raise SchemaError(f"column 'timestamp' must be time-zone aware (got {ts.dtype})")
-    out['timestamp'] = ts.dt.tz_convert('UTC').astype(TS_DTYPE).to_numpy()
-    for c in ('instrument', 'timeframe', 'source'): out[c] = df[c].astype(str).to_numpy()
+    out['timestamp'] = ts.dt.tz_convert('UTC').astype(TS_DTYPE).array   # .array: no per-row Timestamp objects
+    for c in ('instrument', 'timeframe', 'source'): out[c] = df[c].astype(str).array
     for c in PRICE_COLUMNS + ['volume'] + [c for c in OPTIONAL_COLUMNS if c in df.columns]:
         try: out[c] = pd.to_numeric(df[c].to_numpy(), errors='raise').astype('float64')
         except (ValueError, TypeError) as e: raise SchemaError(f"column {c!r} is not numeric: {e}") from None

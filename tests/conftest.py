@@ -1,4 +1,4 @@
-import socket, sys
+import os, socket, sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +26,19 @@ def moto_s3():
             yield f'http://{host}:{port}'
         finally:
             server.stop()
+
+
+@pytest.fixture(scope='session')
+def empty_settings(tmp_path_factory):
+    "An empty settings.ini: `load_settings(empty_settings, overrides=…, env={})` sees embedded defaults + overrides only."
+    p = tmp_path_factory.mktemp('settings') / 'settings.ini'
+    p.write_text('')
+    return p
+
+
+@pytest.fixture
+def hermetic(monkeypatch, tmp_path):
+    "cwd is tmp_path (no ./settings.ini is picked up) and no AUTOTRADER* variable from the outside."
+    monkeypatch.chdir(tmp_path)
+    for k in [k for k in os.environ if k.startswith('AUTOTRADER')]: monkeypatch.delenv(k)
+    return tmp_path

@@ -140,7 +140,7 @@ def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), s
     first = sc.get('_stale_first', pd.Series(True, index=sc.index)).reindex(df.index).fillna(True).astype(bool)
     df['_stale'] = ((run >= vsettings.stale_bars) & ~first).to_numpy()
     df['_on_calendar'] = _on_calendar(df, cals, timeframe)
-    reasons = [[] for _ in range(len(df))]; quarantine = np.zeros(len(df), bool); flagged = np.zeros(len(df), bool)
+    reasons = {}; quarantine = np.zeros(len(df), bool); flagged = np.zeros(len(df), bool)
     rows = []
     if len(df):
         gx, bd = _gx()
@@ -156,7 +156,8 @@ def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), s
                 raise ValidationError(f"expectation {why or 'parse'} could not run: {r.exception_info.get('exception_message')}")
             idx = np.asarray(r.result.get('unexpected_index_list') or [], dtype=np.int64)
             if act != 'reorder':
-                for i in idx: reasons[i].append(df.at[i, '_error'] if act == 'parse' else why)
+                errs = df['_error'].to_numpy()
+                for i in idx.tolist(): reasons.setdefault(i, []).append(errs[i] if act == 'parse' else why)
             if act in ('quarantine', 'parse'): quarantine[idx] = True
             elif act == 'flag': flagged[idx] = True
             kw = r.expectation_config.kwargs
@@ -166,7 +167,9 @@ def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), s
             raise ValidationError("Great Expectations passed bars that the pre-checks reject: "
                                   f"rows {list(np.flatnonzero((hard | dup) & ~quarantine)[:10])}")
     exp = pd.DataFrame(rows, columns=['expectation', 'column', 'reason', 'action', 'success', 'unexpected'])
-    why = pd.Series([';'.join(dict.fromkeys(r)) for r in reasons], index=df.index)
+    why = np.full(len(df), '', dtype=object)
+    for i, r in reasons.items(): why[i] = ';'.join(dict.fromkeys(r))
+    why = pd.Series(why, index=df.index)
     cols = BAR_COLUMNS + [c for c in df.columns if c in ('trades', 'vwap', 'bid', 'ask')]
     q = df.loc[quarantine, cols].assign(reason=why[quarantine].to_numpy())
     if q.empty: q = q.astype({'reason': object})

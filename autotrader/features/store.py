@@ -9,9 +9,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
+from ..schema import timeframe_delta
 
 # %% auto #0
-__all__ = ['StoreError', 'frame_hash', 'schema_hash', 'FeatureStore', 'Transaction']
+__all__ = ['StoreError', 'frame_hash', 'schema_hash', 'FeatureStore', 'bar_close', 'Transaction', 'forward_log_return',
+           'training_set']
 
 # %% ../../nbs/features/20_store.ipynb #a4ef2cd9
 class StoreError(RuntimeError):
@@ -39,7 +41,11 @@ def schema_hash(df: pd.DataFrame) -> str:
 
 # %% ../../nbs/features/20_store.ipynb #35a792bd
 def _month(ts: pd.Series) -> pd.Series:
-    return ts.dt.strftime('%Y-%m').fillna('unknown') if len(ts) else pd.Series([], dtype=object)
+    "YYYY-MM partition of each timestamp ('unknown' for NaT); formats only the distinct months."
+    if not len(ts): return pd.Series([], dtype=object)
+    k = (ts.dt.year * 100 + ts.dt.month).fillna(-1).astype('int64')
+    names = {v: ('unknown' if v < 0 else f'{v // 100:04d}-{v % 100:02d}') for v in k.unique()}
+    return k.map(names)
 
 def _safe(s: str) -> str:
     import re
@@ -64,15 +70,56 @@ class FeatureStore:
     def __repr__(self): return f"FeatureStore({str(self.root)!r})"
 
 # %% ../../nbs/features/20_store.ipynb #53aa2e5b
-def _read(self: FeatureStore, dataset: str, instruments=None, start=None, end=None, timeframe=None, columns=None) -> pd.DataFrame:
-    "Rows of `dataset` (optionally only these instruments, timeframe, and timestamps in [start, end))."
-    cat = self._catalog()
+def bar_close(df: pd.DataFrame) -> pd.Series:
+    "When each row's bar closed (its features became known): `timestamp` + the bar length of its `timeframe`."
+    codes, tfs = pd.factorize(df['timeframe'])
+    if len(tfs) <= 1: return df['timestamp'] + (timeframe_delta(str(tfs[0])) if len(tfs) else pd.Timedelta(0))
+    ns = np.array([timeframe_delta(str(tf)).value for tf in tfs] + [np.iinfo('int64').min], dtype='int64')[codes]   # -1 (NaN) → NaT
+    return df['timestamp'] + pd.to_timedelta(ns, unit='ns')
+
+def _utc(t) -> pd.Timestamp | None:
+    if t is None: return None
+    t = pd.Timestamp(t); return t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')
+
+def _catalog_at(self: FeatureStore, as_of) -> dict:
+    "The catalog as committed last at or before `as_of` (from the kept snapshots)."
+    t, cur = _utc(as_of), self._catalog()
+    if not cur.get('committed_at') or pd.Timestamp(cur['committed_at']) <= t: return cur
+    oldest = None
+    for f in sorted((self.root / 'snapshots').glob('[0-9]*.json'), reverse=True):
+        try: snap = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e: raise StoreError(f"snapshot {f} is unreadable: {e}") from None
+        if pd.Timestamp(snap['committed_at']) <= t: return snap
+        oldest = snap
+    if oldest is not None and int(oldest['version']) == 1: return {'version': 0, 'datasets': {}, 'watermarks': {}}
+    since = f"version {oldest['version']}, committed {oldest['committed_at']}" if oldest else f"version {cur['version']}"
+    raise StoreError(f"{self.root}: what the store held at {t} is no longer known — the oldest kept snapshot is {since}, "
+                     f"earlier ones were garbage-collected ([store] keep_snapshots = {self.keep}). Read with by_commit=False "
+                     "for rows of bars closed by then, with their current values.")
+FeatureStore.catalog_at = _catalog_at
+
+def _empty(ds: dict, columns=None) -> pd.DataFrame:
+    "No rows, the dataset's columns and dtypes (in the order written, when the catalog records it)."
+    dt = ds.get('dtypes', {}); order = [c for c in ds.get('columns', []) if c in dt] or list(dt)
+    df = pd.DataFrame({c: pd.Series(dtype=dt[c]) for c in order})
+    return df[columns] if columns else df
+
+def _read(self: FeatureStore, dataset: str, instruments=None, start=None, end=None, timeframe=None, columns=None,
+          as_of=None, by_commit: bool = True) -> pd.DataFrame:
+    "Rows of `dataset` (optionally only these instruments, timeframe, timestamps in [start, end), and rows known at `as_of`)."
+    T = _utc(as_of)
+    cat = self._catalog() if T is None or not by_commit else self.catalog_at(T)
     if dataset not in cat['datasets']:
-        raise StoreError(f"dataset {dataset!r} is not in the store {self.root}; it has: {', '.join(sorted(cat['datasets'])) or 'nothing yet'}")
+        now = self._catalog()['datasets']
+        if T is not None and dataset in now: return _empty(now[dataset], columns)     # not written yet at as_of
+        raise StoreError(f"dataset {dataset!r} is not in the store {self.root}; it has: {', '.join(sorted(now)) or 'nothing yet'}")
     ds, frames = cat['datasets'][dataset], []
-    inst = None if instruments is None else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
-    s = pd.Timestamp(start).tz_convert('UTC') if start is not None and pd.Timestamp(start).tzinfo else (pd.Timestamp(start, tz='UTC') if start is not None else None)
-    e = pd.Timestamp(end).tz_convert('UTC') if end is not None and pd.Timestamp(end).tzinfo else (pd.Timestamp(end, tz='UTC') if end is not None else None)
+    names = None if instruments is None else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
+    inst = None if names is None else {_safe(i) for i in names}      # partitions are keyed by the path-safe name
+    s, e = _utc(start), _utc(end)
+    if T is not None: e = T if e is None else min(e, T)        # a bar opening at or after T has not closed by T
+    need = None if columns is None else list(dict.fromkeys([*columns, *[c for c in ('instrument', 'timestamp', 'timeframe')
+                                                                         if c in ds.get('dtypes', {})]]))
     for key, p in sorted(ds['partitions'].items()):
         tf, sym, month = key.split('|')
         if inst is not None and sym not in inst: continue
@@ -82,16 +129,18 @@ def _read(self: FeatureStore, dataset: str, instruments=None, start=None, end=No
             if e is not None and pd.Timestamp(p['start']) >= e: continue
         f = self.root / p['file']
         if not f.exists(): raise StoreError(f"{dataset}: partition file {p['file']} named by the catalog is missing")
-        frames.append(pd.read_parquet(f, columns=columns))
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ds.get('dtypes', {}).items()})[columns] if columns else \
-               pd.DataFrame({c: pd.Series(dtype=t) for c, t in ds.get('dtypes', {}).items()})
+        frames.append(pd.read_parquet(f, columns=need))
+    if not frames: return _empty(ds, columns)
     df = pd.concat(frames, ignore_index=True)
     if 'timestamp' in df:
-        if s is not None: df = df[df.timestamp >= s]
-        if e is not None: df = df[df.timestamp < e]
+        keep = np.ones(len(df), bool) if names is None or 'instrument' not in df else df.instrument.isin(names).to_numpy().copy()
+        if s is not None: keep &= (df.timestamp >= s).to_numpy()
+        if e is not None: keep &= (df.timestamp < e).to_numpy()
+        if T is not None and 'timeframe' in df: keep &= (bar_close(df) <= T).to_numpy()
+        if not keep.all(): df = df[keep]
     by = [c for c in ('instrument', 'timestamp') if c in df]
-    return df.sort_values(by, kind='stable').reset_index(drop=True) if by else df.reset_index(drop=True)
+    df = df.sort_values(by, kind='stable').reset_index(drop=True) if by else df.reset_index(drop=True)
+    return df[columns] if columns is not None else df
 FeatureStore.read = _read
 
 def _catalog_frame(self: FeatureStore) -> pd.DataFrame:
@@ -140,7 +189,8 @@ class Transaction:
             raise StoreError(f"{dataset}: schema changed ({old.get('dtypes')} → {dict((c, str(t)) for c, t in df.dtypes.items())}); "
                              "write it as a new dataset version")
         ch = self._changes.setdefault(dataset, {'partitions': {}, 'meta': dict(kind=kind, version=version, params=params or {},
-                                      schema_hash=sh, dtypes={c: str(t) for c, t in df.dtypes.items()})})
+                                      schema_hash=sh, dtypes={c: str(t) for c, t in df.dtypes.items()},
+                                      columns=[str(c) for c in df.columns])})
         df = df.copy()
         if log:  # a log: keep every distinct row once; identical rows within one batch are told apart by occurrence
             h = pd.util.hash_pandas_object(df, index=False)
@@ -232,3 +282,74 @@ def _verify(self: FeatureStore) -> list[str]:
             if len(df) != p['rows'] or frame_hash(df) != p['sha256']: probs.append(f"{name} {key}: content does not match the catalog")
     return probs
 FeatureStore.verify = _verify
+
+# %% ../../nbs/features/20_store.ipynb #2d8a67d7
+def _latest(self: FeatureStore, dataset: str, instruments=None, timeframe=None, as_of=None, by_commit: bool = True) -> pd.DataFrame:
+    "The newest fully-known row per instrument and timeframe: its bar closed at or before `as_of` (default: now)."
+    T = _utc(as_of) or pd.Timestamp.now(tz='UTC')
+    cat = self.catalog_at(T) if as_of is not None and by_commit else self._catalog()
+    ds = cat['datasets'].get(dataset)
+    if ds is None:
+        now = self._catalog()['datasets']
+        if dataset in now: return _empty(now[dataset])
+        raise StoreError(f"dataset {dataset!r} is not in the store {self.root}; it has: {', '.join(sorted(now)) or 'nothing yet'}")
+    names = None if instruments is None else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
+    inst = None if names is None else {_safe(i) for i in names}
+    groups = {}
+    for key, p in ds['partitions'].items():
+        tf, sym, month = key.split('|')
+        if (inst is None or sym in inst) and (timeframe is None or tf == timeframe) and month != 'unknown':
+            groups.setdefault((sym, tf), []).append(p)
+    rows = []
+    for _, parts in sorted(groups.items()):
+        for p in sorted(parts, key=lambda p: p.get('start') or '', reverse=True):
+            if p.get('start') and pd.Timestamp(p['start']) >= T: continue
+            f = self.root / p['file']
+            if not f.exists(): raise StoreError(f"{dataset}: partition file {p['file']} named by the catalog is missing")
+            df = pd.read_parquet(f)
+            df = df[((bar_close(df) <= T) & (df.instrument.isin(names) if names is not None else True)).to_numpy()]
+            if len(df): rows.append(df.iloc[[int(np.argmax(df.timestamp.to_numpy()))]]); break
+    if not rows: return _empty(ds)
+    return pd.concat(rows, ignore_index=True).sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
+FeatureStore.latest = _latest
+
+# %% ../../nbs/features/20_store.ipynb #0e18350b
+def forward_log_return(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
+    "Label per bar: yₜ = ln Cₜ₊ₕ − ln Cₜ (h stored bars later) and `label_end`, the close time of bar t + h; rows without one dropped."
+    if int(horizon) < 1: raise ValueError(f"horizon must be ≥ 1 bar (labels use closes strictly after t); got {horizon}")
+    b = bars[['instrument', 'timestamp', 'timeframe', 'close']].sort_values(['instrument', 'timeframe', 'timestamp'], kind='stable')
+    g = b.groupby(['instrument', 'timeframe'], sort=False)
+    ahead = pd.DataFrame({'timestamp': g.timestamp.shift(-horizon), 'timeframe': b.timeframe})
+    out = b[['instrument', 'timestamp', 'timeframe']].assign(label=np.log(g.close.shift(-horizon) / b.close), label_end=bar_close(ahead))
+    return out[out.label.notna().to_numpy() & out.label_end.notna().to_numpy()].reset_index(drop=True)
+
+def training_set(store: FeatureStore, dataset: str, horizon: int = 1, instruments=None, start=None, end=None, timeframe=None,
+                 as_of=None, by_commit: bool = True, bars: str = 'bars', labels=None) -> pd.DataFrame:
+    """Features of `dataset` for bars opened in [start, end) joined with their labels; only what was known at `as_of`.
+    `labels(bars) -> frame keyed by instrument, timestamp[, timeframe]` replaces the default `forward_log_return(bars, horizon)`;
+    it sees only bars known at `as_of` and must drop rows it cannot complete. `horizon` bounds how far past the last
+    feature row bars are read (2 × horizon bars + 14 days)."""
+    X = store.read(dataset, instruments, start, end, timeframe, as_of=as_of, by_commit=by_commit)
+    if labels is None: labels = lambda b: forward_log_return(b, horizon)
+    if X.empty:
+        return X.assign(label=pd.Series(dtype='float64'), label_end=pd.Series(dtype=X.timestamp.dtype if 'timestamp' in X else 'datetime64[ns, UTC]'))
+    reach = max(timeframe_delta(str(tf)) for tf in X.timeframe.unique()) * 2 * int(horizon) + pd.Timedelta(days=14)
+    B = store.read(bars, X.instrument.unique().tolist(), X.timestamp.min(), X.timestamp.max() + reach, timeframe,
+                   as_of=as_of, by_commit=by_commit)
+    Y = labels(B)
+    keys = [c for c in ('instrument', 'timestamp', 'timeframe') if c in Y]
+    out = X.merge(Y, on=keys, how='inner', validate='one_to_one', suffixes=('', '_label'))
+    return out.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
+
+# %% ../../nbs/features/20_store.ipynb #c73603f3
+def _feature_sets(self: FeatureStore) -> pd.DataFrame:
+    "One row per feature-set dataset: id, name, version, params hash, parameters, columns, rows, time range, last update."
+    rows = []
+    for name, d in sorted(self._catalog()['datasets'].items()):
+        if d.get('kind') != 'features' or '/' not in name: continue
+        fid = name.split('/', 1)[1]; nm, _, rest = fid.partition('@'); ver, _, h = rest.rpartition('-')
+        rows.append(dict(dataset=name, name=nm, version=d.get('version') or ver, params_hash=h, params=d.get('params', {}),
+                         columns=[c for c in d.get('dtypes', {}) if c not in ('instrument', 'timestamp', 'timeframe')],
+                         rows=d.get('rows'), start=d.get('start'), end=d.get('end'), updated_at=d.get('updated_at')))
+    return pd.DataFrame(rows, columns=['dataset', 'name', 'version', 'params_hash', 'params', 'columns', 'rows', 'start', 'end', 'updated_at'])
+FeatureStore.feature_sets = _feature_sets
