@@ -173,6 +173,68 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'backoff_base': Key('float', 2.0, 'Exponential backoff with full jitter: the n-th retry waits up to backoff_base × 2^n seconds…'),
         'backoff_max': Key('float', 60.0, '…and never more than this (seconds).'),
     },
+    'drift': {
+        'reference_days': Key('int', 60, 'Drift reference when there is no champion yet (or it records no training window): this many days before the current window.'),
+        'current_hours': Key('int', 72, 'Current window of the health checks: the last this many hours, up to the newest bar.'),
+        'features': Key('list', '', 'Features checked, comma separated; empty = every column of the feature set.'),
+        'bins': Key('int', 10, 'PSI/JS bins of a numerical feature, learnt on the reference.'),
+        'binning': Key('str', 'quantile', 'quantile = bins of equal reference mass; equal_width = equal widths between the reference min and max.', ('quantile', 'equal_width')),
+        'epsilon': Key('float', 0.0001, 'PSI: the share that replaces an empty bin\'s 0 (no renormalisation).'),
+        'max_categories': Key('int', 50, 'Categorical features: bins for the most frequent reference categories; rarer ones are pooled.'),
+        'psi_warning': Key('float', 0.2, 'Warning when a feature\'s PSI exceeds this.'),
+        'psi_critical': Key('float', 0.3, 'Critical when a feature\'s PSI exceeds this.'),
+        'ks_warning': Key('float', 0.2, 'Warning when the Kolmogorov-Smirnov statistic exceeds this.'),
+        'ks_critical': Key('float', 0.3, 'Critical when the Kolmogorov-Smirnov statistic exceeds this.'),
+        'js_warning': Key('float', 0.05, 'Warning when the Jensen-Shannon divergence (bits) exceeds this.'),
+        'js_critical': Key('float', 0.1, 'Critical when the Jensen-Shannon divergence (bits) exceeds this.'),
+        'min_rows': Key('int', 100, 'A feature with fewer non-missing current rows is reported (level info) but raises no drift alert.'),
+    },
+    'quality': {
+        'missing_warning': Key('float', 0.05, 'Warning when a feature\'s share of missing (NaN) current values exceeds this.'),
+        'missing_critical': Key('float', 0.10, 'Critical when a feature\'s share of missing current values exceeds this.'),
+        'range_margin': Key('float', 0.0, 'Training range of a feature: [min, max] of the reference, widened by this share of max - min on each side.'),
+        'range_warning': Key('float', 0.01, 'Warning when a feature\'s share of current values outside the training range (infinities included) exceeds this.'),
+        'range_critical': Key('float', 0.05, 'Critical when that share exceeds this.'),
+        'corr_warning': Key('float', 0.3, 'Warning when a pairwise feature correlation moved by more than this (absolute) from the reference.'),
+        'corr_critical': Key('float', 0.5, 'Critical when a pairwise correlation moved by more than this.'),
+        'freshness_warning_hours': Key('float', 26.0, 'Warning when the newest bar of an instrument is older than this many hours of its calendar\'s trading time (the daily 02:00 ingest leaves up to ~26 h).'),
+        'freshness_critical_hours': Key('float', 50.0, 'Critical when the newest bar is older than this many trading hours.'),
+    },
+    'health': {
+        'performance_days': Key('int', 30, 'Model performance: logged signals of the last this many days.'),
+        'rolling_bars': Key('int', 168, 'Window (bars) of the rolling hit rate and Sharpe in the report.'),
+        'min_signals': Key('int', 50, 'Fewer signals with a known outcome: performance is shown but raises no alert.'),
+        'hit_rate_warning': Key('float', 0.5, 'Warning when the hit rate of logged signals is below this.'),
+        'hit_rate_critical': Key('float', 0.45, 'Critical when the hit rate is below this.'),
+        'sharpe_warning': Key('float', 0.0, 'Warning when the realised annualised Sharpe ratio of logged signals is below this.'),
+        'sharpe_critical': Key('float', -1.0, 'Critical when the realised Sharpe ratio is below this.'),
+        'importance_warning': Key('float', 0.3, 'Warning when the feature-importance shift (total variation distance of normalised importances, 0-1) exceeds this.'),
+        'importance_critical': Key('float', 0.5, 'Critical when the feature-importance shift exceeds this.'),
+        'importance_rows': Key('int', 2000, 'At most this many current rows for the permutation importance of the champion.'),
+    },
+    'alerts': {
+        'sinks': Key('list', 'log, file', 'Enabled sinks: log, file, slack, pagerduty, email. The JSONL file is always written: it is the outbox that keeps undelivered alerts.'),
+        'file': Key('path', '', 'JSONL outbox of alerts with their per-sink delivery status; empty = <data.dir>/alerts/alerts.jsonl.'),
+        'route_critical': Key('list', 'log, file, slack, pagerduty, email', 'Sinks that receive critical alerts (when enabled).'),
+        'route_warning': Key('list', 'log, file, slack, email', 'Sinks that receive warnings (when enabled).'),
+        'route_info': Key('list', 'log, file', 'Sinks that receive info alerts (when enabled).'),
+        'cooldown_minutes': Key('int', 240, 'An alert with the same key and the same or a lower level within this many minutes is suppressed (recorded, not sent).'),
+        'retry_hours': Key('float', 168.0, 'Undelivered alerts are retried on every run for this many hours, then marked expired (they stay in the file).'),
+        'keep_days': Key('int', 90, 'Alerts older than this with nothing left to deliver are removed from the file.'),
+        'timeout': Key('float', 10.0, 'Time-out of one delivery (HTTP or SMTP), in seconds.'),
+        'source': Key('str', '', 'Name of this installation in messages (PagerDuty source); empty = the host name.'),
+        'pagerduty_url': Key('str', 'https://events.pagerduty.com/v2/enqueue', 'PagerDuty Events API v2 endpoint. The routing key comes from AUTOTRADER_PAGERDUTY_ROUTING_KEY.'),
+        'smtp_host': Key('str', 'localhost', 'SMTP server of e-mail alerts.'),
+        'smtp_port': Key('int', 25, 'SMTP port (587 for STARTTLS, 465 for SSL).'),
+        'smtp_security': Key('str', 'none', 'SMTP transport security.', ('none', 'starttls', 'ssl')),
+        'smtp_user': Key('str', '', 'SMTP login (the password comes from AUTOTRADER_SMTP_PASSWORD); empty = no login.'),
+        'smtp_from': Key('str', 'autotrader@localhost', 'Sender of e-mail alerts.'),
+        'smtp_to': Key('list', '', 'Recipients of e-mail alerts, comma separated.'),
+    },
+    'metrics': {
+        'textfile_dir': Key('path', '', 'Prometheus text files for the node-exporter textfile collector; empty = <data.dir>/metrics.'),
+        'sla_seconds': Key('list', 'ingest=7200, train=21600, evaluate=3600, health=900, rollout=3600', 'SLA of each pipeline (NAME=seconds): a run that fails or takes longer counts as an SLA miss.'),
+    },
 }
 
 # %% ../nbs/00_config.ipynb #25f0173f
@@ -235,13 +297,14 @@ class Settings(SimpleNamespace):
                 for s in SCHEMA}
     def __repr__(self): return f"Settings(file={self._file})"
 
-def _find_file(path):
+def _find_file(path, env=None):
+    env = os.environ if env is None else env
     if path: 
         p = Path(path)
         if not p.is_file(): raise SettingsError(f"settings file not found: {p}")
         return p
-    if os.environ.get('AUTOTRADER_SETTINGS'):
-        p = Path(os.environ['AUTOTRADER_SETTINGS'])
+    if env.get('AUTOTRADER_SETTINGS'):
+        p = Path(env['AUTOTRADER_SETTINGS'])
         if not p.is_file(): raise SettingsError(f"AUTOTRADER_SETTINGS points to a missing file: {p}")
         return p
     p = Path('settings.ini')
@@ -259,7 +322,7 @@ def _check_name(section, key, origin):
 def load_settings(path=None, overrides: dict | None = None, env: dict | None = None) -> Settings:
     "Embedded defaults < settings file < `AUTOTRADER__SECTION__KEY` environment < `overrides` ({'section.key': value})."
     env = os.environ if env is None else env
-    f = _find_file(path)
+    f = _find_file(path, env)
     base = f.resolve().parent if f else Path.cwd()
     raw = {s: {k: (spec.default, 'default') for k, spec in keys.items()} for s, keys in SCHEMA.items()}
     if f:

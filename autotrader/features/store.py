@@ -27,6 +27,9 @@ def _atomic_write(path: Path, data: bytes):
     try:
         with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)          # make the rename itself durable
+        try: os.fsync(dfd)
+        finally: os.close(dfd)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
 

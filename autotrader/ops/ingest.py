@@ -46,8 +46,8 @@ class IngestResult:
 
 # %% ../../nbs/ops/31_ingest.ipynb #0d764d01
 def _settings(settings, source, timeframe, path):
-    st = settings if isinstance(settings, Settings) else load_settings(settings)
-    over = {}
+    import copy
+    st = copy.deepcopy(settings) if isinstance(settings, Settings) else load_settings(settings)   # never mutate the caller's
     if source: st.data.source = source
     if timeframe: st.data.timeframe = timeframe
     if path: st.file.path = str(path)
