@@ -10,7 +10,8 @@ from scipy.stats import kstwo
 
 # %% auto #0
 __all__ = ['KEY_COLUMNS', 'DRIFT_DEFAULTS', 'feature_columns', 'is_categorical', 'psi_js', 'ks_pvalue', 'numeric_drift',
-           'categorical_counts', 'categorical_drift', 'drift_config', 'drift_table', 'top_drifted', 'plot_drift']
+           'categorical_counts', 'categorical_drift', 'lag1_autocorr', 'effective_factor', 'drift_config',
+           'drift_table', 'top_drifted', 'plot_drift']
 
 # %% ../../nbs/monitor/50_drift.ipynb #d6a8fb65
 KEY_COLUMNS = ('instrument', 'timestamp', 'timeframe', 'source')
@@ -95,19 +96,17 @@ try: from scipy.stats._ksstats import _kolmogn_PelzGood   # scipy's own Pelz-Goo
 except ImportError: _kolmogn_PelzGood = None
 
 def ks_pvalue(D, n1, n2) -> np.ndarray:
-    "Two-sided p-value of `ks_2samp(method='asymp')`: `kstwo.sf(D, round(n1 n2 / (n1 + n2)))`, Durbin's region by Pelz-Good (see below)."
+    "Two-sided p-value of `ks_2samp(method='asymp')`: `kstwo.sf(D, round(n1 n2 / (n1 + n2)))`; Pelz-Good beyond 2000 (see above)."
     D, a, b = np.broadcast_arrays(np.asarray(D, 'float64'), np.asarray(n1, 'float64'), np.asarray(n2, 'float64'))
     big, small = np.maximum(a, b), np.minimum(a, b)
     with np.errstate(divide='ignore', invalid='ignore'):
         en = np.round(big * small / (big + small))
     out = np.full(D.shape, np.nan)
     ok = np.isfinite(D) & (en >= 1)
-    with np.errstate(invalid='ignore'):
-        slow = ok & (en > 140) & (en * D > 1) & (D < 0.5) & (en * D * D < 2.2) & (en * D ** 1.5 <= 1.4) & (en <= 100_000)
-    if _kolmogn_PelzGood is None: slow[:] = False
-    fast = ok & ~slow
-    out[fast] = kstwo.sf(D[fast], en[fast])
-    out[slow] = [1.0 - _kolmogn_PelzGood(int(e), float(d), cdf=True) for d, e in zip(D[slow], en[slow])]
+    pg = ok & (en > 2000) & (_kolmogn_PelzGood is not None)
+    exact = ok & ~pg
+    out[exact] = kstwo.sf(D[exact], en[exact])
+    out[pg] = [1.0 - _kolmogn_PelzGood(int(e), float(d), cdf=True) for d, e in zip(D[pg], en[pg])]
     return np.clip(out, 0, 1)
 
 # %% ../../nbs/monitor/50_drift.ipynb #381aac9c
@@ -168,7 +167,36 @@ def categorical_drift(r: pd.Series, c: pd.Series, epsilon: float = 1e-4, max_cat
 
 # %% ../../nbs/monitor/50_drift.ipynb #5bcd6b30
 DRIFT_DEFAULTS = dict(bins=10, binning='quantile', epsilon=1e-4, max_categories=50, psi_warning=0.2, psi_critical=0.3,
-                      ks_warning=0.2, ks_critical=0.3, js_warning=0.05, js_critical=0.1, min_rows=100)
+                      ks_warning=0.2, ks_critical=0.3, js_warning=0.05, js_critical=0.1, min_rows=100, max_pvalue=0.01)
+
+def lag1_autocorr(X: np.ndarray, groups=None, max_rows: int = 20_000) -> np.ndarray:
+    "Lag-1 autocorrelation of each column of (rows × features) `X`, over consecutive rows of the same group, both finite (the last `max_rows` rows)."
+    X = np.asarray(X, dtype='float64')
+    if max_rows and X.shape[0] > max_rows:
+        X = X[-max_rows:]; groups = None if groups is None else np.asarray(groups)[-max_rows:]
+    if X.shape[0] < 3: return np.full(X.shape[1], np.nan)
+    a, b = X[1:], X[:-1]
+    ok = np.isfinite(a) & np.isfinite(b)
+    if groups is not None:
+        g = np.asarray(groups); ok &= (g[1:] == g[:-1])[:, None]
+    n = ok.sum(0)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        ma, mb = np.where(ok, a, 0).sum(0) / n, np.where(ok, b, 0).sum(0) / n
+        da, db = np.where(ok, a - ma, 0), np.where(ok, b - mb, 0)
+        r = (da * db).sum(0) / np.sqrt((da * da).sum(0) * (db * db).sum(0))
+    return np.where(n >= 3, r, np.nan)
+
+def effective_factor(rho1) -> np.ndarray:
+    "AR(1) integrated autocorrelation time τ = (1 + ρ)/(1 - ρ) for ρ > 0 (capped at 0.999), else 1."
+    r = np.clip(np.nan_to_num(np.asarray(rho1, dtype='float64'), nan=0.0), 0.0, 0.999)
+    return (1 + r) / (1 - r)
+
+def _ordered(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
+    "Rows in (instrument, timestamp) order and the instrument of each row (None without an instrument column)."
+    if 'instrument' not in df: return df, None
+    by = [c for c in ('instrument', 'timestamp') if c in df]
+    d = df.sort_values(by, kind='stable')
+    return d, d['instrument'].to_numpy()
 
 def drift_config(settings=None, **overrides) -> dict:
     "Drift parameters: the defaults above < `[drift]` of `settings` < `overrides`."
@@ -186,30 +214,44 @@ def _level(row, cfg) -> tuple[str, str]:
         why = [f"{m.upper() if m != 'ks_stat' else 'KS'} {getattr(row, m):.3g} > {cfg[t]:g}"
                for m, t in (('psi', f'psi_{lvl}'), ('ks_stat', f'ks_{lvl}'), ('js', f'js_{lvl}'))
                if np.isfinite(getattr(row, m)) and getattr(row, m) > cfg[t]]
-        if why: return lvl, '; '.join(why)
+        if why:
+            if row.kind == 'numerical' and not (row.p_eff < cfg['max_pvalue']):
+                p = f"KS p = {row.p_eff:.2g}" if np.isfinite(row.p_eff) else 'no KS p-value'
+                return 'info', (f"{'; '.join(why)}, not significant: {p} at {row.n_eff_cur:.1f} effective "
+                                f"current rows (lag-1 autocorrelation {row.rho1:.3f})")
+            return lvl, '; '.join(why)
     return 'ok', ''
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, **params) -> pd.DataFrame:
-    "One row per feature: kind, rows, missing shares, PSI, KS statistic and p-value, JS, level and reason (see above)."
+    "One row per feature: kind, rows, missing shares, PSI, KS (statistic, p-value), JS, autocorrelation, effective p-value, level, reason."
     cfg = drift_config(settings, **params)
     if features is None: features = [c for c in feature_columns(reference) if c in current.columns]
     miss = [f for f in features if f not in reference.columns or f not in current.columns]
     if miss: raise ValueError(f"features missing from the reference or current frame: {miss}")
     cat = [f for f in features if is_categorical(reference[f]) or is_categorical(current[f])]
     num = [f for f in features if f not in cat]
-    res = numeric_drift(_numeric_matrix(reference, num), _numeric_matrix(current, num), cfg['bins'], cfg['binning'], cfg['epsilon'])
-    rows = [dict(feature=f, kind='numerical', **{k: res[k][j] for k in ('psi', 'ks_stat', 'ks_pvalue', 'js', 'n_ref', 'n_cur')})
+    R = _numeric_matrix(reference, num)
+    res = numeric_drift(R, _numeric_matrix(current, num), cfg['bins'], cfg['binning'], cfg['epsilon'])
+    ro, g = _ordered(reference)
+    rho = lag1_autocorr(_numeric_matrix(ro, num) if ro is not reference else R, g)
+    tau = effective_factor(rho)
+    res.update(rho1=rho, n_eff_cur=res['n_cur'] / tau,
+               p_eff=ks_pvalue(res['ks_stat'], res['n_ref'] / tau, res['n_cur'] / tau))
+    rows = [dict(feature=f, kind='numerical', **{k: res[k][j] for k in ('psi', 'ks_stat', 'ks_pvalue', 'js', 'n_ref', 'n_cur',
+                                                                         'rho1', 'n_eff_cur', 'p_eff')})
             for j, f in enumerate(num)]
     hists = {f: res['hist'][j] for j, f in enumerate(num)}
     for f in cat:
         d = categorical_drift(reference[f], current[f], cfg['epsilon'], cfg['max_categories'])
-        hists[f] = d.pop('hist'); rows.append(dict(feature=f, kind='categorical', **d))
-    cols = ['feature', 'kind', 'n_ref', 'n_cur', 'missing_ref', 'missing_cur', 'psi', 'ks_stat', 'ks_pvalue', 'js', 'level', 'reason']
+        hists[f] = d.pop('hist'); rows.append(dict(feature=f, kind='categorical', **d, rho1=np.nan, n_eff_cur=d['n_cur'], p_eff=np.nan))
+    cols = ['feature', 'kind', 'n_ref', 'n_cur', 'missing_ref', 'missing_cur', 'psi', 'ks_stat', 'ks_pvalue', 'js', 'rho1',
+            'n_eff_cur', 'p_eff', 'significant', 'level', 'reason']
     if not rows: return pd.DataFrame(columns=cols).set_index('feature')
     t = pd.DataFrame(rows)
     t['missing_ref'] = [reference[f].isna().mean() if len(reference) else np.nan for f in t.feature]
     t['missing_cur'] = [current[f].isna().mean() if len(current) else np.nan for f in t.feature]
     t[['level', 'reason']] = [_level(r, cfg) for r in t.itertuples()]
+    t['significant'] = ((t.kind == 'categorical') | (t.p_eff < cfg['max_pvalue'])) & (t.n_cur >= cfg['min_rows'])
     order = t.level.map({'critical': 0, 'warning': 1, 'info': 2, 'ok': 3})
     t = t.assign(_o=order, _p=-t.psi.fillna(-1)).sort_values(['_o', '_p'], kind='stable').drop(columns=['_o', '_p'])
     t = t[cols].set_index('feature')

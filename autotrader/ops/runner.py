@@ -290,5 +290,14 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
     _write_atomic(run_dir / 'run.json', json.dumps(_plain(record), indent=2))
     mf.unlink(missing_ok=True)
     write_index(reports)
+    _export_metrics(record, settings_path)
     return RunResult(nb_path.stem, run_id, status, run_dir, run_dir / 'report.html', run_dir / 'notebook.ipynb',
                      params, started, ended, duration, metrics, error)
+
+# %% ../../nbs/ops/30_runner.ipynb #2f9d3a90
+def _export_metrics(record, settings_path):
+    try:
+        from autotrader.monitor.metrics import write_pipeline_metrics
+        write_pipeline_metrics(_plain(record), load_settings(settings_path))
+    except Exception as e:  # noqa: BLE001 — metrics must not fail a run
+        import logging; logging.getLogger('autotrader.runner').warning('pipeline metrics not written: %s', e)

@@ -1,0 +1,83 @@
+"""The health pipeline end to end: `autotrader run ingest` then `autotrader run health` on embedded defaults; the
+drift reference taken from the champion's training window in a real MLflow registry; model performance from logged
+signals; the pipeline-metrics hook."""
+import json, logging, os, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from autotrader.config import load_settings
+from autotrader.monitor.health import run_health, tag_training_window, champion_reference, HealthError
+from autotrader.monitor.performance import log_signals, read_signals
+from autotrader.monitor.metrics import write_pipeline_metrics, read_samples
+from autotrader.features.store import FeatureStore
+from monitor_helpers import sim_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def cli(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
+    env.update(MPLBACKEND='Agg', PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, '-m', 'autotrader.cli', *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+def test_cli_ingest_then_health_on_embedded_defaults(tmp_path):
+    (tmp_path / 'settings.ini').write_text('[data]\nlookback_days = 12\n')
+    r = cli('run', 'ingest', '--no-progress', cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = cli('run', 'health', '--no-progress', cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = next((tmp_path / 'reports' / 'health').iterdir())
+    rec = json.loads((run_dir / 'run.json').read_text())
+    assert rec['status'] == 'ok' and rec['metrics']['features'] == 5 and rec['metrics']['rows_current'] > 100
+    html = (run_dir / 'report.html').read_text()
+    assert 'Drift' in html and 'Data quality' in html and 'Alerts' in html and 'no champion' in html
+    data = tmp_path / 'autotrader-data'
+    assert (data / 'metrics' / 'autotrader_health.prom').exists() and (data / 'alerts' / 'alerts.jsonl').exists()
+    # the runner hook: pipeline metrics from the run record
+    st = load_settings(tmp_path / 'settings.ini', env={})
+    ingest = json.loads(next((tmp_path / 'reports' / 'ingest').glob('*/run.json')).read_text())
+    p = write_pipeline_metrics(ingest, st)
+    s = read_samples(p)
+    assert s[('autotrader_pipeline_status', (('pipeline', 'ingest'), ('status', 'ok')))] == 1.0
+    assert s[('autotrader_pipeline_rows', (('kind', 'rows_clean'), ('pipeline', 'ingest')))] > 0
+
+def test_empty_store_says_run_ingest(tmp_path):
+    st = load_settings(overrides={'data.dir': str(tmp_path)}, env={})
+    with pytest.raises(HealthError, match='autotrader run ingest'): run_health(st)
+
+def test_champion_reference_signals_and_importance(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    logging.getLogger('mlflow').setLevel(logging.ERROR); logging.getLogger('alembic').setLevel(logging.ERROR)
+    from sklearn.linear_model import LogisticRegression
+    from autotrader.train.registry import ModelRegistry
+    st = load_settings(overrides={'data.dir': str(tmp_path / 'data'), 'instruments.symbols': 'BTC-USD, ETH-USD'}, env={})
+    fs, bars = sim_store(st.store.dir, days=70, seed=4, shift_from='2024-03-08')
+    store = FeatureStore(st.store.dir)
+    feats = store.read(f'features/{fs.id}')
+    b = bars.sort_values(['instrument', 'timestamp'])
+    up = (b.groupby('instrument').close.shift(-1) > b.close).astype(int)
+    X = feats.merge(b[['instrument', 'timestamp']].assign(y=up.to_numpy()), on=['instrument', 'timestamp']).dropna()
+    cols = fs.columns
+    train = X[(X.timestamp >= '2024-01-10') & (X.timestamp < '2024-02-20')]
+    model = LogisticRegression().fit(train[cols], train.y)
+    reg = ModelRegistry.from_settings(st)
+    run = reg.log_run({'C': 1.0}, {}, feature_set=fs.id, model=model, input_example=train[cols].head(),
+                      tables={'importance': pd.Series(np.abs(model.coef_[0]), index=cols, name='importance').to_frame()})   # as the train pipeline logs it
+    v = reg.register(run); reg.promote(v)
+    tag_training_window(reg, v, fs.id, '2024-01-10', '2024-02-20', ['BTC-USD', 'ETH-USD'], '1h')
+    ch = champion_reference(st)
+    assert (ch['version'], ch['feature_set'], ch['start']) == (v, fs.id, pd.Timestamp('2024-01-10', tz='UTC'))
+    # signals logged by "the gateway": the champion's P(up) on every bar of the last 30 days
+    live = X[X.timestamp >= '2024-02-10']
+    sig = live[['instrument', 'timestamp']].assign(timeframe='1h', model_version=v, prob=model.predict_proba(live[cols])[:, 1], position=np.nan)
+    assert log_signals(store, sig) and not log_signals(store, sig)       # logging the same rows again changes nothing
+    assert len(read_signals(store)) == len(sig)
+    r = run_health(st, now='2024-03-11')
+    assert r.reference_source == f'champion v{v} training window'
+    assert r.windows['reference'] == (pd.Timestamp('2024-01-10', tz='UTC'), pd.Timestamp('2024-02-20', tz='UTC'))
+    assert r.reference.timestamp.min() >= pd.Timestamp('2024-01-10', tz='UTC') and r.reference.timestamp.max() < pd.Timestamp('2024-02-20', tz='UTC')
+    assert r.levels['drift'] == 'critical'
+    assert r.performance['signals'] > 1000 and 0.3 < r.performance['hit_rate'] < 0.7 and np.isfinite(r.performance['sharpe'])
+    assert len(r.rolling) > 100 and r.confidence is not None and set(r.confidence.index) == {'confidence', 'prob'}
+    assert r.importance is not None and 0 <= r.importance['tv'] <= 1, r.importance
+    assert set(r.importance['current'].index) == set(cols)
+    s = read_samples(r.metrics_file)
+    assert ('autotrader_model_hit_rate', ()) in s and ('autotrader_model_importance_shift', ()) in s
