@@ -122,6 +122,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'pruning': Key('bool', True, 'Prune trials whose running mean over the first CV folds is below the median of earlier trials.'),
         'seed': Key('int', 0, 'Seed of the TPE sampler and of the estimators: same data, settings and seed, same model.'),
         'threads': Key('int', 1, 'Threads of one model fit (OpenMP / BLAS); 0 = every core. On 2 vCPUs one thread fits gradient boosting faster than two.'),
+        'n_jobs': Key('int', 2, 'Optuna trials evaluated at once (threads, each fitting with `threads` threads); for a given n_jobs the same seed gives the same study. Set it to the number of cores.'),
         'optuna_storage': Key('str', '', 'Optuna storage URL; empty = sqlite:///<data.dir>/optuna.db. postgresql://user@host/db lets many workers tune one study (password from PGPASSWORD or ~/.pgpass, never here).'),
         'min_test_timestamps': Key('int', 500, 'Refuse to train when the test window would hold fewer distinct timestamps: gates on a short window promote noise.'),
     },

@@ -111,7 +111,7 @@ def test_cli_ingest_train_evaluate_on_defaults(tmp_path):
     uri = f"sqlite:///{tmp_path / 'autotrader-data' / 'mlflow.db'}"
     c = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = c.get_model_version_by_alias('autotrader', 'challenger')
-    assert mv.version == '1' and mv.tags['decision.promote'] == str(m['promote']).lower()
+    assert str(mv.version) == '1' and mv.tags['decision.promote'] == str(m['promote']).lower()
     assert {'gate.sharpe', 'gate.max_drawdown', 'gate.win_rate', 'gates.passed'} <= set(mv.tags)
     assert mv.tags['autotrader.train.instruments'] == 'BTC-USD,ETH-USD,SOL-USD,EUR-USD,SPY'
     run_ = c.get_run(mv.run_id)
@@ -180,7 +180,7 @@ _KILLED_TUNER = textwrap.dedent('''
     X = pd.DataFrame(rng.normal(size=(n, 4)), columns=list('abcd')); y = (X.a + rng.normal(size=n) > 0).astype(int)
     f = pd.DataFrame({'instrument': 'A', 'timestamp': pd.date_range('2024-01-01', periods=n, freq='1h', tz='UTC'),
                       'next_ret': rng.normal(0, 0.01, n)})
-    tune(X, y, f, PurgedKFold(3, t0=t, t1=t + 1), BacktestSpec(), 'hgb', n_trials=int(sys.argv[2]), storage=sys.argv[1],
+    tune(X, y, f, PurgedKFold(3, t0=t, t1=t + 1), BacktestSpec(), 'logistic', n_trials=int(sys.argv[2]), storage=sys.argv[1],
          study_name='killed', pruning=False)
 ''')
 
@@ -189,8 +189,8 @@ def test_killed_study_resumes(tmp_path):
     "A tuner killed mid-study (SIGKILL) leaves its finished trials in SQLite; the next run only runs the missing ones."
     import optuna
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
-    proc = subprocess.Popen([sys.executable, '-c', _KILLED_TUNER, url, '200'], env=env, start_new_session=True)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
+    proc = subprocess.Popen([sys.executable, '-c', _KILLED_TUNER, url, '1000'], env=env, start_new_session=True)
     deadline, done = time.monotonic() + 120, 0
     try:
         while done < 3:

@@ -228,9 +228,14 @@ def train(settings=None, feature_set=None, instruments=None, start=None, end=Non
     "Train, log and register a challenger (the steps above). Arguments left None come from the settings."
     st = run_settings(settings, feature_set=feature_set, valid_size=valid_size, test_size=test_size, n_trials=n_trials,
                       timeout=timeout, model=model, baseline=baseline, seed=seed, objective=objective)
+    return _limited(st, _train, st, instruments, start, end, as_of, register)
+
+def _limited(st, fn, *args):
+    "Run `fn(*args)` with `[train] threads` threads in OpenMP / BLAS pools."
+    import sklearn.ensemble, sklearn.linear_model      # noqa: load the OpenMP / BLAS runtimes first: threadpoolctl limits only loaded ones
     from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=st.train.threads or None):
-        return _train(st, instruments, start, end, as_of, register)
+    if not st.train.threads: return fn(*args)
+    with threadpool_limits(limits=st.train.threads): return fn(*args)
 
 def _train(st, instruments, start, end, as_of, register) -> TrainResult:
     from autotrader.ops.runner import current_run
@@ -246,11 +251,11 @@ def _train(st, instruments, start, end, as_of, register) -> TrainResult:
     tr, va = w.train, w.valid
     cv = cv_from_settings(st, t0=F.timestamp.iloc[tr], t1=F.t1.iloc[tr])
     cfg = dict(objective=t.objective, cv=repr(cv), spec=spec.to_dict(), seed=t.seed, windows=[t.valid_size, t.test_size],
-               horizon=[t.horizon, t.dead_zone, t.dead_zone_mode])
+               horizon=[t.horizon, t.dead_zone, t.dead_zone_mode], pruning=t.pruning)
     name = study_name(st.mlflow.model_name, t.model, data.data_hash, cfg)
     try:
         tuning = tune(X.iloc[tr], y[tr], F.iloc[tr], cv, spec, t.model, t.n_trials, t.timeout or None, t.objective, t.seed,
-                      optuna_storage(st), name, t.pruning)
+                      optuna_storage(st), name, t.pruning, t.n_jobs)
     except ValueError as e:
         if 'fold' in str(e) or 'timestamps' in str(e): raise TrainError(f"cross-validation: {e}") from None
         raise
@@ -309,7 +314,7 @@ def _log_and_register(res: TrainResult, st):
               'windows': {k: f"{v['start']}..{v['end']} ({v['rows']} rows, {v['purged']} purged)" for k, v in tr['windows'].items()},
               'cv': {'scheme': t.cv_scheme, 'folds': t.cv_folds, 'embargo': t.embargo, 'max_train_bars': t.max_train_bars},
               'tuning': {'objective': t.objective, 'n_trials': t.n_trials, 'timeout': t.timeout, 'pruning': t.pruning,
-                         'seed': t.seed, 'study': tr['study'], 'storage': tr['storage']},
+                         'seed': t.seed, 'n_jobs': t.n_jobs, 'threads': t.threads, 'study': tr['study'], 'storage': tr['storage']},
               'backtest': {'cost_bps': tr['backtest']['cost_bps'], 'mode': t.position_mode, 'band': t.position_band,
                            'allow_short': t.allow_short}}
     cand = res.candidates.set_index('candidate')
@@ -428,7 +433,7 @@ def _champion_metrics(reg, ch: dict, st, test: pd.DataFrame, spec: BacktestSpec,
     cover = float((m['_merge'] == 'both').mean()) if len(m) else 0.0
     if cover < 1: raise TrainError(f"champion v{ch['version']}: its features ({ds}) cover {cover:.1%} of the test rows")
     prob = _predict(reg.load_model(ch['version']), m[ctr['features']], ctr['classes'])
-    return spec.metrics(spec.run(test, prob))
+    return spec.metrics(spec.run(test, prob), ctr.get('n_trials', 1), ctr.get('trial_sharpe_var', 0.0))
 
 # %% ../../nbs/train/47_pipeline.ipynb #d2fc14ae
 def _reasons(gates, notes) -> list[str]:
@@ -484,14 +489,14 @@ def _card(reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp) -
 # %% ../../nbs/train/47_pipeline.ipynb #aceb4f32
 def evaluate_version(settings=None, version=None, write: bool = True) -> Evaluation:
     "Backtest a registered version on its test window, gate it, render its card, record the decision (see above)."
-    with _quiet_mlflow(): return _evaluate_version(settings, version, write)
+    st = settings if isinstance(settings, Settings) else load_settings(settings)
+    with _quiet_mlflow(): return _limited(st, _evaluate_version, st, version, write)
 
-def _evaluate_version(settings, version, write):
+def _evaluate_version(st, version, write):
     from autotrader.train.registry import ModelRegistry, metrics_from_frame
     from autotrader.train.gates import gates_from_settings
     from autotrader.ops.runner import current_run
     T = {}; t0 = time.perf_counter(); notes = []
-    st = settings if isinstance(settings, Settings) else load_settings(settings)
     reg = ModelRegistry.from_settings(st)
     mv = _resolve(reg, version); v = mv['version']
     tr = _load_json(reg, mv['run_id'], 'training.json')

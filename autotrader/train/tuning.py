@@ -189,7 +189,7 @@ def _trials_frame(study) -> pd.DataFrame:
 
 def tune(X: pd.DataFrame, y, frame: pd.DataFrame, cv: PurgedKFold, spec: BacktestSpec, estimator: str = 'hgb',
          n_trials: int = 30, timeout: float | None = None, objective: str = 'sharpe', seed: int = 0, storage: str | None = None,
-         study_name: str | None = None, pruning: bool = True) -> TuningResult:
+         study_name: str | None = None, pruning: bool = True, n_jobs: int = 1) -> TuningResult:
     "Tune `estimator` with optuna on purged CV of (X, y); resume the study `study_name` in `storage` (see above)."
     import optuna
     if objective not in OBJECTIVES: raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -206,8 +206,8 @@ def tune(X: pd.DataFrame, y, frame: pd.DataFrame, cv: PurgedKFold, spec: Backtes
     if not study.trials: study.enqueue_trial(ESTIMATORS[estimator]['defaults'])
     y = np.asarray(y)
 
-    def _objective(trial):
-        est = make_estimator(estimator, suggest_params(trial, estimator), seed)
+    def _objective(trial, params):
+        est = make_estimator(estimator, params, seed)
         sharpe, folds = [], []
         def on_fold(k, m, running):
             sharpe.append(m['sharpe']); folds.append({c: m[c] for c in ('sharpe', 'win_rate', 'max_drawdown', 'neg_log_loss', 'roc_auc', 'accuracy')})
@@ -221,11 +221,24 @@ def tune(X: pd.DataFrame, y, frame: pd.DataFrame, cv: PurgedKFold, spec: Backtes
         v = float(np.nanmean([_objective_value(r, objective) for r in res.to_dict('records')]))
         return v if np.isfinite(v) else float('-inf')
 
-    todo = max(0, int(n_trials) - done)
-    if todo:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-            study.optimize(_objective, n_trials=todo, timeout=timeout or None, gc_after_trial=False)
+    def _run(trial, params):
+        try: return optuna.trial.TrialState.COMPLETE, _objective(trial, params)
+        except optuna.TrialPruned: return optuna.trial.TrialState.PRUNED, None
+        except BaseException as e: return optuna.trial.TrialState.FAIL, e
+
+    todo, start = max(0, int(n_trials) - done), time.perf_counter()
+    jobs = max(1, int(n_jobs))
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(jobs) as pool, warnings.catch_warnings():
+        warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+        while todo > 0 and not (timeout and time.perf_counter() - start > timeout):
+            batch = [study.ask() for _ in range(min(jobs, todo))]            # asked, and sampled, in order: deterministic
+            params = [suggest_params(t, estimator) for t in batch]
+            out = list(pool.map(_run, batch, params)) if len(batch) > 1 else [_run(batch[0], params[0])]
+            for t, (state, v) in zip(batch, out):
+                if state == optuna.trial.TrialState.FAIL: study.tell(t, state=state); raise v
+                study.tell(t, v if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+            todo -= len(batch)
     trials = _trials_frame(study)
     fin = trials[trials.state.isin(_FINISHED)] if len(trials) else trials
     complete = [t for t in study.trials if t.state.name == 'COMPLETE']
