@@ -19,7 +19,8 @@ from .labels import make_labels, prob_up
 from .splits import Windows, chrono_split, cv_from_settings
 from .backtest import bars_per_year, observed_bars_per_year
 from .tuning import (ESTIMATORS, BacktestSpec, TuningResult, config_hash, cv_score, fold_metrics,
-                                     make_estimator, safe_url, study_name, tune)
+                                     make_estimator, safe_url, study_name, tune, _inherit_openmp_limit)
+from concurrent.futures import ThreadPoolExecutor
 
 # %% auto #0
 __all__ = ['TrainError', 'run_settings', 'train_instruments', 'cost_model', 'backtest_spec', 'TrainingData', 'training_data',
@@ -262,26 +263,32 @@ def _train(st, instruments, start, end, as_of, register) -> TrainResult:
     T['tuning'] = time.perf_counter() - t1_; t1_ = time.perf_counter()
     # candidates: the tuned model and the baseline, scored on the validation window
     cands = [(f'tuned:{t.model}', t.model, tuning.best_params)] + ([(f'baseline:{t.baseline}', t.baseline, {})] if t.baseline != 'none' else [])
-    rows, fitted, trial_sr = [], {}, list(tuning.trials.loc[tuning.trials.state.isin(['COMPLETE', 'PRUNED']), 'sharpe'].dropna())
-    for label, est, params in cands:
-        row = dict(candidate=label, estimator=est)
+    trial_sr = list(tuning.trials.loc[tuning.trials.state.isin(['COMPLETE', 'PRUNED']), 'sharpe'].dropna())
+
+    def _candidate(label, est, params):
+        row, m = dict(candidate=label, estimator=est), None
         if label.startswith('tuned'): row['cv.objective'] = tuning.best_value; row['cv.sharpe'] = float(tuning.folds['sharpe'].mean())
         else:
             bf = cv_score(make_estimator(est, params, t.seed), X.iloc[tr], y[tr], F.iloc[tr], cv, spec, t.objective)
             row['cv.objective'] = float(bf['neg_log_loss' if t.objective == 'log_loss' else t.objective].mean())
-            row['cv.sharpe'] = float(bf['sharpe'].mean()); trial_sr.append(row['cv.sharpe'])
+            row['cv.sharpe'] = float(bf['sharpe'].mean())
         if len(va):
-            m = make_estimator(est, params, t.seed).fit(X.iloc[tr], y[tr]); fitted[label] = m
+            m = make_estimator(est, params, t.seed).fit(X.iloc[tr], y[tr])
             fm = fold_metrics(F.iloc[va], y[va], m.predict_proba(X.iloc[va]), m.classes_, spec)
             row.update({f'valid.{k}': v for k, v in fm.items()})
-        rows.append(row)
-    cand = pd.DataFrame(rows)
-    key = 'valid.' + ('neg_log_loss' if t.objective == 'log_loss' else t.objective)
-    selected = cand.loc[cand[key].fillna(-np.inf).idxmax(), 'candidate'] if len(va) else cands[0][0]
-    est, params = next((e, p) for l, e, p in cands if l == selected)
-    importance = _importance(fitted[selected], X.iloc[va], y[va], t.seed) if len(va) else None
+        return row, m
+
     fit_rows = np.sort(np.concatenate([tr, va]))
-    final = make_estimator(est, params, t.seed).fit(X.iloc[fit_rows], y[fit_rows])
+    with ThreadPoolExecutor(max(1, t.n_jobs), initializer=_inherit_openmp_limit()) as pool:   # independent fits: same results, in parallel
+        outs = list(pool.map(lambda c: _candidate(*c), cands))
+        cand = pd.DataFrame([r for r, _ in outs]); fitted = {r['candidate']: m for r, m in outs}
+        trial_sr += [r['cv.sharpe'] for r, _ in outs if r['candidate'].startswith('baseline')]
+        key = 'valid.' + ('neg_log_loss' if t.objective == 'log_loss' else t.objective)
+        selected = cand.loc[cand[key].fillna(-np.inf).idxmax(), 'candidate'] if len(va) else cands[0][0]
+        est, params = next((e, p) for l, e, p in cands if l == selected)
+        imp = pool.submit(_importance, fitted[selected], X.iloc[va], y[va], t.seed) if len(va) else None
+        final = pool.submit(lambda: make_estimator(est, params, t.seed).fit(X.iloc[fit_rows], y[fit_rows])).result()
+        importance = imp.result() if imp is not None else None
     T['select_fit'] = time.perf_counter() - t1_; t1_ = time.perf_counter()
     n_total = int(tuning.n_trials + (1 if t.baseline != 'none' else 0))
     sr_var = float(np.var(trial_sr, ddof=1)) if len(trial_sr) > 1 else 0.0

@@ -152,7 +152,7 @@ def _storage(url):
     import optuna
     if url is None: return None
     kw = {'connect_args': {'timeout': 60}} if str(url).startswith('sqlite') else {}
-    return optuna.storages.RDBStorage(str(url), engine_kwargs=kw, heartbeat_interval=60, grace_period=600)
+    return optuna.storages.RDBStorage(str(url), engine_kwargs=kw)
 
 @dataclass
 class TuningResult:
@@ -186,6 +186,14 @@ def _trials_frame(study) -> pd.DataFrame:
                          roc_auc=u.get('roc_auc'), neg_log_loss=u.get('neg_log_loss'), win_rate=u.get('win_rate'),
                          seconds=t.duration.total_seconds() if t.duration else None, **{f'params.{k}': v for k, v in t.params.items()}))
     return pd.DataFrame(rows)
+
+def _inherit_openmp_limit():
+    "A thread initializer giving new threads the caller's OpenMP thread limit (OpenMP keeps it per thread: new threads start at all cores)."
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+        n = next((i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openmp'), None)
+    except ImportError: return None
+    return (lambda: threadpool_limits(limits=n, user_api='openmp')) if n else None
 
 def tune(X: pd.DataFrame, y, frame: pd.DataFrame, cv: PurgedKFold, spec: BacktestSpec, estimator: str = 'hgb',
          n_trials: int = 30, timeout: float | None = None, objective: str = 'sharpe', seed: int = 0, storage: str | None = None,
@@ -229,7 +237,7 @@ def tune(X: pd.DataFrame, y, frame: pd.DataFrame, cv: PurgedKFold, spec: Backtes
     todo, start = max(0, int(n_trials) - done), time.perf_counter()
     jobs = max(1, int(n_jobs))
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(jobs) as pool, warnings.catch_warnings():
+    with ThreadPoolExecutor(jobs, initializer=_inherit_openmp_limit()) as pool, warnings.catch_warnings():
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
         while todo > 0 and not (timeout and time.perf_counter() - start > timeout):
             batch = [study.ask() for _ in range(min(jobs, todo))]            # asked, and sampled, in order: deterministic
