@@ -22,26 +22,15 @@ How it measures (see benchmarks/README.md):
   allocation-heavy code and misses Arrow's allocator).
 """
 from __future__ import annotations
-import argparse, json, os, resource, statistics, subprocess, sys, tempfile, time, warnings
+import argparse, json, os, statistics, sys, tempfile, time, warnings
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, gb, run_child, status_kb as _status_kb, maxrss_bytes as _maxrss_bytes  # noqa: E402
 
 START = '2024-01-01T00:00:00Z'
 TARGET_SECONDS, TARGET_RATIO, TARGET_BYTES = 5.0, 10.0, 2 * 1024 ** 3
-MARK = '@@BENCH@@ '
 SHARED = ['rsi', 'macd', 'macd_signal', 'macd_hist', 'bb_pctb', 'bb_width', 'atr', 'stoch_k', 'stoch_d']
-
-def _status_kb(field):
-    try:
-        for line in Path('/proc/self/status').read_text().splitlines():
-            if line.startswith(field + ':'): return int(line.split()[1])
-    except OSError: return None
-
-def _maxrss_bytes():
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == 'darwin' else r * 1024
-
-def gb(b):
-    return f"{b / 1024 ** 3:.2f} GB" if b >= 1024 ** 3 * 0.995 else f"{b / 1024 ** 2:,.0f} MB"
 
 # ---------------------------------------------------------------- the three computations
 
@@ -109,15 +98,10 @@ def worker(spec):
             for fn, acc in ((fs.compute, full), (ours_shared, ours), (ta_shared, theirs)):
                 gc.collect(); t = time.perf_counter(); r = fn(bars); acc.append(time.perf_counter() - t); del r
         out = dict(full=full, ours=ours, ta=theirs, columns=len(fs.columns), lookback=fs.lookback, id=fs.id)
-    print(MARK + json.dumps(out), flush=True)
+    emit(out)
 
 def run_worker(spec):
-    p = subprocess.run([sys.executable, __file__, '--_worker', json.dumps(spec)], capture_output=True, text=True)
-    line = next((l for l in p.stdout.splitlines() if l.startswith(MARK)), None)
-    if p.returncode or line is None:
-        sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
-        raise SystemExit(f"benchmark worker ({spec['mode']}) failed (exit code {p.returncode})")
-    return json.loads(line[len(MARK):])
+    return run_child([__file__, '--_worker', json.dumps(spec)], f"worker ({spec['mode']})")
 
 def make_bars(path, n_ins, n_bars):
     import pandas as pd

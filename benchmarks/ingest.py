@@ -19,26 +19,17 @@ How it measures (see benchmarks/README.md):
   so the part the 1M-bar run itself adds is visible.
 """
 from __future__ import annotations
-import argparse, json, os, resource, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, sys, tempfile, time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, gb, run_child, status_kb as _status_kb, maxrss_bytes as _maxrss_bytes  # noqa: E402
 
 STAGES = ['fetch', 'archive', 'parse', 'validate', 'features', 'store']
 START = '2024-01-01T00:00:00Z'      # crypto calendar: every minute is a bar, so start + N minutes = N bars
 TARGET_SECONDS, TARGET_BYTES = 20.0, 2 * 1024 ** 3
-MARK = '@@BENCH@@ '
 
 # ---------------------------------------------------------------- worker (one measured ingest per process)
-
-def _status_kb(field):
-    "VmRSS / VmHWM of this process from /proc (kB), or None off Linux."
-    try:
-        for line in Path('/proc/self/status').read_text().splitlines():
-            if line.startswith(field + ':'): return int(line.split()[1])
-    except OSError: return None
-
-def _maxrss_bytes():
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == 'darwin' else r * 1024     # Linux reports kB, macOS bytes
 
 def _du(path):
     return sum(f.stat().st_size for f in Path(path).rglob('*') if f.is_file())
@@ -100,29 +91,20 @@ def worker(spec):
                    archive_bytes=_du(st.archive.dir), store_bytes=_du(st.store.dir),
                    archive_objects=len(res.archived))
     finally: shutil.rmtree(rdir, ignore_errors=True)
-    print(MARK + json.dumps(out), flush=True)
+    emit(out)
 
 # ---------------------------------------------------------------- driver
 
 def run_worker(args, profile=None):
     spec = dict(instruments=args.instruments, bars_per_instrument=args.bars_per_instrument, warmup_bars=args.warmup_bars,
                 tmpdir=args.tmpdir, profile=profile, profiler=args.profiler)
-    p = subprocess.run([sys.executable, __file__, '--_worker', json.dumps(spec)], capture_output=True, text=True)
-    line = next((l for l in p.stdout.splitlines() if l.startswith(MARK)), None)
-    if p.returncode or line is None:
-        sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
-        raise SystemExit(f"benchmark worker failed (exit code {p.returncode})")
-    r = json.loads(line[len(MARK):])
+    r = run_child([__file__, '--_worker', json.dumps(spec)], 'worker')
     m = r['metrics']
     bad = [f"{k}={m[k]} (expected {r['expected_bars']})" for k in ('rows_in', 'rows_clean', 'feature_rows') if m[k] != r['expected_bars']]
     if bad or m['rows_quarantined'] or not m['committed']:
         raise SystemExit(f"the run did not ingest exactly {r['expected_bars']:,} clean bars: {', '.join(bad)}; "
                          f"quarantined={m['rows_quarantined']} committed={m['committed']}")
     return r
-
-def gb(b):
-    if b >= 1024 ** 3 * 0.995: return f"{b / 1024 ** 3:.2f} GB"
-    return f"{b / 1024 ** 2:,.0f} MB" if b >= 10 * 1024 ** 2 else f"{b / 1024 ** 2:.1f} MB"
 
 def report(runs, n):
     med = lambda xs: statistics.median(xs)

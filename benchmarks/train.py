@@ -24,17 +24,14 @@ What is measured (see benchmarks/README.md, section `train.py`):
   starts. The figures are the medians over `--runs`.
 """
 from __future__ import annotations
-import argparse, json, os, resource, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, statistics, sys, tempfile, time
 from pathlib import Path
 
-MARK = '@@BENCH@@ '
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, run_child as _run, maxrss_bytes as _maxrss_bytes  # noqa: E402
+
 TARGET_SECONDS, TARGET_BYTES = 120.0, 1024 ** 3
 WARMUP_BARS = 1464 + 10          # the standard set's lookback (2 x regime_window + …) plus a margin
-
-
-def _maxrss_bytes():
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r if sys.platform == 'darwin' else r * 1024
 
 
 def _settings(load_settings, root, store_dir, trials, folds):
@@ -121,11 +118,7 @@ def prepare(tmpdir, samples):
 def run_child(kind, spec):
     env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get('PYTHONPATH')]))
-    p = subprocess.run([sys.executable, __file__, '--child', kind, '--spec', json.dumps(spec)], capture_output=True,
-                       text=True, env=env)
-    out = [l for l in p.stdout.splitlines() if l.startswith(MARK)]
-    if p.returncode != 0 or not out: sys.exit(f"{kind} run failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return json.loads(out[-1][len(MARK):])
+    return _run([__file__, '--child', kind, '--spec', json.dumps(spec)], f'{kind} run', env=env)
 
 
 def main():
@@ -142,7 +135,7 @@ def main():
     a = ap.parse_args()
     if a.child:
         r = (child_pipeline if a.child == 'pipeline' else child_baseline)(json.loads(a.spec))
-        print(MARK + json.dumps(r), flush=True); return
+        emit(r); return
     data = prepare(a.tmpdir, a.samples)
     spec = dict(store=str(data / 'store'), tmpdir=a.tmpdir, trials=a.trials, folds=a.folds)
     res = {'pipeline': [], 'baseline': []}

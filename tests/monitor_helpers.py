@@ -1,5 +1,5 @@
 "Helpers of the monitor tests: sim data with a planted shift in a feature store, a webhook receiver, an SMTP server."
-import json, socket, threading, http.server
+import json, threading, http.server
 from pathlib import Path
 import numpy as np, pandas as pd
 from autotrader.data.connectors import sim_bars
@@ -49,6 +49,4 @@ class Receiver:
     def __enter__(self): self.thread.start(); return self
     def __exit__(self, *a): self.server.shutdown(); self.server.server_close()
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+from local_servers import free_port  # noqa: F401 (re-exported for the alert tests)

@@ -1,5 +1,5 @@
 "Raw archive: local folder and a real moto S3 server on 127.0.0.1."
-import datetime, gzip, hashlib, os, socket, subprocess, sys, textwrap, uuid
+import datetime, gzip, hashlib, os, subprocess, sys, textwrap, uuid
 from pathlib import Path
 
 import pytest
@@ -239,6 +239,4 @@ def test_make_archive_s3_from_settings(moto_s3, bucket):
 
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+from local_servers import free_port

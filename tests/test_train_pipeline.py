@@ -1,7 +1,7 @@
 """Train → evaluate end to end: the pipelines through the `autotrader` command on embedded defaults, honest gates on
 sim data (a random walk is never promoted, the demo edge is), reproducibility, a study resumed after a kill, the
 champion comparison and rollout's `apply_decision` against a real `mlflow server`, and clear errors without data."""
-import json, os, signal, socket, subprocess, sys, textwrap, time, urllib.request
+import json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from autotrader.config import load_settings
+from local_servers import start_mlflow_server, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 END = '2025-01-01'                               # fixed: the sim is deterministic for a given range
@@ -16,43 +17,17 @@ SMALL = {'instruments.symbols': 'BTC-USD, ETH-USD, SOL-USD', 'data.lookback_days
          'train.cv_folds': 3, 'train.n_trials': 3}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module', autouse=True)
 def _server_process(tmp_path_factory):
     "A real MLflow tracking server, started when the module starts (it boots while the other tests run)."
-    d = tmp_path_factory.mktemp('mlflow-server'); port = _free_port()
-    env = {**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'NO_PROXY': '127.0.0.1,localhost'}
-    log = open(d / 'server.log', 'wb')
-    proc = subprocess.Popen([sys.executable, '-m', 'mlflow', 'server', '--backend-store-uri', f"sqlite:///{d / 'backend.db'}",
-                             '--artifacts-destination', str(d / 'artifacts'), '--host', '127.0.0.1', '--port', str(port),
-                             '--workers', '1'], cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc, f'http://127.0.0.1:{port}', d
-    finally:
-        try: os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError: pass
-        try: proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL); proc.wait()
-        log.close()
+    yield from start_mlflow_server(tmp_path_factory)
 
 
 @pytest.fixture(scope='module')
 def mlflow_server(_server_process):
     proc, uri, d = _server_process
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None: pytest.fail(f"mlflow server exited: {(d / 'server.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f'{uri}/health', timeout=2) as r:
-                if r.status == 200: return uri
-        except OSError: pass
-        if time.monotonic() > deadline: pytest.fail('mlflow server not healthy after 120 s')
-        time.sleep(0.5)
+    wait_healthy(proc, uri, d)
+    return uri
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """The MLflow registry helpers against both backends: the embedded SQLite default and a real `mlflow server`
 (subprocess on 127.0.0.1, SQLite backend store, proxied local artifacts, no auth), started once for this module."""
-import json, os, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -8,51 +7,24 @@ import pandas as pd
 import pytest
 
 from autotrader.config import load_settings
+from local_servers import start_mlflow_server, wait_healthy
 from autotrader.train.gates import evaluate_gates
 from autotrader.train.registry import ModelRegistry, metrics_from_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module', autouse=True)
 def _server_process(tmp_path_factory):
-    """Start a real MLflow tracking server as soon as the module starts (it needs ~25 s to boot, which overlaps the
-    SQLite tests); `mlflow_server` waits for it. Its whole process group is killed at the end."""
-    d = tmp_path_factory.mktemp('mlflow-server'); port = _free_port()
-    env = {**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'NO_PROXY': '127.0.0.1,localhost'}
-    log = open(d / 'server.log', 'wb')
-    proc = subprocess.Popen([sys.executable, '-m', 'mlflow', 'server', '--backend-store-uri', f"sqlite:///{d / 'backend.db'}",
-                             '--artifacts-destination', str(d / 'artifacts'), '--host', '127.0.0.1', '--port', str(port),
-                             '--workers', '1'], cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc, f'http://127.0.0.1:{port}', d
-    finally:
-        try: os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError: pass
-        try: proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL); proc.wait()
-        log.close()
+    "A real MLflow tracking server, started when the module starts (it boots while the other tests run)."
+    yield from start_mlflow_server(tmp_path_factory)
 
 
 @pytest.fixture(scope='module')
 def mlflow_server(_server_process):
-    "(tracking URI, artifacts dir) of the server, once /health answers."
     proc, uri, d = _server_process
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None: pytest.fail(f"mlflow server exited ({proc.returncode}): {(d / 'server.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f'{uri}/health', timeout=2) as r:
-                if r.status == 200: return uri, d / 'artifacts'
-        except OSError: pass
-        if time.monotonic() > deadline: pytest.fail(f"mlflow server not healthy after 120 s: {(d / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    wait_healthy(proc, uri, d)
+    return uri, d / 'artifacts'
 
 
 @pytest.fixture(scope='module')

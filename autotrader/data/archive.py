@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64, datetime, gzip, hashlib, logging, os, re, tempfile, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from ..files import atomic_write
 
 # %% auto #0
 __all__ = ['ArchiveError', 'RawPayload', 'ArchiveResult', 'archive_key', 'LocalArchive', 'S3Archive', 'make_archive']
@@ -112,17 +113,7 @@ class LocalArchive:
             except ArchiveError as e: _log.warning("rewriting a corrupt archive object: %s", e)
         blob = _gzip(p.data, self.compresslevel)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-            try:
-                with os.fdopen(fd, 'wb') as f:
-                    f.write(blob); f.flush(); os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True); raise
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try: os.fsync(dfd)
-            finally: os.close(dfd)
+            atomic_write(path, blob)
         except OSError as e: raise ArchiveError(f"cannot write archive object {key} to {path}: {e}") from e
         self.get(key)
         return ArchiveResult(key, sha, len(blob), True)

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
-from ..schema import timeframe_delta
+from ..schema import timeframe_delta, to_utc
+from ..files import atomic_write
 
 # %% auto #0
 __all__ = ['StoreError', 'frame_hash', 'schema_hash', 'FeatureStore', 'bar_close', 'Transaction', 'forward_log_return',
@@ -20,18 +21,6 @@ class StoreError(RuntimeError):
     "The store is missing, corrupt or was asked for something it does not hold; the message says which."
 
 def _now(): return datetime.now(timezone.utc).isoformat(timespec='seconds')
-
-def _atomic_write(path: Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)          # make the rename itself durable
-        try: os.fsync(dfd)
-        finally: os.close(dfd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
 
 def frame_hash(df: pd.DataFrame) -> str:
     "Content hash of a frame (values, column names and dtypes; not the index)."
@@ -80,13 +69,9 @@ def bar_close(df: pd.DataFrame) -> pd.Series:
     ns = np.array([timeframe_delta(str(tf)).value for tf in tfs] + [np.iinfo('int64').min], dtype='int64')[codes]   # -1 (NaN) → NaT
     return df['timestamp'] + pd.to_timedelta(ns, unit='ns')
 
-def _utc(t) -> pd.Timestamp | None:
-    if t is None: return None
-    t = pd.Timestamp(t); return t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')
-
 def _catalog_at(self: FeatureStore, as_of) -> dict:
     "The catalog as committed last at or before `as_of` (from the kept snapshots)."
-    t, cur = _utc(as_of), self._catalog()
+    t, cur = to_utc(as_of), self._catalog()
     if not cur.get('committed_at') or pd.Timestamp(cur['committed_at']) <= t: return cur
     oldest = None
     for f in sorted((self.root / 'snapshots').glob('[0-9]*.json'), reverse=True):
@@ -110,7 +95,7 @@ def _empty(ds: dict, columns=None) -> pd.DataFrame:
 def _read(self: FeatureStore, dataset: str, instruments=None, start=None, end=None, timeframe=None, columns=None,
           as_of=None, by_commit: bool = True) -> pd.DataFrame:
     "Rows of `dataset` (optionally only these instruments, timeframe, timestamps in [start, end), and rows known at `as_of`)."
-    T = _utc(as_of)
+    T = to_utc(as_of)
     cat = self._catalog() if T is None or not by_commit else self.catalog_at(T)
     if dataset not in cat['datasets']:
         now = self._catalog()['datasets']
@@ -119,7 +104,7 @@ def _read(self: FeatureStore, dataset: str, instruments=None, start=None, end=No
     ds, frames = cat['datasets'][dataset], []
     names = None if instruments is None else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
     inst = None if names is None else {_safe(i) for i in names}      # partitions are keyed by the path-safe name
-    s, e = _utc(start), _utc(end)
+    s, e = to_utc(start), to_utc(end)
     if T is not None: e = T if e is None else min(e, T)        # a bar opening at or after T has not closed by T
     need = None if columns is None else list(dict.fromkeys([*columns, *[c for c in ('instrument', 'timestamp', 'timeframe')
                                                                          if c in ds.get('dtypes', {})]]))
@@ -215,7 +200,7 @@ class Transaction:
             path = self.store.root / rel
             if not path.exists():
                 import io
-                buf = io.BytesIO(); new.to_parquet(buf, index=False); _atomic_write(path, buf.getvalue())
+                buf = io.BytesIO(); new.to_parquet(buf, index=False); atomic_write(path, buf.getvalue())
                 self.written += 1
             ts = new.timestamp.dropna()
             ch['partitions'][key] = dict(file=str(rel), rows=len(new), sha256=digest,
@@ -247,8 +232,8 @@ def _commit(self: Transaction) -> bool:
     cat['watermarks'].update(wm_changed)
     cat.update(version=int(cat.get('version', 0)) + 1, run_id=self.run_id, committed_at=now)
     blob = json.dumps(cat, indent=1, sort_keys=True).encode()
-    _atomic_write(self.store.root / 'snapshots' / f"{cat['version']:06d}.json", blob)
-    _atomic_write(self.store.catalog_path, blob)          # the commit point
+    atomic_write(self.store.root / 'snapshots' / f"{cat['version']:06d}.json", blob)
+    atomic_write(self.store.catalog_path, blob)          # the commit point
     self._base, self._changes, self._wm = cat, {}, {}
     self.store.gc()
     return True
@@ -289,7 +274,7 @@ FeatureStore.verify = _verify
 # %% ../../nbs/features/20_store.ipynb #2d8a67d7
 def _latest(self: FeatureStore, dataset: str, instruments=None, timeframe=None, as_of=None, by_commit: bool = True) -> pd.DataFrame:
     "The newest fully-known row per instrument and timeframe: its bar closed at or before `as_of` (default: now)."
-    T = _utc(as_of) or pd.Timestamp.now(tz='UTC')
+    T = to_utc(as_of) or pd.Timestamp.now(tz='UTC')
     cat = self.catalog_at(T) if as_of is not None and by_commit else self._catalog()
     ds = cat['datasets'].get(dataset)
     if ds is None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, asdict
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
+from ..files import atomic_write
 from secrets import token_hex
 import pandas as pd
 from ..config import secret, secret_values, SettingsError
@@ -158,11 +159,7 @@ def read_outbox(path) -> list[dict]:
     return out
 
 def _write_outbox(path: Path, records: list[dict]):
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{token_hex(4)}.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        for r in records: f.write(json.dumps(r, default=str, ensure_ascii=False) + '\n')
-        f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, ''.join(json.dumps(r, default=str, ensure_ascii=False) + '\n' for r in records))
 
 # %% ../../nbs/monitor/53_alerts.ipynb #efc70395
 class AlertManager:

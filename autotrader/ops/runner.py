@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, date
 from importlib import resources
 from pathlib import Path
+from ..files import atomic_write
 from secrets import token_hex
 
 import nbformat, papermill as pm
@@ -115,15 +116,6 @@ def _plain(o, key='metric'):
     if hasattr(o, 'tolist'): return _plain(o.tolist(), key)   # numpy scalars and arrays
     raise TypeError(f"{key}: a {type(o).__name__} is not JSON-serialisable")
 
-def _write_atomic(path, text: str):
-    "Write `text` to a temporary file beside `path`, then rename it over `path` (readers never see half a file)."
-    path = Path(path); tmp = path.with_name(f'.{path.name}.{os.getpid()}.{token_hex(4)}.tmp')
-    try:
-        with open(tmp, 'x', encoding='utf-8') as f: f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
-
 def record_metrics(**metrics) -> dict:
     "Merge `metrics` into the current run's metrics (`$AUTOTRADER_RUN_DIR/metrics.json`); return all of them."
     new = {k: _plain(v, k) for k, v in metrics.items()}
@@ -131,7 +123,7 @@ def record_metrics(**metrics) -> dict:
     if not run: return new
     f = Path(run['run_dir']) / 'metrics.json'
     merged = {**(json.loads(f.read_text()) if f.exists() else {}), **new}
-    _write_atomic(f, json.dumps(merged, indent=2))
+    atomic_write(f, json.dumps(merged, indent=2))
     return merged
 
 # %% ../../nbs/ops/30_runner.ipynb #009e9381
@@ -176,7 +168,7 @@ def write_index(reports_dir) -> Path:
             f"<style>{_INDEX_CSS}</style></head><body><h1>AutoTrader runs</h1>\n<table>\n"
             "<tr><th>pipeline</th><th>run id</th><th>status</th><th>started (UTC)</th><th>duration (s)</th>"
             "<th>report</th><th>error</th></tr>\n" + '\n'.join(rows) + "\n</table></body></html>\n")
-    _write_atomic(d / 'index.html', page)
+    atomic_write(d / 'index.html', page)
     return d / 'index.html'
 
 # %% ../../nbs/ops/30_runner.ipynb #973bd7c8
@@ -281,13 +273,13 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
     metrics = json.loads(mf.read_text()) if mf.exists() else {}
     metrics, k = _scrub(metrics, secrets)
     error, j = _scrub_text(error, secrets) if error else (None, 0)
-    _write_atomic(run_dir / 'notebook.ipynb', nbformat.writes(nb))
-    _write_atomic(run_dir / 'report.html', page)
+    atomic_write(run_dir / 'notebook.ipynb', nbformat.writes(nb))
+    atomic_write(run_dir / 'report.html', page)
     record = dict(pipeline=nb_path.stem, run_id=run_id, status=status, parameters=params, started=started, ended=ended,
                   duration_s=duration, metrics=metrics, error=error, notebook_source=str(nb_path),
                   autotrader_version=autotrader.__version__, settings_file=settings_file, kernel=kernel,
                   timeout_s=timeout, secrets_scrubbed=n + m + k + j)
-    _write_atomic(run_dir / 'run.json', json.dumps(_plain(record), indent=2))
+    atomic_write(run_dir / 'run.json', json.dumps(_plain(record), indent=2))
     mf.unlink(missing_ok=True)
     write_index(reports)
     _export_metrics(record, settings_path)

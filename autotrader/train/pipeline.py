@@ -10,6 +10,7 @@ import copy, hashlib, json, math, os, time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from ..files import atomic_write
 import numpy as np, pandas as pd
 from ..config import SCHEMA, Settings, SettingsError, load_settings, _convert
 from ..schema import Instrument, parse_instruments, to_utc, timeframe_delta
@@ -452,11 +453,6 @@ def decision_path(settings, version, model_name: str | None = None) -> Path:
     "`<data.dir>/decisions/<model>/<version>.json`."
     return Path(settings.data.dir).resolve() / 'decisions' / (model_name or settings.mlflow.model_name) / f'{version}.json'
 
-def _write_json(path: Path, d: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp'); tmp.write_text(json.dumps(d, indent=2, allow_nan=False))
-    os.replace(tmp, path)
-
 def _plain(o):
     "JSON-safe copy (NaN/inf → None, numpy scalars unwrapped)."
     if isinstance(o, dict): return {str(k): _plain(v) for k, v in o.items()}
@@ -558,7 +554,7 @@ def _record(ev: Evaluation, reg, st, metrics_from_frame):
     reg.log_card(ev.run_id, ev.card_html)
     path = decision_path(st, ev.version, reg.model_name)
     ev.decision['path'] = str(path)
-    _write_json(path, ev.decision)
+    atomic_write(path, json.dumps(ev.decision, indent=2, allow_nan=False))
     ev.decision_path = path
     for k, v in {'decision.promote': str(ev.promote).lower(), 'decision.path': str(path),
                  'decision.decided_at': ev.decision['decided_at']}.items():
