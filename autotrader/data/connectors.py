@@ -11,8 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import TIMEFRAMES
-from ..schema import (BAR_COLUMNS, TS_DTYPE, Instrument, SchemaError, canonical, expected_bars, is_open,
-                               timeframe_delta, to_utc)
+from ..schema import (BAR_COLUMNS, TS_DTYPE, Instrument, SchemaError, canonical, exchange_code, expected_bars,
+                               is_open, session_opens, timeframe_delta, to_utc)
 from .archive import RawPayload
 import pyarrow as _pa, pyarrow.csv as _pacsv
 
@@ -28,7 +28,13 @@ class Connector:
     "Base class of market-data sources. Subclasses set `name` and implement `fetch_raw` and `parse`."
     name = 'base'
     incremental = True        # False: the source is a whole dataset (a file); ranges filter it
-    def __init__(self, settings): self.settings = settings
+    def __init__(self, settings):
+        self.settings = settings
+        self.left_out: dict[str, int] = {}   # rows the source sent that parse deliberately dropped, by reason
+        self.warnings: list[str] = []        # what the run should tell its user (a broker page that ended early, …)
+    def _leave_out(self, reason: str, n: int):
+        "Count `n` rows the source delivered that `parse` leaves out on purpose (a still-forming bar, an overlap)."
+        if n: self.left_out[reason] = self.left_out.get(reason, 0) + int(n)
     def latest_closed(self, timeframe: str, now=None) -> pd.Timestamp:
         "Open time of the bar still forming at `now`: ranges ending here hold closed bars only."
         now = to_utc(now) or pd.Timestamp.now(tz='UTC')
@@ -113,11 +119,16 @@ try:
 except ImportError: pass
 
 # %% ../../nbs/data/11_connectors.ipynb #e4745608
-def _session_offset(calendar, day, step):
-    "Equities: shift the day's slots so that one starts at the 09:30 New York open (other calendars: 0)."
-    if calendar != 'equity_us' or step >= pd.Timedelta(days=1): return pd.Timedelta(0)
-    opens = (day.tz_convert(None).tz_localize('America/New_York') + pd.Timedelta(hours=9, minutes=30)).tz_convert('UTC')
-    return (opens - day) % step
+def _kind(calendar) -> str:
+    "The sim's base volatility and price level: exchanges trade like `equity_us`."
+    return calendar if calendar in _BASE_VOL else 'equity_us'
+
+def _session_offsets(calendar, start, end, step) -> dict:
+    "Exchanges: {day number: shift that puts one of the day's slots on the session's open}; other calendars: {}."
+    if step >= pd.Timedelta(days=1) or exchange_code(calendar) is None: return {}
+    o = session_opens(calendar, start.floor('D') - pd.Timedelta(days=1), end + pd.Timedelta(days=1))
+    days = (o.floor('D') - _ANCHOR).days
+    return {int(d): pd.Timedelta((x - x.floor('D')).value % step.value) for d, x in zip(days, o)}
 
 def sim_bars(symbol: str, calendar: str, timeframe: str, start, end, seed=42, alpha=0.2, vol_scale=1.0,
              regime_persistence=0.97, outage_rate=0.02) -> pd.DataFrame:
@@ -125,7 +136,8 @@ def sim_bars(symbol: str, calendar: str, timeframe: str, start, end, seed=42, al
     start, end, step = to_utc(start), to_utc(end), timeframe_delta(timeframe)
     if start < _ANCHOR or end > _ANCHOR + pd.Timedelta(days=_HORIZON_DAYS - 1):
         raise ConnectorError(f"sim: range {start}..{end} outside {_ANCHOR.date()}..{(_ANCHOR + pd.Timedelta(days=_HORIZON_DAYS - 1)).date()}")
-    regime, sd, dret, logp0 = _daily(seed, symbol, calendar, vol_scale, regime_persistence, alpha)
+    regime, sd, dret, logp0 = _daily(seed, symbol, _kind(calendar), vol_scale, regime_persistence, alpha)
+    shift = _session_offsets(calendar, start, end, step)
     n = max(1, int(pd.Timedelta(days=1) / step)); prof = _profile(n); iseed = _iseed(seed, symbol)
     d0, d1 = (start.floor('D') - _ANCHOR).days, ((end - pd.Timedelta(1)).floor('D') - _ANCHOR).days
     parts = []
@@ -146,7 +158,7 @@ def sim_bars(symbol: str, calendar: str, timeframe: str, start, end, seed=42, al
         lo = np.minimum(o, c) * np.exp(-np.abs(ex_l) * 0.5 * s)
         vol = 1000.0 / n * prof * _REGIMES[regime[d]] * np.exp(0.4 * vn) * (1 + 0.5 * np.abs(x / s))
         day = _ANCHOR + pd.Timedelta(days=d)
-        ts = pd.date_range(day + _session_offset(calendar, day, step), periods=n, freq=step)
+        ts = pd.date_range(day + shift.get(d, pd.Timedelta(0)), periods=n, freq=step)
         keep = np.ones(n, bool)
         if u[0] < outage_rate:
             k = max(1, int(n * (0.01 + 0.04 * u[1]))); i0 = int(u[2] * (n - k + 1)); keep[i0:i0 + k] = False
@@ -337,14 +349,29 @@ class FileConnector(Connector):
             ext = re.sub(r'[^a-z0-9]', '', name.rsplit('.', 1)[-1].lower()) if '.' in name else ''
             ext = (ext or 'dat') + ('.gz' if data[:2] == b'\x1f\x8b' else '')   # the archive stores the bytes as found
             inst = self.settings.file.instrument or '_multi'
-            out.append(RawPayload('file', inst, today, data, ext, {'path': str(p), 'stem': name.rsplit('.', 1)[0]}))
+            out.append(RawPayload('file', inst, today, data, ext, {'path': str(p), 'stem': name.rsplit('.', 1)[0],
+                                                                   'requested': [i.symbol for i in instruments or []]}))
+        return out
+    def _names(self, payloads, has_symbols) -> list[str]:
+        "The instrument of each payload's rows when the file has no symbol column (see above)."
+        f, out = self.settings.file, []
+        norm = lambda s: re.sub(r'[^A-Z0-9]', '', str(s).upper())
+        for p, has in zip(payloads, has_symbols):
+            req, stem = p.meta.get('requested') or [], p.meta.get('stem', 'FILE')
+            hit = [r for r in req if norm(r) == norm(stem)]
+            out.append(f.instrument or (hit[0] if hit else stem))
+        plain = [i for i, has in enumerate(has_symbols) if not has and not f.instrument]
+        req = {r for p in payloads for r in p.meta.get('requested') or []}
+        if len(req) == 1 and plain and not any(out[i] in req for i in plain):   # one instrument asked for, none named so
+            for i in plain: out[i] = next(iter(req))
         return out
     def parse(self, payloads, timeframe):
         f = self.settings.file; frames = []
-        for p in payloads:
+        tables = [_read_table(p, f.format, f.delimiter) for p in payloads]
+        maps = [_map_columns(list(raw.columns), f.columns, p.meta.get('path', '?')) for p, raw in zip(payloads, tables)]
+        names = self._names(payloads, ['instrument' in m for m in maps])
+        for p, raw, m, name in zip(payloads, tables, maps, names):
             path = p.meta.get('path', '?')
-            raw = _read_table(p, f.format, f.delimiter)
-            m = _map_columns(list(raw.columns), f.columns, path)
             tcol = raw[list(m['timestamp'])].astype(str).agg(' '.join, axis=1) if isinstance(m['timestamp'], tuple) else raw[m['timestamp']]
             ts, err = _parse_timestamps(tcol, f.timezone, path, f.timestamp_format)
             df = pd.DataFrame({'timestamp': ts.to_numpy()})
@@ -355,8 +382,7 @@ class FileConnector(Connector):
                 bad = v.isna().to_numpy() & (err.to_numpy() == '')
                 err[bad] = f'non_numeric_{c}'
                 df[c] = v.astype('float64').to_numpy()
-            df['instrument'] = raw[m['instrument']].astype(str).str.strip().to_numpy() if 'instrument' in m \
-                else (f.instrument or p.meta.get('stem', 'FILE'))
+            df['instrument'] = raw[m['instrument']].astype(str).str.strip().to_numpy() if 'instrument' in m else name
             df = df.assign(timeframe=timeframe, source='file')
             df = canonical(df); df['_error'] = err.to_numpy()
             frames.append(df)

@@ -6,7 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
-from ..schema import BAR_COLUMNS, PRICE_COLUMNS, Instrument, expected_bars, is_open, timeframe_delta
+from ..schema import (BAR_COLUMNS, PRICE_COLUMNS, Instrument, bar_dates, exchange_code, expected_bars, is_open,
+                               timeframe_delta)
 
 # %% auto #0
 __all__ = ['ValidationResult', 'ValidationError', 'validate_bars', 'completeness']
@@ -111,7 +112,7 @@ def _on_calendar(df, cals: dict, timeframe):
         if ts.empty: continue
         cal = cals.get(sym, 'crypto')
         if step >= pd.Timedelta(days=1): ok = is_open(cal, ts, timeframe)
-        else: ok = ts.isin(expected_bars(cal, timeframe, ts.min(), ts.max() + step))
+        else: ok = ts.isin(expected_bars(cal, timeframe, ts.min(), ts.max() + step, align='any'))
         out[np.asarray(df.index.get_indexer(df.loc[idx].dropna(subset=['timestamp']).index))] = ok
     return out
 
@@ -188,6 +189,14 @@ def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), s
     return ValidationResult(clean, q.reset_index(drop=True), fl.reset_index(drop=True), exp, comp, warnings)
 
 # %% ../../nbs/data/12_validation.ipynb #3a2dbc2c
+def _expected(calendar, timeframe, start, end, ts) -> pd.DatetimeIndex:
+    "The calendar's bars in [start, end); an exchange's intraday bars on the grid `ts` follows (session open or clock)."
+    exp = expected_bars(calendar, timeframe, start, end)
+    if exchange_code(calendar) is None or timeframe_delta(timeframe) >= pd.Timedelta(days=1): return exp
+    clock = expected_bars(calendar, timeframe, start, end, align='clock')
+    if len(clock) == len(exp) and (clock == exp).all(): return exp
+    return clock if clock.isin(ts).sum() > exp.isin(ts).sum() else exp
+
 def completeness(clean: pd.DataFrame, instruments, timeframe, start=None, end=None) -> pd.DataFrame:
     "Per instrument: bars the calendar expects in [start, end) (timestamps, or dicts symbol → timestamp), bars present, the share, the gaps."
     step, out = timeframe_delta(timeframe), []
@@ -200,9 +209,8 @@ def completeness(clean: pd.DataFrame, instruments, timeframe, start=None, end=No
         if s is None or e is None:
             out.append(dict(instrument=ins.symbol, calendar=ins.calendar, expected=0, present=0, missing=0, completeness=np.nan,
                             gaps=0, largest_gap_bars=0, largest_gap_start=None)); continue
-        exp = expected_bars(ins.calendar, timeframe, s, e)
-        if step >= pd.Timedelta(days=1): have = exp.normalize().isin(ts.normalize())
-        else: have = exp.isin(ts)
+        exp = _expected(ins.calendar, timeframe, s, e, ts)
+        have = exp.isin(bar_dates(ins.calendar, ts)) if step >= pd.Timedelta(days=1) else exp.isin(ts)
         miss = ~have
         runs = pd.Series(miss).ne(pd.Series(miss).shift()).cumsum()[miss]
         sizes = runs.value_counts() if len(runs) else pd.Series(dtype=int)
