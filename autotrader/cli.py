@@ -66,6 +66,25 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument('action', choices=['index'], help='index: rebuild reports/index.html')
     i.add_argument('--reports', metavar='DIR', help='reports folder (default: [reports] dir)')
     i.add_argument('--settings', **settings)
+
+    ar = sub.add_parser('archive', help='check the raw archive', formatter_class=fmt,
+                        epilog='exit codes: 0 every object intact; 1 corrupt, truncated or unreadable objects (listed); 2 usage or settings error')
+    ar.add_argument('action', choices=['verify'], help="verify: check every object's size and sha256, list the bad ones, remove stale temporary files")
+    ar.add_argument('--source', help='only the objects of this source')
+    ar.add_argument('--instrument', help='only the objects of this instrument (with --source)')
+    ar.add_argument('--tmp-grace-hours', type=float, default=24.0, metavar='H',
+                    help='remove temporary files of crashed archive writes older than H hours (default: 24)')
+    ar.add_argument('--keep-tmp', action='store_true', help='list stale temporary files without removing them')
+    ar.add_argument('--settings', **settings)
+
+    sr = sub.add_parser('store', help='recover the feature store', formatter_class=fmt,
+                        epilog='exit codes: 0 rebuilt; 1 the archive could not be read or held nothing to rebuild; 2 usage or settings error, or a store exists and --force is missing')
+    sr.add_argument('action', choices=['rebuild'], help='rebuild: the feature store and its catalog from the raw archive alone')
+    sr.add_argument('--timeframe', metavar='TF', help='timeframe of the bars to rebuild (default: [data] timeframe)')
+    sr.add_argument('--source', action='append', metavar='NAME', help='only payloads of this source (repeatable; default: all in the archive)')
+    sr.add_argument('--instruments', metavar='A,B', help='only these instruments (default: all in the archive)')
+    sr.add_argument('--force', action='store_true', help='replace an existing store (it is moved aside, not deleted)')
+    sr.add_argument('--settings', **settings)
     return p
 
 # %% ../nbs/90_cli.ipynb #4b61492c
@@ -108,6 +127,22 @@ def _cmd_reports(a) -> int:
     print(write_index(a.reports if a.reports else load_settings(a.settings).reports.dir)); return EXIT_OK
 
 _COMMANDS = dict(run=_cmd_run, pipelines=_cmd_pipelines, settings=_cmd_settings, reports=_cmd_reports)
+
+def _cmd_archive(a) -> int:
+    from autotrader.ops.recovery import verify_archive
+    from autotrader.data.archive import ArchiveError
+    try: rep = verify_archive(load_settings(a.settings), a.source, a.instrument, a.tmp_grace_hours, clean_tmp=not a.keep_tmp)
+    except (ArchiveError, ValueError) as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_FAILED
+    print(rep.summary()); return EXIT_OK if rep.ok else EXIT_FAILED
+
+def _cmd_store(a) -> int:
+    from autotrader.ops.recovery import rebuild_store
+    from autotrader.data.archive import ArchiveError
+    try: r = rebuild_store(load_settings(a.settings), a.timeframe, a.source, a.instruments, force=a.force)
+    except (FileExistsError, ValueError) as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
+    except ArchiveError as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_FAILED
+    print(r.summary()); return EXIT_OK
+_COMMANDS.update(archive=_cmd_archive, store=_cmd_store)
 
 # %% ../nbs/90_cli.ipynb #89203791
 def main(argv: list[str] | None = None) -> int:
