@@ -29,6 +29,21 @@ class Key:
 # %% ../nbs/00_config.ipynb #e83e0176
 TIMEFRAMES = {'1m': 60, '5m': 300, '15m': 900, '30m': 1800, '1h': 3600, '4h': 14400, '1d': 86400}
 
+# pipeline specs: schedule (cron, UTC; empty = triggered only), retries, retry delay (s), time-out (s), triggers, trigger condition
+_PIPELINE_DEFAULTS = {'ingest': ('0 2 * * *', 2, 300, 7200, '', ''), 'train': ('0 3 * * 0', 1, 600, 21600, 'evaluate', ''),
+                      'evaluate': ('', 1, 300, 3600, 'rollout', 'promote'), 'rollout': ('', 0, 60, 3600, '', ''),
+                      'health': ('0 * * * *', 1, 60, 900, '', '')}
+
+def _pipeline_keys(name, schedule, retries, delay, timeout, triggers, when) -> dict:
+    return {'notebook': Key('str', name, 'Pipeline notebook: a name from `autotrader pipelines` or a path to an .ipynb.'),
+            'schedule': Key('str', schedule, 'Cron expression (minute hour day month weekday, UTC); empty = no schedule (run by a trigger or by hand).'),
+            'retries': Key('int', retries, 'Attempts after a failed or timed-out run.'),
+            'retry_delay': Key('int', delay, 'Seconds before the first retry; doubled before each further one (exponential back-off).'),
+            'timeout': Key('int', timeout, 'Time-out of one attempt, in seconds; 0 = [runner] timeout.'),
+            'parameters': Key('list', '', 'Default parameters of scheduled and triggered runs, KEY=VALUE comma separated.'),
+            'triggers': Key('list', triggers, 'Pipelines run after a successful run of this one, comma separated.'),
+            'trigger_when': Key('str', when, 'Run the triggers only when this metric of the run is true (e.g. promote); empty = after every successful run.')}
+
 SCHEMA: dict[str, dict[str, Key]] = {
     'data': {
         'dir': Key('path', 'autotrader-data', 'Folder for local state: archive, store, watermarks (relative to this file).'),
@@ -93,6 +108,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     'reports': {
         'dir': Key('path', 'reports', 'Folder of executed notebooks and HTML reports.'),
+        'no_input': Key('bool', False, 'Render reports without the code cells (outputs only, for readers who are not developers); the executed notebook keeps everything.'),
     },
     'runner': {
         'kernel': Key('str', 'python3', 'Jupyter kernel that executes pipeline notebooks.'),
@@ -247,8 +263,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     'metrics': {
         'textfile_dir': Key('path', '', 'Prometheus text files for the node-exporter textfile collector; empty = <data.dir>/metrics.'),
-        'sla_seconds': Key('list', 'ingest=7200, train=21600, evaluate=3600, health=900, rollout=3600', 'SLA of each pipeline (NAME=seconds): a run that fails or takes longer counts as an SLA miss.'),
+        'sla_seconds': Key('list', 'ingest=7200, train=21600, evaluate=3600, health=900, rollout=3600', 'SLA of each pipeline (NAME=seconds), enforced by the runner under every engine: a run that takes longer is recorded as an SLA miss and alerted; a failed run counts as a miss too.'),
     },
+    'schedule': {
+        'jobstore': Key('path', '', 'SQLite job store of `autotrader schedule run` (APScheduler); empty = <data.dir>/scheduler.db.'),
+        'misfire_grace': Key('int', 0, 'A run missed (scheduler down) by more than this many seconds is skipped; 0 = always make up missed runs, coalesced into one catch-up run per pipeline.'),
+    },
+    **{f'pipeline_{n}': _pipeline_keys(n, *d) for n, d in _PIPELINE_DEFAULTS.items()},
 }
 
 # %% ../nbs/00_config.ipynb #25f0173f

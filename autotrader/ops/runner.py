@@ -23,7 +23,7 @@ from ..config import load_settings, looks_secret, secret_values
 
 # %% auto #0
 __all__ = ['PipelineError', 'list_pipelines', 'pipeline_path', 'new_run_id', 'current_run', 'record_metrics', 'write_index',
-           'RunResult', 'run_pipeline']
+           'RunResult', 'run_pipeline', 'run_alerts']
 
 # %% ../../nbs/ops/30_runner.ipynb #b38644a3
 class PipelineError(RuntimeError):
@@ -143,31 +143,139 @@ def _scrub(o, secrets):
     return o, n
 
 # %% ../../nbs/ops/30_runner.ipynb #b8dbe01a
-_INDEX_CSS = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-              "td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}"
-              ".ok{color:#1a7f37}.failed{color:#cf222e}.timeout{color:#9a6700}")
+_ORDER = ('ingest', 'train', 'evaluate', 'rollout', 'health')
+_HEADLINES = {   # pipeline: [(metric, column title)]; the first numeric one of _TREND is plotted
+    'ingest': [('rows_in', 'bars in'), ('rows_clean', 'stored'), ('rows_quarantined', 'quarantined'), ('instruments', 'instruments')],
+    'train': [('version', 'version'), ('selected', 'model'), ('cv_best', 'CV best'), ('valid_sharpe', 'valid Sharpe')],
+    'evaluate': [('version', 'version'), ('promote', 'promote'), ('gates_failed', 'gates failed'), ('test_sharpe', 'Sharpe'),
+                 ('test_max_drawdown', 'max drawdown'), ('test_win_rate', 'win rate')],
+    'rollout': [('outcome', 'outcome'), ('strategy', 'strategy'), ('version', 'version'), ('champion', 'champion'),
+                ('rolled_back', 'rolled back')],
+    'health': [('level', 'level'), ('drift_critical', 'drift critical'), ('drift_warning', 'drift warning'),
+               ('max_psi', 'max PSI'), ('alerts', 'alerts')],
+}
+_TREND = {'ingest': 'rows_clean', 'train': 'cv_best', 'evaluate': 'test_sharpe', 'health': 'max_psi'}
+_COLOURS = {'ok': '#1a7f37', 'failed': '#cf222e', 'timeout': '#9a6700'}
+_INDEX_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+              "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#f6f8fa}"
+              ".ok{color:#1a7f37}.failed{color:#cf222e}.timeout{color:#9a6700}.over{color:#cf222e;font-weight:600}"
+              "td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
 
 def _load_runs(reports_dir: Path) -> list[dict]:
     runs = []
     for f in Path(reports_dir).glob('*/*/run.json'):
         try: r = json.loads(f.read_text(encoding='utf-8'))
         except (OSError, ValueError): continue
+        if not isinstance(r, dict): continue
+        r.setdefault('pipeline', f.parent.parent.name); r.setdefault('run_id', f.parent.name)
         r['_link'] = f.parent.relative_to(reports_dir).as_posix() + '/report.html'
         runs.append(r)
     return sorted(runs, key=lambda r: (str(r.get('started', '')), str(r.get('run_id', ''))), reverse=True)
 
+def _fmt(v) -> str:
+    "A metric as a short string: 3 significant digits, lists joined, booleans as yes/no."
+    if v is None: return ''
+    if isinstance(v, bool): return 'yes' if v else 'no'
+    if isinstance(v, float): return f'{v:.3g}' if abs(v) < 1e6 else f'{v:,.0f}'
+    if isinstance(v, int): return f'{v:,}'
+    if isinstance(v, (list, tuple)): return ', '.join(map(_fmt, v)) or 'none'
+    if isinstance(v, dict): return ', '.join(f'{k}={_fmt(x)}' for k, x in v.items())
+    return str(v)
+
+def _secs(s) -> str:
+    "Seconds as '42 s', '3.5 min', '2 h'."
+    if s is None: return ''
+    s = float(s)
+    return f'{s:.3g} s' if s < 120 else f'{s / 60:.3g} min' if s < 7200 else f'{s / 3600:.3g} h'
+
+def _headlines(name: str, runs: list[dict]) -> list[tuple[str, str]]:
+    if name in _HEADLINES: return _HEADLINES[name]
+    keys = []
+    for r in runs[:20]:
+        for k, v in (r.get('metrics') or {}).items():
+            if k not in keys and not k.startswith('seconds_') and not isinstance(v, (dict, list)): keys.append(k)
+    return [(k, k) for k in keys[:6]]
+
+def _trend_svg(name: str, runs: list[dict], w=640, h=130) -> str:
+    "Inline SVG: the last 40 runs' durations (bars, coloured by status), the SLA line, the headline figure (line)."
+    runs = list(reversed(runs[:40]))
+    if not runs: return ''
+    e = html.escape
+    durs = [float(r.get('duration_s') or 0) for r in runs]
+    sla = next((r.get('sla_s') for r in reversed(runs) if r.get('sla_s')), None)
+    top = max(durs + [1e-9]); show_sla = sla is not None and sla <= 1.5 * top
+    if show_sla: top = max(top, sla)
+    L, R, T, B = 48, 48, 10, 22; pw, ph = w - L - R, h - T - B
+    step = pw / len(runs); bw = max(min(step * 0.7, 28), 2)
+    out = [f'<svg class="trend" data-pipeline="{e(name)}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
+           f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{e(name)} trend">',
+           f'<line x1="{L}" y1="{T + ph}" x2="{L + pw}" y2="{T + ph}" stroke="#999"/>',
+           f'<text x="{L - 4}" y="{T + 8}" font-size="10" text-anchor="end">{e(_secs(top))}</text>',
+           f'<text x="{L - 4}" y="{T + ph}" font-size="10" text-anchor="end">0</text>']
+    for i, (r, d) in enumerate(zip(runs, durs)):
+        x, bh = L + i * step + (step - bw) / 2, ph * d / top
+        out.append(f'<rect x="{x:.1f}" y="{T + ph - bh:.1f}" width="{bw:.1f}" height="{max(bh, 1):.1f}" '
+                   f'fill="{_COLOURS.get(r.get("status"), "#999")}" opacity="0.75"><title>{e(r.get("run_id"))}: '
+                   f'{e(r.get("status"))}, {e(_secs(d))}</title></rect>')
+    if show_sla:
+        y = T + ph * (1 - sla / top)
+        out.append(f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#cf222e" stroke-dasharray="4 3"/>'
+                   f'<text x="{L + pw + 3}" y="{y + 3:.1f}" font-size="10" fill="#cf222e">SLA</text>')
+    key = _TREND.get(name)
+    vals = [(r.get('metrics') or {}).get(key) for r in runs] if key else []
+    pts = [(i, float(v)) for i, v in enumerate(vals) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if pts:
+        lo, hi = min(v for _, v in pts), max(v for _, v in pts); span = (hi - lo) or 1.0
+        xy = [(L + i * step + step / 2, T + ph - ph * (v - lo) / span) for i, v in pts]
+        out.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}" fill="none" stroke="#0969da" stroke-width="1.5"/>')
+        out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#0969da"/>' for x, y in xy]
+        out.append(f'<text x="{L + pw + 3}" y="{T + 8}" font-size="10" fill="#0969da">{e(_fmt(hi))}</text>'
+                   f'<text x="{L + pw + 3}" y="{T + ph}" font-size="10" fill="#0969da">{e(_fmt(lo))}</text>')
+    legend = f'bars: duration (last {len(runs)} runs)' + (f'; line: {key}' if pts else '') + \
+             (f'; SLA {_secs(sla)}' + ('' if show_sla else ' (off scale)') if sla else '')
+    out.append(f'<text x="{L}" y="{h - 5}" font-size="10" fill="#656d76">{e(legend)}</text></svg>')
+    return ''.join(out)
+
+def _dur_cell(r) -> str:
+    d, sla = r.get('duration_s'), r.get('sla_s')
+    over = bool(r.get('sla_missed'))
+    text = _secs(d) + (f' / {_secs(sla)}' if sla else '')
+    return f'<td class="num{" over" if over else ""}" title="duration / SLA">{html.escape(text)}{" ⚠ SLA" if over else ""}</td>'
+
 def write_index(reports_dir) -> Path:
-    "Write `reports_dir/index.html`: every run, newest first, with a link to its report."
+    "Write `reports_dir/index.html`: runs by pipeline with status, duration against SLA, headline figures, trends, links."
     d = Path(reports_dir); d.mkdir(parents=True, exist_ok=True)
-    e = lambda v: html.escape(str(v if v is not None else ''))
-    rows = [f"<tr><td>{e(r.get('pipeline'))}</td><td>{e(r.get('run_id'))}</td>"
-            f"<td class=\"{e(r.get('status'))}\">{e(r.get('status'))}</td><td>{e(r.get('started'))}</td>"
-            f"<td>{e(r.get('duration_s'))}</td><td><a href=\"{e(r['_link'])}\">report</a></td>"
-            f"<td>{e((r.get('error') or '')[:120])}</td></tr>" for r in _load_runs(d)]
-    page = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>AutoTrader runs</title>"
-            f"<style>{_INDEX_CSS}</style></head><body><h1>AutoTrader runs</h1>\n<table>\n"
-            "<tr><th>pipeline</th><th>run id</th><th>status</th><th>started (UTC)</th><th>duration (s)</th>"
-            "<th>report</th><th>error</th></tr>\n" + '\n'.join(rows) + "\n</table></body></html>\n")
+    e = lambda v: html.escape(_fmt(v))
+    runs = _load_runs(d)
+    by = {}
+    for r in runs: by.setdefault(str(r.get('pipeline')), []).append(r)
+    names = [n for n in _ORDER if n in by] + [n for n in by if n not in _ORDER]   # others: newest activity first
+    summary, sections = [], []
+    for n in names:
+        rs, last = by[n], by[n][0]
+        fails = sum(r.get('status') != 'ok' for r in rs); misses = sum(bool(r.get('sla_missed')) for r in rs)
+        summary.append(f'<tr><td><a href="#{e(n)}">{e(n)}</a></td><td><a href="{e(last["_link"])}">{e(last.get("started"))}</a></td>'
+                       f'<td class="{e(last.get("status"))}">{e(last.get("status"))}</td>{_dur_cell(last)}'
+                       f'<td class="num">{len(rs)}</td><td class="num">{fails}</td><td class="num">{misses}</td></tr>')
+        heads = _headlines(n, rs)
+        rows = []
+        for r in rs:
+            m = r.get('metrics') or {}
+            rows.append(f'<tr class="run" data-run="{e(r.get("run_id"))}"><td><a href="{e(r["_link"])}">{e(r.get("run_id"))}</a></td>'
+                        f'<td class="{e(r.get("status"))}">{e(r.get("status"))}</td><td>{e(r.get("started"))}</td>{_dur_cell(r)}'
+                        + ''.join(f'<td class="num">{e(m.get(k))}</td>' for k, _ in heads)
+                        + f'<td>{html.escape((r.get("error") or "")[:160])}</td></tr>')
+        sections.append(f'<section id="{e(n)}"><h2>{e(n)}</h2>{_trend_svg(n, rs)}<table class="runs">'
+                        '<tr><th>run</th><th>status</th><th>started (UTC)</th><th>duration / SLA</th>'
+                        + ''.join(f'<th>{html.escape(t)}</th>' for _, t in heads) + '<th>error</th></tr>\n'
+                        + '\n'.join(rows) + '</table></section>')
+    now = datetime.now(timezone.utc).isoformat(timespec='seconds')
+    body = ('<p class="muted">No runs yet: <code>autotrader run all</code>.</p>' if not runs else
+            '<table class="summary"><tr><th>pipeline</th><th>last run</th><th>status</th><th>duration / SLA</th>'
+            '<th>runs</th><th>failed</th><th>SLA misses</th></tr>\n' + '\n'.join(summary) + '</table>\n' + '\n'.join(sections))
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>AutoTrader runs</title>'
+            f'<style>{_INDEX_CSS}</style></head><body><h1>AutoTrader runs</h1>'
+            f'<p class="muted">{len(runs)} runs · written {now}</p>\n{body}\n</body></html>\n')
     atomic_write(d / 'index.html', page)
     return d / 'index.html'
 
@@ -187,13 +295,25 @@ class RunResult:
     duration_s: float
     metrics: dict = field(default_factory=dict)
     error: str | None = None
+    sla_s: float | None = None
+    sla_missed: bool = False
+    alerts: list = field(default_factory=list)
 
 class _CaptureEngine(NBClientEngine):
-    "papermill's nbclient engine that hands the notebook being executed to `sink` (so it survives a time-out)."
+    "papermill's nbclient engine that hands the notebook being executed to `sink` (so it survives a time-out) and sends the kernel's stdout/stderr to `kernel_log`."
     @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, sink=None, **kwargs):
+    def execute_managed_notebook(cls, nb_man, kernel_name, sink=None, kernel_log=None, log_output=False, stdout_file=None,
+                                 stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+        from papermill.clientwrap import PapermillNotebookClient
+        from papermill.engines import logger
+        from papermill.utils import merge_kwargs, remove_args
         if sink is not None: sink.append(nb_man.nb)
-        return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+        kwargs = remove_args(['input_path'], **kwargs)
+        safe = remove_args(['timeout', 'startup_timeout'], **kwargs)
+        final = merge_kwargs(safe, timeout=execution_timeout or kwargs.get('timeout'), startup_timeout=start_timeout,
+                             kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+        client = PapermillNotebookClient(nb_man, **final)
+        return client.execute(**({'stdout': kernel_log, 'stderr': kernel_log} if kernel_log is not None else {}))
 
 papermill_engines.register('autotrader', _CaptureEngine)
 
@@ -218,36 +338,54 @@ def _now(): return datetime.now(timezone.utc).isoformat(timespec='seconds')
 def _short(s, n=500): s = ' '.join(str(s).split()); return s if len(s) <= n else s[:n - 1] + '…'
 
 # %% ../../nbs/ops/30_runner.ipynb #ca0cd93b
-def _execute(nb_path, params, kernel, timeout, progress, env) -> tuple[str, str | None, nbformat.NotebookNode | None]:
-    "Run papermill; return (status, error, executed notebook or None)."
-    sink, deadline = [], time.monotonic() + timeout
-    try:
-        with _environ(**env):
-            pm.execute_notebook(str(nb_path), None, parameters=params, engine_name='autotrader', kernel_name=kernel,
-                                cwd=os.getcwd(), execution_timeout=timeout, progress_bar=progress, log_output=False,
-                                request_save_on_cell_execute=False, coalesce_streams=True, sink=sink,
-                                timeout_func=lambda cell: max(deadline - time.monotonic(), 0.01))
-        status, error = 'ok', None
-    except PapermillExecutionError as e: status, error = 'failed', _short(f'{e.ename}: {e.evalue}')
-    except TimeoutError: status, error = 'timeout', f'time-out: the run did not finish within {timeout:g} s'
-    except Exception as e: status, error = 'failed', _short(f'{type(e).__name__}: {e}')
-    return status, error, (sink[0] if sink else None)
+# warnings that say nothing to a report's reader (message prefixes, as in python -W)
+_QUIET = ('IProgress not found', 'Consider using IPython.display.IFrame')
 
-def _render(nb) -> str:
-    try: return HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)[0]
+def _quiet_warnings() -> str:
+    "PYTHONWARNINGS for the kernel: the caller's filters plus ignore rules for `_QUIET`."
+    return ','.join(filter(None, [os.environ.get('PYTHONWARNINGS'), *(f'ignore:{m}' for m in _QUIET)]))
+
+def _execute(nb_path, params, kernel, timeout, progress, env) -> tuple[str, str | None, nbformat.NotebookNode | None, str]:
+    "Run papermill; return (status, error, executed notebook or None, the kernel's stderr)."
+    import tempfile
+    sink, deadline = [], time.monotonic() + timeout
+    with tempfile.TemporaryFile(mode='w+b') as klog:
+        try:
+            with _environ(**env, PYTHONWARNINGS=_quiet_warnings()):
+                pm.execute_notebook(str(nb_path), None, parameters=params, engine_name='autotrader', kernel_name=kernel,
+                                    cwd=os.getcwd(), execution_timeout=timeout, progress_bar=progress, log_output=False,
+                                    request_save_on_cell_execute=False, coalesce_streams=True, sink=sink, kernel_log=klog,
+                                    timeout_func=lambda cell: max(deadline - time.monotonic(), 0.01))
+            status, error = 'ok', None
+        except PapermillExecutionError as e: status, error = 'failed', _short(f'{e.ename}: {e.evalue}')
+        except TimeoutError: status, error = 'timeout', f'time-out: the run did not finish within {timeout:g} s'
+        except Exception as e: status, error = 'failed', _short(f'{type(e).__name__}: {e}')
+        klog.seek(0); stderr = klog.read().decode('utf-8', 'replace')
+    return status, error, (sink[0] if sink else None), stderr
+
+def _render(nb, no_input: bool = False) -> str:
+    try:
+        return HTMLExporter(exclude_input=no_input, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)[0]
     except Exception as e:  # a report that cannot render must not lose the run record
         return f"<!DOCTYPE html><html><body><h1>Report could not be rendered</h1><pre>{html.escape(repr(e))}</pre></body></html>"
 
 # %% ../../nbs/ops/30_runner.ipynb #b37e87ee
+def _sla(st, name) -> float | None:
+    from autotrader.monitor.metrics import sla_seconds
+    try: return sla_seconds(st).get(name)
+    except ValueError as e: raise PipelineError(str(e)) from None
+
 def run_pipeline(name, parameters: dict | None = None, settings_path=None, reports_dir=None, timeout=None,
-                 run_id=None, kernel=None, progress=True) -> RunResult:
-    "Execute pipeline `name` with `parameters`; write the run folder and refresh the reports index."
+                 run_id=None, kernel=None, progress=True, no_input=None) -> RunResult:
+    "Execute pipeline `name` with `parameters`; write the run folder, enforce the SLA, refresh the reports index."
     st = load_settings(settings_path)
     nb_path = pipeline_path(name)
     params = _check_parameters(dict(parameters or {}), nb_path)
     kernel = kernel or st.runner.kernel; _check_kernel(kernel)
     timeout = float(st.runner.timeout if timeout is None else timeout)
     if not timeout > 0: raise PipelineError(f"timeout must be > 0 seconds, got {timeout:g}")
+    no_input = st.reports.no_input if no_input is None else bool(no_input)
+    sla = _sla(st, nb_path.stem)
     run_id = _check_run_id(run_id or new_run_id())
     reports = Path(reports_dir if reports_dir is not None else st.reports.dir).resolve()
     run_dir = reports / nb_path.stem / run_id
@@ -260,7 +398,7 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
     if _source_dir().is_dir(): env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(src), os.environ.get('PYTHONPATH')]))
 
     started, t0 = _now(), time.monotonic()
-    status, error, nb = _execute(nb_path, params, kernel, timeout, progress, env)
+    status, error, nb, kstderr = _execute(nb_path, params, kernel, timeout, progress, env)
     ended, duration = _now(), round(time.monotonic() - t0, 3)
 
     nb = nb or nbformat.read(nb_path, as_version=4)
@@ -268,23 +406,27 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Run {status}:** {html.escape(error or '')}"))
     secrets = secret_values()
     nb, n = _scrub(nb, secrets)
-    page, m = _scrub_text(_render(nb), secrets + [html.escape(s) for s in secrets])
+    page, m = _scrub_text(_render(nb, no_input), secrets + [html.escape(s) for s in secrets])
     mf = run_dir / 'metrics.json'
     metrics = json.loads(mf.read_text()) if mf.exists() else {}
     metrics, k = _scrub(metrics, secrets)
     error, j = _scrub_text(error, secrets) if error else (None, 0)
+    kstderr = _scrub_text(kstderr[-2000:], secrets)[0] if status != 'ok' and kstderr.strip() else None
     atomic_write(run_dir / 'notebook.ipynb', nbformat.writes(nb))
     atomic_write(run_dir / 'report.html', page)
     record = dict(pipeline=nb_path.stem, run_id=run_id, status=status, parameters=params, started=started, ended=ended,
-                  duration_s=duration, metrics=metrics, error=error, notebook_source=str(nb_path),
-                  autotrader_version=autotrader.__version__, settings_file=settings_file, kernel=kernel,
-                  timeout_s=timeout, secrets_scrubbed=n + m + k + j)
+                  duration_s=duration, sla_s=sla, sla_missed=bool(sla is not None and duration > sla), metrics=metrics,
+                  error=error, notebook_source=str(nb_path), autotrader_version=autotrader.__version__,
+                  settings_file=settings_file, kernel=kernel, timeout_s=timeout, no_input=no_input,
+                  secrets_scrubbed=n + m + k + j)
+    if kstderr: record['kernel_stderr'] = kstderr
+    record['alerts'] = _alert_run(record, st)
     atomic_write(run_dir / 'run.json', json.dumps(_plain(record), indent=2))
     mf.unlink(missing_ok=True)
     write_index(reports)
     _export_metrics(record, settings_path)
     return RunResult(nb_path.stem, run_id, status, run_dir, run_dir / 'report.html', run_dir / 'notebook.ipynb',
-                     params, started, ended, duration, metrics, error)
+                     params, started, ended, duration, metrics, error, sla, record['sla_missed'], record['alerts'])
 
 # %% ../../nbs/ops/30_runner.ipynb #2f9d3a90
 def _export_metrics(record, settings_path):
@@ -293,3 +435,32 @@ def _export_metrics(record, settings_path):
         write_pipeline_metrics(_plain(record), load_settings(settings_path))
     except Exception as e:  # noqa: BLE001 — metrics must not fail a run
         import logging; logging.getLogger('autotrader.runner').warning('pipeline metrics not written: %s', e)
+
+def run_alerts(record: dict) -> list:
+    "The alerts a finished run raises: critical when it failed or timed out, warning when it took longer than its SLA."
+    from autotrader.monitor.alerts import Alert
+    p, rid = str(record['pipeline']), record.get('run_id')
+    where = dict(pipeline=p, run_id=rid, started=record.get('started'), duration_s=record.get('duration_s'),
+                 sla_s=record.get('sla_s'), status=record.get('status'))
+    out = []
+    if record.get('status') != 'ok':
+        out.append(Alert('critical', 'pipeline_failed', f"pipeline {p}: run {rid} {record.get('status')}",
+                         text=str(record.get('error') or ''), details=where, key=f'pipeline_failed:{p}'))
+    if record.get('sla_missed'):
+        out.append(Alert('warning', 'pipeline_sla', f"pipeline {p}: run {rid} missed its SLA "
+                         f"({_secs(record.get('duration_s'))} > {_secs(record.get('sla_s'))})",
+                         text='The run took longer than its SLA ([metrics] sla_seconds).', details=where, key=f'pipeline_sla:{p}'))
+    return out
+
+def _alert_run(record, st) -> list[dict]:
+    "Send `run_alerts(record)` through the alert sinks; what happened to each, for run.json."
+    alerts = run_alerts(record)
+    if not alerts: return []
+    try:
+        from autotrader.monitor.alerts import AlertManager
+        done = AlertManager.from_settings(st).dispatch(alerts)
+        cols = [c for c in ('level', 'check', 'title', 'status', 'log', 'file', 'slack', 'pagerduty', 'email') if c in done]
+        return [{k: v for k, v in row.items() if v != ''} for row in done[cols].to_dict('records')]
+    except Exception as e:  # noqa: BLE001 — alerting must not fail a run (the outbox retries what it recorded)
+        import logging; logging.getLogger('autotrader.runner').warning('run alerts not sent: %s', e)
+        return [dict(level=a.level, check=a.check, title=a.title, status=f'not sent: {_short(e, 200)}') for a in alerts]
