@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     settings = dict(metavar='PATH', help='settings file (default: $AUTOTRADER_SETTINGS, then ./settings.ini)')
 
     r = sub.add_parser('run', help='run a pipeline notebook', epilog=_EPILOG, formatter_class=fmt)
-    r.add_argument('pipeline', help='pipeline name (see `autotrader pipelines`) or path to a .ipynb')
+    r.add_argument('pipeline', help='pipeline name (see `autotrader pipelines`), path to a .ipynb, or all: the whole lifecycle (ingest, train, evaluate, rollout, health)')
     r.add_argument('-p', '--param', dest='params', action='append', type=_param, default=[], metavar='KEY=VALUE',
                    help='pipeline parameter (repeatable); a Python literal or a string')
     r.add_argument('--settings', **settings)
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--run-id', metavar='ID', help='run id (default: UTC time + random suffix)')
     r.add_argument('--kernel', metavar='NAME', help='Jupyter kernel (default: [runner] kernel)')
     r.add_argument('--no-progress', action='store_true', help='no progress bar')
+    r.add_argument('--no-input', action='store_true', help='render the report without the code cells (default: [reports] no_input)')
 
     sub.add_parser('pipelines', help='list the available pipelines')
 
@@ -85,7 +86,65 @@ def _parser() -> argparse.ArgumentParser:
     sr.add_argument('--instruments', metavar='A,B', help='only these instruments (default: all in the archive)')
     sr.add_argument('--force', action='store_true', help='replace an existing store (it is moved aside, not deleted)')
     sr.add_argument('--settings', **settings)
+
+    sc = sub.add_parser('schedule', help='the local scheduler, and the schedules as crontab lines or Airflow DAGs', formatter_class=fmt,
+                        epilog='run: the local scheduler (APScheduler) until Ctrl-C; list: schedules and next runs (UTC); crontab: the equivalent crontab lines; '
+                               'airflow: one Apache Airflow 3 DAG per pipeline in --out; trigger: run PIPELINE now as a schedule does (retries, then its triggers)')
+    sc.add_argument('action', choices=['run', 'list', 'crontab', 'airflow', 'trigger'])
+    sc.add_argument('pipeline', nargs='?', help='trigger: the pipeline to run')
+    sc.add_argument('--out', metavar='DIR', default='airflow-dags', help='airflow: folder of the DAG files (default: airflow-dags)')
+    sc.add_argument('--for-seconds', type=float, metavar='S', help='run: stop after S seconds (default: until Ctrl-C or SIGTERM)')
+    sc.add_argument('--reports', metavar='DIR', help='reports folder (default: [reports] dir)')
+    sc.add_argument('--settings', **settings)
+    _deploy_parsers(sub, settings, fmt)
     return p
+
+# %% ../nbs/90_cli.ipynb #d3b1e9a0
+def _deploy_parsers(sub, settings, fmt):
+    "`autotrader serve` and `autotrader deploy …` (the signal gateway and blue/green deployments)."
+    sv = sub.add_parser('serve', help='run the signal gateway (GET /v1/signal/{instrument}, POST /v1/predict, /readyz, /metrics)')
+    sv.add_argument('--host', help='address to bind (default: [deploy] host)')
+    sv.add_argument('--port', type=int, help='port (default: [deploy] port)')
+    sv.add_argument('--replicas', type=int, default=1, metavar='N', help='worker processes sharing the port, each a replica (default: 1)')
+    sv.add_argument('--settings', **settings)
+    d = sub.add_parser('deploy', help='deploy model versions on the gateway: blue/green, status, rollback, history', formatter_class=fmt,
+                       epilog='bluegreen VERSION: load VERSION in slot green, wait for every replica, switch, watch, then promote '
+                              '(alias champion) or roll back automatically. rollback: abort the active deployment; with --to VERSION '
+                              '(or none active): make VERSION live and champion again. resume: continue an interrupted deployment.')
+    d.add_argument('action', choices=['status', 'bluegreen', 'rollback', 'resume', 'abort', 'history'])
+    d.add_argument('version', nargs='?', help='bluegreen: the model version (7, v7, challenger)')
+    d.add_argument('--to', metavar='VERSION', help='rollback: the version to make live (default: previous-champion)')
+    d.add_argument('--limit', type=int, default=30, help='history: the newest N audit records (default: 30)')
+    d.add_argument('--settings', **settings)
+
+def _cmd_serve(a) -> int:
+    from autotrader.deploy.gateway import serve
+    if a.replicas < 1: print('autotrader: error: --replicas must be >= 1', file=sys.stderr); return EXIT_USAGE
+    serve(a.settings, a.host, a.port, a.replicas); return EXIT_OK
+
+def _cmd_deploy(a) -> int:
+    from autotrader.deploy import bluegreen as B
+    from autotrader.deploy.state import DeploymentState, StateError
+    try:
+        if a.action == 'status': print(B.format_status(B.deploy_status(a.settings))); return EXIT_OK
+        if a.action == 'history':
+            st = DeploymentState.from_settings(load_settings(a.settings)); log = st.audit_log(limit=a.limit)
+            print(log[['id', 'at', 'actor', 'action', 'deployment_id', 'from_state', 'to_state', 'reason']].to_string(index=False)
+                  if len(log) else '(no audit records)'); return EXIT_OK
+        if a.action == 'bluegreen':
+            if not a.version: print('autotrader: error: deploy bluegreen needs a VERSION', file=sys.stderr); return EXIT_USAGE
+            d = B.BlueGreenDeployment(settings=a.settings).run(a.version)
+        elif a.action == 'resume':
+            d = B.BlueGreenDeployment.resume(a.settings)
+            if d is None: print('no active deployment to resume'); return EXIT_OK
+        elif a.action == 'abort':
+            bg = B.BlueGreenDeployment(settings=a.settings); d = bg.abort()
+        else:
+            print(B.rollback_to(a.settings, a.to)); return EXIT_OK
+    except StateError as e:
+        print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
+    print(f"deployment {d['id']}: {d['status']}")
+    return EXIT_OK if d['status'] == 'succeeded' else EXIT_FAILED
 
 # %% ../nbs/90_cli.ipynb #4b61492c
 def _ini_value(v) -> str:
@@ -112,11 +171,25 @@ def _cmd_settings(a) -> int:
 # %% ../nbs/90_cli.ipynb #10f03094
 def _cmd_run(a) -> int:
     from autotrader.ops.runner import run_pipeline
+    if a.pipeline == 'all': return _cmd_run_all(a)
     r = run_pipeline(a.pipeline, dict(a.params), settings_path=a.settings, reports_dir=a.reports, timeout=a.timeout,
-                     run_id=a.run_id, kernel=a.kernel, progress=not a.no_progress)
+                     run_id=a.run_id, kernel=a.kernel, progress=not a.no_progress, no_input=a.no_input or None)
     print(f"run dir: {r.run_dir}\nstatus:  {r.status}\nreport:  {r.report}")
+    warnings = (r.metrics or {}).get('warnings')
+    for w in warnings if isinstance(warnings, list) else []: print(f"warning: {w}")
     if r.error: print(f"error:   {r.error}")
+    if r.sla_missed: print(f"sla:     missed ({r.duration_s:g} s > {r.sla_s:g} s)")
+    print(f"record:  {r.run_dir / 'run.json'}")   # last line: read by the Airflow DAGs
     return _STATUS_EXIT[r.status]
+
+def _cmd_run_all(a) -> int:
+    from autotrader.ops.lifecycle import run_all
+    if a.params or a.run_id or a.timeout or a.kernel:
+        print('autotrader: error: run all takes no -p, --run-id, --timeout or --kernel (set them per pipeline in settings)', file=sys.stderr); return EXIT_USAGE
+    lc = run_all(settings_path=a.settings, reports_dir=a.reports, progress=not a.no_progress, no_input=a.no_input or None)
+    print(f"wall time: {lc.wall_s / 60:.1f} min ({lc.wall_s:.0f} s)\nindex:     {lc.index}")
+    if lc.failed: print(f"FAILED at {lc.failed.name}: {lc.failed.note or lc.failed.status}; report: {lc.failed.run.report if lc.failed.run else '-'}")
+    return _STATUS_EXIT[lc.failed.status] if lc.failed else EXIT_OK
 
 def _cmd_pipelines(a) -> int:
     from autotrader.ops.runner import list_pipelines
@@ -143,6 +216,21 @@ def _cmd_store(a) -> int:
     except ArchiveError as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_FAILED
     print(r.summary()); return EXIT_OK
 _COMMANDS.update(archive=_cmd_archive, store=_cmd_store)
+
+def _cmd_schedule(a) -> int:
+    from autotrader.ops import scheduler as S
+    if a.action == 'run': S.run_scheduler(a.settings, a.reports, a.for_seconds); return EXIT_OK
+    if a.action == 'list': print(S.format_table(S.schedule_table(a.settings))); return EXIT_OK
+    if a.action == 'crontab': print(S.crontab_lines(a.settings, a.reports), end=''); return EXIT_OK
+    if a.action == 'airflow':
+        from autotrader.ops.airflow_dags import export_airflow
+        print('\n'.join(map(str, export_airflow(a.out, a.settings, a.reports)))); return EXIT_OK
+    if not a.pipeline: print('autotrader: error: schedule trigger needs a PIPELINE', file=sys.stderr); return EXIT_USAGE
+    stages = S.trigger(a.pipeline, a.settings, a.reports)
+    bad = next((s for s in stages if s.status not in ('ok', 'skipped')), None)
+    return _STATUS_EXIT[bad.status] if bad else EXIT_OK
+_COMMANDS.update(schedule=_cmd_schedule)
+_COMMANDS.update(serve=_cmd_serve, deploy=_cmd_deploy)
 
 # %% ../nbs/90_cli.ipynb #89203791
 def main(argv: list[str] | None = None) -> int:
