@@ -15,6 +15,8 @@ served as still forming (Binance: `closeTime` in the future; Oanda: `complete: f
 Faults are scripted per request with `fail(kind, ...)`: `status` (any HTTP status, optional headers such as
 Retry-After, optional body), `malformed` (200 with a body that is not JSON), `truncated` (a Content-Length larger
 than the body, then the connection closes), `empty` (200 with no bars). Every request is recorded in `requests`.
+`page_cap=N` makes a server answer at most N bars per request whatever it was asked (a server applying a default
+`count` of 500 to a `from`/`to` range): a correct client asks again from after the last bar.
 """
 from __future__ import annotations
 import json, threading, time
@@ -44,7 +46,8 @@ class _Server:
     "A threaded HTTP server on a free 127.0.0.1 port; subclasses implement `route(req) -> (status, headers, body)`."
     data_paths = ()
 
-    def __init__(self, now=None):
+    def __init__(self, now=None, page_cap=None):
+        self.page_cap = page_cap
         self.now = pd.Timestamp(now, tz='UTC') if now is not None and pd.Timestamp(now).tzinfo is None else \
             (pd.Timestamp(now) if now is not None else None)
         self.requests: list[dict] = []
@@ -131,8 +134,8 @@ class BinanceServer(_Server):
     "Binance spot REST API: exchangeInfo and klines (https://developers.binance.com/docs/binance-spot-api-docs/rest-api)."
     data_paths = ('/api/v3/klines',)
 
-    def __init__(self, symbols=('BTCUSDT', 'ETHUSDT'), now=None, data_until=None, listed=None):
-        super().__init__(now)
+    def __init__(self, symbols=('BTCUSDT', 'ETHUSDT'), now=None, data_until=None, listed=None, page_cap=None):
+        super().__init__(now, page_cap)
         self.symbols = {s: (s[:-4], s[-4:]) for s in symbols}   # ...USDT pairs
         self.data_until = pd.Timestamp(data_until, tz='UTC') if data_until is not None else None
         self.listed = pd.Timestamp(listed or '2017-08-17', tz='UTC')
@@ -162,7 +165,7 @@ class BinanceServer(_Server):
             end = pd.Timestamp(int(q['endTime']), unit='ms', tz='UTC') + pd.Timedelta(milliseconds=1) if 'endTime' in q else start + step * limit
             end = min(end, start + step * limit)
             if self.data_until is not None: end = min(end, self.data_until)
-            b = self.bars(q['symbol'], 'crypto', tf, start, end).head(limit)
+            b = self.bars(q['symbol'], 'crypto', tf, start, end).head(min(limit, self.page_cap or limit))
             ms = b.timestamp.astype('int64') // 1_000_000
             sms = int(step.total_seconds() * 1000)
             rows = [[int(t), f'{o:.8f}', f'{hi:.8f}', f'{lo:.8f}', f'{c:.8f}', f'{v:.8f}', int(t) + sms - 1,
@@ -202,8 +205,8 @@ class OandaServer(_Server):
     "Oanda v20 REST API: instrument candles (https://developer.oanda.com/rest-live-v20/instrument-ep/)."
     data_paths = ('/candles',)
 
-    def __init__(self, instruments=('EUR_USD', 'USD_JPY'), token='test-token', now=None, half_spread=0.0001):
-        super().__init__(now)
+    def __init__(self, instruments=('EUR_USD', 'USD_JPY'), token='test-token', now=None, half_spread=0.0001, page_cap=None):
+        super().__init__(now, page_cap)
         self.instruments, self.token, self.half_spread = set(instruments), token, half_spread
 
     def error_body(self, status):
@@ -244,6 +247,7 @@ class OandaServer(_Server):
             if frm is None:     # the `count` candles up to `to` (default: now)
                 b = self.bars(inst, 'fx', tf, (to or now) - step * count * 3, to or now + step).tail(count)
             else: b = self.bars(inst, 'fx', tf, frm.ceil(step), frm.ceil(step) + step * count * 3).head(count)
+        if self.page_cap: b = b.head(self.page_cap)
         forming = now.floor(step)
         candles = []
         for t, o, hi, lo, c, v in zip(b.timestamp, b.open, b.high, b.low, b.close, b.volume):

@@ -178,8 +178,11 @@ def test_binance_client_errors_fail_at_once(tmp_path, binance):
 def test_binance_empty_page_ends_pagination_then_incremental(tmp_path):
     with BinanceServer(data_until='2024-01-05 12:00') as s:
         st = bsettings(tmp_path, s)
-        ingest(start='2024-01-05', end='2024-01-06', timeframe='1h', settings=st, progress=False)
-        assert [len(json.loads(r['body'])) for r in s.data_requests()] == [12, 0]       # a short page, then an empty one
+        res = ingest(start='2024-01-05', end='2024-01-06', timeframe='1h', settings=st, progress=False)
+        # a short page (asked again from after its last bar), then an empty one, asked once more: the range ends there
+        assert [len(json.loads(r['body'])) for r in s.data_requests()] == [12, 0, 0]
+        assert [r['query']['startTime'] for r in s.data_requests()] == [str(MS('2024-01-05')), *[str(MS('2024-01-05 12:00'))] * 2]
+        assert any('binance BTC/USDT' in w and 'returned no bars twice' in w and 'expects 12' in w for w in res.warnings), res.warnings
         assert stored(st).timestamp.max() == UTC('2024-01-05 11:00')
         assert FeatureStore(st.store.dir).watermark('binance', 'BTC/USDT', '1h') == UTC('2024-01-05 11:00')
         s.data_until = None; n = len(s.data_requests())                              # more data has arrived
@@ -225,7 +228,7 @@ def test_oanda_pages_within_limit(tmp_path, oanda):
     for name, inst in (('EUR_USD', 'EUR_USD'), ('USD/JPY', 'USD_JPY')):
         got = stored(st, name)
         assert_bars_equal(got, oanda.candles(inst, '1h', '2024-01-01', '2024-01-15'), decimals=5)
-        assert set(got.source) == {'oanda'} and (got.timestamp.dt.dayofweek != 5).all()     # no Saturday: FX calendar
+        assert set(got.source) == {'oanda'} and (got.timestamp.dt.day_of_week != 5).all()     # no Saturday: FX calendar
     assert res.validation.completeness.completeness.tolist() == [1.0, 1.0]
     q = [r['query'] for r in oanda.data_requests() if 'EUR_USD' in r['path']]
     assert all(x['granularity'] == 'H1' and x['price'] == 'M' for x in q)
@@ -269,14 +272,53 @@ def test_oanda_faults_retried_and_incomplete_dropped(tmp_path, oanda):
 
 def test_oanda_empty_page_ends_pagination_and_resume(tmp_path, oanda):
     st = osettings(tmp_path, oanda)
-    oanda.fail('empty', when=lambda r: r['query'].get('from', '') > '2024-01-09')     # the third page comes back empty
-    ingest(start='2024-01-01', end='2024-01-20', timeframe='1h', settings=st, progress=False)
-    assert len(oanda.data_requests()) == 3 and len(stored(st)) == 200
+    oanda.fail('empty', times=2, when=lambda r: r['query'].get('from', '') > '2024-01-09')   # the third page: empty, twice
+    res = ingest(start='2024-01-01', end='2024-01-20', timeframe='1h', settings=st, progress=False)
+    assert len(oanda.data_requests()) == 4 and len(stored(st)) == 200                       # asked again once, then stopped
+    assert any('oanda EUR_USD' in w and 'returned no bars twice' in w for w in res.warnings), res.warnings
     wm = FeatureStore(st.store.dir).watermark('oanda', 'EUR_USD', '1h')
     assert wm == stored(st).timestamp.max()
     ingest(end='2024-01-20', timeframe='1h', settings=st, progress=False)                 # resumes after the watermark
-    assert oanda.data_requests()[3]['query']['from'] == (wm + pd.Timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ')
+    assert oanda.data_requests()[4]['query']['from'] == (wm + pd.Timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ')
     assert_bars_equal(stored(st), oanda.candles('EUR_USD', '1h', '2024-01-01', '2024-01-20'), decimals=5)
+
+
+def test_oanda_short_pages_are_asked_again(tmp_path, monkeypatch):
+    "A server that answers a from/to range with its default count (500 of 1,440 minute candles): every candle stored."
+    monkeypatch.setenv('AUTOTRADER_OANDA_TOKEN', TOKEN)
+    with OandaServer(token=TOKEN, page_cap=500) as s:
+        st = osettings(tmp_path, s, oanda__page_count=5000)
+        res = ingest(start='2024-01-03', end='2024-01-04', timeframe='1m', settings=st, progress=False)
+        want = s.candles('EUR_USD', '1m', '2024-01-03', '2024-01-04')
+        assert len(want) == 1440
+        assert_bars_equal(stored(st), want, decimals=5)
+        q = [r['query'] for r in s.data_requests()]
+        assert [x['from'] for x in q] == ['2024-01-03T00:00:00Z', '2024-01-03T08:20:00Z', '2024-01-03T16:40:00Z']
+        assert all(x['to'] == '2024-01-04T00:00:00Z' and 'count' not in x for x in q)
+        assert [len(json.loads(r['body'])['candles']) for r in s.data_requests()] == [500, 500, 440]
+        assert res.validation.completeness.completeness.tolist() == [1.0] and res.warnings == []
+        assert res.received == 1440 and res.left_out == {}
+
+
+def test_binance_short_pages_are_asked_again(tmp_path):
+    "A server that caps every page below the limit asked for: paged by the last bar until the range end."
+    with BinanceServer(page_cap=500) as s:
+        st = bsettings(tmp_path, s, binance__page_limit=1000)
+        res = ingest(start='2024-01-03', end='2024-01-04', timeframe='1m', settings=st, progress=False)
+        assert_bars_equal(stored(st), s.klines('BTCUSDT', '1m', '2024-01-03', '2024-01-04'))
+        assert [len(json.loads(r['body'])) for r in s.data_requests()] == [500, 500, 440]
+        assert [int(r['query']['startTime']) for r in s.data_requests()] == [MS('2024-01-03'), MS('2024-01-03 08:20'), MS('2024-01-03 16:40')]
+        assert res.received == len(stored(st)) == 1440 and res.warnings == []
+
+
+def test_empty_pages_are_bounded(tmp_path):
+    "A server that answers every page empty: asked twice, then the run ends with a warning (no endless loop, no failure)."
+    with BinanceServer() as s:
+        s.fail('empty', times=-1)
+        st = bsettings(tmp_path, s)
+        res = ingest(start='2024-01-03', end='2024-01-04', timeframe='1h', settings=st, progress=False)
+        assert len(s.data_requests()) == 2 and res.received == 0 and not res.committed
+        assert any('returned no bars twice' in w and 'expects 24' in w for w in res.warnings), res.warnings
 
 
 def test_oanda_exhausted_token_and_client_errors(tmp_path, oanda, monkeypatch):

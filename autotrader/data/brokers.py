@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 import numpy as np, pandas as pd
 from ..config import secret
-from ..schema import Instrument, canonical, timeframe_delta, to_utc
+from ..schema import Instrument, canonical, expected_bars, timeframe_delta, to_utc
 from .archive import RawPayload
 from .connectors import Connector, ConnectorError, register_connector, _empty, _with_error
 
@@ -109,6 +109,18 @@ def _symbol_map(items) -> dict:
         if not eq or not k.strip() or not v.strip(): raise ConnectorError(f"symbol_map: bad item {it!r} (expected INSTRUMENT=BROKER_SYMBOL)")
         out[k.strip()] = v.strip()
     return out
+
+# %% ../../nbs/data/13_brokers.ipynb #a9c4e7b3
+def _empty_page(con, ins: Instrument, timeframe: str, cursor, end, tries: int, what: str) -> bool:
+    "An empty page at `cursor`: True = ask once more; False = the range ends here (with a warning when bars were expected)."
+    n = len(expected_bars(ins.calendar, timeframe, cursor, end, align='any'))
+    if not n: return False
+    if tries < 1:
+        con.sleep(con.policy.delay(0)); return True
+    con.warnings.append(f"{con.name} {ins.symbol}: {what} returned no bars twice while the {ins.calendar} calendar expects "
+                        f"{n} up to {pd.Timestamp(end):%Y-%m-%d %H:%M} UTC; stored up to {pd.Timestamp(cursor):%Y-%m-%d %H:%M}, "
+                        f"the next run asks again from there")
+    return False
 
 # %% ../../nbs/data/13_brokers.ipynb #4238c48a
 _SPOT_HOST = re.compile(r'^https?://(api\.binance\.com|testnet\.binance\.vision)(?=/)')
@@ -212,15 +224,18 @@ class BinanceConnector(Connector):
         step, out = _ms(pd.Timestamp(0, tz='UTC') + timeframe_delta(timeframe)), []
         for ins in instruments:
             m = self.market(ins.symbol)
-            since, end_ms = _ms(start), _ms(end)
-            while since < end_ms:
+            since, end_ms, empties = _ms(start), _ms(end), 0
+            while since < end_ms:                                    # page by the last bar received (see above)
                 what = f"binance GET /api/v3/klines ({m['id']} {timeframe} from {pd.Timestamp(since, unit='ms', tz='UTC'):%Y-%m-%d %H:%M})"
                 body, rows, url = with_retries(lambda: self._page(m, timeframe, since, end_ms, b.page_limit), self.policy, what, self.sleep)
                 first = rows[0][0] if rows else since
                 out.append(RawPayload('binance', ins.symbol, pd.Timestamp(first, unit='ms', tz='UTC').date(), body, 'json',
                                       {'timeframe': timeframe, 'url': url, 'market': m['id'], 'fetched_at': _ms(pd.Timestamp.now(tz='UTC'))}))
-                if not rows: break                                   # an empty page: no more data
-                last = int(rows[-1][0])
+                if not rows:
+                    if _empty_page(self, ins, timeframe, pd.Timestamp(since, unit='ms', tz='UTC'), end, empties, what):
+                        empties += 1; continue
+                    break
+                empties, last = 0, int(rows[-1][0])
                 if last < since: raise ConnectorError(f"{what}: the server returned bars before startTime (last {last} < {since})")
                 since = last + step
         return out
@@ -240,6 +255,7 @@ class BinanceConnector(Connector):
                 err[(df[c].isna() & (err == '')).to_numpy()] = f'non_numeric_{c}'
             ct = pd.to_numeric(a.ct, errors='coerce').fillna(t + step - 1)
             closed = (ct < p.meta['fetched_at']) if 'fetched_at' in p.meta else pd.Series(True, index=a.index)
+            self._leave_out('forming', int((~closed).sum()))
             df = df.assign(instrument=p.instrument, timeframe=timeframe, source='binance', _error=err)[closed.to_numpy()]
             frames.append(df)
         if not frames: return _with_error(canonical(_empty()))
@@ -327,8 +343,8 @@ class OandaConnector(Connector):
         start, end = to_utc(start), min(to_utc(end), self.latest_closed(timeframe))
         step, out = timeframe_delta(timeframe), []
         for ins in instruments:
-            inst, cursor = oanda_instrument(ins.symbol, o.symbol_map), start
-            while cursor < end:
+            inst, cursor, empties = oanda_instrument(ins.symbol, o.symbol_map), start, 0
+            while cursor < end:                                      # page by the last candle received (see above)
                 q = oanda_params(cursor, end, timeframe, price, o.page_count)
                 what = f"oanda GET /v3/instruments/{inst}/candles ({q['granularity']} from {q['from']})"
                 body, data, url = with_retries(lambda: self._page(inst, q), self.policy, what, self.sleep)
@@ -336,8 +352,11 @@ class OandaConnector(Connector):
                 first = pd.Timestamp(candles[0]['time']) if candles and 'time' in candles[0] else cursor
                 out.append(RawPayload('oanda', ins.symbol, first.tz_convert('UTC').date(), body, 'json',
                                       {'timeframe': timeframe, 'url': url, 'instrument': inst}))
-                if 'to' in q or not candles or not candles[-1].get('complete', False): break
-                last = pd.Timestamp(candles[-1]['time'])
+                if not candles:
+                    if _empty_page(self, ins, timeframe, cursor, end, empties, what): empties += 1; continue
+                    break
+                if not candles[-1].get('complete', False): break        # the candle still forming: the end of the data
+                empties, last = 0, pd.Timestamp(candles[-1]['time']).tz_convert('UTC')
                 if last < cursor: raise ConnectorError(f"{what}: the server returned candles before 'from'")
                 cursor = last + step
         return out
@@ -348,7 +367,7 @@ class OandaConnector(Connector):
             try: data = json.loads(p.data)
             except ValueError as e: raise ConnectorError(f"oanda {p.instrument}: archived page {p.meta.get('url', '')} is not JSON ({e})") from None
             for c in data.get('candles', []):
-                if not c.get('complete', False): continue
+                if not c.get('complete', False): self._leave_out('incomplete', 1); continue
                 px, err = {}, ''
                 for side in ('mid', 'bid', 'ask'):
                     if isinstance(c.get(side), dict): px[side] = {k: pd.to_numeric(c[side].get(k), errors='coerce') for k in 'ohlc'}
@@ -547,7 +566,9 @@ class IBKRConnector(Connector):
             df['volume'] = pd.to_numeric(df['volume'], errors='coerce').clip(lower=0)   # MIDPOINT bars: volume -1
             frames.append(df.assign(instrument=p.instrument, timeframe=timeframe, source='ibkr'))
         if not frames: return _with_error(canonical(_empty()))
-        df = pd.concat(frames, ignore_index=True).drop_duplicates(['instrument', 'timestamp'], keep='last')
+        df = pd.concat(frames, ignore_index=True)
+        n = len(df); df = df.drop_duplicates(['instrument', 'timestamp'], keep='last')
+        self._leave_out('overlap', n - len(df))                 # a bar two chunks both returned
         df = canonical(df.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True))
         err = np.where(df[['open', 'high', 'low', 'close', 'volume']].isna().any(axis=1), 'non_numeric_value', '')
         return _with_error(df, err)

@@ -37,12 +37,28 @@ class IngestResult:
     committed: bool
     outside_range: int = 0
     bars: pd.DataFrame = field(default=None, repr=False)
+    received: int = 0                                   # rows the source delivered
+    left_out: dict = field(default_factory=dict)        # rows deliberately not stored, by reason
+    notes: list = field(default_factory=list)           # the run's own warnings (validation has its own)
+    @property
+    def warnings(self) -> list[str]:
+        "Everything the user should read: the run's warnings, then validation's (completeness, re-ordered bars)."
+        return list(self.notes) + list(self.validation.warnings)
+    def accounting(self) -> pd.DataFrame:
+        "rows received = stored + quarantined + left out (by reason): one row each."
+        v = self.validation
+        rows = [('received', self.received), ('stored', len(v.clean)), ('quarantined', len(v.quarantine))]
+        rows += [(f'left out: {k}', n) for k, n in self.left_out.items()]
+        return pd.DataFrame(rows, columns=['rows', 'count']).set_index('rows')
     def metrics(self) -> dict:
         v = self.validation.summary()
-        return dict(**v, instruments=len(self.summary), archive_new=sum(a.new for a in self.archived),
-                    archive_existing=sum(not a.new for a in self.archived), outside_range=self.outside_range,
-                    feature_rows=int(self.summary.feature_rows.sum()) if len(self.summary) else 0,
-                    committed=self.committed, **{f'seconds_{k}': round(t, 3) for k, t in self.timings.items()})
+        m = dict(**v, instruments=len(self.summary), archive_new=sum(a.new for a in self.archived),
+                 archive_existing=sum(not a.new for a in self.archived), outside_range=self.outside_range,
+                 feature_rows=int(self.summary.feature_rows.sum()) if len(self.summary) else 0,
+                 committed=self.committed, **{f'seconds_{k}': round(t, 3) for k, t in self.timings.items()})
+        m.update(rows_received=self.received, rows_left_out=sum(self.left_out.values()), left_out=dict(self.left_out),
+                 warnings=self.warnings)
+        return m
 
 # %% ../../nbs/ops/31_ingest.ipynb #0d764d01
 def _settings(settings, source, timeframe, path):
@@ -83,7 +99,7 @@ def _features(fs, store, clean, plan, timeframe):
         out.append(f[keep.to_numpy()])
     return pd.concat(out, ignore_index=True) if out else None
 
-def _summary(instruments, plan, fetched, val, feats, archived, store, source, timeframe):
+def _summary(instruments, plan, fetched, val, feats, archived, store, source, timeframe, left_by=None):
     rows = []
     comp = val.completeness.set_index('instrument') if len(val.completeness) else None
     for ins in instruments:
@@ -91,8 +107,8 @@ def _summary(instruments, plan, fetched, val, feats, archived, store, source, ti
         f = fetched[fetched.instrument == ins.symbol] if len(fetched) else fetched
         c = comp.loc[ins.symbol] if comp is not None and ins.symbol in comp.index else None
         rows.append(dict(instrument=ins.symbol, calendar=ins.calendar,
-                         start=p[0] if p else None, end=p[1] if p else None, status='up to date' if p is None else 'ingested',
-                         fetched=len(f), clean=int((val.clean.instrument == ins.symbol).sum()),
+                         start=p[0] if p else None, end=p[1] if p else None, status='up to date' if p is None or (len(f) == 0 and (left_by or {}).get(ins.symbol)) else 'ingested',
+                         fetched=len(f), left_out=int((left_by or {}).get(ins.symbol, 0)), clean=int((val.clean.instrument == ins.symbol).sum()),
                          quarantined=int((val.quarantine.instrument == ins.symbol).sum()),
                          flagged=int((val.flags.instrument == ins.symbol).sum()),
                          completeness=None if c is None else c.completeness,
@@ -101,6 +117,63 @@ def _summary(instruments, plan, fetched, val, feats, archived, store, source, ti
                          archived_new=sum(a.new for a in archived if a.key.split('/')[1] in (ins.symbol, '_multi')),
                          watermark=store.watermark(source, ins.symbol, timeframe)))
     return pd.DataFrame(rows)
+
+# %% ../../nbs/ops/31_ingest.ipynb #b7d2c4e9
+def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
+    """Which parsed rows this run validates and stores: (mask, left out by reason, left out by instrument, warnings).
+    A row is left out when its instrument was not requested, when it lies outside the requested range, or when it is
+    inside it but at or before the instrument's watermark (already stored)."""
+    sym = bars.instrument.to_numpy(); ts = bars.timestamp
+    asked = bars.instrument.isin([i.symbol for i in wanted]).to_numpy()
+    never = pd.Timestamp.min.tz_localize('UTC')
+    lo = bars.instrument.map({k: (v[0] if v and v[0] is not None else never) for k, v in plan.items()})
+    hi = bars.instrument.map({k: (v[1] if v else never) for k, v in plan.items()})
+    planned = bars.instrument.isin([k for k, v in plan.items() if v]).to_numpy()
+    inside = asked & planned & (ts.isna() | ((ts >= lo) & (ts < hi))).to_numpy()
+    wms = {i.symbol: store.watermark(source, i.symbol, timeframe) for i in wanted}
+    wms = {k: v for k, v in wms.items() if v is not None}
+    stored = np.zeros(len(bars), bool)
+    if wms and not backfill:               # inside the requested range but at or before the watermark
+        req = (ts.notna() & (ts >= (start or never)) & (ts < end)).to_numpy()
+        stored = asked & ~inside & req & (ts <= bars.instrument.map(wms)).to_numpy()
+    outside = asked & ~inside & ~stored
+    reasons = {'not_requested': ~asked, 'already_stored': stored, 'outside_range': outside}
+    left = {k: int(m.sum()) for k, m in reasons.items() if m.any()}
+    by_ins = pd.Series(sym[~inside]).value_counts().to_dict()
+    notes = []
+    if left.get('not_requested'):
+        other = pd.Series(sym[~asked]).value_counts()
+        notes.append(f"{left['not_requested']} row(s) of instruments not requested left out: "
+                     f"{', '.join(f'{k} ({n})' for k, n in other.head(8).items())}{', …' if len(other) > 8 else ''}; "
+                     f"requested: {', '.join(i.symbol for i in wanted)}")
+    if left.get('outside_range'):
+        t = ts[outside]
+        notes.append(f"{left['outside_range']} row(s) outside the requested range left out ({t.min()} … {t.max()})")
+    if left.get('already_stored'):
+        notes.append(f"{left['already_stored']} row(s) at or before the watermark left out: already stored "
+                     f"(-p backfill=True re-ingests them)")
+    return inside, left, by_ins, notes
+
+def _check_requested(bars, wanted, source):
+    "A source whose rows all belong to instruments nobody asked for is an error naming both."
+    if not len(bars) or bars.instrument.isin([i.symbol for i in wanted]).any(): return
+    found = bars.instrument.value_counts()
+    names = ', '.join(f'{k} ({n} rows)' for k, n in found.head(8).items()) + (', …' if len(found) > 8 else '')
+    raise IngestError(f"{source}: no row belongs to a requested instrument: found {names}; requested "
+                      f"{', '.join(i.symbol for i in wanted)}. Request the instruments found (-p instruments={found.index[0]}), "
+                      f"leave instruments unset to take all of them, or set [file] instrument for a one-instrument file. "
+                      f"Nothing was stored.")
+
+_BENIGN = {'already_stored', 'forming', 'incomplete', 'overlap'}   # nothing stored because of these alone: up to date
+
+def _check_stored(received, val, left, source):
+    "rows received = stored + quarantined + left out; a run that received rows and stores none fails, saying why."
+    if received != len(val.clean) + len(val.quarantine) + sum(left.values()):
+        raise IngestError(f"row accounting is off: {received} received != {len(val.clean)} stored + {len(val.quarantine)} "
+                          f"quarantined + {sum(left.values())} left out {left} (a bug; nothing was stored)")
+    if received and not len(val.clean) and set(left) - _BENIGN:
+        parts = [f'{len(val.quarantine)} quarantined'] * bool(len(val.quarantine)) + [f'{n} left out: {k}' for k, n in left.items()]
+        raise IngestError(f"{source}: received {received} row(s) and stored none ({'; '.join(parts)}). Nothing was stored.")
 
 # %% ../../nbs/ops/31_ingest.ipynb #48a377b1
 def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, path=None, backfill=False,
@@ -135,15 +208,17 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
     try: bars = connector.parse(payloads, timeframe)
     except ConnectorError as e: raise IngestError(f"{source}: {e} (the raw data is archived; nothing was stored)") from None
     timings['parse'] = time.perf_counter() - t; t = time.perf_counter()
+    left = dict(connector.left_out)                     # dropped by the parser on purpose (forming bars, …)
+    received = len(bars) + sum(left.values())
     if not connector.incremental:   # a whole file: pick instruments, then ranges from watermarks
         found = list(dict.fromkeys(bars.instrument))
         if wanted is None: wanted = [cal.get(s, Instrument(s, st.instruments.default_calendar)) for s in found]
+        else: _check_requested(bars, wanted, source)
         plan = _plan(connector, store, wanted, source, timeframe, start, end, backfill)
-    n_all = len(bars)
-    lo = bars.instrument.map({k: (v[0] if v and v[0] is not None else pd.Timestamp.min.tz_localize('UTC')) for k, v in plan.items()})
-    hi = bars.instrument.map({k: (v[1] if v else pd.Timestamp.min.tz_localize('UTC')) for k, v in plan.items()})
-    inside = bars.instrument.isin([k for k, v in plan.items() if v]) & (bars.timestamp.isna() | ((bars.timestamp >= lo) & (bars.timestamp < hi)))
-    bars = bars[inside.to_numpy()].reset_index(drop=True)
+    inside, picked, left_by, notes = _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill)
+    for k, n in picked.items(): left[k] = left.get(k, 0) + n
+    notes = list(connector.warnings) + notes
+    bars = bars[inside].reset_index(drop=True)
     val = validate_bars(bars, timeframe, st.validation, wanted,
                         {k: (v[0] if v else None) for k, v in plan.items()} if connector.incremental else None,
                         {k: (v[1] if v else None) for k, v in plan.items()} if connector.incremental else None)
@@ -153,6 +228,9 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
         counts = val.quarantine.reason.str.split(';').explode().value_counts().head(5).to_dict()
         raise IngestError(f"{share:.0%} of {val.rows_in} bars quarantined (> [validation] max_quarantine_share = "
                           f"{st.validation.max_quarantine_share:.0%}); top reasons: {counts}. Nothing was stored.")
+    _check_stored(received, val, left, source)
+    if received and not len(val.clean) and not len(val.quarantine):
+        notes.append(f"nothing new: all {received} row(s) the source returned are stored already")
     fs = make_feature_set(st)
     feats = _features(fs, store, val.clean, plan, timeframe) if len(val.clean) else None
     timings['features'] = time.perf_counter() - t; t = time.perf_counter()
@@ -165,9 +243,10 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
         committed = tx.commit()
     timings['store'] = time.perf_counter() - t
     timings['total'] = time.perf_counter() - t0
-    summ = _summary(wanted, plan, bars, val, feats, archived, store, source, timeframe)
+    summ = _summary(wanted, plan, bars, val, feats, archived, store, source, timeframe, left_by)
     return IngestResult(run_id, source, timeframe, summ, val, archived, timings, fs.id, store, committed,
-                        outside_range=n_all - len(bars), bars=val.clean)
+                        outside_range=left.get('outside_range', 0), bars=val.clean, received=received, left_out=left,
+                        notes=notes)
 
 # %% ../../nbs/ops/31_ingest.ipynb #df4fafd0
 def plot_ingest(res: IngestResult, max_instruments: int = 6):
