@@ -131,3 +131,61 @@ def test_console_module(tmp_path):
     assert r.returncode == 0 and 'exit codes' in r.stdout and 'run' in r.stdout, r.stderr
     r = subprocess.run([sys.executable, '-m', 'autotrader.cli', 'pipelines'], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def _cli(*args, cwd, env=None, timeout=180):
+    "The real `autotrader` command in a child process: what a person sees on the terminal."
+    env = {**os.environ, **(env or {}), 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
+    return subprocess.run([sys.executable, '-m', 'autotrader.cli', *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_reports_and_terminal_carry_no_warning_noise_and_code_can_be_hidden(tmp_path):
+    nb = _nb(tmp_path / 'noisy.ipynb',
+             '# code-marker\nfrom tqdm.auto import tqdm\ntotal = sum(tqdm(range(3)))\nprint("total", total)',
+             'from IPython.display import HTML\nHTML(\'<iframe src="about:blank" title="card"></iframe>\')')
+    r = _cli('run', str(nb), '--reports', 'r', '--run-id', 'with-code', '--no-progress', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for noise in ('IPKernelApp', 'without encryption', 'KeyboardInterrupt', 'Warning'):
+        assert noise not in r.stdout + r.stderr, (noise, r.stderr)
+    assert r.stdout.strip().splitlines()[-1] == f"record:  {tmp_path / 'r' / 'noisy' / 'with-code' / 'run.json'}"
+    page = (tmp_path / 'r' / 'noisy' / 'with-code' / 'report.html').read_text()
+    assert 'total 3' in page and 'code-marker' in page and 'title="card"' in page
+    assert 'IProgress' not in page and 'Consider using IPython.display.IFrame' not in page and 'output_stderr' not in page   # no progress bar either
+    # for readers: the code hidden, the outputs kept; the executed notebook keeps the code
+    r = _cli('run', str(nb), '--reports', 'r', '--run-id', 'no-code', '--no-progress', '--no-input', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / 'r' / 'noisy' / 'no-code'
+    page = (run / 'report.html').read_text()
+    assert 'total 3' in page and 'title="card"' in page and 'code-marker' not in page
+    assert 'code-marker' in (run / 'notebook.ipynb').read_text() and json.loads((run / 'run.json').read_text())['no_input']
+
+
+def test_time_out_leaves_no_kernel_messages_on_the_terminal(nbs, tmp_path):
+    r = _cli('run', str(nbs['slow']), '--reports', 'r', '--timeout', '4', '--no-progress', cwd=tmp_path)
+    assert r.returncode == 3 and 'status:  timeout' in r.stdout
+    assert 'KeyboardInterrupt' not in r.stderr + r.stdout and 'IPKernelApp' not in r.stderr, r.stderr
+
+
+def test_sla_misses_and_failures_are_recorded_and_alerted_to_a_webhook(nbs, tmp_path, monkeypatch):
+    from monitor_helpers import Receiver
+    (tmp_path / 'settings.ini').write_text('[data]\ndir = data\n[metrics]\nsla_seconds = ok=0.2, fail=600\n'
+                                           '[alerts]\nsinks = file, slack\n')
+    with Receiver() as rx:
+        monkeypatch.setenv('AUTOTRADER_SLACK_WEBHOOK_URL', rx.url('/slack/hook'))
+        slow = run_pipeline(nbs['ok'], settings_path='settings.ini', progress=False)        # a kernel alone takes > 0.2 s
+        failed = run_pipeline(nbs['fail'], settings_path='settings.ini', progress=False)
+        quick = run_pipeline(nbs['ok'], settings_path='settings.ini', progress=False, run_id='within-sla')
+    assert slow.status == 'ok' and slow.sla_missed and slow.sla_s == 0.2
+    rec = json.loads((slow.run_dir / 'run.json').read_text())
+    assert rec['sla_missed'] is True and rec['sla_s'] == 0.2 and rec['duration_s'] > 0.2
+    assert [(a['level'], a['check'], a['slack']) for a in rec['alerts']] == [('warning', 'pipeline_sla', 'sent')]
+    assert failed.status == 'failed' and not failed.sla_missed
+    assert [(a['level'], a['check'], a['slack']) for a in failed.alerts] == [('critical', 'pipeline_failed', 'sent')]
+    assert quick.sla_missed and quick.alerts[0]['status'] == 'suppressed'   # same key within the cool-down: recorded, not re-sent
+    texts = [json.dumps(q['json']) for q in rx.requests]
+    assert len(texts) == 2 and all(q['path'] == '/slack/hook' for q in rx.requests)
+    assert 'missed its SLA' in texts[0] and slow.run_id in texts[0] and 'ValueError: boom 1' in texts[1]
+    outbox = [json.loads(l) for l in (tmp_path / 'data' / 'alerts' / 'alerts.jsonl').read_text().splitlines()]
+    assert [o['check'] for o in outbox] == ['pipeline_sla', 'pipeline_failed', 'pipeline_sla']
+    index = (tmp_path / 'reports' / 'index.html').read_text()
+    assert '⚠ SLA' in index and 'class="over"' in index.replace('class="num over"', 'class="over"')

@@ -351,7 +351,7 @@ def _execute(nb_path, params, kernel, timeout, progress, env) -> tuple[str, str 
     sink, deadline = [], time.monotonic() + timeout
     with tempfile.TemporaryFile(mode='w+b') as klog:
         try:
-            with _environ(**env, PYTHONWARNINGS=_quiet_warnings()):
+            with _environ(**env, PYTHONWARNINGS=_quiet_warnings(), TQDM_DISABLE='1'):
                 pm.execute_notebook(str(nb_path), None, parameters=params, engine_name='autotrader', kernel_name=kernel,
                                     cwd=os.getcwd(), execution_timeout=timeout, progress_bar=progress, log_output=False,
                                     request_save_on_cell_execute=False, coalesce_streams=True, sink=sink, kernel_log=klog,
