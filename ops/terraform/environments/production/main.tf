@@ -1,0 +1,26 @@
+# The production environment of AutoTrader: every component of modules/autotrader with production's sizes.
+
+module "autotrader" {
+  source                   = "../../modules/autotrader"
+  name_prefix              = "autotrader-prod"
+  region                   = var.region
+  image                    = var.image
+  ecr_repository_arn       = var.ecr_repository_arn
+  vpc_id                   = var.vpc_id
+  vpc_cidr                 = var.vpc_cidr
+  private_subnet_ids       = var.private_subnet_ids
+  allowed_cidrs            = var.allowed_cidrs
+  certificate_arn          = var.certificate_arn
+  gateway_host             = var.gateway_host
+  mlflow_host              = var.mlflow_host
+  gateway_replicas         = 3
+  runner_cpu               = 4096
+  runner_memory            = 16384
+  db_instance_class        = "db.m7g.large"
+  db_multi_az              = true
+  db_backup_retention_days = 35
+  airflow_enabled          = true
+  replica_bucket_arns      = var.replica_bucket_arns
+  replica_kms_key_arns     = var.replica_kms_key_arns
+  alarm_emails             = var.alarm_emails
+}

@@ -1,0 +1,21 @@
+variable "name_prefix" {
+  description = "Prefix of every name, e.g. autotrader-prod."
+  type        = string
+}
+
+variable "secret_names" {
+  description = "Environment variable names, one secret each."
+  type        = list(string)
+  default = [
+    "AUTOTRADER_SLACK_WEBHOOK_URL",
+    "AUTOTRADER_PAGERDUTY_ROUTING_KEY",
+    "AUTOTRADER_SMTP_PASSWORD",
+    "AUTOTRADER_ADMIN_TOKEN",
+  ]
+}
+
+variable "tags" {
+  description = "Tags of every resource."
+  type        = map(string)
+  default     = {}
+}
