@@ -11,10 +11,13 @@ def ref_numeric(r, c, bins=10, binning='quantile', eps=1e-4):
     if not len(fr): e = np.full(bins - 1, np.inf)
     elif binning == 'quantile': e = np.quantile(fr, k / bins)                       # numpy's linear method
     else: e = fr.min() + (fr.max() - fr.min()) * k / bins
-    def props(x):                                                                    # bins [e_k-1, e_k), then -inf, +inf, NaN
+    mn, mx = (fr.min(), fr.max()) if len(fr) else (np.inf, np.inf)
+    def props(x):                  # (-inf, min), [min, e_1) … [e_B-1, max], (max, +inf), then -inf, +inf, NaN
         f = x[np.isfinite(x)]
-        cnt = np.bincount(np.searchsorted(e, f, side='right'), minlength=bins)
-        return np.concatenate([cnt, [(x == -np.inf).sum(), (x == np.inf).sum(), np.isnan(x).sum()]]) / len(x)
+        inside = f[(f >= mn) & (f <= mx)]
+        cnt = np.bincount(np.searchsorted(e, inside, side='right'), minlength=bins)
+        return np.concatenate([[np.sum(f < mn)], cnt, [np.sum(f > mx)],
+                               [(x == -np.inf).sum(), (x == np.inf).sum(), np.isnan(x).sum()]]) / len(x)
     p, q = props(r), props(c)
     pe, qe = np.maximum(p, eps), np.maximum(q, eps)
     psi = float(np.sum((qe - pe) * np.log(qe / pe)))
@@ -102,3 +105,47 @@ def test_drift_table_mixed_frame_and_levels():
     assert t.loc['y', 'level'] == 'ok' and t.loc['nan', 'psi'] == 0.0 and t.loc['nan', 'level'] == 'info'   # no non-missing rows
     x = ref.x.to_numpy(); psi, js, ks, p = ref_numeric(x, cur.x.to_numpy())
     assert t.loc['x', 'psi'] == pytest.approx(psi, abs=1e-9) and t.loc['x', 'ks_stat'] == pytest.approx(ks, abs=1e-9)
+
+
+PSI_OUT = 2 * (1 - 1e-4) * np.log(1e4)                                 # all mass in a bin the other sample leaves empty: 18.4
+
+@pytest.mark.parametrize('binning', ['quantile', 'equal_width'])
+@pytest.mark.parametrize('ref,cur', [
+    (lambda rng: np.full(1000, 1.5), lambda rng: np.full(300, 2.5)),       # a point mass moves up
+    (lambda rng: np.full(1000, 1.5), lambda rng: np.full(300, 0.5)),       # … or down
+    (lambda rng: np.zeros(1000), lambda rng: rng.uniform(0, 1, 300)),      # a point mass spreads above itself
+    (lambda rng: rng.uniform(0, 1, 1000), lambda rng: rng.uniform(1, 2, 300)),   # a continuous reference, moved past its max
+])
+def test_mass_leaving_the_reference_range_is_seen(ref, cur, binning):
+    """Explicit bins below the reference's minimum and above its maximum: any mass moved out of the reference's range
+    is seen by PSI and JS, a point mass included (its quantile edges collapse)."""
+    rng = np.random.default_rng(0)
+    r, c = ref(rng), cur(rng)
+    got = numeric_drift(r[:, None], c[:, None], binning=binning)
+    assert got['js'][0] == pytest.approx(1.0, abs=1e-12)                  # disjoint bins: the largest JS
+    if np.ptp(r) == 0: assert got['psi'][0] == pytest.approx(PSI_OUT, rel=1e-9)
+    else: assert got['psi'][0] > 10
+    psi, js, _, _ = ref_numeric(r, c, binning=binning)
+    assert got['psi'][0] == pytest.approx(psi, abs=1e-9) and got['js'][0] == pytest.approx(js, abs=1e-12)
+    t = drift_table(pd.DataFrame({'x': r}), pd.DataFrame({'x': c}))
+    assert t.loc['x', 'level'] == 'critical'
+
+def test_part_of_the_mass_leaving_the_range():
+    "Half of the current sample above the reference's maximum: PSI and JS of that half, from the outer bin alone."
+    r = np.full(1000, 1.5); c = np.r_[np.full(100, 1.5), np.full(100, 9.0)]
+    got = numeric_drift(r[:, None], c[:, None])
+    p = np.array([1.0, 0.0]); q = np.array([0.5, 0.5])
+    pe, qe = np.maximum(p, 1e-4), np.maximum(q, 1e-4)
+    assert got['psi'][0] == pytest.approx(np.sum((qe - pe) * np.log(qe / pe)), abs=1e-12)
+    assert got['js'][0] == pytest.approx(jensenshannon(p, q, base=2) ** 2, abs=1e-12)
+    assert numeric_drift(r[:, None], np.full((50, 1), 1.5))['psi'][0] == 0.0     # unchanged: nothing
+
+def test_ordinary_data_unchanged_in_behaviour():
+    """On continuous data the outer bins hold ~n_C/n_R of the current sample: no-shift PSI stays small, shifts are seen
+    as before (the health-level false-alarm and detection rates are tests/test_monitor_alerts.py's)."""
+    rng = np.random.default_rng(11)
+    R, C = rng.normal(size=(5000, 40)), rng.normal(size=(1000, 40))
+    got = numeric_drift(R, C)
+    assert got['psi'].max() < 0.05 and got['js'].max() < 0.01
+    S = numeric_drift(R, C + 0.7)
+    assert (S['psi'] > 0.3).all()

@@ -34,7 +34,8 @@ def test_promtool_test_rules():
 
 def written_metrics(tmp_path) -> str:
     "The text of every .prom file the library writes, for a rich health run and a pipeline run."
-    dr = pd.DataFrame({'psi': [0.35, 0.1], 'ks_stat': [0.2, 0.1], 'js': [0.04, 0.0], 'significant': [True, False]}, index=['ret_1', 'vol_24'])
+    dr = pd.DataFrame({'psi': [0.35, 0.1], 'ks_stat': [0.2, 0.1], 'js': [0.04, 0.0], 'significant': [True, False],
+                       'level': ['critical', 'info']}, index=['ret_1', 'vol_24'])
     fr = pd.DataFrame({'age_hours': [1.0, np.inf], 'behind_hours': [1.0, np.inf]}, index=['BTC-USD', 'SPY'])
     fam = health_families(drift=dr, missing=pd.DataFrame({'missing_cur': [0.0, 0.2]}, index=['ret_1', 'vol_24']),
                           ranges=pd.DataFrame({'out_of_range': [0.0, 0.02]}, index=['ret_1', 'vol_24']), correlation_max=0.4,
@@ -79,8 +80,9 @@ def test_rule_thresholds_are_the_settings_defaults():
     exprs = {r['alert']: r['expr'] for g in yaml.safe_load(RULES.read_text())['groups'] for r in g['rules'] if 'alert' in r}
     d = lambda s, k: SCHEMA[s][k].default
     num = lambda e: [float(x) for x in re.findall(r'[<>]=?\s*(-?[0-9.]+)(?!\s*\*)', e)]
-    assert d('drift', 'psi_critical') in num(exprs['AutoTraderFeatureDriftCritical'])
-    assert {d('drift', 'psi_warning'), d('drift', 'psi_critical')} <= set(num(exprs['AutoTraderFeatureDriftWarning']))
+    # drift: no threshold of its own, the library's decision (one source of truth for [drift] psi/ks/js thresholds)
+    assert exprs['AutoTraderFeatureDriftCritical'] == 'max by (feature, feature_set) (autotrader_drift_level) == 2'
+    assert exprs['AutoTraderFeatureDriftWarning'] == 'max by (feature, feature_set) (autotrader_drift_level) == 1'
     assert d('quality', 'missing_critical') in num(exprs['AutoTraderFeatureMissingCritical'])
     assert {d('quality', 'missing_warning'), d('quality', 'missing_critical')} <= set(num(exprs['AutoTraderFeatureMissingWarning']))
     assert d('quality', 'range_critical') in num(exprs['AutoTraderFeatureOutOfRangeCritical'])
@@ -96,3 +98,49 @@ def test_rule_thresholds_are_the_settings_defaults():
     assert d('health', 'sharpe_warning') in num(exprs['AutoTraderSharpeWarning'])
     assert d('health', 'importance_critical') in num(exprs['AutoTraderImportanceShiftCritical'])
     assert d('health', 'importance_warning') in num(exprs['AutoTraderImportanceShiftWarning'])
+
+
+def _drift_frames():
+    "A reference and a current window: `shift` moved by 0.4 sd (PSI ~0.17, KS ~0.16, JS ~0.04), `same` unchanged."
+    rng = np.random.default_rng(2)
+    ref = pd.DataFrame({'shift': rng.normal(size=5000), 'same': rng.normal(size=5000)})
+    cur = pd.DataFrame({'shift': rng.normal(size=2000) + 0.4, 'same': rng.normal(size=2000)})
+    return ref, cur
+
+def test_alerts_fire_exactly_on_the_library_decision(tmp_path):
+    """The library's drift tables (a KS-only critical, a JS-only critical, an ok feature) go through the metric files it
+    writes into `promtool test rules`: the rules fire for exactly the features the library rates critical or warning."""
+    from autotrader.monitor.drift import drift_table
+    from autotrader.monitor.metrics import read_samples
+    ref, cur = _drift_frames()
+    off = dict(psi_warning=1e9, psi_critical=1e9, ks_warning=1e9, ks_critical=1e9, js_warning=1e9, js_critical=1e9)
+    tables = {'ks-only': drift_table(ref, cur, **{**off, 'ks_warning': 0.05, 'ks_critical': 0.1}),     # KS alone decides
+              'js-only': drift_table(ref, cur, **{**off, 'js_warning': 0.01, 'js_critical': 0.02}),    # JS alone decides
+              'warn-ks': drift_table(ref, cur, **{**off, 'ks_warning': 0.1, 'ks_critical': 0.5})}      # a KS warning
+    assert [t.loc['shift', 'level'] for t in tables.values()] == ['critical', 'critical', 'warning']
+    assert all(t.loc['same', 'level'] == 'ok' for t in tables.values())
+    assert all(t.loc['shift', 'psi'] < 0.3 for t in tables.values())        # PSI alone would not have fired
+    series, want = [], {'critical': [], 'warning': []}
+    for fs, t in tables.items():
+        p = write_families(tmp_path / f'{fs}.prom', health_families(drift=t, feature_set=fs))
+        for (name, labels), v in read_samples(p).items():
+            if name.startswith('autotrader_drift_'):
+                sel = ','.join(f'{k}="{x}"' for k, x in labels)
+                series.append({'series': f'{name}{{{sel}}}', 'values': f'{v!r}x5'})
+        for f, row in t.iterrows():
+            if row.level in want:
+                want[row.level].append({'exp_labels': {'severity': row.level, 'feature': f, 'feature_set': fs}, 'exp_annotations': {
+                    'summary': f"Feature {f} {'drifted' if row.level == 'critical' else 'is drifting'} ({row.level})",
+                    'description': f"The health check rates {f} ({fs}) {row.level}: PSI {row.psi:.3f}, KS {row.ks_stat:.3f}, "
+                                   f"JS {row.js:.3f} (thresholds: [drift] in settings.ini; the health report names the statistic that crossed)."}})
+    test = {'rule_files': [str(RULES)], 'evaluation_interval': '1m', 'tests': [{'interval': '1m', 'input_series': series,
+            'alert_rule_test': [{'eval_time': '2m', 'alertname': 'AutoTraderFeatureDriftCritical', 'exp_alerts': want['critical']},
+                                {'eval_time': '2m', 'alertname': 'AutoTraderFeatureDriftWarning', 'exp_alerts': want['warning']}]}]}
+    assert len(want['critical']) == 2 and len(want['warning']) == 1
+    f = tmp_path / 'decision.test.yml'; f.write_text(yaml.safe_dump(test, sort_keys=False))
+    r = run('test', 'rules', str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # and the check is not vacuous: with an alert expected for the ok feature, promtool fails
+    test['tests'][0]['alert_rule_test'][0]['exp_alerts'].append({'exp_labels': {'severity': 'critical', 'feature': 'same', 'feature_set': 'ks-only'}})
+    f.write_text(yaml.safe_dump(test, sort_keys=False))
+    assert run('test', 'rules', str(f)).returncode != 0

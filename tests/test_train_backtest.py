@@ -49,9 +49,8 @@ def ref_metrics(r: pd.Series, w: pd.Series, A: float) -> dict:
     equity = pd.concat([pd.Series([1.0]), (1 + r).cumprod()], ignore_index=True)
     dd = (equity.cummax() - equity) / equity.cummax()
     downside = math.sqrt(sum(min(x, 0.0) ** 2 for x in r) / len(r))
-    act = r[w != 0]
     return dict(sharpe=r.mean() / r.std() * math.sqrt(A), sortino=r.mean() / downside * math.sqrt(A),
-                max_drawdown=dd.max(), win_rate=(act > 0).sum() / len(act),
+                max_drawdown=dd.max(), win_rate=(r > 0).sum() / (r != 0).sum(),
                 profit_factor=r[r > 0].sum() / -r[r < 0].sum(), total_return=equity.iloc[-1] - 1,
                 exposure=w.abs().mean())
 
@@ -84,7 +83,7 @@ def test_metrics_match_reference_per_instrument_and_portfolio(frame):
 
 def test_metrics_match_quantstats(frame):
     """quantstats 0.0.x under pandas 3: its max drawdown starts from the first bar's equity (not 1), so a leading 0
-    return is added; its win rate counts every non-zero return, so it is given the bars in a position only."""
+    return is added. The win rate is quantstats' own convention (every bar with a non-zero net return counts)."""
     qs = pytest.importorskip('quantstats')
     bt = backtest(frame[frame.instrument == 'BTC-USD'], cost_bps=3.0)
     r = pd.Series(bt.net.to_numpy(), index=pd.DatetimeIndex(bt.timestamp))
@@ -93,9 +92,38 @@ def test_metrics_match_quantstats(frame):
     assert m['sortino'] == pytest.approx(qs.stats.sortino(r, periods=8766.0), rel=RTOL)
     r0 = pd.concat([pd.Series([0.0], index=[r.index[0] - pd.Timedelta(hours=1)]), r])
     assert m['max_drawdown'] == pytest.approx(-qs.stats.max_drawdown(r0), rel=RTOL)
-    assert m['win_rate'] == pytest.approx(qs.stats.win_rate(r[bt.position.to_numpy() != 0]), rel=RTOL)
+    assert m['win_rate'] == pytest.approx(qs.stats.win_rate(r), rel=RTOL)
     assert m['profit_factor'] == pytest.approx(qs.stats.profit_factor(r), rel=RTOL)
     assert m['total_return'] == pytest.approx(qs.stats.comp(r), rel=RTOL)
+
+
+@pytest.mark.parametrize('band,allow_short,cost', [(0.0, True, 3.0), (0.05, True, 3.0), (0.0, False, 3.0), (0.1, False, 10.0)])
+def test_win_rate_counts_cost_paying_bars_like_quantstats(frame, band, allow_short, cost):
+    """The win rate is quantstats' on the same net returns, with a band and long-only positions too (where flat bars
+    that close a position pay the cost), for every instrument and the portfolio."""
+    qs = pytest.importorskip('quantstats')
+    bt = backtest(frame, cost_bps=cost, band=band, allow_short=allow_short)
+    ev = evaluate(bt, 8766.0)
+    closing = (bt.position == 0) & (bt.turnover > 0)
+    assert closing.any() == (band > 0 or not allow_short)
+    for sym, g in bt.groupby('instrument'):
+        r = pd.Series(g.net.to_numpy(), index=pd.DatetimeIndex(g.timestamp))
+        assert ev.loc[sym, 'win_rate'] == pytest.approx(qs.stats.win_rate(r, prepare_returns=False), rel=RTOL), sym
+    pf = portfolio(bt)
+    assert ev.loc['portfolio', 'win_rate'] == pytest.approx(qs.stats.win_rate(pf.net, prepare_returns=False), rel=RTOL)
+
+
+def test_win_rate_issue_example_against_quantstats():
+    "Positions [1, 1, 0, 1, 0] on next-bar returns [.01, .01, 0, .01, 0] at 10 bps: the two closing bars lose the cost."
+    qs = pytest.importorskip('quantstats')
+    f = pd.DataFrame({'instrument': 'A', 'timestamp': pd.date_range('2024-01-01', periods=5, freq='1h', tz='UTC'),
+                      'position': [1.0, 1, 0, 1, 0], 'next_ret': [.01, .01, 0, .01, 0]})
+    bt = backtest(f, position='position', cost_bps=10)
+    np.testing.assert_allclose(bt.net, [.009, .010, -.001, .009, -.001], atol=1e-15)
+    m = performance(bt.net, bt.position, bt.turnover, 8766.0)
+    r = pd.Series(bt.net.to_numpy(), index=pd.DatetimeIndex(bt.timestamp))
+    assert m['win_rate'] == pytest.approx(0.6) and qs.stats.win_rate(r, prepare_returns=False) == pytest.approx(0.6)
+    assert np.isnan(performance([0.0, 0.0], [0, 0], bars_per_year=1)['win_rate'])      # no bar won or lost: undefined
 
 
 def test_deflated_sharpe_ratio():

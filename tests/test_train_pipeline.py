@@ -78,7 +78,7 @@ def test_cli_ingest_train_evaluate_on_defaults(tmp_path):
     assert 'Created version' not in page and 'Creating initial MLflow' not in page                 # MLflow's chatter stays out
     assert '<h2>Promotion gates</h2>' in (run / 'model_card.html').read_text()
     decision = json.loads((tmp_path / 'autotrader-data' / 'decisions' / 'autotrader' / '1.json').read_text())
-    assert decision['promote'] == m['promote'] and {g['gate'] for g in decision['gates']['gates']} == {'sharpe', 'max_drawdown', 'win_rate'}
+    assert decision['promote'] == m['promote'] and [g['gate'] for g in decision['gates']['gates']] == ['deflated_sharpe', 'sharpe', 'max_drawdown', 'win_rate']
 
     # the registry: alias challenger, gate tags, card artifact, and the pyfunc predicts on store rows
     import mlflow

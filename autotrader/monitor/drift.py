@@ -44,24 +44,28 @@ def _lerp_quantiles(S: np.ndarray, lo: np.ndarray, nf: np.ndarray, probs: np.nda
     return np.where(nf[:, None] > 0, e, np.inf)
 
 def _edges(S: np.ndarray, lo: np.ndarray, nf: np.ndarray, bins: int, binning: str) -> np.ndarray:
-    "(F, bins - 1) edges learnt on the sorted reference rows `S` (finite values at lo : lo + nf)."
+    "(F, bins + 1) edges m, e_1 … e_{B-1}, M learnt on the sorted reference rows `S` (finite values at lo : lo + nf)."
     k = np.arange(1, bins)
-    if binning == 'quantile': return _lerp_quantiles(S, lo, nf, k / bins)
-    if binning == 'equal_width':
-        if S.shape[1] == 0: return np.full((S.shape[0], len(k)), np.inf)
-        rows = np.arange(S.shape[0])
-        mn, mx = S[rows, np.minimum(lo, S.shape[1] - 1)], S[rows, np.clip(lo + nf - 1, 0, S.shape[1] - 1)]
-        e = mn[:, None] + (mx - mn)[:, None] * k[None, :] / bins
-        return np.where(nf[:, None] > 0, e, np.inf)
-    raise ValueError(f"binning must be 'quantile' or 'equal_width', got {binning!r}")
+    if binning not in ('quantile', 'equal_width'): raise ValueError(f"binning must be 'quantile' or 'equal_width', got {binning!r}")
+    if S.shape[1] == 0: return np.full((S.shape[0], bins + 1), np.inf)
+    rows = np.arange(S.shape[0])
+    mn, mx = S[rows, np.minimum(lo, S.shape[1] - 1)], S[rows, np.clip(lo + nf - 1, 0, S.shape[1] - 1)]
+    if binning == 'quantile': e = _lerp_quantiles(S, lo, nf, k / bins)
+    else: e = mn[:, None] + (mx - mn)[:, None] * k[None, :] / bins
+    e = np.concatenate([mn[:, None], e, mx[:, None]], axis=1)
+    return np.where(nf[:, None] > 0, e, np.inf)
 
 def _counts(S: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    "(F, bins + 3) counts: the finite bins, then -inf, +inf, NaN, of the sorted rows `S`."
+    "(F, bins + 5) counts of the sorted rows `S`: the B + 2 finite bins (outer bins included), then -inf, +inf, NaN."
     F, n = S.shape
     nan = np.isnan(S).sum(1); ninf = (S == -np.inf).sum(1); pinf = (S == np.inf).sum(1)
     nf = n - nan - ninf - pinf
-    below = np.stack([np.searchsorted(S[j], edges[j], 'left') for j in range(F)]) if F else np.empty((0, edges.shape[1]), np.int64)
-    below = np.clip(below - ninf[:, None], 0, nf[:, None])             # finite values < e_k
+    if F:
+        below = np.stack([np.concatenate([np.searchsorted(S[j], edges[j, :-1], 'left'),      # values < m, < e_k
+                                          np.searchsorted(S[j], edges[j, -1:], 'right')])   # values <= M
+                          for j in range(F)])
+    else: below = np.empty((0, edges.shape[1]), np.int64)
+    below = np.clip(below - ninf[:, None], 0, nf[:, None])             # finite values only
     cum = np.concatenate([np.zeros((F, 1), np.int64), below, nf[:, None]], axis=1)
     return np.concatenate([np.diff(cum, axis=1), ninf[:, None], pinf[:, None], nan[:, None]], axis=1)
 

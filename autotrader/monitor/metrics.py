@@ -121,6 +121,10 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
     def add(f):
         if f is not None: out.append(f)
     per = lambda t, col: [((i, fs), t.loc[i, col]) for i in t.index] if t is not None and len(t) and col in t else []
+    lv = {'ok': 0, 'info': 0, 'warning': 1, 'critical': 2}
+    if drift is not None and 'level' in drift:
+        add(_gauge('autotrader_drift_level', "The library's drift decision for the feature: 0 ok or info, 1 warning, 2 critical.",
+                   ('feature', 'feature_set'), [((i, fs), lv.get(str(l), 0)) for i, l in drift['level'].items()]))
     add(_gauge('autotrader_drift_psi', 'Population stability index of the feature, current vs reference window.', ('feature', 'feature_set'), per(drift, 'psi')))
     add(_gauge('autotrader_drift_ks_statistic', 'Kolmogorov-Smirnov statistic, current vs reference.', ('feature', 'feature_set'), per(drift, 'ks_stat')))
     add(_gauge('autotrader_drift_js_divergence', 'Jensen-Shannon divergence (bits), current vs reference.', ('feature', 'feature_set'), per(drift, 'js')))
@@ -142,7 +146,6 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
     add(_gauge('autotrader_model_signals', 'Logged signals with a known outcome in the performance window.', (), [((), p.get('signals'))]))
     add(_gauge('autotrader_model_confidence_psi', 'PSI of the model confidence, current vs reference.', (), [((), p.get('confidence_psi'))]))
     add(_gauge('autotrader_model_importance_shift', 'Total variation distance of normalised feature importances.', (), [((), p.get('importance_shift'))]))
-    lv = {'ok': 0, 'info': 0, 'warning': 1, 'critical': 2}
     add(_gauge('autotrader_health_level', 'Level of each health check: 0 ok, 1 warning, 2 critical.', ('check',),
                [((c,), lv.get(l, 0)) for c, l in (levels or {}).items()]))
     if alerts is not None:

@@ -111,12 +111,11 @@ def performance(net, position=None, turnover=None, bars_per_year: float = 8766.0
     sr = mu / sd if sd > 0 else nan
     c = r - mu; m2 = np.mean(c ** 2)
     skew, kurt = (np.mean(c ** 3) / m2 ** 1.5, np.mean(c ** 4) / m2 ** 2) if m2 > 0 else (nan, nan)
-    active = w != 0
     m.update(
         sharpe=sr * math.sqrt(A) if sd > 0 else nan,
         sortino=mu / dd * math.sqrt(A) if dd > 0 else nan,
         max_drawdown=float(np.max(1 - eq / peak)),
-        win_rate=float((r[active] > 0).mean()) if active.any() else nan,
+        win_rate=float((r > 0).sum() / (r != 0).sum()) if (r != 0).any() else nan,
         profit_factor=float(gain / loss) if loss > 0 else (float('inf') if gain > 0 else nan),
         total_return=float(eq[-1] - 1), cagr=float(eq[-1] ** (A / T) - 1) if eq[-1] > 0 else -1.0,
         ann_return=float(mu * A), ann_vol=float(sd * math.sqrt(A)),

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['DEFAULT_LIMITATIONS', 'fig_to_data_uri', 'plot_equity', 'plot_drawdown', 'plot_importance', 'calibration_table',
-           'plot_calibration', 'card_plots', 'render_card']
+__all__ = ['DEFAULT_LIMITATIONS', 'METRIC_NOTES', 'fig_to_data_uri', 'plot_equity', 'plot_drawdown', 'plot_importance',
+           'calibration_table', 'plot_calibration', 'card_plots', 'render_card']
 
 # %% ../../nbs/train/45_card.ipynb #3c7f8421
 def fig_to_data_uri(fig, dpi: int = 90) -> str:
@@ -90,6 +90,14 @@ DEFAULT_LIMITATIONS = [
     "Probabilities may be miscalibrated outside the range seen in training (see the calibration plot).",
 ]
 
+METRIC_NOTES = [
+    "Win rate: the share of bars with a non-zero net return that are positive (quantstats' convention). The bars on "
+    "which a position is closed pay its cost and count; bars without a position and without a trade do not.",
+    "Deflated Sharpe ratio (Bailey & López de Prado, 2014): the probability that the true Sharpe ratio exceeds the "
+    "Sharpe ratio the best of the trials would reach with no skill (expected_max_sharpe), given the window's length, "
+    "skewness and kurtosis.",
+]
+
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
@@ -97,12 +105,16 @@ body{font-family:system-ui,-apple-system,sans-serif;margin:2em auto;max-width:11
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{padding:.25em .7em;border-bottom:1px solid #e5e5e5;text-align:right}
 th:first-child,td:first-child{text-align:left}.kv td{text-align:left}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
-.verdict{font-size:1.3em}img{max-width:100%;margin:.5em 0}.muted{color:#666}
+.verdict{font-size:1.3em}.dsr{font-size:1.1em}img{max-width:100%;margin:.5em 0}.muted{color:#666}
 </style></head><body>
 <h1>{{ title }}</h1>
 <p class="muted">Model card generated {{ generated }}</p>
 {% if gates %}<p class="verdict">Gates: <span class="{{ 'pass' if gates.passed else 'fail' }}">{{ 'PASSED' if gates.passed else 'FAILED' }}</span>
 {% if gates.failed %} — failed: {{ gates.failed | join(', ') }}{% endif %}</p>{% endif %}
+{% if dsr %}<p class="dsr">Deflated Sharpe ratio <b>{{ fmt(dsr.value) }}</b>{% if dsr.gate %} (gate &gt; {{ fmt(dsr.gate.threshold) }}:
+<span class="{{ 'pass' if dsr.gate.passed else 'fail' }}">{{ 'pass' if dsr.gate.passed else 'FAIL' }}</span>){% endif %}
+— the probability that the portfolio's true Sharpe ratio ({{ fmt(dsr.sharpe) }} measured) exceeds {{ fmt(dsr.sr0) }}, what the best of
+{{ fmt(dsr.n_trials) }} trial(s) would reach by luck.</p>{% endif %}
 {% if model %}<h2>Model details</h2><table class="kv">
 {% for k, v in model.items() if k != 'params' %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
 {% if model.params %}<h3>Parameters</h3><table class="kv">{% for k, v in model.params.items() %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>{% endif %}{% endif %}
@@ -113,7 +125,8 @@ th:first-child,td:first-child{text-align:left}.kv td{text-align:left}.pass{color
 {% if feature_set %}<h2>Feature set</h2><table class="kv">{% for k, v in feature_set.items() if k != 'features' %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
 {% if feature_set.features %}<p>{{ feature_set.features | length }} features: {{ feature_set.features | join(', ') }}</p>{% endif %}{% endif %}
 {% if cv %}<h2>Cross-validation</h2>{{ cv }}{% endif %}
-{% if test_metrics %}<h2>Test window metrics (after costs)</h2>{{ test_metrics }}{% endif %}
+{% if test_metrics %}<h2>Test window metrics (after costs)</h2>{{ test_metrics }}
+<ul class="muted">{% for n in metric_notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% if gates %}<h2>Promotion gates</h2><table><tr><th>gate</th><th>value</th><th></th><th>threshold</th><th>verdict</th></tr>
 {% for g in gates.gates %}<tr><td>{{ g.gate }}</td><td>{{ fmt(g.value) }}</td><td>{{ g.op }}</td><td>{{ fmt(g.threshold) }}</td>
 <td class="{{ 'pass' if g.passed else 'fail' }}">{{ 'pass' if g.passed else 'FAIL' }}</td></tr>{% endfor %}</table>{% endif %}
@@ -136,12 +149,23 @@ def _table(t):
     return Markup(df.to_html(border=0, na_rep='–', float_format=lambda x: f'{x:.4g}', escape=True,
                              index=not isinstance(df.index, pd.RangeIndex)))
 
+def _dsr(test_metrics, gates):
+    "The portfolio's deflated Sharpe ratio, its trials and SR_0, and its gate (None without a DSR figure)."
+    row = {}
+    if isinstance(test_metrics, pd.DataFrame) and 'portfolio' in test_metrics.index: row = dict(test_metrics.loc['portfolio'])
+    elif isinstance(test_metrics, dict): row = dict(test_metrics)
+    gate = next((x for x in (gates or {}).get('gates', []) if x.get('gate') == 'deflated_sharpe'), None)
+    v = row.get('deflated_sharpe', gate['value'] if gate else None)
+    if v is None and gate is None: return None
+    return dict(value=v, gate=gate, sharpe=row.get('sharpe'), sr0=row.get('expected_max_sharpe'), n_trials=row.get('n_trials'))
+
 def render_card(card: dict) -> str:
     "Self-contained HTML model card from a dict (see the table above)."
     import jinja2
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
     g = card.get('gates')
     if g is not None and hasattr(g, 'to_dict'): g = g.to_dict()
+    dsr = _dsr(card.get('test_metrics'), g)
     for uri in (card.get('plots') or {}).values():
         if not str(uri).startswith('data:image/'): raise ValueError("plots must be data URIs (use card_plots / fig_to_data_uri)")
     m = card.get('model') or {}
@@ -149,5 +173,6 @@ def render_card(card: dict) -> str:
     return env.from_string(_TEMPLATE).render(
         title=title, generated=datetime.now(timezone.utc).isoformat(timespec='seconds'), model=m,
         intended_use=card.get('intended_use'), data=card.get('data'), feature_set=card.get('feature_set'),
-        cv=_table(card.get('cv')), test_metrics=_table(card.get('test_metrics')), gates=g, fmt=_fmt,
+        cv=_table(card.get('cv')), test_metrics=_table(card.get('test_metrics')), gates=g, fmt=_fmt, dsr=dsr,
+        metric_notes=card.get('metric_notes') or METRIC_NOTES,
         plots=card.get('plots') or {}, limitations=card.get('limitations') or DEFAULT_LIMITATIONS)

@@ -47,7 +47,7 @@ def _gate(name, subject, metric, value, op, threshold):
                 passed=bool(v is not None and _OPS[op](v, threshold)))
 
 def evaluate_gates(metrics, min_sharpe: float = 2.0, max_drawdown: float = 0.15, min_win_rate: float = 0.55,
-                   min_deflated_sharpe: float = 0.0, scope: str = 'portfolio', champion_metrics=None,
+                   min_deflated_sharpe: float = 0.95, scope: str = 'portfolio', champion_metrics=None,
                    champion_metric: str = 'sharpe', champion_margin: float = 0.0) -> GateDecision:
     "Gate the challenger's test-window `metrics` (an `evaluate` frame, or one row / dict of metrics) — see above."
     if scope not in ('portfolio', 'each_instrument'): raise ValueError(f"scope must be 'portfolio' or 'each_instrument', got {scope!r}")
@@ -57,11 +57,12 @@ def evaluate_gates(metrics, min_sharpe: float = 2.0, max_drawdown: float = 0.15,
         if scope == 'each_instrument': subjects.update({i: metrics.loc[i] for i in metrics.index if i != 'portfolio'})
     else: subjects = {'portfolio': pd.Series(dict(metrics))}
     gates = []
+    if not 0 <= min_deflated_sharpe < 1: raise ValueError(f"min_deflated_sharpe is a probability in [0, 1) (0 = off), got {min_deflated_sharpe!r}")
     for s, m in subjects.items():
+        if min_deflated_sharpe > 0: gates.append(_gate('deflated_sharpe', s, 'deflated_sharpe', m.get('deflated_sharpe'), '>', min_deflated_sharpe))
         gates += [_gate('sharpe', s, 'sharpe', m.get('sharpe'), '>', min_sharpe),
                   _gate('max_drawdown', s, 'max_drawdown', m.get('max_drawdown'), '<', max_drawdown),
                   _gate('win_rate', s, 'win_rate', m.get('win_rate'), '>', min_win_rate)]
-        if min_deflated_sharpe > 0: gates.append(_gate('deflated_sharpe', s, 'deflated_sharpe', m.get('deflated_sharpe'), '>', min_deflated_sharpe))
     if champion_metrics is not None:
         cm = champion_metrics.loc['portfolio'] if isinstance(champion_metrics, pd.DataFrame) else pd.Series(dict(champion_metrics))
         ref = _num(cm.get(champion_metric))

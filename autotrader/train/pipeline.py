@@ -481,8 +481,8 @@ def _card(reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp) -
                   data_hash=tr['data_hash'][:16], feature_set_hash=tr['feature_set_hash'], as_of=tr['as_of'],
                   rows=tr['rows'], label=f"horizon {tr['horizon']}, dead zone {tr['dead_zone']} ({tr['dead_zone_mode']})",
                   dropped=tr.get('dropped'), windows=windows)
-    cols = ['sharpe', 'deflated_sharpe', 'max_drawdown', 'win_rate', 'profit_factor', 'total_return', 'ann_vol', 'turnover',
-            'exposure', 'n_bars']
+    cols = ['deflated_sharpe', 'sharpe', 'expected_max_sharpe', 'n_trials', 'max_drawdown', 'win_rate', 'profit_factor',
+            'total_return', 'ann_vol', 'turnover', 'exposure', 'n_bars']        # the DSR first: luck accounted for
     lim = list(DEFAULT_LIMITATIONS) + list(notes)
     if champion is None: lim.append("No champion was compared (none exists, or this version is the champion).")
     return render_card(dict(model=model, intended_use=use, data=data_d,
@@ -529,7 +529,8 @@ def _evaluate_version(st, version, write):
     decision = _plain(dict(model=reg.model_name, version=v, run_id=mv['run_id'], promote=gates.passed,
                            decided_at=gates.decided_at, reasons=_reasons(gates, notes), gates=gates.to_dict(), champion=champion,
                            test_window=tr['windows']['test'], cost_bps=spec.cost_bps,
-                           metrics={k: p[k] for k in ('sharpe', 'deflated_sharpe', 'max_drawdown', 'win_rate', 'total_return', 'n_bars')},
+                           metrics={k: p[k] for k in ('deflated_sharpe', 'n_trials', 'expected_max_sharpe', 'sharpe', 'max_drawdown', 'win_rate',
+                                                         'total_return', 'n_bars')},
                            data_hash=tr['data_hash'], data_hash_matches=data.data_hash == tr['data_hash'],
                            evaluation_run=run.get('run_id'), tracking_uri=safe_url(reg.uri)))
     ev_ = Evaluation(reg.model_name, v, mv['run_id'], tr, test, bt, ev, gates, decision, card, champion,
