@@ -28,7 +28,9 @@ def test_promtool_check_rules():
     assert 'SUCCESS' in r.stdout
 
 def test_promtool_test_rules():
-    r = run('test', 'rules', str(RULE_TESTS.name), cwd=RULE_TESTS.parent)
+    files = sorted(x.name for x in RULE_TESTS.parent.glob('*.test.yml'))     # the drift/pipeline rules and the gateway's
+    assert RULE_TESTS.name in files and 'gateway-rules.test.yml' in files
+    r = run('test', 'rules', *files, cwd=RULE_TESTS.parent)
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'SUCCESS' in r.stdout
 
@@ -45,7 +47,17 @@ def written_metrics(tmp_path) -> str:
     a = write_families(tmp_path / 'autotrader_health.prom', fam)
     b = write_families(tmp_path / 'autotrader_pipeline_ingest.prom', pipeline_families(
         dict(pipeline='ingest', status='ok', ended='2024-01-01T02:00:00+00:00', duration_s=12.5, metrics={'rows_in': 10, 'rows_clean': 9}), {}, 7200))
-    return a.read_text() + b.read_text()
+    return a.read_text() + b.read_text() + gateway_metrics()
+
+def gateway_metrics() -> str:
+    "What a gateway replica exports on /metrics (one request of each kind recorded)."
+    from prometheus_client import generate_latest
+    from autotrader.deploy.gateway import _metrics
+    reg, m = _metrics()
+    m['requests'].labels('signal', 'BTC-USD', '7', 'green', '200').inc(); m['errors'].labels('signal', 'BTC-USD', '7', 'green', 'model').inc()
+    m['latency'].labels('signal', 'BTC-USD', '7', 'green').observe(0.002); m['fallbacks'].labels('BTC-USD', '7', '6').inc()
+    m['ready'].set(1); m['generation'].set(3); m['loaded'].labels('green', '7').set(1); m['pending'].set(0)
+    return generate_latest(reg).decode()
 
 def test_written_files_pass_promtool_check_metrics(tmp_path):
     text = written_metrics(tmp_path)

@@ -1,0 +1,339 @@
+"""Serving and blue/green deployment against real parts on 127.0.0.1: two `autotrader serve` replicas sharing a real
+PostgreSQL (Debian's postgresql, a throwaway cluster on a free port), models in the MLflow registry, a replay clock over
+stored sim bars, and an aiohttp load generator at >= 200 requests/s. Also the embedded default (SQLite state, one
+replica serving the champion), malformed requests, admin auth, and rollback to a retained version."""
+import glob, json, os, shutil, signal, subprocess, sys, tempfile, textwrap, time, urllib.request, urllib.error
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from local_servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = 'test-admin-token-0123456789'
+INSTRUMENTS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'ADA-USD']
+
+
+# ---------------------------------------------------------------- PostgreSQL, a throwaway cluster
+
+def _pg_bin():
+    found = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+    return Path(found[-1]).parent if found else None
+
+@pytest.fixture(scope='module')
+def postgres():
+    "A PostgreSQL cluster on a free loopback port (run as the `postgres` user when we are root: initdb refuses root)."
+    b = _pg_bin()
+    if b is None: pytest.skip('PostgreSQL is not installed (apt-get install postgresql; .ci/run does)')
+    d = Path(tempfile.mkdtemp(prefix='autotrader-pg-')); port = free_port()
+    as_pg = []
+    if os.geteuid() == 0:
+        shutil.chown(d, 'postgres'); os.chmod(d, 0o755); as_pg = ['runuser', '-u', 'postgres', '--']
+    run = lambda *a: subprocess.run(as_pg + [str(b / a[0]), *a[1:]], check=True, capture_output=True, text=True, timeout=120)
+    run('initdb', '-D', f'{d}/data', '-A', 'trust', '-U', 'autotrader')
+    run('pg_ctl', '-D', f'{d}/data', '-o', f'-p {port} -k {d} -c listen_addresses=127.0.0.1', '-l', f'{d}/log', '-w', 'start')
+    try:
+        run('createdb', '-h', '127.0.0.1', '-p', str(port), '-U', 'autotrader', 'deploy')
+        yield f'postgresql+psycopg://autotrader@127.0.0.1:{port}/deploy'
+    finally:
+        subprocess.run(as_pg + [str(b / 'pg_ctl'), '-D', f'{d}/data', '-m', 'immediate', 'stop'], capture_output=True, timeout=60)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- a trained champion and misbehaving versions
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    "Sim bars of 4 crypto instruments, a trained and promoted v1, its twin v2, and v3 raises / v4 slow / v5 inverted."
+    from autotrader.config import load_settings
+    from autotrader.ops.ingest import ingest
+    from autotrader.train.pipeline import train, evaluate_version, apply_decision
+    from autotrader.train.registry import ModelRegistry
+    from bad_models import register_misbehaving
+    d = tmp_path_factory.mktemp('deploy')
+    (d / 'settings.ini').write_text(textwrap.dedent(f"""\
+        [instruments]
+        symbols = {', '.join(INSTRUMENTS)}
+        [data]
+        end = 2025-01-01
+        lookback_days = 120
+        [train]
+        cv_folds = 3
+        n_trials = 3
+        """))
+    st = load_settings(d / 'settings.ini', env={})
+    ingest(settings=st, progress=False)
+    res = train(st)
+    ev = evaluate_version(st, res.version)
+    assert ev.promote, ev.decision['reasons']
+    apply_decision(st, res.version)
+    reg = ModelRegistry.from_settings(st)
+    run = reg.client.get_model_version(reg.model_name, res.version).run_id
+    twin = reg.register(f"runs:/{run}/model", alias=None, tags={'test.mode': 'twin'})
+    bad = {m: register_misbehaving(reg, res.version, m) for m in ('raises', 'slow', 'inverted')}
+    return dict(dir=d, good=res.version, twin=twin, **bad)
+
+
+def _write_settings(d: Path, state_url: str, **deploy) -> Path:
+    base = (d / 'settings.ini').read_text()
+    kv = dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
+              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=20, on_inconclusive='rollback',
+              warmup_requests=5, **deploy)
+    p = d / f"settings-{abs(hash(state_url)) % 10**6}.ini"
+    p.write_text(base + '[deploy]\n' + ''.join(f'{k} = {v}\n' for k, v in kv.items()))
+    return p
+
+
+class Gateway:
+    "`autotrader serve` as a subprocess on a free port; stopped (with its children) at exit."
+    def __init__(self, settings: Path, cwd: Path):
+        self.port = free_port(); self.url = f'http://127.0.0.1:{self.port}'
+        env = {**os.environ, 'AUTOTRADER_ADMIN_TOKEN': TOKEN, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'NO_PROXY': '127.0.0.1,localhost',
+               'PYTHONPATH': os.pathsep.join([str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')])}
+        self.log = open(cwd / f'gateway-{self.port}.log', 'wb')
+        self.proc = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(self.port), '--settings', str(settings)],
+                                     cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None: pytest.fail(f"gateway exited: {Path(self.log.name).read_text()[-3000:]}")
+            try:
+                if get(self.url + '/readyz')[0] == 200: return self
+            except OSError: pass
+            time.sleep(0.3)
+        pytest.fail(f"gateway not ready: {get(self.url + '/readyz')} {Path(self.log.name).read_text()[-3000:]}")
+
+    def stop(self):
+        try: os.killpg(self.proc.pid, signal.SIGTERM); self.proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try: os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError: pass
+        self.log.close()
+
+
+def get(url, method='GET', data=None, headers=None):
+    req = urllib.request.Request(url, method=method, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r: return r.status, r.read().decode()
+    except urllib.error.HTTPError as e: return e.code, e.read().decode()
+
+
+# ---------------------------------------------------------------- the embedded default
+
+def test_embedded_default_serves_the_champion(trained):
+    "SQLite state in the data folder, no routing yet: the gateway routes every instrument to the champion (audited)."
+    from autotrader.config import load_settings
+    from autotrader.deploy.state import DeploymentState
+    p = _write_settings(trained['dir'], '')
+    gw = Gateway(p, trained['dir'])
+    try:
+        gw.wait_ready()
+        code, body = get(f'{gw.url}/v1/signal/BTC-USD'); j = json.loads(body)
+        assert code == 200 and j['version'] == trained['good'] and j['slot'] == 'blue', j
+        assert set(j) >= {'instrument', 'signal', 'probability', 'version', 'slot', 'as_of', 'served_at'}
+        assert j['signal'] in (-1.0, 0.0, 1.0) and 0 <= j['probability'] <= 1
+        state = DeploymentState.from_settings(load_settings(p, env={}))
+        assert state.url.startswith('sqlite:') and 'bootstrap' in set(state.audit_log().action)
+        time.sleep(1.0)
+        log = state.signal_log()
+        assert len(log) >= 1 and log.iloc[-1].instrument == 'BTC-USD' and log.iloc[-1].version == trained['good']
+        from autotrader.features.store import FeatureStore
+        from autotrader.monitor.performance import read_signals
+        store = FeatureStore(load_settings(p, env={}).store.dir)
+        assert state.export_signals(store) >= 1 and len(read_signals(store)) >= 1     # what the health pipeline reads
+    finally: gw.stop()
+
+
+# ---------------------------------------------------------------- two replicas on PostgreSQL
+
+@pytest.fixture(scope='module')
+def cluster(trained, postgres):
+    "Two gateway replicas sharing the PostgreSQL state, on a replay clock 100 h before the data's end at 3600x."
+    from autotrader.config import load_settings
+    from autotrader.deploy.state import DeploymentState, ReplayClock
+    from autotrader.deploy.gateway import bootstrap_routing
+    from autotrader.train.registry import ModelRegistry
+    p = _write_settings(trained['dir'], postgres)
+    st = load_settings(p, env={})
+    state = DeploymentState.from_settings(st)
+    state.set_clock(ReplayClock(start=pd.Timestamp('2024-12-27T00:00Z').timestamp(), speed=3600.0), reason='test replay')
+    bootstrap_routing(state, ModelRegistry.from_settings(st))
+    gws = [Gateway(p, trained['dir']) for _ in range(2)]
+    try:
+        for g in gws: g.wait_ready()
+        yield dict(settings=p, st=st, state=state, gateways=gws, urls=[g.url for g in gws])
+    finally:
+        for g in gws: g.stop()
+
+
+def test_read_endpoints_and_metrics(cluster, trained):
+    for url in cluster['urls']:
+        assert get(url + '/healthz')[0] == 200
+        code, body = get(url + '/readyz'); assert code == 200 and json.loads(body)['ready'] is True
+        r = json.loads(get(url + '/v1/routing')[1])
+        assert r['served']['*']['version'] == trained['good'] and r['state']['routes']['*']['slot'] == 'blue'
+        assert get(f'{url}/v1/signal/ETH-USD')[0] == 200
+        m = get(url + '/metrics')[1]
+        for name in ('autotrader_gateway_requests_total', 'autotrader_gateway_request_duration_seconds_bucket',
+                     'autotrader_gateway_ready 1.0', 'autotrader_gateway_routing_generation', 'autotrader_gateway_model_loaded'):
+            assert name in m, name
+        assert 'version="%s"' % trained['good'] in m and 'instrument="ETH-USD"' in m and 'slot="blue"' in m
+    # the names the Grafana deployments dashboard and the alert rules use exist
+    used = set()
+    for f in [ROOT / 'ops/grafana/autotrader-deployments.json', ROOT / 'ops/prometheus/autotrader-rules.yml']:
+        import re
+        used |= set(re.findall(r'autotrader_gateway_[a-z_]+', f.read_text()))
+    exported = {n.replace('_bucket', '') for n in re.findall(r'autotrader_gateway_[a-z_]+', m)}
+    assert used and {u.removesuffix('_bucket') for u in used} <= exported, used - exported
+
+
+def test_bad_requests_get_clear_4xx_and_admin_needs_the_token(cluster):
+    url = cluster['urls'][0]
+    feats = json.loads(get(f'{url}/v1/signal/BTC-USD')[1])
+    h = {'Content-Type': 'application/json'}
+    # a valid body first: the features of the routed version
+    from autotrader.deploy.gateway import load_version
+    from autotrader.train.registry import ModelRegistry
+    hdl = load_version(ModelRegistry.from_settings(cluster['st']), feats['version'])
+    good = {f: 0.01 for f in hdl.features}
+    code, body = get(f'{url}/v1/predict', 'POST', json.dumps({'features': good, 'instrument': 'BTC-USD'}).encode(), h)
+    assert code == 200 and 0 <= json.loads(body)['probability'] <= 1, body
+    code, body = get(f'{url}/v1/predict', 'POST', json.dumps({'rows': [good, good]}).encode(), h)
+    assert code == 200 and len(json.loads(body)['predictions']) == 2, body
+    f0 = hdl.features[0]
+    bad = [
+        ('GET', '/v1/signal/NOPE-USD', None, 404, 'unknown instrument'),
+        ('GET', '/v1/signal/', None, 404, ''),
+        ('POST', '/v1/predict', b'{not json', 400, 'malformed JSON'),
+        ('POST', '/v1/predict', b'', 422, 'must be a JSON object'),
+        ('POST', '/v1/predict', b'[1, 2]', 422, 'must be a JSON object'),
+        ('POST', '/v1/predict', b'"text"', 422, 'must be a JSON object'),
+        ('POST', '/v1/predict', b'{}', 422, 'exactly one of'),
+        ('POST', '/v1/predict', json.dumps({'features': good, 'rows': [good]}).encode(), 422, 'exactly one of'),
+        ('POST', '/v1/predict', json.dumps({'feature': good}).encode(), 422, "unknown key(s) in the body: feature"),
+        ('POST', '/v1/predict', json.dumps({'features': {}}).encode(), 422, 'missing feature(s)'),
+        ('POST', '/v1/predict', json.dumps({'features': {k: v for k, v in good.items() if k != f0}}).encode(), 422, f'missing feature(s): {f0}'),
+        ('POST', '/v1/predict', json.dumps({'features': {**good, 'bogus': 1}}).encode(), 422, 'unexpected feature(s): bogus'),
+        ('POST', '/v1/predict', json.dumps({'features': {**good, f0: 'high'}}).encode(), 422, f"feature '{f0}' must be a number"),
+        ('POST', '/v1/predict', json.dumps({'features': {**good, f0: True}}).encode(), 422, f"feature '{f0}' must be a number"),
+        ('POST', '/v1/predict', json.dumps({'features': {**good, f0: [1]}}).encode(), 422, f"feature '{f0}' must be a number"),
+        ('POST', '/v1/predict', json.dumps({'features': {**good, f0: {'a': 1}}}).encode(), 422, f"feature '{f0}' must be a number"),
+        ('POST', '/v1/predict', json.dumps({'features': 5}).encode(), 422, 'must be a JSON object'),
+        ('POST', '/v1/predict', json.dumps({'rows': []}).encode(), 422, "'rows' is empty"),
+        ('POST', '/v1/predict', json.dumps({'rows': {}}).encode(), 422, "'rows' must be a list"),
+        ('POST', '/v1/predict', json.dumps({'rows': [good, 'x']}).encode(), 422, 'row 1:'),
+        ('POST', '/v1/predict', json.dumps({'rows': [good] * 1001}).encode(), 422, 'too many rows'),
+        ('POST', '/v1/predict', json.dumps({'features': good, 'instrument': 7}).encode(), 422, "'instrument' must be a string"),
+        ('POST', '/v1/predict', json.dumps({'features': good, 'instrument': 'NOPE'}).encode(), 404, 'unknown instrument'),
+        ('GET', '/v1/predict', None, 405, ''),
+        ('GET', '/v1/nothing', None, 404, ''),
+    ]
+    for method, path, data, want, msg in bad:
+        code, body = get(url + path, method, data, h if data is not None else None)
+        assert code == want and msg in body, (method, path, code, body[:300])
+        assert 400 <= code < 500
+    assert len(bad) >= 20
+    # admin: 401 without or with a wrong token; works with it
+    for hdr in ({}, {'Authorization': 'Bearer wrong'}, {'Authorization': TOKEN}):
+        assert get(f'{url}/v1/admin/reload', 'POST', b'', hdr)[0] == 401
+        assert get(f'{url}/v1/slots/blue/signal/BTC-USD', 'GET', None, hdr)[0] == 401
+    assert get(f'{url}/v1/admin/reload', 'POST', b'', {'Authorization': f'Bearer {TOKEN}'})[0] == 200
+    assert get(f'{url}/v1/slots/blue/signal/BTC-USD', 'GET', None, {'Authorization': f'Bearer {TOKEN}'})[0] == 200
+    # still serving, both replicas
+    for u in cluster['urls']: assert get(f'{u}/v1/signal/BTC-USD')[0] == 200
+
+
+def _versions_by_generation(state) -> dict:
+    "Routing generation → version routed for '*' (from the audit log's routing summaries)."
+    out = {}
+    for s in state.audit_log().to_state.dropna():
+        try: j = json.loads(s)
+        except ValueError: continue
+        if isinstance(j, dict) and 'generation' in j and '*' in j.get('routes', {}):
+            out[j['generation']] = j['routes']['*'].split('=v')[1].split()[0]
+    return out
+
+
+def test_blue_green_switch_under_load_has_zero_downtime(cluster, trained):
+    "The specification's API as written; a good green (v1's twin) takes the traffic and becomes champion."
+    from loadgen import Load
+    from autotrader.deploy.bluegreen import BlueGreenDeployment
+    from autotrader.train.registry import ModelRegistry
+    state, st = cluster['state'], cluster['st']
+    with Load(cluster['urls'], INSTRUMENTS, rate=250) as load:
+        time.sleep(2.5)                                                  # baseline traffic for blue
+        bg = BlueGreenDeployment(environment='production', settings=st)
+        endpoint = bg.deploy_green(model_version=trained['twin'])
+        assert bg.wait_for_ready(endpoint, timeout=120)
+        bg.switch_traffic(from_env='blue', to_env='green')
+        switched = time.time()
+        bg.archive_blue(retention_hours=24)
+        final = bg.monitor().watch()
+        time.sleep(1.0)
+    s = load.summary(); print('load', s)
+    assert final['status'] == 'succeeded', state.audit_log(final['id']).tail(5).to_string()
+    assert s['failed'] == 0, [r for r in load.records if r['status'] != 200][:5]
+    assert s['rate'] >= 200, s
+    # every response's version is the one its routing generation routed
+    gen = _versions_by_generation(state)
+    wrong = [r for r in load.records if gen.get(r['generation']) != r['version']]
+    assert not wrong, wrong[:5]
+    # both replicas served green within the configured delay after the switch
+    for url in cluster['urls']:
+        first = min(r['received'] for r in load.records if r['url'] == url and r['version'] == trained['twin'])
+        print(url, 'serves green', round(first - switched, 3), 's after the switch')
+        assert first - switched <= st.deploy.routing_poll_seconds + 2.0
+    reg = ModelRegistry.from_settings(st)
+    assert reg.champion()['version'] == trained['twin'] and reg.version('previous-champion')['version'] == trained['good']
+    r = state.routing()
+    assert r.slots['blue']['version'] == trained['twin'] and r.slots['previous']['version'] == trained['good']
+    actions = list(state.audit_log(final['id']).action)
+    for a in ('bluegreen.create', 'bluegreen.deploy_green', 'bluegreen.ready', 'bluegreen.switch', 'bluegreen.watch',
+              'bluegreen.promoting', 'bluegreen.relabel', 'bluegreen.succeeded'):
+        assert a in actions, (a, actions)
+    res = state.analyses(final['id'])
+    assert {'error_rate', 'p99_latency_ms', 'sharpe'} <= set(res.check) and (res[res.check == 'sharpe'].verdict == 'pass').all()
+
+
+@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'sharpe')])
+def test_bad_green_is_rolled_back_automatically(cluster, trained, mode, reason):
+    from loadgen import Load
+    from autotrader.deploy.bluegreen import BlueGreenDeployment
+    from autotrader.train.registry import ModelRegistry
+    state, st = cluster['state'], cluster['st']
+    reg = ModelRegistry.from_settings(st); champ = reg.champion()['version']
+    with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
+        time.sleep(2.5)
+        final = BlueGreenDeployment(settings=st).run(trained[mode])
+        time.sleep(1.5)
+    s = load.summary(); print(mode, 'load', s)
+    log = state.audit_log(final['id'])
+    assert final['status'] == 'rolled_back', log.tail(5).to_string()
+    rb = log[log.action == 'bluegreen.rollback'].reason.iloc[0]
+    assert reason in rb, rb
+    assert s['failed'] == 0, [r for r in load.records if r['status'] != 200][:5]       # a raising green falls back to blue
+    assert reg.champion()['version'] == champ                                         # aliases untouched
+    r = state.routing()
+    assert r.version_of('BTC-USD') == champ and 'green' not in r.slots
+    late = [x for x in load.records if x['sent'] > time.time() - 1.0]
+    assert late and all(x['version'] == champ for x in late)
+
+
+def test_rollback_to_a_retained_version_and_history(cluster, trained):
+    from autotrader.cli import main
+    from autotrader.train.registry import ModelRegistry
+    from loadgen import Load
+    st = cluster['st']
+    with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
+        time.sleep(1.0)
+        assert main(['deploy', 'rollback', '--to', trained['good'], '--settings', str(cluster['settings'])]) == 0
+        time.sleep(2.0)
+    s = load.summary()
+    assert s['failed'] == 0
+    assert ModelRegistry.from_settings(st).champion()['version'] == trained['good']
+    assert all(x['version'] == trained['good'] for x in load.records if x['sent'] > time.time() - 0.8)
+    assert main(['deploy', 'status', '--settings', str(cluster['settings'])]) == 0
+    assert main(['deploy', 'history', '--settings', str(cluster['settings'])]) == 0
+    assert main(['deploy', 'rollback', '--to', '999', '--settings', str(cluster['settings'])]) == 2
