@@ -3,6 +3,7 @@ during the store write, the S3 archive on a moto server, and the `autotrader run
 import gzip, hashlib, json, os, re, shutil, signal, subprocess, sys, tempfile, time, uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,7 +12,7 @@ from autotrader.data.archive import make_archive
 from autotrader.data.connectors import sim_bars
 from autotrader.features.basic import make_feature_set
 from autotrader.features.store import FeatureStore
-from autotrader.ops.ingest import ingest
+from autotrader.ops.ingest import IngestError, ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures('hermetic')
@@ -112,7 +113,7 @@ CHILD = r'''
 import json, sys
 import great_expectations, autotrader.ops.runner  # noqa: imported before GO (ingest imports the runner before its clock starts)
 from autotrader.config import load_settings
-from autotrader.ops.ingest import ingest
+from autotrader.ops.ingest import IngestError, ingest
 print('READY', flush=True)
 data_dir = sys.stdin.readline().strip()
 st = load_settings(sys.argv[1], overrides={'data.dir': data_dir, 'data.timeframe': '1m'}, env={})
@@ -370,3 +371,126 @@ def test_cli_ingest_failure(cli_ok):
     assert (store / 'catalog.json').read_bytes() == catalog and tree(store) == before
     st = load_settings(overrides={'data.dir': str(cwd / 'autotrader-data')}, env={})
     assert any(k.endswith(f'{hashlib.sha256(b"").hexdigest()}.csv.gz') for k in make_archive(st).list(source='file'))
+
+
+# ---------------------------------------------------------------- 7. files: names, every row accounted for
+
+def _fx_hourly_csv(path: Path, rows=5000, layout='plain'):
+    "A realistic EUR/USD hourly file: `rows` bars of the FX week (no weekend bars), 5 decimals, tick volumes."
+    b = sim_bars('EURUSD', 'fx', '1h', '2023-01-02', '2024-06-01', outage_rate=0).head(rows)
+    assert len(b) == rows
+    df = pd.DataFrame({'Date': b.timestamp.dt.strftime('%Y-%m-%d %H:%M:%S'), 'Open': b.open.round(5), 'High': b.high.round(5),
+                       'Low': b.low.round(5), 'Close': b.close.round(5), 'Volume': (b.volume * 10).round().astype(int)})
+    if layout == 'symbols': df.insert(0, 'Symbol', 'EURUSD')
+    text = df.to_csv(index=False).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(text) if path.name.endswith('.gz') else text)
+    return df
+
+
+@pytest.mark.parametrize('path', ['EURUSD.csv', 'data/eurusd_h1.csv.gz'])
+def test_readme_file_example_stores_every_row(tmp_path, path):
+    "The README's file-ingest example, run as written on a real hourly file: every row stored under the requested name."
+    df = _fx_hourly_csv(tmp_path / path)
+    p = _cli(tmp_path, 'source=file', f'path={path}', 'instruments=EUR-USD:fx', 'timeframe=1h')
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert 'status:  ok' in p.stdout and 'warning:' not in p.stdout, p.stdout
+    (run,) = _run_dirs(tmp_path)
+    m = json.loads((run / 'run.json').read_text())['metrics']
+    assert (m['rows_received'], m['rows_clean'], m['rows_quarantined'], m['rows_left_out'], m['warnings']) == (5000, 5000, 0, 0, [])
+    got = FeatureStore(tmp_path / 'autotrader-data' / 'store').read('bars')
+    assert set(got.instrument) == {'EUR-USD'} and len(got) == 5000
+    assert got.close.tolist() == df.Close.tolist()
+    assert got.timestamp.tolist() == pd.to_datetime(df.Date, utc=True).tolist()
+
+
+def test_file_rows_of_other_instruments_warn_or_fail(tmp_path):
+    "Some rows match: stored, the rest counted and shown (CLI, report, run.json). None matches: exit 1 naming both."
+    a = _fx_hourly_csv(tmp_path / 'a.csv', rows=300, layout='symbols')
+    b = a.assign(Symbol='GBPUSD', Close=a.Close * 1.15, Open=a.Open * 1.15, High=a.High * 1.15, Low=a.Low * 1.15)
+    pd.concat([a, b]).to_csv(tmp_path / 'fx.csv', index=False)
+    p = _cli(tmp_path, 'source=file', 'path=fx.csv', 'instruments=EURUSD:fx')
+    assert p.returncode == 0, p.stdout + p.stderr
+    want = 'warning: 300 row(s) of instruments not requested left out: GBPUSD (300); requested: EURUSD'
+    assert want in p.stdout, p.stdout
+    (run,) = _run_dirs(tmp_path)
+    rec = json.loads((run / 'run.json').read_text())
+    m = rec['metrics']
+    assert (m['rows_received'], m['rows_clean'], m['left_out']) == (600, 300, {'not_requested': 300})
+    assert any(w.startswith('300 row(s) of instruments not requested') for w in m['warnings'])
+    assert '300 row(s) of instruments not requested left out' in (run / 'report.html').read_text()
+    before = tree(tmp_path / 'autotrader-data' / 'store')
+    p = _cli(tmp_path, 'source=file', 'path=fx.csv', 'instruments=EUR-USD:fx,USDJPY:fx')
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert 'no row belongs to a requested instrument: found EURUSD (300 rows), GBPUSD (300 rows); requested EUR-USD, USDJPY' in p.stdout
+    assert tree(tmp_path / 'autotrader-data' / 'store') == before
+
+
+def test_run_that_stores_nothing_fails(tmp_path, empty_settings):
+    "Rows came, none stored: an IngestError with the breakdown, nothing written. All already stored: ok, up to date."
+    _fx_hourly_csv(tmp_path / 'EURUSD.csv', rows=500)
+    st = settings(empty_settings, tmp_path / 'data', data__source='file', file__path=str(tmp_path / 'EURUSD.csv'))
+    with pytest.raises(IngestError, match=r'file: received 500 row\(s\) and stored none \(500 left out: outside_range\)'):
+        ingest(instruments='EUR-USD:fx', start='2025-01-01', settings=st, progress=False)
+    assert not (tmp_path / 'data' / 'store' / 'catalog.json').exists()
+    r = ingest(instruments='EUR-USD:fx', start='2023-01-10', settings=st, progress=False)
+    assert r.left_out == {'outside_range': int(r.received - len(r.validation.clean))} and r.left_out['outside_range'] > 0
+    assert r.received == 500 == len(r.validation.clean) + len(r.validation.quarantine) + r.left_out['outside_range']
+    again = ingest(instruments='EUR-USD:fx', settings=st, progress=False)        # a re-run of the whole file: not a failure
+    assert not again.committed and again.left_out == {'before_watermark': 500} and again.received == 500
+    assert any('500 row(s) at or before the watermark' in w for w in again.warnings), again.warnings
+
+
+# ---------------------------------------------------------------- 8. exchange calendars
+
+def _daily_file(path: Path, days) -> pd.DataFrame:
+    "A daily stock file in Yahoo's layout (Date, OHLC, Adj Close, Volume)."
+    n = len(days); rng = np.random.default_rng(7)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.015, n)))
+    open_ = close * np.exp(rng.normal(0, 0.005, n))
+    df = pd.DataFrame({'Date': pd.DatetimeIndex(days).strftime('%Y-%m-%d'), 'Open': open_.round(4),
+                       'High': (np.maximum(open_, close) * 1.01).round(4), 'Low': (np.minimum(open_, close) * 0.99).round(4),
+                       'Close': close.round(4), 'Adj Close': close.round(4), 'Volume': rng.integers(10**6, 5 * 10**7, n)})
+    df.to_csv(path, index=False)
+    return df
+
+
+@pytest.mark.parametrize('calendar', ['XNYS', 'equity_us'])
+def test_ten_years_of_daily_bars_on_exchange_sessions_are_complete(tmp_path, empty_settings, calendar):
+    "GOOG daily, 2014–2023, exactly on the NYSE's sessions (holidays absent, half-days present): 100 % complete."
+    from autotrader.schema import expected_bars
+    days = expected_bars('XNYS', '1d', '2014-01-01', '2024-01-01')
+    assert len(days) == 2516 and pd.Timestamp('2020-12-25', tz='UTC') not in days and pd.Timestamp('2020-11-27', tz='UTC') in days
+    _daily_file(tmp_path / 'GOOG.csv', days)
+    st = settings(empty_settings, tmp_path / 'data', data__source='file', file__path=str(tmp_path / 'GOOG.csv'))
+    r = ingest(instruments=f'GOOG:{calendar}', timeframe='1d', start='2014-01-01', end='2024-01-01', settings=st, progress=False)
+    c = r.validation.completeness.iloc[0]
+    assert (c.expected, c.present, c.completeness) == (2516, 2516, 1.0)
+    assert len(r.validation.flags) == 0 and r.warnings == [] and len(r.validation.clean) == 2516
+    # a weekday holiday in the file is off the calendar (flagged), a missing session is a gap
+    extra = days.delete(100).append(pd.DatetimeIndex(['2019-12-25'], tz='UTC')).sort_values()
+    _daily_file(tmp_path / 'GOOG2.csv', extra)
+    st = settings(empty_settings, tmp_path / 'data2', data__source='file', file__path=str(tmp_path / 'GOOG2.csv'))
+    r = ingest(instruments=f'GOOG:{calendar}', timeframe='1d', start='2014-01-01', end='2024-01-01', settings=st, progress=False)
+    c = r.validation.completeness.iloc[0]
+    assert (c.missing, c.largest_gap_start) == (1, days[100])
+    assert r.validation.flags.timestamp.tolist() == [pd.Timestamp('2019-12-25', tz='UTC')]
+
+
+def test_ib_hourly_bars_and_an_early_close_are_on_the_calendar(tmp_path, empty_settings):
+    """IB's hourly stock bars (09:30, 10:00, 11:00, … 15:00 New York; 09:30 … 12:00 on the 13:00 close after
+    Thanksgiving), in New York time with offsets, for a month: on the calendar and 100 % complete."""
+    from autotrader.schema import expected_bars
+    ts = expected_bars('XNYS', '1h', '2024-11-01', '2024-12-01', align='clock')
+    ny = ts.tz_convert('America/New_York')
+    assert list(ny[ny.day == 29].strftime('%H:%M')) == ['09:30', '10:00', '11:00', '12:00']
+    assert list(ny[ny.day == 27].strftime('%H:%M')) == ['09:30', '10:00', '11:00', '12:00', '13:00', '14:00', '15:00']
+    assert 28 not in set(ny.day)                                                   # Thanksgiving
+    px = 100 + np.cumsum(np.random.default_rng(3).normal(0, 0.2, len(ts)))
+    pd.DataFrame({'date': ny.strftime('%Y-%m-%d %H:%M:%S%z'), 'open': px, 'high': px + 0.3, 'low': px - 0.3, 'close': px + 0.1,
+                  'volume': 1000}).to_csv(tmp_path / 'SPY.csv', index=False)
+    st = settings(empty_settings, tmp_path / 'data', data__source='file', file__path=str(tmp_path / 'SPY.csv'))
+    r = ingest(instruments='SPY:equity_us', start='2024-11-01', end='2024-12-01', settings=st, progress=False)
+    c = r.validation.completeness.iloc[0]
+    assert (c.expected, c.present, c.completeness) == (len(ts), len(ts), 1.0)
+    assert len(r.validation.flags) == 0 and len(r.validation.clean) == len(ts) and r.warnings == []

@@ -122,7 +122,7 @@ def _summary(instruments, plan, fetched, val, feats, archived, store, source, ti
 def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
     """Which parsed rows this run validates and stores: (mask, left out by reason, left out by instrument, warnings).
     A row is left out when its instrument was not requested, when it lies outside the requested range, or when it is
-    inside it but at or before the instrument's watermark (already stored)."""
+    inside it but at or before the instrument's watermark (ingested by an earlier run)."""
     sym = bars.instrument.to_numpy(); ts = bars.timestamp
     asked = bars.instrument.isin([i.symbol for i in wanted]).to_numpy()
     never = pd.Timestamp.min.tz_localize('UTC')
@@ -137,7 +137,7 @@ def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
         req = (ts.notna() & (ts >= (start or never)) & (ts < end)).to_numpy()
         stored = asked & ~inside & req & (ts <= bars.instrument.map(wms)).to_numpy()
     outside = asked & ~inside & ~stored
-    reasons = {'not_requested': ~asked, 'already_stored': stored, 'outside_range': outside}
+    reasons = {'not_requested': ~asked, 'before_watermark': stored, 'outside_range': outside}
     left = {k: int(m.sum()) for k, m in reasons.items() if m.any()}
     by_ins = pd.Series(sym[~inside]).value_counts().to_dict()
     notes = []
@@ -149,9 +149,10 @@ def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
     if left.get('outside_range'):
         t = ts[outside]
         notes.append(f"{left['outside_range']} row(s) outside the requested range left out ({t.min()} … {t.max()})")
-    if left.get('already_stored'):
-        notes.append(f"{left['already_stored']} row(s) at or before the watermark left out: already stored "
-                     f"(-p backfill=True re-ingests them)")
+    if left.get('before_watermark'):
+        w = max(v for k, v in wms.items() if k in set(sym[stored]))
+        notes.append(f"{left['before_watermark']} row(s) at or before the watermark ({w}) left out: ingested by an "
+                     f"earlier run (-p backfill=True re-ingests them)")
     return inside, left, by_ins, notes
 
 def _check_requested(bars, wanted, source):
@@ -164,7 +165,7 @@ def _check_requested(bars, wanted, source):
                       f"leave instruments unset to take all of them, or set [file] instrument for a one-instrument file. "
                       f"Nothing was stored.")
 
-_BENIGN = {'already_stored', 'forming', 'incomplete', 'overlap'}   # nothing stored because of these alone: up to date
+_BENIGN = {'before_watermark', 'forming', 'incomplete', 'overlap'}   # nothing stored because of these alone: up to date
 
 def _check_stored(received, val, left, source):
     "rows received = stored + quarantined + left out; a run that received rows and stores none fails, saying why."
@@ -230,7 +231,7 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
                           f"{st.validation.max_quarantine_share:.0%}); top reasons: {counts}. Nothing was stored.")
     _check_stored(received, val, left, source)
     if received and not len(val.clean) and not len(val.quarantine):
-        notes.append(f"nothing new: all {received} row(s) the source returned are stored already")
+        notes.append(f"nothing new: none of the {received} row(s) the source returned is after the watermark")
     fs = make_feature_set(st)
     feats = _features(fs, store, val.clean, plan, timeframe) if len(val.clean) else None
     timings['features'] = time.perf_counter() - t; t = time.perf_counter()
