@@ -142,6 +142,7 @@ def test_alerts_fire_exactly_on_the_library_decision(tmp_path):
         for f, row in t.iterrows():
             if row.level in want:
                 want[row.level].append({'exp_labels': {'severity': row.level, 'feature': f, 'feature_set': fs}, 'exp_annotations': {
+                    'runbook_url': f"ops/runbooks/alerts/AutoTraderFeatureDrift{row.level.title()}.md",
                     'summary': f"Feature {f} {'drifted' if row.level == 'critical' else 'is drifting'} ({row.level})",
                     'description': f"The health check rates {f} ({fs}) {row.level}: PSI {row.psi:.3f}, KS {row.ks_stat:.3f}, "
                                    f"JS {row.js:.3f} (thresholds: [drift] in settings.ini; the health report names the statistic that crossed)."}})
