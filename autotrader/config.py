@@ -55,8 +55,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     'instruments': {
         'symbols': Key('list', 'BTC-USD:crypto, ETH-USD:crypto, SOL-USD:crypto, EUR-USD:fx, SPY:equity_us',
-                       'Instruments as SYMBOL or SYMBOL:CALENDAR, comma separated.'),
-        'default_calendar': Key('str', 'crypto', 'Calendar of a symbol given without one.', ('crypto', 'fx', 'equity_us', 'always')),
+                       'Instruments as SYMBOL or SYMBOL:CALENDAR, comma separated. Calendars: crypto, fx, always, or an exchange code of exchange_calendars (XNYS, XLON, XTKS, …; equity_us = XNYS).'),
+        'default_calendar': Key('str', 'crypto', 'Calendar of a symbol given without one: crypto, fx, always, equity_us (= XNYS) or an exchange code of exchange_calendars (XNYS, XLON, …).'),
     },
     'sim': {
         'seed': Key('int', 42, 'Seed of the synthetic market; same seed, same bars.'),
