@@ -119,7 +119,7 @@ module "mlflow" {
   image              = var.image
   ecr_repository_arn = var.ecr_repository_arn
   command = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000",
-    "--backend-store-uri", "postgresql://${module.database.username}@${local.db_url_host}/mlflow?sslmode=require",
+    "--backend-store-uri", "postgresql+psycopg://${module.database.username}@${local.db_url_host}/mlflow?sslmode=require",
     "--artifacts-destination", "s3://${module.storage.mlflow_bucket}/artifacts",
   "--allowed-hosts", "${var.mlflow_host},localhost:5000,127.0.0.1:5000"]
   cpu                  = 1024

@@ -1,0 +1,40 @@
+# AutoTrader: one image for the signal gateway (default command), the pipelines and the scheduler.
+#   docker build -t autotrader:dev .
+#   docker run --rm -p 8080:8080 -v autotrader-data:/data autotrader:dev                      # gateway on :8080
+#   docker run --rm -v autotrader-data:/data autotrader:dev autotrader run ingest             # one pipeline run
+#   docker run --rm -v autotrader-data:/data autotrader:dev autotrader schedule run           # the scheduler
+# Settings: AUTOTRADER__SECTION__KEY environment variables (or mount a settings.ini and set AUTOTRADER_SETTINGS);
+# secrets: environment variables only (docker run --env-file, ECS secrets), never baked into the image.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY autotrader ./autotrader
+COPY nbs/pipelines ./nbs/pipelines
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MPLBACKEND=Agg \
+    HOME=/home/autotrader \
+    AUTOTRADER__DATA__DIR=/data \
+    AUTOTRADER__REPORTS__DIR=/data/reports \
+    AUTOTRADER__DEPLOY__HOST=0.0.0.0 \
+    AUTOTRADER__DEPLOY__PORT=8080
+RUN groupadd --gid 10001 autotrader \
+ && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/autotrader --shell /usr/sbin/nologin autotrader \
+ && mkdir -p /data /app \
+ && chown autotrader:autotrader /data /app
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels
+WORKDIR /app
+USER 10001:10001
+VOLUME ["/data"]
+EXPOSE 8080
+# Ready = routing loaded and every routed model version loaded and warm (GET /readyz answers 200).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('AUTOTRADER__DEPLOY__PORT', '8080'), timeout=3)"]
+CMD ["autotrader", "serve"]
