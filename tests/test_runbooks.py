@@ -71,12 +71,21 @@ def quoted_commands(text: str) -> list[str]:
         c = re.sub(r'\s+#.*$', '', c).strip()
         args = shlex.split(c)[1:]
         if not args or '…' in args or '...' in args: continue       # prose: "every `autotrader …` command"
+        if '|' in c or re.search(r'\s\[', c): continue                  # a usage synopsis: `autotrader serve [--port P]`
         out.append(c)
     return out
 
 
+def _subcommands() -> set:
+    import argparse
+    return {n for a in _parser()._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices}
+
+
 def parses(cmd: str) -> bool:
-    try: _parser().parse_args(shlex.split(cmd)[1:])
+    "The CLI accepts `cmd` (a bare `autotrader SUBCOMMAND`, naming a command in prose, only has to exist)."
+    args = shlex.split(cmd)[1:]
+    if len(args) == 1 and not args[0].startswith('-'): return args[0] in _subcommands()
+    try: _parser().parse_args(args)
     except SystemExit as e: return e.code == 0
     return True
 
@@ -104,3 +113,4 @@ def test_the_command_check_is_not_vacuous():
     assert cmds == ['autotrader deploy teleport', 'autotrader archive verify --fast']
     assert not any(parses(c) for c in cmds)
     assert parses('autotrader archive verify --tmp-grace-hours 2') and parses('autotrader store rebuild --force')
+    assert parses('autotrader run') and not parses('autotrader teleport')
