@@ -282,7 +282,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'max_error_ratio': Key('float', 2.0, 'Blue/green: roll back when green\'s error rate exceeds this multiple of blue\'s baseline (and error_rate_floor).'),
         'error_rate_floor': Key('float', 0.001, 'Error rates at or below this never count as a breach (a baseline of 0 errors would make any error one).'),
         'max_latency_ratio': Key('float', 1.5, 'Blue/green: roll back when green\'s p99 latency exceeds this multiple of blue\'s baseline (and latency_floor_ms).'),
-        'latency_floor_ms': Key('float', 10.0, 'p99 latencies at or below this never count as a breach (sub-millisecond baselines are noise).'),
+        'latency_floor_ms': Key('float', 25.0, 'p99 latencies at or below this never count as a breach (a few-millisecond baseline doubles under a busy CPU: noise, not a regression).'),
         'min_sharpe_ratio': Key('float', 0.8, 'Blue/green: roll back when the Sharpe ratio of green\'s served signals falls below this share of blue\'s on the same bars (blue scored in shadow), i.e. a drop of more than 1 - this of |blue|.'),
         'min_requests': Key('int', 50, 'Fewer requests in an analysis window: error rate and latency are inconclusive.'),
         'min_signals': Key('int', 30, 'Fewer signals with a known outcome (distinct instrument-bars): the Sharpe comparison is inconclusive.'),

@@ -7,7 +7,7 @@ import mlflow.pyfunc
 
 class Misbehaving(mlflow.pyfunc.PythonModel):
     "mode: raises (on rows whose first feature is above its training median), slow (sleep per call), inverted (1 - p)."
-    def __init__(self, model, mode, threshold=0.0, delay=0.03):
+    def __init__(self, model, mode, threshold=0.0, delay=0.15):
         self.model, self.mode, self.threshold, self.delay = model, mode, threshold, delay
 
     def predict(self, context, model_input, params=None):

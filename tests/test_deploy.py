@@ -78,7 +78,7 @@ def trained(tmp_path_factory):
 def _write_settings(d: Path, state_url: str, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
     kv = dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
-              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=20, on_inconclusive='rollback',
+              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=20, on_inconclusive='rollback', latency_floor_ms=100,
               warmup_requests=5, **deploy)
     p = d / f"settings-{abs(hash(state_url)) % 10**6}.ini"
     p.write_text(base + '[deploy]\n' + ''.join(f'{k} = {v}\n' for k, v in kv.items()))
