@@ -159,7 +159,7 @@ _COLOURS = {'ok': '#1a7f37', 'failed': '#cf222e', 'timeout': '#9a6700'}
 _INDEX_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328}table{border-collapse:collapse;margin:.5em 0 1.5em}"
               "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#f6f8fa}"
               ".ok{color:#1a7f37}.failed{color:#cf222e}.timeout{color:#9a6700}.over{color:#cf222e;font-weight:600}"
-              "td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
+              "td{white-space:nowrap}td:last-child{white-space:normal}td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
 
 def _load_runs(reports_dir: Path) -> list[dict]:
     runs = []
@@ -176,7 +176,7 @@ def _fmt(v) -> str:
     "A metric as a short string: 3 significant digits, lists joined, booleans as yes/no."
     if v is None: return ''
     if isinstance(v, bool): return 'yes' if v else 'no'
-    if isinstance(v, float): return f'{v:.3g}' if abs(v) < 1e6 else f'{v:,.0f}'
+    if isinstance(v, float): return f'{v:.3g}' if abs(v) < 1000 else f'{v:,.0f}'
     if isinstance(v, int): return f'{v:,}'
     if isinstance(v, (list, tuple)): return ', '.join(map(_fmt, v)) or 'none'
     if isinstance(v, dict): return ', '.join(f'{k}={_fmt(x)}' for k, x in v.items())
@@ -205,7 +205,7 @@ def _trend_svg(name: str, runs: list[dict], w=640, h=130) -> str:
     sla = next((r.get('sla_s') for r in reversed(runs) if r.get('sla_s')), None)
     top = max(durs + [1e-9]); show_sla = sla is not None and sla <= 1.5 * top
     if show_sla: top = max(top, sla)
-    L, R, T, B = 48, 48, 10, 22; pw, ph = w - L - R, h - T - B
+    L, R, T, B = 52, 64, 10, 22; pw, ph = w - L - R, h - T - B
     step = pw / len(runs); bw = max(min(step * 0.7, 28), 2)
     out = [f'<svg class="trend" data-pipeline="{e(name)}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
            f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{e(name)} trend">',
@@ -220,7 +220,7 @@ def _trend_svg(name: str, runs: list[dict], w=640, h=130) -> str:
     if show_sla:
         y = T + ph * (1 - sla / top)
         out.append(f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#cf222e" stroke-dasharray="4 3"/>'
-                   f'<text x="{L + pw + 3}" y="{y + 3:.1f}" font-size="10" fill="#cf222e">SLA</text>')
+                   f'<text x="{L + 3}" y="{y - 3:.1f}" font-size="10" fill="#cf222e">SLA</text>')
     key = _TREND.get(name)
     vals = [(r.get('metrics') or {}).get(key) for r in runs] if key else []
     pts = [(i, float(v)) for i, v in enumerate(vals) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
