@@ -1,7 +1,7 @@
 """The local scheduler as a user runs it (`autotrader schedule run` processes) on a schedule of a few seconds:
 runs happen; SIGKILL + restart neither repeats nor loses a run; a second scheduler does not double-run; an
 over-SLA run raises an alert that reaches a webhook receiver. Also `schedule list | crontab | trigger`."""
-import json, os, signal, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 from datetime import datetime
 from pathlib import Path
 
@@ -129,3 +129,28 @@ def test_trigger_list_and_crontab(project):
     assert r.returncode == 0 and 'health    ok' in r.stdout, r.stdout + r.stderr
     assert len(list((project / 'reports' / 'health').glob('*/run.json'))) == 1
     assert _cli('schedule', 'trigger', cwd=project, env=env).returncode == 2
+
+
+def test_trigger_retries_with_back_off_then_follows_triggers_only_when_promoted(tmp_path):
+    p = new_code_cell('n = 1'); p.metadata['tags'] = ['parameters']
+    def nb(name, code): nbformat.write(new_notebook(cells=[p, new_code_cell(code)], metadata=KS), tmp_path / f'{name}.ipynb')
+    nb('train', 'from pathlib import Path\nf = Path("attempts"); f.write_text(f.read_text() + "x" if f.exists() else "x")\n'
+                'if len(f.read_text()) < 2: raise RuntimeError("flaky source")')            # fails once, then succeeds
+    nb('evaluate', 'from pathlib import Path\nfrom autotrader.ops.runner import record_metrics\n'
+                   'record_metrics(promote=Path("promote").read_text() == "yes")')
+    nb('rollout', 'print("rolled out")')
+    (tmp_path / 'settings.ini').write_text(
+        '[data]\ndir = data\n' + ''.join(f'[pipeline_{n}]\nnotebook = {tmp_path / (n + ".ipynb")}\nretries = 2\nretry_delay = 1\n'
+                                         for n in ('train', 'evaluate', 'rollout')))
+    (tmp_path / 'promote').write_text('no')
+    r = _cli('schedule', 'trigger', 'train', cwd=tmp_path, env=_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'train: attempt 1 of 3 failed (RuntimeError: flaky source); next attempt in 1 s' in r.stdout
+    assert re.search(r'^train\s+ok', r.stdout, re.M) and re.search(r'^evaluate\s+ok', r.stdout, re.M)
+    assert re.search(r'^rollout\s+skipped.*not triggered \(evaluate: promote = False\)', r.stdout, re.M), r.stdout
+    statuses = sorted(json.loads(f.read_text())['status'] for f in (tmp_path / 'reports' / 'train').glob('*/run.json'))
+    assert statuses == ['failed', 'ok'] and not (tmp_path / 'reports' / 'rollout').exists()
+    (tmp_path / 'promote').write_text('yes')
+    r = _cli('schedule', 'trigger', 'evaluate', cwd=tmp_path, env=_env())
+    assert r.returncode == 0 and re.search(r'^rollout\s+ok', r.stdout, re.M), r.stdout + r.stderr
+    assert len(list((tmp_path / 'reports' / 'rollout').glob('*/run.json'))) == 1
