@@ -6,13 +6,15 @@ import mlflow.pyfunc
 
 
 class Misbehaving(mlflow.pyfunc.PythonModel):
-    "mode: raises (on rows whose first feature is above its training median), slow (sleep per call), inverted (1 - p)."
-    def __init__(self, model, mode, threshold=0.0, delay=0.15):
-        self.model, self.mode, self.threshold, self.delay = model, mode, threshold, delay
+    """mode: raises (after its first `healthy_calls` predictions — so it passes the warm-up smoke tests — on rows whose first
+    feature is above the median of the input example), slow (sleep per call), inverted (1 - p)."""
+    def __init__(self, model, mode, threshold=0.0, delay=0.15, healthy_calls=30):
+        self.model, self.mode, self.threshold, self.delay, self.healthy_calls = model, mode, threshold, delay, healthy_calls
+        self.calls = 0
 
     def predict(self, context, model_input, params=None):
-        p = self.model.predict_proba(model_input)
-        if self.mode == 'raises' and (np.asarray(model_input.iloc[:, 0]) > self.threshold).any():
+        p = self.model.predict_proba(model_input); self.calls += 1
+        if self.mode == 'raises' and self.calls > self.healthy_calls and (np.asarray(model_input.iloc[:, 0]) > self.threshold).any():
             raise ValueError('planted failure: first feature above the threshold')
         if self.mode == 'slow': time.sleep(self.delay)
         if self.mode == 'inverted': p = p[:, ::-1]

@@ -326,14 +326,16 @@ def test_rollback_to_a_retained_version_and_history(cluster, trained):
     from autotrader.train.registry import ModelRegistry
     from loadgen import Load
     st = cluster['st']
+    live = cluster['state'].routing().version_of('BTC-USD')
+    target = trained['good'] if live != trained['good'] else trained['twin']
     with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
         time.sleep(1.0)
-        assert main(['deploy', 'rollback', '--to', trained['good'], '--settings', str(cluster['settings'])]) == 0
+        assert main(['deploy', 'rollback', '--to', target, '--settings', str(cluster['settings'])]) == 0
         time.sleep(2.0)
     s = load.summary()
     assert s['failed'] == 0
-    assert ModelRegistry.from_settings(st).champion()['version'] == trained['good']
-    assert all(x['version'] == trained['good'] for x in load.records if x['sent'] > time.time() - 0.8)
+    assert ModelRegistry.from_settings(st).champion()['version'] == target
+    assert all(x['version'] == target for x in load.records if x['sent'] > time.time() - 0.8)
     assert main(['deploy', 'status', '--settings', str(cluster['settings'])]) == 0
     assert main(['deploy', 'history', '--settings', str(cluster['settings'])]) == 0
     assert main(['deploy', 'rollback', '--to', '999', '--settings', str(cluster['settings'])]) == 2
