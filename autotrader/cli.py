@@ -188,6 +188,7 @@ def _cmd_run_all(a) -> int:
         print('autotrader: error: run all takes no -p, --run-id, --timeout or --kernel (set them per pipeline in settings)', file=sys.stderr); return EXIT_USAGE
     lc = run_all(settings_path=a.settings, reports_dir=a.reports, progress=not a.no_progress, no_input=a.no_input or None)
     print(f"wall time: {lc.wall_s / 60:.1f} min ({lc.wall_s:.0f} s)\nindex:     {lc.index}")
+    if lc.champion is not None: print(f"champion:  version {lc.champion} (alias champion; `autotrader serve` serves it)")
     if lc.failed: print(f"FAILED at {lc.failed.name}: {lc.failed.note or lc.failed.status}; report: {lc.failed.run.report if lc.failed.run else '-'}")
     return _STATUS_EXIT[lc.failed.status] if lc.failed else EXIT_OK
 
