@@ -4,6 +4,7 @@
 
 # %% ../nbs/01_schema.ipynb #ddd55748
 from __future__ import annotations
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 from functools import lru_cache
@@ -14,7 +15,7 @@ from .config import TIMEFRAMES
 # %% auto #0
 __all__ = ['BAR_COLUMNS', 'PRICE_COLUMNS', 'OPTIONAL_COLUMNS', 'TS_DTYPE', 'CALENDARS', 'CALENDAR_ALIASES', 'SchemaError',
            'empty_bars', 'canonical', 'timeframe_delta', 'to_utc', 'Instrument', 'check_calendar', 'exchange_code',
-           'parse_instruments', 'expected_bars', 'session_opens', 'bar_dates', 'is_open']
+           'parse_instruments', 'expected_bars', 'session_opens', 'bar_dates', 'is_open', 'annual_bars']
 
 # %% ../nbs/01_schema.ipynb #22203934
 BAR_COLUMNS = ['timestamp', 'instrument', 'timeframe', 'open', 'high', 'low', 'close', 'volume', 'source']
@@ -130,10 +131,12 @@ def _sessions(code: str) -> _Schedule:
     "An exchange's sessions from exchange_calendars as int64 ns arrays (built once per process)."
     xc = _xc()
     end = (pd.Timestamp.now(tz='UTC') + pd.Timedelta(days=3 * 366)).strftime('%Y-%m-%d')
-    try: cal = xc.get_calendar(code, start='1990-01-01', end=end)
-    except ValueError:                         # the calendar's rules start later than 1990
-        lo = xc.get_calendar(code).bound_min()
-        cal = xc.get_calendar(code, start=max(lo, pd.Timestamp('1990-01-01')).strftime('%Y-%m-%d'), end=end)
+    with warnings.catch_warnings():            # exchange_calendars' own use of a pandas API that pandas 3.1 deprecates
+        warnings.filterwarnings('ignore', message='Series.values returning')
+        try: cal = xc.get_calendar(code, start='1990-01-01', end=end)
+        except ValueError:                     # the calendar's rules start later than 1990
+            lo = xc.get_calendar(code).bound_min()
+            cal = xc.get_calendar(code, start=max(lo, pd.Timestamp('1990-01-01')).strftime('%Y-%m-%d'), end=end)
     s = cal.schedule
     days, opens, closes = pd.DatetimeIndex(s.index).as_unit('ns').asi8, _i8(s['open']), _i8(s['close'])
     starts, ends, breaks = opens, closes, 'break_start' in s and bool(s['break_start'].notna().any())
@@ -223,3 +226,9 @@ def is_open(calendar: str, ts: pd.DatetimeIndex, timeframe: str = '1h') -> np.nd
     ny = ts.tz_convert(_NY)
     dow, minutes = np.asarray(ny.day_of_week), np.asarray(ny.hour * 60 + ny.minute)
     return ~((dow == 5) | ((dow == 4) & (minutes >= 17 * 60)) | ((dow == 6) & (minutes < 17 * 60)))
+
+# %% ../nbs/01_schema.ipynb #b2e6d0f4
+def annual_bars(calendar: str, timeframe: str, years: int = 5, end='2025-01-01') -> float:
+    "Bars a year of the calendar holds at `timeframe`: the mean over the `years` before `end` (exchanges: their sessions)."
+    end = to_utc(end); start = end - pd.DateOffset(years=years)
+    return len(expected_bars(calendar, timeframe, start, end)) / years
