@@ -1,0 +1,46 @@
+"""`autotrader run all` as a user runs it: the whole lifecycle once on embedded defaults (the synthetic market, local
+files, MLflow on SQLite; fewer tuning trials and a shorter history here to keep CI short), every stage's status and
+duration printed, every pipeline's report and the index left; a failing stage stops it clearly."""
+import json, os, re, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run_all(cwd, timeout=900, **env):
+    e = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
+    e['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
+    return subprocess.run([sys.executable, '-m', 'autotrader.cli', 'run', 'all', '--no-progress'], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**e, **env})
+
+
+def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_path):
+    (tmp_path / 'settings.ini').write_text('[data]\nlookback_days = 120\n[train]\nn_trials = 4\n')
+    r = _run_all(tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    stages = dict(re.findall(r'^(ingest|train|evaluate|rollout|health)\s+(ok|skipped|failed|timeout)\s', out, re.M))
+    assert list(stages) == ['ingest', 'train', 'evaluate', 'rollout', 'health'], out
+    assert all(stages[s] == 'ok' for s in ('ingest', 'train', 'evaluate', 'health')), out
+    assert re.search(r'^wall time: [\d.]+ min \(\d+ s\)$', out, re.M) and f"index:     {tmp_path / 'reports' / 'index.html'}" in out
+    for p in ('ingest', 'train', 'evaluate', 'health'):
+        (run,) = (tmp_path / 'reports' / p).glob('*/run.json')
+        assert json.loads(run.read_text())['status'] == 'ok' and (run.parent / 'report.html').exists()
+    ev = json.loads(next((tmp_path / 'reports' / 'evaluate').glob('*/run.json')).read_text())
+    if stages['rollout'] == 'skipped':     # no rollout pipeline yet, or nothing to roll out
+        assert 'rollout pipeline is not installed' in out or (not ev['metrics']['promote'] and 'did not promote' in out)
+    else:
+        assert stages['rollout'] == 'ok' and ev['metrics']['promote']
+        assert json.loads(next((tmp_path / 'reports' / 'rollout').glob('*/run.json')).read_text())['parameters'] == {'clock': 'replay'}
+    index = (tmp_path / 'reports' / 'index.html').read_text()
+    assert all(f'id="{p}"' in index for p in ('ingest', 'train', 'evaluate', 'health'))
+
+    # a stage that fails stops the lifecycle with its name, its report and its exit code
+    r = _run_all(tmp_path, AUTOTRADER__TRAIN__MIN_TEST_TIMESTAMPS='1000000')
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r'^train\s+failed', r.stdout, re.M) and 'FAILED at train' in r.stdout and 'report: ' in r.stdout
+    assert not re.search(r'^(evaluate|health)\s', r.stdout, re.M)
+    assert len(list((tmp_path / 'reports' / 'train').glob('*/run.json'))) == 2
