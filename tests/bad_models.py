@@ -8,7 +8,7 @@ import mlflow.pyfunc
 class Misbehaving(mlflow.pyfunc.PythonModel):
     """mode: raises (after its first `healthy_calls` predictions — so it passes the warm-up smoke tests — on rows whose first
     feature is above the median of the input example), slow (sleep per call), inverted (1 - p)."""
-    def __init__(self, model, mode, threshold=0.0, delay=0.15, healthy_calls=30):
+    def __init__(self, model, mode, threshold=0.0, delay=0.15, healthy_calls=5):
         self.model, self.mode, self.threshold, self.delay, self.healthy_calls = model, mode, threshold, delay, healthy_calls
         self.calls = 0
 
