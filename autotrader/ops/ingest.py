@@ -123,19 +123,24 @@ def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
     """Which parsed rows this run validates and stores: (mask, left out by reason, left out by instrument, warnings).
     A row is left out when its instrument was not requested, when it lies outside the requested range, or when it is
     inside it but at or before the instrument's watermark (ingested by an earlier run)."""
-    sym = bars.instrument.to_numpy(); ts = bars.timestamp
-    asked = bars.instrument.isin([i.symbol for i in wanted]).to_numpy()
-    never = pd.Timestamp.min.tz_localize('UTC')
-    lo = bars.instrument.map({k: (v[0] if v and v[0] is not None else never) for k, v in plan.items()})
-    hi = bars.instrument.map({k: (v[1] if v else never) for k, v in plan.items()})
-    planned = bars.instrument.isin([k for k, v in plan.items() if v]).to_numpy()
-    inside = asked & planned & (ts.isna() | ((ts >= lo) & (ts < hi))).to_numpy()
+    ts = bars.timestamp
+    codes, names = pd.factorize(bars.instrument, sort=False)         # per-instrument values by code: no string maps
+    names = [str(n) for n in names]; sym = np.asarray(names, dtype=object)[codes] if len(names) else np.array([], object)
+    per = lambda f, dtype: np.array([f(n) for n in names], dtype=dtype)[codes] if len(names) else np.zeros(0, dtype)
+    t = pd.DatetimeIndex(ts).as_unit('ns').asi8; nat = ts.isna().to_numpy()
+    lo_ = hi_ = np.iinfo('i8').min
+    ns = lambda x: pd.Timestamp(x).value
+    asked = per(lambda n: n in {i.symbol for i in wanted}, bool)
+    lo = per(lambda n: ns(plan[n][0]) if plan.get(n) and plan[n][0] is not None else lo_, 'i8')
+    hi = per(lambda n: ns(plan[n][1]) if plan.get(n) else hi_, 'i8')
+    planned = per(lambda n: bool(plan.get(n)), bool)
+    inside = asked & planned & (nat | ((t >= lo) & (t < hi)))
     wms = {i.symbol: store.watermark(source, i.symbol, timeframe) for i in wanted}
     wms = {k: v for k, v in wms.items() if v is not None}
     stored = np.zeros(len(bars), bool)
     if wms and not backfill:               # inside the requested range but at or before the watermark
-        req = (ts.notna() & (ts >= (start or never)) & (ts < end)).to_numpy()
-        stored = asked & ~inside & req & (ts <= bars.instrument.map(wms)).to_numpy()
+        req = ~nat & (t >= (ns(start) if start is not None else lo_)) & (t < ns(end))
+        stored = asked & ~inside & req & (t <= per(lambda n: ns(wms[n]) if n in wms else lo_, 'i8'))
     outside = asked & ~inside & ~stored
     reasons = {'not_requested': ~asked, 'before_watermark': stored, 'outside_range': outside}
     left = {k: int(m.sum()) for k, m in reasons.items() if m.any()}
