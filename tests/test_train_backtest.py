@@ -3,7 +3,7 @@ simulator's calendars; gates and the model card.
 
 Tolerances: metrics computed from the same returns must agree to 1e-9 relative (they differ only by float
 rounding); the deflated Sharpe ratio must reproduce the published example to 1e-4 (the paper prints 4 decimals)."""
-import json, math
+import json, math, re
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,3 +174,10 @@ def test_model_card_renders_everything(frame, tmp_path):
               'Promotion gates', 'Equity', 'Drawdown', 'Feature importance', 'Calibration', 'Limitations', 'SPY'):
         assert s in html, s
     assert html.count('src="data:image/png;base64,') == 4
+    # the deflated Sharpe ratio first: stated under the verdict with its trials and SR_0, first row of the gate table
+    dsr = ev.loc['portfolio', 'deflated_sharpe']
+    i = html.index('Deflated Sharpe ratio <b>')
+    assert i < html.index('<h2>Model details</h2>') and f'<b>{dsr:.4g}</b>' in html[i:i + 60]
+    gate_rows = re.findall(r'<tr><td>([a-z_]+)</td><td>', html[html.index('<h2>Promotion gates</h2>'):])
+    assert gate_rows == ['deflated_sharpe', 'sharpe', 'max_drawdown', 'win_rate']
+    assert "non-zero net return that are positive (quantstats&#39; convention)" in html
