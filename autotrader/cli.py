@@ -109,10 +109,13 @@ def _deploy_parsers(sub, settings, fmt):
     sv.add_argument('--settings', **settings)
     d = sub.add_parser('deploy', help='deploy model versions on the gateway: blue/green, status, rollback, history', formatter_class=fmt,
                        epilog='bluegreen VERSION: load VERSION in slot green, wait for every replica, switch, watch, then promote '
-                              '(alias champion) or roll back automatically. rollback: abort the active deployment; with --to VERSION '
-                              '(or none active): make VERSION live and champion again. resume: continue an interrupted deployment.')
-    d.add_argument('action', choices=['status', 'bluegreen', 'rollback', 'resume', 'abort', 'history'])
-    d.add_argument('version', nargs='?', help='bluegreen: the model version (7, v7, challenger)')
+                              '(alias champion) or roll back automatically. canary VERSION: pre-deployment checks, then stages of '
+                              'instruments ([canary] stages), each judged against the champion on the same bars. promote: finish the '
+                              'active canary now. abort / rollback: end the active deployment, every instrument back on the champion; '
+                              'rollback --to VERSION (none active): make VERSION live and champion again. resume: continue an '
+                              'interrupted deployment from its stored state.')
+    d.add_argument('action', choices=['status', 'bluegreen', 'canary', 'promote', 'rollback', 'resume', 'abort', 'history'])
+    d.add_argument('version', nargs='?', help='bluegreen, canary: the model version (7, v7, challenger)')
     d.add_argument('--to', metavar='VERSION', help='rollback: the version to make live (default: previous-champion)')
     d.add_argument('--limit', type=int, default=30, help='history: the newest N audit records (default: 30)')
     d.add_argument('--settings', **settings)
@@ -131,14 +134,21 @@ def _cmd_deploy(a) -> int:
             st = DeploymentState.from_settings(load_settings(a.settings)); log = st.audit_log(limit=a.limit)
             print(log[['id', 'at', 'actor', 'action', 'deployment_id', 'from_state', 'to_state', 'reason']].to_string(index=False)
                   if len(log) else '(no audit records)'); return EXIT_OK
-        if a.action == 'bluegreen':
-            if not a.version: print('autotrader: error: deploy bluegreen needs a VERSION', file=sys.stderr); return EXIT_USAGE
-            d = B.BlueGreenDeployment(settings=a.settings).run(a.version)
+        from autotrader.deploy.canary import CanaryRollout
+        active = DeploymentState.from_settings(load_settings(a.settings)).deployment()
+        kind = active['kind'] if active else None
+        if a.action in ('bluegreen', 'canary'):
+            if not a.version: print(f'autotrader: error: deploy {a.action} needs a VERSION', file=sys.stderr); return EXIT_USAGE
+            d = B.BlueGreenDeployment(settings=a.settings).run(a.version) if a.action == 'bluegreen' else CanaryRollout(settings=a.settings).run(a.version)
+        elif a.action in ('resume', 'abort', 'promote') and active is None:
+            print(f'no active deployment to {a.action}'); return EXIT_OK if a.action == 'resume' else EXIT_USAGE
         elif a.action == 'resume':
-            d = B.BlueGreenDeployment.resume(a.settings)
-            if d is None: print('no active deployment to resume'); return EXIT_OK
-        elif a.action == 'abort':
-            bg = B.BlueGreenDeployment(settings=a.settings); d = bg.abort()
+            d = B.BlueGreenDeployment.resume(a.settings) if kind == 'bluegreen' else CanaryRollout(settings=a.settings).resume()
+        elif a.action == 'abort' or (a.action == 'rollback' and kind == 'canary' and not a.to):
+            d = (B.BlueGreenDeployment(settings=a.settings) if kind == 'bluegreen' else CanaryRollout(settings=a.settings)).abort()
+        elif a.action == 'promote':
+            if kind != 'canary': print('autotrader: error: promote finishes an active canary; a blue/green deployment promotes itself after its watch window', file=sys.stderr); return EXIT_USAGE
+            d = CanaryRollout(settings=a.settings).promote()
         else:
             print(B.rollback_to(a.settings, a.to)); return EXIT_OK
     except StateError as e:
