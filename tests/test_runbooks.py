@@ -102,7 +102,8 @@ def test_every_quoted_command_parses_with_the_real_cli():
     assert not bad, 'commands the CLI does not accept:\n' + '\n'.join(bad)
     joined = '\n'.join(seen)
     for must in ('autotrader archive verify', 'autotrader store rebuild', 'autotrader deploy rollback --to VERSION',
-                 'autotrader deploy bluegreen', 'autotrader run ingest -p backfill=True', 'autotrader schedule trigger'):
+                 'autotrader deploy bluegreen', 'autotrader deploy canary', 'autotrader deploy promote',
+                 'autotrader run ingest -p backfill=True', 'autotrader schedule trigger'):
         assert must in joined, f'no runbook shows {must!r}'
     assert len(seen) >= 25
 
