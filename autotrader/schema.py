@@ -168,9 +168,13 @@ def _exchange_bars(code, step: int, start: int, end: int, align: str) -> np.ndar
     if align in ('clock', 'any'):              # each period's start, then the local clock
         i0, i1 = np.searchsorted(x.ends, start, 'right'), np.searchsorted(x.starts, end, 'left')
         S, E, off = x.starts[i0:i1], x.ends[i0:i1], x.offset[i0:i1]
-        c = ((S + off) // step + 1) * step - off
-        out += [S, _grid(c, -(-(E - c) // step), step)]
-    ts = np.unique(np.concatenate(out)) if len(out) > 1 else out[0]
+        c = ((S + off) // step + 1) * step - off            # the first local clock boundary after the start
+        n = 1 + np.maximum(0, -(-(E - c) // step))
+        g = _grid(c - step, n, step); g[np.cumsum(n) - n] = S  # S, c, c + step, … < E: sorted, no set operation
+        out.append(g)
+    ts = out[0]
+    if len(out) > 1 and not (len(out[0]) == len(out[1]) and (out[0] == out[1]).all()):   # both grids, when they differ
+        ts = np.sort(np.concatenate(out)); ts = ts[np.r_[True, ts[1:] != ts[:-1]]] if len(ts) else ts
     return ts[(ts >= start) & (ts < end)]
 
 def _span(start, end, step):
