@@ -78,10 +78,12 @@ def trained(tmp_path_factory):
 def _write_settings(d: Path, state_url: str, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
     kv = dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
-              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=20, on_inconclusive='rollback', latency_floor_ms=100,
+              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=20, on_inconclusive='hold', latency_floor_ms=100,
               warmup_requests=5, **deploy)
+    canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=100, integration_bars=12)
     p = d / f"settings-{abs(hash(state_url)) % 10**6}.ini"
-    p.write_text(base + '[deploy]\n' + ''.join(f'{k} = {v}\n' for k, v in kv.items()))
+    p.write_text(base + '[deploy]\n' + ''.join(f'{k} = {v}\n' for k, v in kv.items())
+                 + '[canary]\n' + ''.join(f'{k} = {v}\n' for k, v in canary.items()))
     return p
 
 
@@ -245,15 +247,24 @@ def test_bad_requests_get_clear_4xx_and_admin_needs_the_token(cluster):
     for u in cluster['urls']: assert get(f'{u}/v1/signal/BTC-USD')[0] == 200
 
 
-def _versions_by_generation(state) -> dict:
-    "Routing generation → version routed for '*' (from the audit log's routing summaries)."
+def _routes_by_generation(state) -> dict:
+    "Routing generation → {instrument or '*': version served} (from the audit log's routing summaries)."
     out = {}
     for s in state.audit_log().to_state.dropna():
         try: j = json.loads(s)
         except ValueError: continue
-        if isinstance(j, dict) and 'generation' in j and '*' in j.get('routes', {}):
-            out[j['generation']] = j['routes']['*'].split('=v')[1].split()[0]
+        if isinstance(j, dict) and 'generation' in j and 'routes' in j:
+            out[j['generation']] = {i: r.split('=v')[1].split()[0] for i, r in j['routes'].items()}
     return out
+
+def _versions_by_generation(state) -> dict:
+    "Routing generation → version routed for '*'."
+    return {g: r['*'] for g, r in _routes_by_generation(state).items() if '*' in r}
+
+def _wrong_versions(state, records) -> list:
+    "Responses whose version is not the one their routing generation routed for their instrument."
+    gen = _routes_by_generation(state)
+    return [r for r in records if (gen.get(r['generation']) or {}).get(r['instrument'], (gen.get(r['generation']) or {}).get('*')) != r['version']]
 
 
 def test_blue_green_switch_under_load_has_zero_downtime(cluster, trained):
@@ -339,3 +350,144 @@ def test_rollback_to_a_retained_version_and_history(cluster, trained):
     assert main(['deploy', 'status', '--settings', str(cluster['settings'])]) == 0
     assert main(['deploy', 'history', '--settings', str(cluster['settings'])]) == 0
     assert main(['deploy', 'rollback', '--to', '999', '--settings', str(cluster['settings'])]) == 2
+
+
+# ---------------------------------------------------------------- canary (per instrument, judged against the champion in shadow)
+
+def _not_champion(st, trained) -> str:
+    from autotrader.train.registry import ModelRegistry
+    ch = ModelRegistry.from_settings(st).champion()['version']
+    return trained['good'] if ch != trained['good'] else trained['twin']
+
+
+def test_canary_good_version_goes_to_every_instrument_and_becomes_champion(cluster, trained, monkeypatch):
+    from loadgen import Load
+    from autotrader.deploy.canary import CanaryRollout
+    from autotrader.train.registry import ModelRegistry
+    monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
+    st, state = cluster['st'], cluster['state']
+    new = _not_champion(st, trained)
+    with Load(cluster['urls'], INSTRUMENTS, rate=220) as load:
+        time.sleep(1.0)
+        d = CanaryRollout(settings=st).run(new)
+        time.sleep(1.0)
+    s = load.summary(); print('canary load', s)
+    log = state.audit_log(d['id'])
+    assert d['status'] == 'succeeded', log.tail(6).to_string()
+    assert s['failed'] == 0 and s['rate'] >= 200, s
+    assert not _wrong_versions(state, load.records)
+    stages = [json.loads(x)['routes'] for x in log[log.action == 'canary.route'].to_state]
+    on_new = [sorted(i for i, r in rt.items() if i != '*' and 'canary=' in r) for rt in stages]
+    assert [len(x) for x in on_new] == [2, 3, 4, 4] and all(set(a) <= set(b) for a, b in zip(on_new, on_new[1:])), on_new
+    assert list(log[log.action == 'canary.stage'].to_state) == ['running/stage 0', 'running/stage 1', 'running/stage 2', 'running/stage 3']
+    a = state.analyses(d['id'])
+    assert {'smoke', 'integration', 'error_rate', 'p99_latency_ms', 'sharpe'} <= set(a.check)
+    assert ModelRegistry.from_settings(st).champion()['version'] == new
+    r = state.routing(); assert r.slots['blue']['version'] == new and 'canary' not in r.slots and set(r.routes) == {'*'}
+    # the health pipeline reads the champion's training window and the served signals
+    from autotrader.features.store import FeatureStore
+    from autotrader.monitor.health import run_health
+    state.export_signals(FeatureStore(st.store.dir))
+    h = run_health(st, now=pd.Timestamp(state.clock().now(), unit='s', tz='UTC'), send=False, write_metrics=False)
+    assert f'champion v{new}' in h.reference_source, h.reference_source
+    assert h.performance.get('signals', 0) > 0, h.performance
+
+
+@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'sharpe')])
+def test_bad_canary_is_rolled_back_from_the_canary_instruments_only(cluster, trained, mode, reason, monkeypatch):
+    from loadgen import Load
+    from bad_models import register_misbehaving
+    from autotrader.deploy.canary import CanaryRollout
+    from autotrader.train.registry import ModelRegistry
+    monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
+    st, state = cluster['st'], cluster['state']
+    reg = ModelRegistry.from_settings(st); champ = reg.champion()['version']
+    # the raising version passes its smoke test and the integration replay, then fails on live inputs
+    bad = register_misbehaving(reg, champ, mode, **({'healthy_calls': 150} if mode == 'raises' else {}))
+    with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
+        time.sleep(1.0)
+        d = CanaryRollout(settings=st).run(bad)
+        time.sleep(1.0)
+    s = load.summary(); print(mode, 'canary load', s)
+    log = state.audit_log(d['id'])
+    assert d['status'] == 'rolled_back' and d['stage'] == 0, log.tail(6).to_string()
+    assert reason in log[log.action == 'canary.rolling_back'].reason.iloc[0]
+    canary = d['detail']['plan'][0]['instruments']; others = [i for i in INSTRUMENTS if i not in canary]
+    assert len(canary) == 2 and others
+    assert s['failed'] == 0, [r for r in load.records if r['status'] != 200][:5]
+    assert not _wrong_versions(state, load.records)
+    assert all(r['version'] == champ for r in load.records if r['instrument'] in others)     # never touched
+    assert any(r['version'] == bad for r in load.records if r['instrument'] in canary)     # the canary did serve
+    assert reg.champion()['version'] == champ and state.routing().routes.keys() == {'*'}
+
+
+def test_controller_killed_mid_stage_resumes_without_skipping_or_repeating(cluster, trained, monkeypatch):
+    from loadgen import Load
+    from autotrader.cli import main
+    from autotrader.train.registry import ModelRegistry
+    monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
+    st, state = cluster['st'], cluster['state']
+    new = _not_champion(st, trained)
+    env = {**os.environ, 'AUTOTRADER_ADMIN_TOKEN': TOKEN, 'MLFLOW_DISABLE_TELEMETRY': 'true'}
+    with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
+        p = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'deploy', 'canary', new, '--settings', str(cluster['settings'])],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            d = state.deployment()
+            if d is not None and d['status'] == 'running' and d['stage'] >= 1: break
+            time.sleep(0.2)
+        os.killpg(p.pid, signal.SIGKILL); p.wait()
+        killed = state.deployment()
+        assert killed is not None and killed['status'] == 'running', killed
+        time.sleep(1.0)
+        assert main(['deploy', 'resume', '--settings', str(cluster['settings'])]) == 0
+        time.sleep(1.0)
+    d = state.deployment(killed['id']); log = state.audit_log(d['id'])
+    assert d['status'] == 'succeeded', log.tail(6).to_string()
+    assert list(log[log.action == 'canary.stage'].to_state) == ['running/stage 0', 'running/stage 1', 'running/stage 2', 'running/stage 3']
+    assert load.summary()['failed'] == 0
+    assert ModelRegistry.from_settings(st).champion()['version'] == new
+
+
+def test_a_window_without_traffic_does_not_pass(cluster, trained, monkeypatch):
+    import copy
+    from autotrader.deploy.canary import CanaryRollout
+    from autotrader.train.registry import ModelRegistry
+    monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
+    st = copy.deepcopy(cluster['st']); st.deploy.on_inconclusive = 'rollback'
+    champ = ModelRegistry.from_settings(st).champion()['version']
+    d = CanaryRollout(settings=st).run(_not_champion(st, trained))            # nobody asks for signals
+    assert d['status'] == 'rolled_back' and d['stage'] == 0
+    why = cluster['state'].audit_log(d['id']).query("action == 'canary.rolling_back'").reason.iloc[0]
+    assert 'no traffic' in why and 'inconclusive' in why, why
+    assert ModelRegistry.from_settings(st).champion()['version'] == champ
+
+
+def test_the_specification_examples_run_as_written(cluster, trained, monkeypatch):
+    from loadgen import Load
+    from autotrader.deploy.bluegreen import BlueGreenDeployment
+    from autotrader.deploy.canary import CanaryRollout
+    monkeypatch.setenv('AUTOTRADER_SETTINGS', str(cluster['settings'])); monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
+    model_version = _not_champion(cluster['st'], trained)
+    with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
+        time.sleep(1.0)
+        # canary
+        canary = CanaryRollout()
+        instruments = canary.select_canary_instruments(count=2)
+        canary.deploy_to_instruments(model_version=model_version, instruments=instruments)
+        result = canary.monitor_canary(duration_seconds=3600)
+        if not result['healthy']:
+            canary.rollback(instruments)
+        assert set(result) >= {'healthy', 'instruments', 'reasons'} and set(result['instruments']) == set(instruments)
+        assert len(instruments) == 2 and set(instruments) <= set(INSTRUMENTS)
+        assert canary.select_instruments_by_volume(percentile=0.25)
+        # blue/green
+        bg = BlueGreenDeployment(environment='production')
+        endpoint = bg.deploy_green(model_version=model_version)
+        if bg.wait_for_ready(endpoint, timeout=300):
+            bg.switch_traffic(from_env='blue', to_env='green')
+            bg.archive_blue(retention_hours=24)
+        final = bg.monitor().watch()
+    assert final['status'] in ('succeeded', 'rolled_back')
+    assert load.summary()['failed'] == 0
