@@ -158,8 +158,15 @@ def _grid(base: np.ndarray, n: np.ndarray, step: int) -> np.ndarray:
     k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
     return np.repeat(base, n) + k * step
 
+@lru_cache(maxsize=None)
+def _on_clock(code: str, step: int) -> bool:
+    "Does every trading period start on the local clock grid of `step`? Then the open and clock grids are one."
+    x = _sessions(code)
+    return bool(((x.starts + x.offset) % step == 0).all())
+
 def _exchange_bars(code, step: int, start: int, end: int, align: str) -> np.ndarray:
     x = _sessions(code); out = []
+    if align != 'open' and _on_clock(code, step): align = 'open'
     if align in ('open', 'any'):               # from each session's open, every step, inside its trading periods
         i0, i1 = np.searchsorted(x.closes, start, 'right'), np.searchsorted(x.opens, end, 'left')
         o, c = x.opens[i0:i1], x.closes[i0:i1]

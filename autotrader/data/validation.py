@@ -112,7 +112,7 @@ def _on_calendar(df, cals: dict, timeframe):
         if ts.empty: continue
         cal = cals.get(sym, 'crypto')
         if step >= pd.Timedelta(days=1): ok = is_open(cal, ts, timeframe)
-        else: ok = ts.isin(expected_bars(cal, timeframe, ts.min(), ts.max() + step, align='any'))
+        else: ok = _member(ts, expected_bars(cal, timeframe, ts.min(), ts.max() + step, align='any'))
         out[np.asarray(df.index.get_indexer(df.loc[idx].dropna(subset=['timestamp']).index))] = ok
     return out
 
@@ -189,13 +189,20 @@ def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), s
     return ValidationResult(clean, q.reset_index(drop=True), fl.reset_index(drop=True), exp, comp, warnings)
 
 # %% ../../nbs/data/12_validation.ipynb #3a2dbc2c
+def _member(a: pd.DatetimeIndex, b: pd.DatetimeIndex) -> np.ndarray:
+    "`a.isin(b)` by binary search in sorted int64 (several times faster than hashing a million timestamps)."
+    x, y = a.as_unit('ns').asi8, np.sort(pd.DatetimeIndex(b).as_unit('ns').asi8)
+    if not len(y): return np.zeros(len(x), bool)
+    i = np.minimum(np.searchsorted(y, x), len(y) - 1)
+    return y[i] == x
+
 def _expected(calendar, timeframe, start, end, ts) -> pd.DatetimeIndex:
     "The calendar's bars in [start, end); an exchange's intraday bars on the grid `ts` follows (session open or clock)."
     exp = expected_bars(calendar, timeframe, start, end)
     if exchange_code(calendar) is None or timeframe_delta(timeframe) >= pd.Timedelta(days=1): return exp
     clock = expected_bars(calendar, timeframe, start, end, align='clock')
     if len(clock) == len(exp) and (clock == exp).all(): return exp
-    return clock if clock.isin(ts).sum() > exp.isin(ts).sum() else exp
+    return clock if _member(clock, ts).sum() > _member(exp, ts).sum() else exp
 
 def completeness(clean: pd.DataFrame, instruments, timeframe, start=None, end=None) -> pd.DataFrame:
     "Per instrument: bars the calendar expects in [start, end) (timestamps, or dicts symbol → timestamp), bars present, the share, the gaps."
@@ -210,7 +217,7 @@ def completeness(clean: pd.DataFrame, instruments, timeframe, start=None, end=No
             out.append(dict(instrument=ins.symbol, calendar=ins.calendar, expected=0, present=0, missing=0, completeness=np.nan,
                             gaps=0, largest_gap_bars=0, largest_gap_start=None)); continue
         exp = _expected(ins.calendar, timeframe, s, e, ts)
-        have = exp.isin(bar_dates(ins.calendar, ts)) if step >= pd.Timedelta(days=1) else exp.isin(ts)
+        have = _member(exp, bar_dates(ins.calendar, ts) if step >= pd.Timedelta(days=1) else ts)
         miss = ~have
         runs = pd.Series(miss).ne(pd.Series(miss).shift()).cumsum()[miss]
         sizes = runs.value_counts() if len(runs) else pd.Series(dtype=int)
