@@ -178,3 +178,25 @@ def test_dr_drill_with_an_s3_archive(tmp_path, moto_s3, bucket):
     shutil.rmtree(st.store.dir)
     assert main(['store', 'rebuild', '--settings', str(ini)]) == 0
     assert store_content_hash(st.store.dir) == before
+
+
+def test_a_bar_archived_twice_the_later_payload_wins(tmp_path):
+    "Two payloads hold the same bar with different values: the rebuild keeps the one archived later, as the upsert did."
+    import hashlib
+    from datetime import date
+    st = load_settings(settings_file(tmp_path), env={})
+    a = LocalArchive(st.archive.dir)
+    t0 = 1704067200000                                     # 2024-01-01 00:00 UTC
+    rows = [(t0 + h * 3600_000, 100 + h, 101 + h, 99 + h, 100.5 + h, 10) for h in range(24)]
+    csv = lambda rs: ('ts_ms,open,high,low,close,volume\n' + ''.join(','.join(map(str, r)) + '\n' for r in rs)).encode()
+    day = a.put(RawPayload('sim', 'BTC-USD', date(2024, 1, 1), csv(rows), 'csv')).key
+    fix = a.put(RawPayload('sim', 'BTC-USD', date(2024, 1, 1), csv([rows[-1][:4] + (124.0, 10)]), 'csv')).key
+    def rebuilt_close(older, newer):
+        now = time.time()
+        os.utime(st.archive.dir / older, (now - 60, now - 60)); os.utime(st.archive.dir / newer, (now, now))
+        rebuild_store(st, timeframe='1h', force=True)
+        b = FeatureStore(st.store.dir).read('bars', 'BTC-USD')
+        assert len(b) == 24 and b.timestamp.is_unique
+        return float(b.close.iloc[-1])
+    assert rebuilt_close(day, fix) == 124.0               # the correction was archived last
+    assert rebuilt_close(fix, day) == 123.5               # the full day was archived last
