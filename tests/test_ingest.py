@@ -494,3 +494,18 @@ def test_ib_hourly_bars_and_an_early_close_are_on_the_calendar(tmp_path, empty_s
     c = r.validation.completeness.iloc[0]
     assert (c.expected, c.present, c.completeness) == (len(ts), len(ts), 1.0)
     assert len(r.validation.flags) == 0 and len(r.validation.clean) == len(ts) and r.warnings == []
+
+
+def test_file_archived_under_its_name_so_a_rebuild_names_it_alike(tmp_path, empty_settings):
+    "A file stored under the requested name is archived under that name: `store rebuild` from the archive agrees."
+    from autotrader.ops.recovery import rebuild_store
+    _fx_hourly_csv(tmp_path / 'eurusd_h1.csv.gz', rows=400)
+    st = settings(empty_settings, tmp_path / 'data', data__source='file', file__path=str(tmp_path / 'eurusd_h1.csv.gz'))
+    r = ingest(instruments='EUR-USD:fx', settings=st, progress=False)
+    assert [a.key.split('/')[1] for a in r.archived] == ['EUR-USD']
+    want = r.store.read('bars')
+    rebuilt = settings(empty_settings, tmp_path / 'data', store__dir=str(tmp_path / 'rebuilt'))
+    rebuild_store(rebuilt, timeframe='1h')
+    got = FeatureStore(tmp_path / 'rebuilt').read('bars')
+    assert set(got.instrument) == {'EUR-USD'} and len(got) == len(want) == 400
+    pd.testing.assert_frame_equal(got[['timestamp', 'close']], want[['timestamp', 'close']])

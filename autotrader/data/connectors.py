@@ -348,10 +348,11 @@ class FileConnector(Connector):
             name = p.name[:-3] if p.name.endswith('.gz') else p.name
             ext = re.sub(r'[^a-z0-9]', '', name.rsplit('.', 1)[-1].lower()) if '.' in name else ''
             ext = (ext or 'dat') + ('.gz' if data[:2] == b'\x1f\x8b' else '')   # the archive stores the bytes as found
-            inst = self.settings.file.instrument or '_multi'
-            out.append(RawPayload('file', inst, today, data, ext, {'path': str(p), 'stem': name.rsplit('.', 1)[0],
-                                                                   'requested': [i.symbol for i in instruments or []]}))
-        return out
+            out.append(RawPayload('file', '_multi', today, data, ext, {'path': str(p), 'stem': name.rsplit('.', 1)[0],
+                                                                       'requested': [i.symbol for i in instruments or []]}))
+        for p, name in zip(out, self._names(out, [False] * len(out))):   # archived under the name its rows get
+            p.instrument = name                                            # (without a symbol column), so a store
+        return out                                                         # rebuilt from the archive names them alike
     def _names(self, payloads, has_symbols) -> list[str]:
         "The instrument of each payload's rows when the file has no symbol column (see above)."
         f, out = self.settings.file, []
