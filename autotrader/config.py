@@ -30,8 +30,9 @@ class Key:
 TIMEFRAMES = {'1m': 60, '5m': 300, '15m': 900, '30m': 1800, '1h': 3600, '4h': 14400, '1d': 86400}
 
 # pipeline specs: schedule (cron, UTC; empty = triggered only), retries, retry delay (s), time-out (s), triggers, trigger condition
+# (a wall-clock canary watches 3 h by default and may hold an inconclusive stage up to [deploy] max_hold_minutes: rollout's time-out is 28 h)
 _PIPELINE_DEFAULTS = {'ingest': ('0 2 * * *', 2, 300, 7200, '', ''), 'train': ('0 3 * * 0', 1, 600, 21600, 'evaluate', ''),
-                      'evaluate': ('', 1, 300, 3600, 'rollout', 'promote'), 'rollout': ('', 0, 60, 3600, '', ''),
+                      'evaluate': ('', 1, 300, 3600, 'rollout', 'promote'), 'rollout': ('', 0, 60, 100800, '', ''),
                       'health': ('0 * * * *', 1, 60, 900, '', '')}
 
 def _pipeline_keys(name, schedule, retries, delay, timeout, triggers, when) -> dict:
@@ -263,7 +264,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     'metrics': {
         'textfile_dir': Key('path', '', 'Prometheus text files for the node-exporter textfile collector; empty = <data.dir>/metrics.'),
-        'sla_seconds': Key('list', 'ingest=7200, train=21600, evaluate=3600, health=900, rollout=3600', 'SLA of each pipeline (NAME=seconds), enforced by the runner under every engine: a run that takes longer is recorded as an SLA miss and alerted; a failed run counts as a miss too.'),
+        'sla_seconds': Key('list', 'ingest=7200, train=21600, evaluate=3600, health=900, rollout=14400', 'SLA of each pipeline (NAME=seconds), enforced by the runner under every engine: a run that takes longer is recorded as an SLA miss and alerted; a failed run counts as a miss too.'),
     },
     'deploy': {
         'state_url': Key('str', '', 'Deployment state (routing, slots, deployments, analysis results, audit log, signal log): SQLAlchemy URL; empty = sqlite:///<data.dir>/deploy.db (WAL). postgresql+psycopg://user@host:5432/db when several gateway replicas share it (password from PGPASSWORD or ~/.pgpass, never here).'),
