@@ -1,20 +1,27 @@
 """`autotrader run all` as a user runs it: the whole lifecycle once on embedded defaults (the synthetic market, local
 files, MLflow on SQLite; fewer tuning trials and a shorter history here to keep CI short), every stage's status and
-duration printed, every pipeline's report and the index left; a failing stage stops it clearly."""
-import json, os, re, subprocess, sys
+duration printed, every pipeline's report and the index left, a champion that `autotrader serve` then serves; a
+failing stage stops it clearly."""
+import json, os, re, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
+
+from local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _run_all(cwd, timeout=900, **env):
+def _env(**extra):
     e = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
     e['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
+    return {**e, **extra}
+
+
+def _run_all(cwd, timeout=900, **env):
     return subprocess.run([sys.executable, '-m', 'autotrader.cli', 'run', 'all', '--no-progress'], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**e, **env})
+                          text=True, timeout=timeout, env=_env(**env))
 
 
 def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_path):
@@ -37,6 +44,23 @@ def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_pat
         assert json.loads(next((tmp_path / 'reports' / 'rollout').glob('*/run.json')).read_text())['parameters'] == {'clock': 'replay'}
     index = (tmp_path / 'reports' / 'index.html').read_text()
     assert all(f'id="{p}"' in index for p in ('ingest', 'train', 'evaluate', 'health'))
+    if stages['rollout'] == 'ok':          # it ends with a champion, and `autotrader serve` started afterwards serves it
+        champion = re.search(r'^champion:  version (\S+) ', out, re.M).group(1)
+        assert 'id="rollout"' in index
+        port = free_port()
+        log = open(tmp_path / 'serve.log', 'wb')
+        gw = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(port)], cwd=tmp_path,
+                              env=_env(NO_PROXY='127.0.0.1,localhost'), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            body, deadline = None, time.monotonic() + 120
+            while body is None and time.monotonic() < deadline and gw.poll() is None:
+                try:
+                    with urllib.request.urlopen(f'http://127.0.0.1:{port}/v1/signal/BTC-USD', timeout=10) as resp: body = json.loads(resp.read())
+                except OSError: time.sleep(0.5)
+            assert body is not None, (tmp_path / 'serve.log').read_text()[-3000:]
+            assert str(body['version']) == champion and body['instrument'] == 'BTC-USD', body
+        finally:
+            os.killpg(gw.pid, signal.SIGTERM); gw.wait(timeout=30); log.close()
 
     # a stage that fails stops the lifecycle with its name, its report and its exit code
     r = _run_all(tmp_path, AUTOTRADER__TRAIN__MIN_TEST_TIMESTAMPS='1000000')
