@@ -159,7 +159,7 @@ _COLOURS = {'ok': '#1a7f37', 'failed': '#cf222e', 'timeout': '#9a6700'}
 _INDEX_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328}table{border-collapse:collapse;margin:.5em 0 1.5em}"
               "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#f6f8fa}"
               ".ok{color:#1a7f37}.failed{color:#cf222e}.timeout{color:#9a6700}.over{color:#cf222e;font-weight:600}"
-              "td{white-space:nowrap}td:last-child{white-space:normal}td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
+              "td{white-space:nowrap}td:last-child{white-space:normal;min-width:14em;max-width:30em}td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
 
 def _load_runs(reports_dir: Path) -> list[dict]:
     runs = []
