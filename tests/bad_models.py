@@ -6,8 +6,9 @@ import mlflow.pyfunc
 
 
 class Misbehaving(mlflow.pyfunc.PythonModel):
-    """mode: raises (after its first `healthy_calls` predictions — so it passes the warm-up smoke tests — on rows whose first
-    feature is above the median of the input example), slow (sleep per call), inverted (1 - p)."""
+    """mode: raises (on rows whose first feature is above the median of the input example), slow (sleeps `delay` per call),
+    inverted (1 - p). raises and slow behave for their first `healthy_calls` predictions per process, so they pass the
+    warm-up (and with a larger value the pre-deployment checks) and fail on live traffic."""
     def __init__(self, model, mode, threshold=0.0, delay=0.15, healthy_calls=5):
         self.model, self.mode, self.threshold, self.delay, self.healthy_calls = model, mode, threshold, delay, healthy_calls
         self.calls = 0
@@ -16,7 +17,7 @@ class Misbehaving(mlflow.pyfunc.PythonModel):
         p = self.model.predict_proba(model_input); self.calls += 1
         if self.mode == 'raises' and self.calls > self.healthy_calls and (np.asarray(model_input.iloc[:, 0]) > self.threshold).any():
             raise ValueError('planted failure: first feature above the threshold')
-        if self.mode == 'slow': time.sleep(self.delay)
+        if self.mode == 'slow' and self.calls > self.healthy_calls: time.sleep(self.delay)
         if self.mode == 'inverted': p = p[:, ::-1]
         return p
 
