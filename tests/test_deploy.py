@@ -153,7 +153,7 @@ def test_embedded_default_serves_the_champion(trained):
 
 @pytest.fixture(scope='module')
 def cluster(trained, postgres):
-    "Two gateway replicas sharing the PostgreSQL state, on a replay clock 100 h before the data's end at 3600x."
+    "Two gateway replicas sharing the PostgreSQL state, on a replay clock over the stored bars at 3600x."
     from autotrader.config import load_settings
     from autotrader.deploy.state import DeploymentState, ReplayClock
     from autotrader.deploy.gateway import bootstrap_routing
@@ -161,7 +161,8 @@ def cluster(trained, postgres):
     p = _write_settings(trained['dir'], postgres)
     st = load_settings(p, env={})
     state = DeploymentState.from_settings(st)
-    state.set_clock(ReplayClock(start=pd.Timestamp('2024-12-27T00:00Z').timestamp(), speed=3600.0), reason='test replay')
+    # 3600x: a wall minute walks 2.5 days of bars; the module walks a few weeks, all of them stored bars (before 2025-01-01)
+    state.set_clock(ReplayClock(start=pd.Timestamp('2024-11-20T00:00Z').timestamp(), speed=3600.0), reason='test replay')
     bootstrap_routing(state, ModelRegistry.from_settings(st))
     gws = [Gateway(p, trained['dir']) for _ in range(2)]
     try:
@@ -511,3 +512,39 @@ def test_the_specification_examples_run_as_written(cluster, trained, monkeypatch
         final = bg.monitor().watch()
     assert final['status'] in ('succeeded', 'rolled_back')
     assert load.summary()['failed'] == 0
+
+
+# ---------------------------------------------------------------- the rollout pipeline (papermill, replay clock, local gateway)
+
+def test_rollout_pipeline_acts_on_the_decision(trained, tmp_path):
+    "No decision or a refused one: nothing happens, and the report says why. A promoted one: a canary on a replay clock."
+    import shutil as sh
+    from autotrader.config import load_settings
+    from autotrader.ops.runner import run_pipeline
+    from autotrader.train.pipeline import evaluate_version, decision_path
+    from autotrader.train.registry import ModelRegistry
+    from autotrader.deploy.state import DeploymentState
+    p = _write_settings(trained['dir'], f"sqlite:///{tmp_path / 'rollout-state.db'}")
+    st = load_settings(p, env={}); reg = ModelRegistry.from_settings(st)
+    champ = reg.champion()['version']
+    # a fresh challenger (v1's twin, re-registered) that evaluate refuses: it does not beat the champion
+    run = reg.client.get_model_version(reg.model_name, champ).run_id
+    twin = reg.register(f"runs:/{run}/model", alias='challenger')
+    assert not evaluate_version(st, twin).promote
+    r = run_pipeline('rollout', {'clock': 'replay'}, settings_path=str(p), reports_dir=str(tmp_path / 'reports'), progress=False)
+    assert r.status == 'ok' and r.metrics['outcome'] == 'skipped' and r.metrics['champion'] == champ
+    assert 'was not promoted by evaluate' in (r.run_dir / 'report.html').read_text()
+    assert DeploymentState.from_settings(st).deployment() is None
+    # the same version with a decision to promote (as evaluate records it when the gates pass): a canary runs
+    d = json.loads(decision_path(st, twin).read_text()); d.update(promote=True, reasons=['all gates pass (test)'])
+    decision_path(st, twin).write_text(json.dumps(d))
+    t = time.time()
+    r = run_pipeline('rollout', {'clock': 'replay'}, settings_path=str(p), reports_dir=str(tmp_path / 'reports'), progress=False)
+    print('rollout pipeline', round(time.time() - t, 1), 's', r.metrics)
+    assert r.status == 'ok', r.error
+    assert r.metrics['outcome'] == 'succeeded' and r.metrics['strategy'] == 'canary' and r.metrics['champion'] == twin
+    html = (r.run_dir / 'report.html').read_text()
+    for s in ('Stage timeline', 'Routing per stage', 'Metrics per instrument', 'Paired P&amp;L', 'Audit log', 'canary.succeeded'):
+        assert s in html, s
+    assert TOKEN not in html and 'AUTOTRADER_ADMIN_TOKEN=' not in html
+    assert DeploymentState.from_settings(st).clock().mode == 'wall'          # the replay clock is put back
