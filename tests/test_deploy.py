@@ -78,7 +78,7 @@ def trained(tmp_path_factory):
 def _write_settings(d: Path, state_url: str, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
     kv = dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
-              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=20, on_inconclusive='hold', latency_floor_ms=100,
+              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=40, on_inconclusive='hold', latency_floor_ms=100,
               warmup_requests=5, **deploy)
     canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=100, integration_bars=12,
                   smoke_latency_ms=100)     # a busy CI machine; the slow versions take 150 ms
@@ -153,7 +153,7 @@ def test_embedded_default_serves_the_champion(trained):
 
 @pytest.fixture(scope='module')
 def cluster(trained, postgres):
-    "Two gateway replicas sharing the PostgreSQL state, on a replay clock over the stored bars at 3600x."
+    "Two gateway replicas sharing the PostgreSQL state, on a replay clock over the stored bars at 7200x."
     from autotrader.config import load_settings
     from autotrader.deploy.state import DeploymentState, ReplayClock
     from autotrader.deploy.gateway import bootstrap_routing
@@ -161,8 +161,8 @@ def cluster(trained, postgres):
     p = _write_settings(trained['dir'], postgres)
     st = load_settings(p, env={})
     state = DeploymentState.from_settings(st)
-    # 3600x: a wall minute walks 2.5 days of bars; the module walks a few weeks, all of them stored bars (before 2025-01-01)
-    state.set_clock(ReplayClock(start=pd.Timestamp('2024-11-20T00:00Z').timestamp(), speed=3600.0), reason='test replay')
+    # 7200x: a wall minute walks 5 days of bars; the module walks several weeks, all of them stored bars (before 2025-01-01)
+    state.set_clock(ReplayClock(start=pd.Timestamp('2024-10-01T00:00Z').timestamp(), speed=7200.0), reason='test replay')
     bootstrap_routing(state, ModelRegistry.from_settings(st))
     gws = [Gateway(p, trained['dir']) for _ in range(2)]
     try:
