@@ -23,7 +23,9 @@ def bars_per_year(timeframe: str, calendar: str = 'crypto') -> float:
     if calendar in ('crypto', 'always'): return 365.25 * 86400 / s
     if calendar == 'fx': return 365.25 * 5 / 7 * 86400 / s
     if calendar == 'equity_us': return 252.0 * (1 if s >= 86400 else math.ceil(23400 / s))
-    raise ValueError(f"unknown calendar {calendar!r}")
+    from autotrader.schema import annual_bars          # an exchange (XNYS, XLON, …): its sessions, holidays and early closes
+    try: return float(annual_bars(calendar, timeframe))
+    except (KeyError, ValueError) as e: raise ValueError(f"unknown calendar {calendar!r}: {e}") from None
 
 def instrument_bars_per_year(settings) -> dict:
     "{symbol: bars per year} for `[instruments] symbols` at `[data] timeframe`."
