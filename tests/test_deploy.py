@@ -45,7 +45,7 @@ def postgres():
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    "Sim bars of 4 crypto instruments, a trained and promoted v1, its twin v2, and v3 raises / v4 slow / v5 inverted."
+    "Sim bars of 4 crypto instruments (alpha 0.6), a trained and promoted v1, its twin v2, and v3 raises / v4 slow / v5 inverted."
     from autotrader.config import load_settings
     from autotrader.ops.ingest import ingest
     from autotrader.train.pipeline import train, evaluate_version, apply_decision
@@ -58,6 +58,10 @@ def trained(tmp_path_factory):
         [data]
         end = 2025-01-01
         lookback_days = 120
+        [sim]
+        # a stronger edge than the demo's 0.3: a Sharpe comparison over a few dozen bars must tell an inverted model
+        # from the champion (at 0.3 the champion itself loses over 20 two-instrument bars about one time in six)
+        alpha = 0.6
         [train]
         cv_folds = 3
         n_trials = 3
@@ -78,7 +82,7 @@ def trained(tmp_path_factory):
 def _write_settings(d: Path, state_url: str, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
     kv = dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
-              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=40, on_inconclusive='hold', latency_floor_ms=100,
+              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=80, on_inconclusive='hold', latency_floor_ms=100,
               warmup_requests=5, **deploy)
     canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=100, integration_bars=12,
                   smoke_latency_ms=100)     # a busy CI machine; the slow versions take 150 ms
@@ -309,7 +313,7 @@ def test_blue_green_switch_under_load_has_zero_downtime(cluster, trained):
               'bluegreen.promoting', 'bluegreen.relabel', 'bluegreen.succeeded'):
         assert a in actions, (a, actions)
     res = state.analyses(final['id'])
-    assert {'error_rate', 'p99_latency_ms', 'sharpe'} <= set(res.check) and (res[res.check == 'sharpe'].verdict == 'pass').all()
+    assert {'error_rate', 'p99_latency_ms', 'sharpe'} <= set(res.check) and res[res.check == 'sharpe'].verdict.iloc[-1] == 'pass'
 
 
 @pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'sharpe')])
@@ -414,7 +418,8 @@ def test_bad_canary_is_rolled_back_from_the_canary_instruments_only(cluster, tra
         time.sleep(1.0)
     s = load.summary(); print(mode, 'canary load', s)
     log = state.audit_log(d['id'])
-    assert d['status'] == 'rolled_back' and d['stage'] == 0, log.tail(6).to_string()
+    an = state.analyses(d['id']); sh = an[(an.check == 'sharpe') & (an.instrument == '*')]
+    assert d['status'] == 'rolled_back' and d['stage'] == 0, (log.tail(6).to_string(), sh[['stage', 'verdict', 'value', 'threshold', 'detail']].to_string())
     assert reason in log[log.action == 'canary.rolling_back'].reason.iloc[0]
     canary = d['detail']['plan'][0]['instruments']; others = [i for i in INSTRUMENTS if i not in canary]
     assert len(canary) == 2 and others
