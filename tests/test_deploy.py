@@ -82,7 +82,7 @@ def trained(tmp_path_factory):
 def _write_settings(d: Path, state_url: str, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
     kv = dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
-              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=80, on_inconclusive='hold', latency_floor_ms=100,
+              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=80, on_inconclusive='hold', max_hold_minutes=4320, latency_floor_ms=100,
               warmup_requests=5, **deploy)
     canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=100, integration_bars=12,
                   smoke_latency_ms=100)     # a busy CI machine; the slow versions take 150 ms
