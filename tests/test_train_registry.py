@@ -60,7 +60,7 @@ def model_and_data():
 
 
 def _metrics():
-    return pd.DataFrame({'sharpe': [2.6, 2.2], 'max_drawdown': [0.05, 0.08], 'win_rate': [0.57, 0.56],
+    return pd.DataFrame({'sharpe': [2.6, 2.2], 'deflated_sharpe': [0.99, 0.97], 'max_drawdown': [0.05, 0.08], 'win_rate': [0.57, 0.56],
                          'profit_factor': [np.inf, 1.3]}, index=pd.Index(['BTC-USD', 'portfolio'], name='instrument'))
 
 
@@ -87,7 +87,7 @@ def test_full_cycle(registry, model_and_data, tmp_path):
     with reg._active():
         card = mlflow.artifacts.load_text(f"runs:/{run.run_id}/model_card.html")
         g = mlflow.artifacts.load_dict(f"runs:/{run.run_id}/gates.json")
-    assert 'card' in card and g['passed'] is True and len(g['gates']) == 3
+    assert 'card' in card and g['passed'] is True and len(g['gates']) == 4          # deflated Sharpe, Sharpe, drawdown, win rate
     assert any(reg.artifacts_dir.rglob('model_card.html')) and any(reg.artifacts_dir.rglob('model.skops'))
     assert not (tmp_path / 'mlruns').exists() and not (tmp_path / 'mlflow.db').exists()
 
