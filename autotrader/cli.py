@@ -134,23 +134,16 @@ def _cmd_deploy(a) -> int:
             st = DeploymentState.from_settings(load_settings(a.settings)); log = st.audit_log(limit=a.limit)
             print(log[['id', 'at', 'actor', 'action', 'deployment_id', 'from_state', 'to_state', 'reason']].to_string(index=False)
                   if len(log) else '(no audit records)'); return EXIT_OK
-        from autotrader.deploy.canary import CanaryRollout
-        active = DeploymentState.from_settings(load_settings(a.settings)).deployment()
-        kind = active['kind'] if active else None
-        if a.action in ('bluegreen', 'canary'):
-            if not a.version: print(f'autotrader: error: deploy {a.action} needs a VERSION', file=sys.stderr); return EXIT_USAGE
-            d = B.BlueGreenDeployment(settings=a.settings).run(a.version) if a.action == 'bluegreen' else CanaryRollout(settings=a.settings).run(a.version)
-        elif a.action in ('resume', 'abort', 'promote') and active is None:
-            print(f'no active deployment to {a.action}'); return EXIT_OK if a.action == 'resume' else EXIT_USAGE
-        elif a.action == 'resume':
-            d = B.BlueGreenDeployment.resume(a.settings) if kind == 'bluegreen' else CanaryRollout(settings=a.settings).resume()
-        elif a.action == 'abort' or (a.action == 'rollback' and kind == 'canary' and not a.to):
-            d = (B.BlueGreenDeployment(settings=a.settings) if kind == 'bluegreen' else CanaryRollout(settings=a.settings)).abort()
-        elif a.action == 'promote':
-            if kind != 'canary': print('autotrader: error: promote finishes an active canary; a blue/green deployment promotes itself after its watch window', file=sys.stderr); return EXIT_USAGE
-            d = CanaryRollout(settings=a.settings).promote()
-        else:
-            print(B.rollback_to(a.settings, a.to)); return EXIT_OK
+        from autotrader.deploy.rollout import deployment_action
+        st = load_settings(a.settings)
+        if a.action in ('bluegreen', 'canary') and not a.version:
+            print(f'autotrader: error: deploy {a.action} needs a VERSION', file=sys.stderr); return EXIT_USAGE
+        if a.action == 'rollback':
+            active = DeploymentState.from_settings(st).deployment()
+            if a.to or active is None or active['kind'] != 'canary': print(B.rollback_to(st, a.to)); return EXIT_OK
+            a.action = 'abort'                          # a canary's rollback: every instrument back on the champion
+        d = deployment_action(a.action, st, a.version)
+        if d is None: print(f'no active deployment to {a.action}'); return EXIT_OK
     except StateError as e:
         print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
     print(f"deployment {d['id']}: {d['status']}")

@@ -100,7 +100,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'keep_snapshots': Key('int', 10, 'Catalog snapshots kept for audit; files no snapshot references are removed.'),
     },
     'features': {
-        'set': Key('str', 'basic', 'Feature set computed by the ingest pipeline: basic (returns, volatility) or standard (technical, microstructure and regime features).'),
+        'set': Key('str', 'standard', 'Feature set computed by the ingest pipeline: standard (technical, microstructure and regime features) or basic (returns, volatility).'),
         'return_horizons': Key('intlist', '1, 4, 24', 'Log-return horizons, in bars.'),
         'vol_windows': Key('intlist', '24, 96', 'Rolling volatility windows, in bars.'),
         'ma_windows': Key('intlist', '20, 50, 200', 'standard: windows of the moving averages whose distance is a feature, in bars.'),

@@ -244,8 +244,8 @@ def test_standard_set_columns_are_the_ta_values_per_instrument():
 # ---------------------------------------------------------------- 4. sets: ids, registry, pieces = whole
 
 def test_basic_id_unchanged_and_standard_registered():
-    st_ = load_settings(env={})
-    fs = make_feature_set(st_)
+    assert make_feature_set(load_settings(env={})).id == feature_set('standard').id     # the embedded default
+    fs = make_feature_set(load_settings(overrides={'features.set': 'basic'}, env={}))
     h = hashlib.sha256(json.dumps({'return_horizons': [1, 4, 24], 'vol_windows': [24, 96]}, sort_keys=True).encode()).hexdigest()[:8]
     assert fs.id == f'basic@1-{h}'                          # stores written before this change keep their dataset
     std = make_feature_set(load_settings(overrides={'features.set': 'standard', 'features.ma_windows': '10, 30'}, env={}))

@@ -97,9 +97,9 @@ def test_incremental_equals_full(tmp_path, empty_settings):
     assert 'bars' in sf.datasets() and feats in sf.datasets()
     got, want = read_all(si), read_all(sf)
     assert_same_datasets(got, want)
-    # the long windows really reach back into the first run's bars: vol_96 is defined after the boundary
+    # the long windows really reach back into the first run's bars: vol_cc_96 is defined after the boundary
     f = want[feats]
-    assert f.loc[f.timestamp >= pd.Timestamp(d2, tz='UTC'), 'vol_96'].notna().any()
+    assert f.loc[f.timestamp >= pd.Timestamp(d2, tz='UTC'), 'vol_cc_96'].notna().any()
     assert si._catalog()['watermarks'] == sf._catalog()['watermarks']
     assert content(si._catalog()) == content(sf._catalog())
 
@@ -346,7 +346,7 @@ def test_cli_ingest_ok(cli_ok):
     assert run.name in page                                 # the run id line above the table
     store = FeatureStore(cwd / 'autotrader-data' / 'store')
     cat = json.loads(store.catalog_path.read_text())
-    assert 'bars' in cat['datasets'] and any(d.startswith('features/basic@') for d in cat['datasets'])
+    assert 'bars' in cat['datasets'] and any(d.startswith('features/standard@') for d in cat['datasets'])
     assert cat['datasets']['bars']['rows'] == m['rows_clean'] and cat['run_id'] == run.name
     assert set(store.read('bars').instrument) == {'BTC-USD', 'ETH-USD'}
     assert (cwd / 'reports' / 'index.html').exists()

@@ -28,7 +28,7 @@ def smtp():
     finally: c.stop()
 
 def settings(tmp_path, **over):
-    base = {'data.dir': str(tmp_path / 'data'), 'instruments.symbols': 'BTC-USD, ETH-USD'}
+    base = {'data.dir': str(tmp_path / 'data'), 'instruments.symbols': 'BTC-USD, ETH-USD', 'features.set': 'basic'}   # sim_store writes basic features
     return load_settings(overrides={**base, **over}, env={})
 
 @pytest.fixture(autouse=True)

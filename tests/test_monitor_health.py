@@ -10,6 +10,7 @@ from autotrader.monitor.performance import log_signals, read_signals
 from autotrader.monitor.metrics import write_pipeline_metrics, read_samples
 from autotrader.features.store import FeatureStore
 from monitor_helpers import sim_store
+from autotrader.features.basic import feature_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def test_cli_ingest_then_health_on_embedded_defaults(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     run_dir = next((tmp_path / 'reports' / 'health').iterdir())
     rec = json.loads((run_dir / 'run.json').read_text())
-    assert rec['status'] == 'ok' and rec['metrics']['features'] == 5 and rec['metrics']['rows_current'] > 100
+    assert rec['status'] == 'ok' and rec['metrics']['features'] == len(feature_set('standard').columns) and rec['metrics']['rows_current'] > 100
     html = (run_dir / 'report.html').read_text()
     assert 'Drift' in html and 'Data quality' in html and 'Alerts' in html and 'no champion' in html
     data = tmp_path / 'autotrader-data'

@@ -13,9 +13,9 @@ from ..config import Settings, load_settings
 from .state import DeploymentState, StateError, TERMINAL, iso, quantile_ms, default_actor
 
 # %% auto #0
-__all__ = ['traffic', 'paired_sharpe', 'single_sharpe', 'Thresholds', 'judge_traffic', 'judge_sharpe', 'Environment',
-           'DeploymentStatus', 'Endpoint', 'BlueGreenDeployment', 'DeploymentMonitor', 'rollback_to', 'deploy_status',
-           'format_status']
+__all__ = ['traffic', 'paired_sharpe', 'sharpe_args', 'single_sharpe', 'Thresholds', 'judge_traffic', 'judge_sharpe',
+           'Environment', 'DeploymentStatus', 'Endpoint', 'move_champion', 'BlueGreenDeployment', 'DeploymentMonitor',
+           'rollback_to', 'deploy_status', 'format_status']
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #ab7b3b40
 def traffic(state: DeploymentState, version, start: float, end: float, instruments=None) -> dict:
@@ -55,6 +55,15 @@ def paired_sharpe(state: DeploymentState, store, new_version, base_version, star
         res[k] = performance_summary(o, timeframe, calendars, cost_bps) if len(o) else dict(signals=0, sharpe=float('nan'))
     return dict(n=int(min(res['new']['signals'], res['base']['signals'])), new=float(res['new']['sharpe']),
                 base=float(res['base']['sharpe']), new_hit_rate=res['new'].get('hit_rate'), base_hit_rate=res['base'].get('hit_rate'))
+
+def sharpe_args(settings) -> dict:
+    "The bar timeframe, each instrument's calendar and the median cost (bps) of the settings: how served signals are scored."
+    from autotrader.schema import parse_instruments
+    from autotrader.train.pipeline import cost_model
+    ins = parse_instruments(settings.instruments.symbols, settings.instruments.default_calendar)
+    costs = cost_model(settings, ins)
+    return dict(timeframe=settings.data.timeframe, calendars={i.symbol: i.calendar for i in ins},
+                cost_bps=float(np.median(list(costs.values()))) if costs else settings.train.cost_bps)
 
 def single_sharpe(state, store, version, start, end, now, timeframe='1h', calendars=None, cost_bps=2.0, instruments=None) -> dict:
     "Sharpe (after costs) of one version's served signals with known outcomes (no baseline to pair with)."
@@ -149,6 +158,16 @@ def _resolve_version(registry, version) -> str:
     except MlflowException: raise StateError(f"{registry.model_name} has no version {v}") from None
     return v
 
+def move_champion(registry, version) -> str:
+    """Point the `champion` alias at `version` and `previous-champion` at the version it replaces; nothing moves when
+    `version` is already champion (so a resumed promotion repeats safely). Returns the wording for the audit log."""
+    v, prev = str(version), registry.champion()
+    if prev is not None and prev['version'] == v: return f"alias champion → v{v}"
+    registry.promote(v)
+    if prev is None: return f"alias champion → v{v}"
+    registry.client.set_registered_model_alias(registry.model_name, 'previous-champion', prev['version'])
+    return f"alias champion → v{v} (previous-champion v{prev['version']})"
+
 # %% ../../nbs/deploy/62_bluegreen.ipynb #f02ffd41
 class BlueGreenDeployment:
     "Blue/green deployment on the durable state (see above)."
@@ -188,23 +207,13 @@ class BlueGreenDeployment:
     def wait_for_ready(self, endpoint: Endpoint | None = None, timeout: float | None = 300) -> bool:
         "True when every live gateway replica reports green's version loaded and warm; False (deployment failed) otherwise."
         d = self.deployment(); v = endpoint.version if endpoint else d['version']
-        timeout = self.st.deploy.ready_timeout if timeout is None else timeout
-        deadline, why = time.monotonic() + timeout, 'no gateway replica is alive: start `autotrader serve`'
-        while time.monotonic() < deadline:
-            reps = self.state.replicas(max_age=3 * self.st.deploy.heartbeat_seconds)
-            errs = [f"{r.replica}: {r.loaded[v]['error']}" for r in reps.itertuples() if v in r.loaded and r.loaded[v].get('error')]
-            if errs:
-                why = 'load or warm-up failed: ' + '; '.join(errs); break
-            g = d['detail'].get('load_generation', 0)
-            if len(reps) and all(r.loaded.get(v, {}).get('ready') and r.generation >= g for r in reps.itertuples()):
-                self.state.transition(d['id'], expect='deploying', status='ready', action='bluegreen.ready', actor=self.actor,
-                                      reason=f"v{v} warm on {len(reps)} replica(s): {', '.join(reps.replica)}",
-                                      detail={'replicas': list(reps.replica)})
-                self._say(f"v{v} warm on {len(reps)} replica(s)"); return True
-            if len(reps): why = f"not warm yet on {sum(not (r.loaded.get(v, {}).get('ready') and r.generation >= g) for r in reps.itertuples())} of {len(reps)} replica(s)"
-            time.sleep(0.2)
-        else: why = f"timed out after {timeout:g} s: {why}"
-        self._fail(d, f"green v{v} not ready: {why}"); return False
+        ok, why, reps = self.state.wait_warm(v, d['detail'].get('load_generation', 0), max_age=3 * self.st.deploy.heartbeat_seconds,
+                                             timeout=self.st.deploy.ready_timeout if timeout is None else timeout)
+        if not ok:
+            self._fail(d, f"green v{v} not ready: {why}"); return False
+        self.state.transition(d['id'], expect='deploying', status='ready', action='bluegreen.ready', actor=self.actor,
+                              reason=why, detail={'replicas': reps})
+        self._say(f"v{v} warm on {len(reps)} replica(s)"); return True
 
     def _fail(self, d, reason):
         with self.state.tx() as c:
@@ -276,12 +285,8 @@ class BlueGreenDeployment:
             routes = {i: {'slot': 'blue', 'shadow_slot': None} for i, x in r.routes.items() if x['slot'] == 'green'}
             self.state.apply_routing(slots, routes, action='bluegreen.relabel', actor=self.actor, deployment_id=d['id'],
                                      reason=f"v{v} is blue (live); v{old} is previous (standby)" if old else f"v{v} is blue (live)")
-        prev = self.registry.champion()
-        if prev is None or prev['version'] != v:
-            self.registry.promote(v)
-            if prev: self.registry.client.set_registered_model_alias(self.registry.model_name, 'previous-champion', prev['version'])
         d = self.state.transition(d['id'], status='succeeded', action='bluegreen.succeeded', actor=self.actor,
-                                  reason=f"{reason}; alias champion → v{v}" + (f" (previous-champion v{prev['version']})" if prev and prev['version'] != v else ''))
+                                  reason=f"{reason}; {move_champion(self.registry, v)}")
         self._say(f"v{v} promoted: champion → v{v}")
         return d
 
@@ -329,14 +334,6 @@ class DeploymentMonitor:
         self.store = FeatureStore(self.st.store.dir, self.st.store.keep_snapshots)
         self.th = Thresholds.from_settings(self.st)
 
-    def _sharpe_args(self, d) -> dict:
-        from autotrader.schema import parse_instruments
-        from autotrader.train.pipeline import cost_model
-        ins = parse_instruments(self.st.instruments.symbols, self.st.instruments.default_calendar)
-        costs = cost_model(self.st, ins)
-        return dict(timeframe=self.st.data.timeframe, calendars={i.symbol: i.calendar for i in ins},
-                    cost_bps=float(np.median(list(costs.values()))) if costs else self.st.train.cost_bps)
-
     def analyze(self, final: bool = False) -> dict:
         "Analyse the window so far: {'verdict': pass | fail | inconclusive | running, 'results': [...], 'reasons': [...]}."
         d = self.bg.deployment(); now = self.bg.clock.now(); t0 = d['step_started_at']
@@ -347,7 +344,7 @@ class DeploymentMonitor:
             base = traffic(self.bg.state, d['baseline_version'], b0, b1)
         results = judge_traffic(new, base, self.th)
         if final:
-            args = self._sharpe_args(d)
+            args = sharpe_args(self.st)
             s = paired_sharpe(self.bg.state, self.store, d['version'], d['baseline_version'], t0, now, now, **args) \
                 if d['baseline_version'] else single_sharpe(self.bg.state, self.store, d['version'], t0, now, now, **args)
             results.append(judge_sharpe(s, self.th))
@@ -413,10 +410,7 @@ def rollback_to(settings=None, version=None, actor: str | None = None, log=print
     if cur: slots['previous'] = {'version': cur, 'status': 'standby', 'retain_until': bg.clock.now() + bg.st.deploy.retention_hours * 3600}
     routes = {i: {'slot': 'blue', 'shadow_slot': None} for i, x in r.routes.items()} or {'*': {'slot': 'blue', 'shadow_slot': None}}
     bg.state.apply_routing(slots, routes, action='rollback.to', actor=bg.actor, reason=f"operator rollback: v{cur} → v{target}")
-    prev = bg.registry.champion()
-    bg.registry.promote(target)
-    if prev and prev['version'] != target:
-        bg.registry.client.set_registered_model_alias(bg.registry.model_name, 'previous-champion', prev['version'])
+    move_champion(bg.registry, target)
     bg._say(f"rolled back: v{cur} → v{target} (live in slot blue; champion → v{target})")
     return {'from': cur, 'to': target}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd
 from ..config import Settings, load_settings, secret, SettingsError
 from .state import DeploymentState, StateError, TERMINAL, iso, default_actor
-from .bluegreen import (traffic, paired_sharpe, _resolve_version, _f, BlueGreenDeployment, DeploymentStatus)
+from .bluegreen import (traffic, paired_sharpe, sharpe_args, move_champion, _resolve_version, _f, BlueGreenDeployment, DeploymentStatus)
 
 # %% auto #0
 __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 'CanaryMetricsCollector', 'CanaryRollout',
@@ -68,18 +68,10 @@ class CanaryMetricsCollector:
     def __init__(self, state: DeploymentState, store, settings: Settings):
         self.state, self.store, self.st = state, store, settings
 
-    def _sharpe_args(self) -> dict:
-        from autotrader.schema import parse_instruments
-        from autotrader.train.pipeline import cost_model
-        ins = parse_instruments(self.st.instruments.symbols, self.st.instruments.default_calendar)
-        costs = cost_model(self.st, ins)
-        return dict(timeframe=self.st.data.timeframe, calendars={i.symbol: i.calendar for i in ins},
-                    cost_bps=float(np.median(list(costs.values()))) if costs else self.st.train.cost_bps)
-
     def collect(self, version: str, champion: str, instruments: list, start: float, end: float, now: float,
                 with_sharpe: bool = True) -> tuple[dict, dict]:
         "({instrument: InstrumentMetrics}, pooled {requests, errors, n, new, base}) for the window [start, end)."
-        out, args = {}, self._sharpe_args()
+        out, args = {}, sharpe_args(self.st)
         for i in instruments:
             t = traffic(self.state, version, start, end, [i])
             m = InstrumentMetrics(i, t['requests'], t['errors'], t['error_rate'], t['p99_ms'])
@@ -176,7 +168,8 @@ class CanaryRollout:
         if (r.slots.get('canary') or {}).get('version') != v:
             g = self.state.apply_routing({'canary': {'version': v, 'status': 'loading'}}, action='canary.load', actor=self.actor,
                                          deployment_id=d and d['id'], reason=f"load v{v} into slot canary").generation
-            if not self._wait_loaded(v, g): raise StateError(f"v{v} did not load on every replica: {self._last_wait}")
+            ok, why, _ = self._wait_loaded(v, g)
+            if not ok: raise StateError(f"v{v} did not load on every replica: {why}")
         uni = set(self.universe()); bad = [i for i in instruments if i not in uni]
         if bad: raise StateError(f"unknown instrument(s) {bad}; the universe ([instruments] symbols): {sorted(uni)}")
         routes = {i: {'slot': 'canary', 'shadow_slot': 'blue'} for i in instruments}
@@ -185,17 +178,9 @@ class CanaryRollout:
                                  deployment_id=d and d['id'], reason=reason or f"v{v} serves {', '.join(instruments)}")
         self._say(f"v{v} serves {len(instruments)} instrument(s): {', '.join(instruments)}")
 
-    def _wait_loaded(self, v: str, generation: int = 0, timeout: float | None = None) -> bool:
-        "True when every live replica has applied routing `generation` (or a later one) and holds `v` loaded and warm."
-        deadline = time.monotonic() + (self.st.deploy.ready_timeout if timeout is None else timeout)
-        self._last_wait = 'no gateway replica is alive: start `autotrader serve`'
-        while time.monotonic() < deadline:
-            reps = self.state.replicas(max_age=3 * self.st.deploy.heartbeat_seconds)
-            errs = [f"{x.replica}: {x.loaded[v]['error']}" for x in reps.itertuples() if v in x.loaded and x.loaded[v].get('error')]
-            if errs: self._last_wait = 'load or warm-up failed: ' + '; '.join(errs); return False
-            if len(reps) and all(x.loaded.get(v, {}).get('ready') and x.generation >= generation for x in reps.itertuples()): return True
-            time.sleep(0.2)
-        return False
+    def _wait_loaded(self, v: str, generation: int = 0) -> tuple[bool, str, list]:
+        "`DeploymentState.wait_warm` with the `[deploy]` heartbeat and ready time-out."
+        return self.state.wait_warm(v, generation, timeout=self.st.deploy.ready_timeout, max_age=3 * self.st.deploy.heartbeat_seconds)
 
     def rollback(self, instruments: list | None = None, reason: str = 'canary rollback') -> list:
         "Route `instruments` (default: every instrument on the new version) back to the champion."
@@ -340,7 +325,8 @@ def _step(self: CanaryRollout) -> dict:
         self._say(f"smoke test passed (p99 {sm['p99_ms']:.1f} ms)")
         g = self.state.apply_routing({'canary': {'version': d['version'], 'status': 'loading'}}, action='canary.load', actor=self.actor,
                                      deployment_id=d['id'], reason=f"load v{d['version']} into slot canary (no traffic yet)").generation
-        if not self._wait_loaded(d['version'], g): return self._end(d, 'failed', f"v{d['version']} not ready: {self._last_wait}")
+        ok, why, _ = self._wait_loaded(d['version'], g)
+        if not ok: return self._end(d, 'failed', f"v{d['version']} not ready: {why}")
         it = integration_check(self.state, self.store, self.st, 'canary', self.universe(), c.integration_bars)
         self.state.add_analysis(d['id'], -1, [dict(instrument='*', check='integration', verdict='pass' if it['passed'] else 'fail',
                                                     value=it.get('pass_rate'), threshold=c.min_pass_rate, detail=it, clock_at=self.clock.now())])
@@ -406,12 +392,8 @@ def _promote_d(self: CanaryRollout, d: dict) -> dict:
                  'previous': {'version': old, 'status': 'standby', 'retain_until': self.clock.now() + self.st.deploy.retention_hours * 3600}}
         self.state.apply_routing(slots, routes, action='canary.relabel', actor=self.actor, deployment_id=d['id'],
                                  reason=f"v{v} is blue (live, every instrument); v{old} is previous (standby)")
-    prev = self.registry.champion()
-    if prev is None or prev['version'] != v:
-        self.registry.promote(v)
-        if prev: self.registry.client.set_registered_model_alias(self.registry.model_name, 'previous-champion', prev['version'])
     d = self.state.transition(d['id'], status='succeeded', action='canary.succeeded', actor=self.actor,
-                              reason=f"every stage passed; alias champion → v{v}" + (f" (previous-champion v{prev['version']})" if prev and prev['version'] != v else ''))
+                              reason=f"every stage passed; {move_champion(self.registry, v)}")
     self._say(f"v{v} promoted: champion → v{v}")
     return d
 

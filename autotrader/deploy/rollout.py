@@ -16,7 +16,8 @@ from .bluegreen import BlueGreenDeployment
 from .canary import CanaryRollout
 
 # %% auto #0
-__all__ = ['ReplayTrader', 'local_gateway', 'RolloutResult', 'rollout', 'plot_timeline', 'plot_paired_pnl']
+__all__ = ['ACTIONS', 'ReplayTrader', 'local_gateway', 'RolloutResult', 'rollout', 'deployment_action', 'plot_timeline',
+           'plot_paired_pnl']
 
 # %% ../../nbs/deploy/64_rollout.ipynb #1640b250
 class ReplayTrader:
@@ -215,6 +216,29 @@ def _gateway_if_needed(st, gateway: str, log_dir):
     if gateway == 'never' or (gateway == 'auto' and len(reps)):
         yield [u for u in reps.url if u]; return
     with local_gateway(st._file, log_dir=log_dir) as url: yield [url]
+
+# %% ../../nbs/deploy/64_rollout.ipynb #94fd4f83
+ACTIONS = ('bluegreen', 'canary', 'resume', 'abort', 'promote')
+
+def deployment_action(action: str, settings=None, version=None, log=print) -> dict | None:
+    """Start a `bluegreen` or `canary` deployment of `version`, or `resume` / `abort` / `promote` the active deployment
+    whatever its kind. Returns the deployment (None: nothing to resume); a `StateError` names what is wrong."""
+    if action not in ACTIONS: raise StateError(f"unknown deployment action {action!r}: one of {', '.join(ACTIONS)}")
+    st = settings if isinstance(settings, Settings) else load_settings(settings)
+    if action in ('bluegreen', 'canary'):
+        if version is None: raise StateError(f"deploy {action} needs a model version (a number, v7, challenger or champion)")
+        ctl = BlueGreenDeployment(settings=st, log=log) if action == 'bluegreen' else CanaryRollout(settings=st, log=log)
+        return ctl.run(version)
+    active = DeploymentState.from_settings(st).deployment()
+    if active is None:
+        if action == 'resume': return None
+        raise StateError(f"no active deployment to {action}")
+    if action == 'promote' and active['kind'] != 'canary':
+        raise StateError('promote finishes an active canary; a blue/green deployment promotes itself after its watch window')
+    if action == 'resume':
+        return BlueGreenDeployment.resume(st, log=log) if active['kind'] == 'bluegreen' else CanaryRollout(settings=st, log=log).resume()
+    ctl = BlueGreenDeployment(settings=st, log=log) if active['kind'] == 'bluegreen' else CanaryRollout(settings=st, log=log)
+    return ctl.abort() if action == 'abort' else ctl.promote()
 
 # %% ../../nbs/deploy/64_rollout.ipynb #96ba48bf
 def plot_timeline(res: RolloutResult):

@@ -429,11 +429,29 @@ def _replicas(self: DeploymentState, max_age: float | None = 6.0) -> pd.DataFram
     df['loaded'] = [(_unj(x) or {}) for x in df['loaded']]
     return df
 
+def _wait_warm(self: DeploymentState, version, generation: int = 0, timeout: float = 300, max_age: float = 6.0,
+               poll: float = 0.2) -> tuple[bool, str, list]:
+    """Wait until every live replica (heartbeat within `max_age` s) has applied routing `generation` (or a later one) and
+    holds `version` loaded and warm: (True, summary, replica names); (False, why, []) when a replica reports a load or
+    warm-up error, or at `timeout`."""
+    v, deadline = str(version), time.monotonic() + timeout
+    why = 'no gateway replica is alive: start `autotrader serve`'
+    while time.monotonic() < deadline:
+        reps = self.replicas(max_age=max_age)
+        errs = [f"{r.replica}: {r.loaded[v]['error']}" for r in reps.itertuples() if v in r.loaded and r.loaded[v].get('error')]
+        if errs: return False, 'load or warm-up failed: ' + '; '.join(errs), []
+        cold = [r.replica for r in reps.itertuples() if not (r.loaded.get(v, {}).get('ready') and r.generation >= generation)]
+        if len(reps) and not cold:
+            return True, f"v{v} warm on {len(reps)} replica(s): {', '.join(reps.replica)}", list(reps.replica)
+        if len(reps): why = f"not warm yet on {len(cold)} of {len(reps)} replica(s)"
+        time.sleep(poll)
+    return False, f"timed out after {timeout:g} s: {why}", []
+
 def _forget_replica(self: DeploymentState, replica: str):
     "Remove a replica that stops (so it is not counted as live until its heartbeat ages out)."
     with self.tx() as c: c.execute(REPLICAS.delete().where(REPLICAS.c.replica == replica))
 
-DeploymentState.forget_replica = _forget_replica
+DeploymentState.forget_replica, DeploymentState.wait_warm = _forget_replica, _wait_warm
 DeploymentState.log_served, DeploymentState.signal_log, DeploymentState.request_stats = _log_served, _signal_log, _request_stats
 DeploymentState.heartbeat, DeploymentState.replicas = _heartbeat, _replicas
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..files import atomic_write
 import numpy as np, pandas as pd
 from ..config import SCHEMA, Settings, SettingsError, load_settings, _convert
-from ..schema import Instrument, parse_instruments, to_utc, timeframe_delta
+from ..schema import Instrument, exchange_code, parse_instruments, to_utc, timeframe_delta
 from ..features.basic import FeatureSet, feature_set as _feature_set, make_feature_set
 from ..features.store import FeatureStore, StoreError, frame_hash, training_set
 from .labels import make_labels, prob_up
@@ -66,7 +66,18 @@ def cost_model(settings, instruments) -> dict:
         if not (bps >= 0) or not k.strip():
             raise SettingsError(f"[train] cost_bps_overrides: {item!r} is not KEY=BPS with BPS >= 0 (KEY an instrument or a calendar)")
         over[k.strip()] = bps
-    return {i.symbol: over.get(i.symbol, over.get(i.calendar, float(settings.train.cost_bps))) for i in instruments}
+    by_code = {}                                    # calendar keys by exchange code: equity_us, XNYS and NYSE are one
+    for k, bps in over.items():
+        try: code = exchange_code(k)
+        except ValueError: code = None              # an instrument name
+        if code: by_code.setdefault(code, bps)
+    def one(i):
+        if i.symbol in over: return over[i.symbol]
+        if i.calendar in over: return over[i.calendar]
+        try: code = exchange_code(i.calendar)
+        except ValueError: code = None
+        return by_code.get(code, float(settings.train.cost_bps))
+    return {i.symbol: one(i) for i in instruments}
 
 def backtest_spec(settings, instruments, timestamps=None) -> BacktestSpec:
     "The `BacktestSpec` of `[train]` for these instruments; `timestamps` (of the whole table) fix the portfolio's bars per year."
