@@ -34,7 +34,7 @@ def prepare(d: Path) -> dict:
         symbols = BTC-USD, ETH-USD, SOL-USD, ADA-USD
         [data]
         end = 2025-01-01
-        lookback_days = 120
+        lookback_days = 150
         [train]
         cv_folds = 3
         n_trials = 3

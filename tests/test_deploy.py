@@ -57,7 +57,7 @@ def trained(tmp_path_factory):
         symbols = {', '.join(INSTRUMENTS)}
         [data]
         end = 2025-01-01
-        lookback_days = 120
+        lookback_days = 150
         [sim]
         # a stronger edge than the demo's 0.3: a Sharpe comparison over a few dozen bars must tell an inverted model
         # from the champion (at 0.3 the champion itself loses over 20 two-instrument bars about one time in six)

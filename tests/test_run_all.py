@@ -25,7 +25,7 @@ def _run_all(cwd, timeout=900, **env):
 
 
 def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_path):
-    (tmp_path / 'settings.ini').write_text('[data]\nlookback_days = 120\n[train]\nn_trials = 4\n')
+    (tmp_path / 'settings.ini').write_text('[data]\nlookback_days = 150\n[train]\nn_trials = 4\n')
     r = _run_all(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout

@@ -19,11 +19,11 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 import autotrader
-from ..config import load_settings, looks_secret, secret_values
+from ..config import current_run, load_settings, looks_secret, secret_values   # current_run: re-exported here
 
 # %% auto #0
-__all__ = ['PipelineError', 'list_pipelines', 'pipeline_path', 'new_run_id', 'current_run', 'record_metrics', 'write_index',
-           'RunResult', 'run_pipeline', 'run_alerts']
+__all__ = ['PipelineError', 'list_pipelines', 'pipeline_path', 'new_run_id', 'record_metrics', 'write_index', 'RunResult',
+           'run_pipeline', 'run_alerts']
 
 # %% ../../nbs/ops/30_runner.ipynb #b38644a3
 class PipelineError(RuntimeError):
@@ -99,11 +99,6 @@ def _check_parameters(params: dict, nb_path) -> dict:
     return params
 
 # %% ../../nbs/ops/30_runner.ipynb #2741cf0f
-def current_run() -> dict:
-    "{'run_id', 'run_dir'} of the run this code executes in, or {} outside the runner."
-    rid, rdir = os.environ.get('AUTOTRADER_RUN_ID'), os.environ.get('AUTOTRADER_RUN_DIR')
-    return {'run_id': rid, 'run_dir': rdir} if rid and rdir else {}
-
 def _plain(o, key='metric'):
     "`o` as plain JSON data: numpy/pandas scalars unwrapped, NaN/inf → None, dates → ISO strings."
     if o is None or isinstance(o, (bool, str)): return o

@@ -251,7 +251,7 @@ def _limited(st, fn, *args):
     with threadpool_limits(limits=st.train.threads): return fn(*args)
 
 def _train(st, instruments, start, end, as_of, register) -> TrainResult:
-    from autotrader.ops.runner import current_run
+    from autotrader.config import current_run
     T = {}; t0 = time.perf_counter()
     t = st.train; _check_estimators(t)
     data = training_data(st, instruments=instruments, start=start, end=end, as_of=as_of)
@@ -509,7 +509,7 @@ def evaluate_version(settings=None, version=None, write: bool = True) -> Evaluat
 def _evaluate_version(st, version, write):
     from autotrader.train.registry import ModelRegistry, metrics_from_frame
     from autotrader.train.gates import gates_from_settings
-    from autotrader.ops.runner import current_run
+    from autotrader.config import current_run
     T = {}; t0 = time.perf_counter(); notes = []
     reg = ModelRegistry.from_settings(st)
     mv = _resolve(reg, version); v = mv['version']
