@@ -212,11 +212,16 @@ def _check_windows(data: TrainingData, w: Windows, st):
     n = int(pd.Series(data.frame.timestamp.iloc[w.test]).nunique())
     need = st.train.min_test_timestamps
     if n < need:
-        tl = data.frame.timestamp.nunique(); tf = timeframe_delta(data.timeframe)
-        more = math.ceil(max(need / st.train.test_size - tl, 0) * tf / pd.Timedelta(days=1)) + 1
+        tl = data.frame.timestamp.nunique(); fs = data.feature_set
+        bars = max(need / st.train.test_size - tl, 0) + (fs.lookback if tl == 0 else 0)   # an empty table: warm-up first
+        try: bpy = min(bars_per_year(data.timeframe, i.calendar) for i in data.instruments)  # days per bar on the calendar
+        except (ValueError, KeyError): bpy = pd.Timedelta(days=365.25) / timeframe_delta(data.timeframe)
+        more = math.ceil(bars / bpy * 365.25) + 1
+        more_why = (f", counting the {fs.lookback}-bar warm-up of the {fs.name} features (rows before it are not in the table)"
+                    if tl == 0 else '')
         raise TrainError(f"the test window would hold {n} timestamps ({tl} in the table of {data.dataset}), fewer than "
                          f"[train] min_test_timestamps = {need}: gates on so short a window promote noise. Ingest about "
-                         f"{more} more days of history (e.g. `autotrader run ingest -p backfill=True -p start=<earlier date>`, "
+                         f"{more} more days of history{more_why} (e.g. `autotrader run ingest -p backfill=True -p start=<earlier date>`, "
                          f"or a larger [data] lookback_days on a fresh data folder), or lower min_test_timestamps knowingly.")
 
 def _importance(model, X, y, seed) -> pd.Series | None:
