@@ -94,12 +94,12 @@ def _write_settings(d: Path, state_url: str, **deploy) -> Path:
 
 class Gateway:
     "`autotrader serve` as a subprocess on a free port; stopped (with its children) at exit."
-    def __init__(self, settings: Path, cwd: Path):
+    def __init__(self, settings: Path, cwd: Path, *args, env=None):
         self.port = free_port(); self.url = f'http://127.0.0.1:{self.port}'
         env = {**os.environ, 'AUTOTRADER_ADMIN_TOKEN': TOKEN, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'NO_PROXY': '127.0.0.1,localhost',
-               'PYTHONPATH': os.pathsep.join([str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')])}
+               'PYTHONPATH': os.pathsep.join([str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')]), **(env or {})}
         self.log = open(cwd / f'gateway-{self.port}.log', 'wb')
-        self.proc = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(self.port), '--settings', str(settings)],
+        self.proc = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(self.port), '--settings', str(settings), *args],
                                      cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout=120):
@@ -151,6 +151,45 @@ def test_embedded_default_serves_the_champion(trained):
         store = FeatureStore(load_settings(p, env={}).store.dir)
         assert state.export_signals(store) >= 1 and len(read_signals(store)) >= 1     # what the health pipeline reads
     finally: gw.stop()
+
+
+def test_replicas_on_one_port_answer_metrics_for_all_workers(trained, tmp_path):
+    """`autotrader serve --replicas 2`: two worker processes share the port, each a replica in the state; every /metrics
+    scrape, whichever worker answers it, counts the requests of both; the shared metrics folder is removed at exit."""
+    from concurrent.futures import ThreadPoolExecutor
+    from prometheus_client.parser import text_string_to_metric_families
+    from autotrader.config import load_settings
+    from autotrader.deploy.state import DeploymentState
+    p = _write_settings(trained['dir'], '')
+    state = DeploymentState.from_settings(load_settings(p, env={}))
+    tmpd = tmp_path / 'tmp'; tmpd.mkdir()
+    gw = Gateway(p, trained['dir'], '--replicas', '2', env={'TMPDIR': str(tmpd)})
+    try:
+        gw.wait_ready()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            reps = state.replicas(max_age=3)
+            reps = reps[reps.replica.str.endswith(f'-{gw.port}') & reps.ready.astype(bool)]
+            if len(reps) == 2: break
+            time.sleep(0.3)
+        assert len(reps) == 2, state.replicas(max_age=3)
+        assert len(list(tmpd.glob('autotrader-gateway-metrics-*'))) == 1
+        n, t0 = 400, time.time() - 1
+        with ThreadPoolExecutor(8) as ex: codes = list(ex.map(lambda _: get(f'{gw.url}/v1/signal/ETH-USD')[0], range(n)))
+        assert codes == [200] * n
+        time.sleep(1.5)                                                     # flushed to the state
+        with state.engine.connect() as c:
+            per = pd.read_sql(f"SELECT replica, SUM(requests) AS n FROM request_stats WHERE replica LIKE '%-{gw.port}' "
+                              f"AND instrument = 'ETH-USD' AND wall >= {t0} GROUP BY replica", c)
+        assert len(per) == 2 and per.n.sum() == n and (per.n > 0).all(), per      # both workers served
+        for _ in range(8):                                                  # whichever worker answers the scrape
+            fams = {f.name: f for f in text_string_to_metric_families(get(f'{gw.url}/metrics')[1])}
+            served = sum(x.value for x in fams['autotrader_gateway_requests'].samples
+                         if x.name.endswith('_total') and x.labels.get('instrument') == 'ETH-USD' and x.labels.get('code') == '200')
+            assert served == n, served
+            assert [x.value for x in fams['autotrader_gateway_ready'].samples] == [1.0]
+    finally: gw.stop()
+    assert not list(tmpd.glob('autotrader-gateway-metrics-*'))
 
 
 # ---------------------------------------------------------------- two replicas on PostgreSQL

@@ -5,7 +5,7 @@ newest feature rows in memory, a durable signal log, Prometheus metrics. `autotr
 
 # %% ../../nbs/deploy/61_gateway.ipynb #38cb7d99
 from __future__ import annotations
-import asyncio, collections, hmac, json, logging, math, os, socket, threading, time
+import asyncio, collections, hmac, json, logging, math, os, shutil, socket, tempfile, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -154,10 +154,26 @@ def _metrics():
                           buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5), registry=r),
         fallbacks=Counter('autotrader_gateway_fallbacks_total', 'Requests answered by the fallback version after the routed one failed.',
                           ['instrument', 'version', 'fallback_version'], registry=r),
-        ready=Gauge('autotrader_gateway_ready', '1 when the routing is loaded and every routed version is warm.', registry=r),
-        generation=Gauge('autotrader_gateway_routing_generation', 'Routing generation applied by this replica.', registry=r),
-        loaded=Gauge('autotrader_gateway_model_loaded', '1 per slot and version loaded and warm in this replica.', ['slot', 'version'], registry=r),
-        pending=Gauge('autotrader_gateway_signal_log_pending', 'Signal-log rows not yet written to the deployment state.', registry=r))
+        ready=Gauge('autotrader_gateway_ready', '1 when the routing is loaded and every routed version is warm (every worker).',
+                    registry=r, multiprocess_mode='livemin'),
+        generation=Gauge('autotrader_gateway_routing_generation', 'Routing generation applied (the lowest of the workers).',
+                         registry=r, multiprocess_mode='livemin'),
+        loaded=Gauge('autotrader_gateway_model_loaded', '1 per slot and version loaded and warm (in every worker).', ['slot', 'version'],
+                     registry=r, multiprocess_mode='livemin'),
+        pending=Gauge('autotrader_gateway_signal_log_pending', 'Signal-log rows not yet written to the deployment state.',
+                      registry=r, multiprocess_mode='livesum'))
+
+def _multiproc_dir() -> str | None:
+    "The prometheus_client multiprocess folder of `serve --replicas N` (None: one process)."
+    return os.environ.get('PROMETHEUS_MULTIPROC_DIR') or None
+
+def _exposition(registry) -> bytes:
+    "/metrics: this process's registry, or the sum over every worker of `serve --replicas N` (one port, one view)."
+    from prometheus_client import CollectorRegistry, generate_latest
+    if _multiproc_dir() is None: return generate_latest(registry)
+    from prometheus_client import multiprocess
+    r = CollectorRegistry(); multiprocess.MultiProcessCollector(r)
+    return generate_latest(r)
 
 class _Stats:
     "Per-second request counts, errors and latency histograms, drained by the flusher."
@@ -199,7 +215,7 @@ class Gateway:
         self.snap, self.applied = None, -1
         self.stats, self.signals, self.memo = _Stats(), collections.deque(), {}
         self.shadow_q, self.shadow_done = collections.deque(), set()
-        self.metrics_registry, self.m = _metrics()
+        self.metrics_registry, self.m = _metrics(); self._loaded_labels = set()
         self.started_at, self._stop, self._threads = time.time(), threading.Event(), []
         self._reload_lock = threading.Lock()
         t = settings.train
@@ -249,8 +265,13 @@ class Gateway:
             live = {h.version for h in models.values()}
             for v in [v for v in self.handles if v not in live]: del self.handles[v]
             self.memo = {k: p for k, p in self.memo.items() if k[0] in live}
-            self.m['generation'].set(g); self.m['loaded'].clear()
-            for s, h in models.items(): self.m['loaded'].labels(s, h.version).set(1)
+            self.m['generation'].set(g)
+            now_loaded = {(s, h.version) for s, h in models.items()}
+            if _multiproc_dir() is None: self.m['loaded'].clear()
+            else:                                   # shared files keep every label set: unloaded ones go to 0
+                for k in self._loaded_labels - now_loaded: self.m['loaded'].labels(*k).set(0)
+            for k in now_loaded: self.m['loaded'].labels(*k).set(1)
+            self._loaded_labels = now_loaded
             self.m['ready'].set(1 if self.ready()[0] else 0)
             return True
 
@@ -329,6 +350,9 @@ class Gateway:
         self.score_shadows(); self.flush()
         try: self.state.forget_replica(self.replica)
         except Exception as e: _log.warning("could not remove replica %s from the state: %s", self.replica, e)
+        if _multiproc_dir() is not None:            # its live gauges leave the shared /metrics view
+            from prometheus_client import multiprocess
+            multiprocess.mark_process_dead(os.getpid())
 
     # ---- serving
     def _predict(self, h: ModelHandle, inst: str, bar: int, row) -> float:
@@ -485,7 +509,7 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
     from starlette.concurrency import run_in_threadpool
-    from prometheus_client import generate_latest, CONTENT_TYPE_LATEST
+    from prometheus_client import CONTENT_TYPE_LATEST
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     gw = Gateway(st, url, replica)
 
@@ -524,7 +548,8 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
                            'state': s.routing.to_dict() if s else None, 'clock': gw.clock.to_dict(), 'now': iso(gw.clock.now())})
 
     async def metrics(request):
-        return PlainTextResponse(generate_latest(gw.metrics_registry).decode(), media_type=CONTENT_TYPE_LATEST.split(';')[0])
+        body = await run_in_threadpool(_exposition, gw.metrics_registry)
+        return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST.split(';')[0])
 
     async def reload(request):
         err = _admin(request)
@@ -580,6 +605,10 @@ def serve(settings_path=None, host: str | None = None, port: int | None = None, 
     if replicas > 1:
         os.environ.update(AUTOTRADER_GATEWAY_URL=url, AUTOTRADER_GATEWAY_PORT=str(port))
         if settings_path or st._file: os.environ['AUTOTRADER_SETTINGS'] = str(Path(settings_path or st._file).resolve())
-        uvicorn.run('autotrader.deploy.gateway:_app_from_env', factory=True, workers=int(replicas), **kw)
+        own = _multiproc_dir() is None              # one /metrics view over the workers: prometheus_client's multiprocess files
+        if own: os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='autotrader-gateway-metrics-')
+        try: uvicorn.run('autotrader.deploy.gateway:_app_from_env', factory=True, workers=int(replicas), **kw)
+        finally:
+            if own: shutil.rmtree(os.environ.pop('PROMETHEUS_MULTIPROC_DIR'), ignore_errors=True)
     else:
         uvicorn.run(create_app(st, url=url, replica=f"{socket.gethostname()}-{os.getpid()}-{port}"), **kw)
