@@ -434,6 +434,10 @@ _NUMERIC = {'double', 'float', 'long', 'integer'}
 
 def validate_rows(body, features: list, schema: dict) -> pd.DataFrame:
     "The body's rows as a frame in `features` order; raises ValueError naming the problem."
+    return pd.DataFrame(_rows_array(body, features, schema), columns=features)
+
+def _rows_array(body, features: list, schema: dict) -> np.ndarray:
+    "`validate_rows` as a float array (models called by position need no frame)."
     if not isinstance(body, dict): raise ValueError(f"the body must be a JSON object, got {type(body).__name__}")
     unknown = set(body) - {'features', 'rows', 'instrument'}
     if unknown: raise ValueError(f"unknown key(s) in the body: {', '.join(sorted(unknown))}; expected 'features' or 'rows', and optionally 'instrument'")
@@ -457,7 +461,7 @@ def validate_rows(body, features: list, schema: dict) -> pd.DataFrame:
             if schema.get(f) in ('long', 'integer') and isinstance(v, float) and not v.is_integer():
                 raise ValueError(f"{at}feature {f!r} must be an integer ({schema[f]}), got {v}")
             out[n, j] = float(v)
-    return pd.DataFrame(out, columns=features)
+    return out
 
 def _predict_body(gw: Gateway, body) -> tuple[int, dict]:
     t0 = time.perf_counter(); snap = gw.snap
@@ -471,9 +475,9 @@ def _predict_body(gw: Gateway, body) -> tuple[int, dict]:
     slot, h, _ = res
     if inst is not None and inst not in gw.cache(h.dataset).data and inst not in snap.routes:
         return 404, {'error': f"unknown instrument {inst!r}; known: {', '.join(gw.instruments())}"}
-    try: X = validate_rows(body, h.features, h.schema)
+    try: X = _rows_array(body, h.features, h.schema)
     except ValueError as e: return 422, {'error': str(e), 'version': h.version}
-    try: p = h.prob_up(X.to_numpy() if h.by_position else X)
+    try: p = h.prob_up(X if h.by_position else pd.DataFrame(X, columns=h.features))
     except Exception as e:
         gw.m['errors'].labels('predict', inst or '*', h.version, slot, 'model').inc()
         gw.stats.add(gw.clock.now(), inst or '*', h.version, slot, (time.perf_counter() - t0) * 1e3, True)
