@@ -50,9 +50,10 @@ def missing_table(reference: pd.DataFrame, current: pd.DataFrame, features=None,
         inf = float(np.isinf(pd.to_numeric(c, errors='coerce').to_numpy(dtype='float64', na_value=np.nan)).mean()) \
             if len(c) and not is_categorical(c) else 0.0
         m = float(c.isna().mean()) if len(c) else np.nan
-        lvl = 'info' if len(c) < cfg['min_rows'] else _grade(m, cfg['missing_warning'], cfg['missing_critical'])
-        rows.append(dict(feature=f, n_cur=len(c), missing_ref=float(reference[f].isna().mean()) if len(reference) else np.nan,
-                         missing_cur=m, inf_cur=inf, level=lvl))
+        mr = float(reference[f].isna().mean()) if len(reference) else np.nan
+        never = len(reference) >= cfg['min_rows'] and mr == 1.0    # empty in the reference too: the source never gives it
+        lvl = 'info' if len(c) < cfg['min_rows'] or never else _grade(m, cfg['missing_warning'], cfg['missing_critical'])
+        rows.append(dict(feature=f, n_cur=len(c), missing_ref=mr, missing_cur=m, inf_cur=inf, level=lvl))
     t = pd.DataFrame(rows, columns=['feature', 'n_cur', 'missing_ref', 'missing_cur', 'inf_cur', 'level'])
     return t.sort_values('missing_cur', ascending=False, kind='stable').set_index('feature')
 
