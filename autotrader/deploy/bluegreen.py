@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 import numpy as np, pandas as pd
 from ..config import Settings, load_settings
-from .state import DeploymentState, StateError, TERMINAL, iso, quantile_ms, default_actor
+from .state import DeploymentState, StateError, TERMINAL, iso, quantile_ms, default_actor, live_age
 
 # %% auto #0
 __all__ = ['traffic', 'paired_sharpe', 'sharpe_args', 'single_sharpe', 'Thresholds', 'judge_traffic', 'judge_sharpe',
@@ -207,7 +207,7 @@ class BlueGreenDeployment:
     def wait_for_ready(self, endpoint: Endpoint | None = None, timeout: float | None = 300) -> bool:
         "True when every live gateway replica reports green's version loaded and warm; False (deployment failed) otherwise."
         d = self.deployment(); v = endpoint.version if endpoint else d['version']
-        ok, why, reps = self.state.wait_warm(v, d['detail'].get('load_generation', 0), max_age=3 * self.st.deploy.heartbeat_seconds,
+        ok, why, reps = self.state.wait_warm(v, d['detail'].get('load_generation', 0), max_age=live_age(self.st),
                                              timeout=self.st.deploy.ready_timeout if timeout is None else timeout)
         if not ok:
             self._fail(d, f"green v{v} not ready: {why}"); return False

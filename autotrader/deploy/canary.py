@@ -9,7 +9,7 @@ import json, math, time, urllib.request, urllib.error
 from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd
 from ..config import Settings, load_settings, secret, SettingsError
-from .state import DeploymentState, StateError, TERMINAL, iso, default_actor
+from .state import DeploymentState, StateError, TERMINAL, iso, default_actor, live_age
 from .bluegreen import (traffic, paired_sharpe, sharpe_args, move_champion, _resolve_version, _f, BlueGreenDeployment, DeploymentStatus)
 
 # %% auto #0
@@ -180,7 +180,7 @@ class CanaryRollout:
 
     def _wait_loaded(self, v: str, generation: int = 0) -> tuple[bool, str, list]:
         "`DeploymentState.wait_warm` with the `[deploy]` heartbeat and ready time-out."
-        return self.state.wait_warm(v, generation, timeout=self.st.deploy.ready_timeout, max_age=3 * self.st.deploy.heartbeat_seconds)
+        return self.state.wait_warm(v, generation, timeout=self.st.deploy.ready_timeout, max_age=live_age(self.st))
 
     def rollback(self, instruments: list | None = None, reason: str = 'canary rollback') -> list:
         "Route `instruments` (default: every instrument on the new version) back to the champion."
@@ -260,7 +260,7 @@ def smoke_check(registry, store, version: str, settings: Settings) -> dict:
 def integration_check(state: DeploymentState, store, settings: Settings, slot: str, instruments: list, bars: int) -> dict:
     "Replay the last `bars` stored bars of each instrument through a live replica's slot `slot` (see above)."
     from autotrader.features.store import bar_close
-    reps = state.replicas(max_age=3 * settings.deploy.heartbeat_seconds)
+    reps = state.replicas(max_age=live_age(settings))
     reps = reps[reps.url.notna()]
     if not len(reps): return dict(passed=False, reason='no live gateway replica with a URL to replay bars through', total=0)
     try: token = secret('admin_token')

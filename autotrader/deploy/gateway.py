@@ -487,7 +487,7 @@ def _predict_body(gw: Gateway, body) -> tuple[int, dict]:
         return 404, {'error': f"unknown instrument {inst!r}; known: {', '.join(gw.instruments())}"}
     try: X = _rows_array(body, h.features, h.schema)
     except ValueError as e: return 422, {'error': str(e), 'version': h.version}
-    try: p = h.prob_up(X if h.by_position else pd.DataFrame(X, columns=h.features))
+    try: p = h.prob_up(X)
     except Exception as e:
         gw.m['errors'].labels('predict', inst or '*', h.version, slot, 'model').inc()
         gw.stats.add(gw.clock.now(), inst or '*', h.version, slot, (time.perf_counter() - t0) * 1e3, True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import Settings, load_settings
-from .state import DeploymentState, StateError, ReplayClock, WallClock, iso, TERMINAL
+from .state import DeploymentState, StateError, ReplayClock, WallClock, iso, TERMINAL, live_age
 from .bluegreen import BlueGreenDeployment
 from .canary import CanaryRollout
 
@@ -162,7 +162,7 @@ def rollout(settings=None, version=None, strategy: str = 'canary', clock: str | 
     if not (r.slots.get('blue') or {}).get('status') == 'live' and strategy == 'canary':
         strategy = 'bluegreen'; log("no live champion to compare a canary with: the first version goes out blue/green")
     set_replay = clock == 'replay'
-    live = state.replicas(max_age=3 * st.deploy.heartbeat_seconds)
+    live = state.replicas(max_age=live_age(st))
     if set_replay and len(live):
         raise StateError(f"a replay clock is refused while {len(live)} gateway replica(s) serve from this deployment state "
                          f"({', '.join(live.replica)}): they would serve replayed bars. Roll out on the wall clock, or give the "
@@ -179,7 +179,7 @@ def rollout(settings=None, version=None, strategy: str = 'canary', clock: str | 
     try:
         with _gateway_if_needed(st, gateway, log_dir) as urls:
             if set_replay and not urls:
-                reps = state.replicas(max_age=3 * st.deploy.heartbeat_seconds); urls = [u for u in reps.url if u]
+                reps = state.replicas(max_age=live_age(st)); urls = [u for u in reps.url if u]
             from autotrader.schema import parse_instruments, timeframe_delta
             uni = [i.symbol for i in parse_instruments(st.instruments.symbols, st.instruments.default_calendar)]
             tr = ReplayTrader(urls, uni, state.clock(), timeframe_delta(st.data.timeframe).total_seconds()) if set_replay and urls else None
@@ -212,7 +212,7 @@ def _null(): yield None
 def _gateway_if_needed(st, gateway: str, log_dir):
     "Yield gateway URLs: a local gateway started for the rollout when `gateway='auto'` and no replica is alive."
     state = DeploymentState.from_settings(st)
-    reps = state.replicas(max_age=3 * st.deploy.heartbeat_seconds)
+    reps = state.replicas(max_age=live_age(st))
     if gateway == 'never' or (gateway == 'auto' and len(reps)):
         yield [u for u in reps.url if u]; return
     with local_gateway(st._file, log_dir=log_dir) as url: yield [url]
@@ -225,20 +225,18 @@ def deployment_action(action: str, settings=None, version=None, log=print) -> di
     whatever its kind. Returns the deployment (None: nothing to resume); a `StateError` names what is wrong."""
     if action not in ACTIONS: raise StateError(f"unknown deployment action {action!r}: one of {', '.join(ACTIONS)}")
     st = settings if isinstance(settings, Settings) else load_settings(settings)
+    controller = lambda kind: (BlueGreenDeployment if kind == 'bluegreen' else CanaryRollout)(settings=st, log=log)
     if action in ('bluegreen', 'canary'):
         if version is None: raise StateError(f"deploy {action} needs a model version (a number, v7, challenger or champion)")
-        ctl = BlueGreenDeployment(settings=st, log=log) if action == 'bluegreen' else CanaryRollout(settings=st, log=log)
-        return ctl.run(version)
+        return controller(action).run(version)
     active = DeploymentState.from_settings(st).deployment()
     if active is None:
         if action == 'resume': return None
         raise StateError(f"no active deployment to {action}")
     if action == 'promote' and active['kind'] != 'canary':
         raise StateError('promote finishes an active canary; a blue/green deployment promotes itself after its watch window')
-    if action == 'resume':
-        return BlueGreenDeployment.resume(st, log=log) if active['kind'] == 'bluegreen' else CanaryRollout(settings=st, log=log).resume()
-    ctl = BlueGreenDeployment(settings=st, log=log) if active['kind'] == 'bluegreen' else CanaryRollout(settings=st, log=log)
-    return ctl.abort() if action == 'abort' else ctl.promote()
+    if action == 'resume' and active['kind'] == 'bluegreen': return BlueGreenDeployment.resume(st, log=log)
+    return getattr(controller(active['kind']), action)()
 
 # %% ../../nbs/deploy/64_rollout.ipynb #96ba48bf
 def plot_timeline(res: RolloutResult):

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 __all__ = ['META', 'SLOTS', 'ROUTES', 'GENERATION', 'DEPLOYMENTS', 'ANALYSIS', 'AUDIT', 'SIGNALS', 'STATS', 'REPLICAS', 'KV',
            'TERMINAL', 'LATENCY_EDGES_MS', 'StateError', 'state_url', 'safe_url', 'WallClock', 'ReplayClock',
            'clock_from_dict', 'iso', 'DeploymentState', 'default_actor', 'Routing', 'latency_bucket', 'quantile_ms',
-           'export_signal_log']
+           'live_age', 'export_signal_log']
 
 # %% ../../nbs/deploy/60_state.ipynb #e66b854b
 class StateError(RuntimeError):
@@ -428,6 +428,10 @@ def _replicas(self: DeploymentState, max_age: float | None = 6.0) -> pd.DataFram
     df = pd.DataFrame(rows, columns=[x.name for x in REPLICAS.c])
     df['loaded'] = [(_unj(x) or {}) for x in df['loaded']]
     return df
+
+def live_age(settings) -> float:
+    "Seconds since its last heartbeat within which a replica counts as live: three `[deploy] heartbeat_seconds`."
+    return 3 * settings.deploy.heartbeat_seconds
 
 def _wait_warm(self: DeploymentState, version, generation: int = 0, timeout: float = 300, max_age: float = 6.0,
                poll: float = 0.2) -> tuple[bool, str, list]:

@@ -66,18 +66,14 @@ def cost_model(settings, instruments) -> dict:
         if not (bps >= 0) or not k.strip():
             raise SettingsError(f"[train] cost_bps_overrides: {item!r} is not KEY=BPS with BPS >= 0 (KEY an instrument or a calendar)")
         over[k.strip()] = bps
-    by_code = {}                                    # calendar keys by exchange code: equity_us, XNYS and NYSE are one
-    for k, bps in over.items():
-        try: code = exchange_code(k)
-        except ValueError: code = None              # an instrument name
-        if code: by_code.setdefault(code, bps)
-    def one(i):
-        if i.symbol in over: return over[i.symbol]
-        if i.calendar in over: return over[i.calendar]
-        try: code = exchange_code(i.calendar)
-        except ValueError: code = None
-        return by_code.get(code, float(settings.train.cost_bps))
-    return {i.symbol: one(i) for i in instruments}
+    def code(k):                                    # a calendar key by exchange: equity_us, XNYS and NYSE are one
+        try: return exchange_code(k)
+        except ValueError: return None              # an instrument name
+    by_code = {}
+    for k, bps in over.items(): by_code.setdefault(code(k), bps)
+    by_code.pop(None, None)
+    return {i.symbol: over.get(i.symbol, over.get(i.calendar, by_code.get(code(i.calendar), float(settings.train.cost_bps))))
+            for i in instruments}
 
 def backtest_spec(settings, instruments, timestamps=None) -> BacktestSpec:
     "The `BacktestSpec` of `[train]` for these instruments; `timestamps` (of the whole table) fix the portfolio's bars per year."
