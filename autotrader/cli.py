@@ -134,7 +134,7 @@ def _cmd_deploy(a) -> int:
             st = DeploymentState.from_settings(load_settings(a.settings)); log = st.audit_log(limit=a.limit)
             print(log[['id', 'at', 'actor', 'action', 'deployment_id', 'from_state', 'to_state', 'reason']].to_string(index=False)
                   if len(log) else '(no audit records)'); return EXIT_OK
-        from autotrader.deploy.rollout import deployment_action
+        from autotrader.deploy.controller import deployment_action
         st = load_settings(a.settings)
         if a.action in ('bluegreen', 'canary') and not a.version:
             print(f'autotrader: error: deploy {a.action} needs a VERSION', file=sys.stderr); return EXIT_USAGE

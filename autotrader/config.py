@@ -12,7 +12,7 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['TIMEFRAMES', 'SCHEMA', 'SECRETS', 'SettingsError', 'Key', 'looks_secret', 'secret', 'secret_values', 'Settings',
-           'load_settings', 'settings_template', 'current_run']
+           'load_settings', 'settings_template']
 
 # %% ../nbs/00_config.ipynb #47f69a1d
 class SettingsError(ValueError):
@@ -311,6 +311,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'jobstore': Key('path', '', 'SQLite job store of `autotrader schedule run` (APScheduler); empty = <data.dir>/scheduler.db.'),
         'misfire_grace': Key('int', 0, 'A run missed (scheduler down) by more than this many seconds is skipped; 0 = always make up missed runs, coalesced into one catch-up run per pipeline.'),
     },
+    'airflow': {
+        'run_with': Key('str', 'command', 'How a task of the DAGs exported by `autotrader schedule airflow` runs the kit: command = `command` on the Airflow worker, in the folder $AUTOTRADER_HOME (or that of $AUTOTRADER_SETTINGS) of the worker\'s environment; ecs = the kit\'s image as an ECS task (Amazon provider\'s EcsRunTaskOperator; the ecs_* keys).', ('command', 'ecs')),
+        'command': Key('str', 'autotrader', 'run_with = command: the kit\'s command on the worker (found on its PATH, or a path on the worker); never a path of the exporting machine.'),
+        'ecs_cluster': Key('str', '', 'run_with = ecs: ECS cluster name or ARN (Terraform output cluster_name).'),
+        'ecs_task_definition': Key('str', '', 'run_with = ecs: task definition family[:revision] or ARN of the pipeline tasks (Terraform output pipeline_task_definition).'),
+        'ecs_container': Key('str', 'runner', 'run_with = ecs: container of that task definition whose command is replaced by `autotrader run …`.'),
+        'ecs_subnets': Key('list', '', 'run_with = ecs: private subnets of the tasks, comma separated.'),
+        'ecs_security_groups': Key('list', '', 'run_with = ecs: security groups of the tasks, comma separated.'),
+        'ecs_log_group': Key('str', '', 'run_with = ecs: CloudWatch log group of the container: Airflow shows the task\'s log and reads its last line (the run\'s metrics, for trigger_when).'),
+        'ecs_log_stream_prefix': Key('str', 'runner', 'run_with = ecs: awslogs-stream-prefix of the container\'s log configuration.'),
+        'aws_conn_id': Key('str', 'aws_default', 'run_with = ecs: Airflow connection of the AWS credentials (MWAA: its execution role).'),
+        'region': Key('str', '', 'run_with = ecs: AWS region; empty = the connection\'s.'),
+        'retry_backoff': Key('float', 2.0, 'Multiplier of the retry delay between attempts (Airflow\'s retry_exponential_backoff): 2.0 doubles it, as [pipeline_*] retry_delay says; 1.0 = constant.'),
+    },
     **{f'pipeline_{n}': _pipeline_keys(n, *d) for n, d in _PIPELINE_DEFAULTS.items()},
 }
 
@@ -452,9 +466,3 @@ def settings_template() -> str:
             lines.append(f"{k} = {_fmt(spec)}".rstrip())
         lines.append("")
     return '\n'.join(lines)
-
-# %% ../nbs/00_config.ipynb #a01397ec
-def current_run() -> dict:
-    "{'run_id', 'run_dir'} of the pipeline run this code executes in, or {} outside the runner."
-    rid, rdir = os.environ.get('AUTOTRADER_RUN_ID'), os.environ.get('AUTOTRADER_RUN_DIR')
-    return {'run_id': rid, 'run_dir': rdir} if rid and rdir else {}

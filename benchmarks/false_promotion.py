@@ -25,8 +25,9 @@ from pathlib import Path
 
 def run_seed(seed, alpha, trials, end, tmpdir):
     from autotrader.config import load_settings
-    from autotrader.ops.ingest import ingest
-    from autotrader.train.pipeline import train, evaluate_version
+    from autotrader.pipelines.ingest import ingest
+    from autotrader.pipelines.train import train
+    from autotrader.pipelines.evaluate import evaluate_version
     root = Path(tempfile.mkdtemp(dir=tmpdir))
     try:
         ini = root / 'bench.ini'; ini.write_text('')

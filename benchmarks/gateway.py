@@ -26,8 +26,8 @@ def free_port() -> int:
 
 def prepare(d: Path) -> dict:
     from autotrader.config import load_settings
-    from autotrader.ops.ingest import ingest
-    from autotrader.train.pipeline import train
+    from autotrader.pipelines.ingest import ingest
+    from autotrader.pipelines.train import train
     from autotrader.train.registry import ModelRegistry
     (d / 'settings.ini').write_text(textwrap.dedent("""\
         [instruments]

@@ -45,7 +45,7 @@ def worker(spec):
     import gc
     import pandas as pd
     from autotrader.config import load_settings
-    from autotrader.ops.ingest import ingest
+    from autotrader.pipelines.ingest import ingest
     import_s = time.perf_counter() - t
     base = Path(spec['tmpdir'] or tempfile.gettempdir())
     start = pd.Timestamp(START)

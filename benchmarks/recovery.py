@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def one(days: int, tmp: Path) -> dict:
     import pandas as pd
     from autotrader.config import load_settings
-    from autotrader.ops.ingest import ingest
+    from autotrader.pipelines.ingest import ingest
     from autotrader.ops.recovery import rebuild_store, store_content_hash, verify_archive
     empty = tmp / 'settings.ini'; empty.write_text('')
     st = load_settings(empty, overrides={'data.dir': str(tmp / 'data'), 'data.timeframe': '1h',

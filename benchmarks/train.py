@@ -48,7 +48,8 @@ def child_pipeline(spec):
     import logging, warnings
     warnings.filterwarnings('ignore')
     from autotrader.config import load_settings
-    from autotrader.train.pipeline import train, evaluate_version
+    from autotrader.pipelines.train import train
+    from autotrader.pipelines.evaluate import evaluate_version
     import mlflow, optuna, sklearn.ensemble  # noqa: imported before the clock
     root = Path(tempfile.mkdtemp(dir=spec['tmpdir']))
     try:
@@ -76,7 +77,7 @@ def child_baseline(spec):
     from sklearn.model_selection import TimeSeriesSplit, cross_val_score
     from threadpoolctl import threadpool_limits
     from autotrader.config import load_settings
-    from autotrader.train.pipeline import training_data
+    from autotrader.train.core import training_data
     from autotrader.train.tuning import suggest_params
     root = Path(tempfile.mkdtemp(dir=spec['tmpdir']))
     try:
@@ -104,7 +105,7 @@ def prepare(tmpdir, samples):
     warnings.filterwarnings('ignore')
     import pandas as pd
     from autotrader.config import load_settings
-    from autotrader.ops.ingest import ingest
+    from autotrader.pipelines.ingest import ingest
     root = Path(tempfile.mkdtemp(dir=tmpdir, prefix='train-bench-data-'))
     st = _settings(load_settings, root, root / 'store', 1, 5)
     start = pd.Timestamp('2024-01-01T00:00:00Z'); end = start + pd.Timedelta(minutes=samples + WARMUP_BARS + 1)

@@ -13,7 +13,7 @@ import pytest
 from autotrader.config import load_settings
 from autotrader.data.archive import make_archive
 from autotrader.features.store import FeatureStore
-from autotrader.ops.ingest import IngestError, ingest, quarantine_reasons
+from autotrader.pipelines.ingest import IngestError, ingest, quarantine_reasons
 
 CORPUS = Path(__file__).resolve().parent / 'data' / 'bad'
 pytestmark = pytest.mark.usefixtures('hermetic')

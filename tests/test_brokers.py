@@ -17,7 +17,7 @@ from autotrader.data.archive import LocalArchive
 from autotrader.data.brokers import (IB_CHUNK_DAYS, BinanceConnector, IBKRConnector, IBPacer, OandaConnector, ib_chunks)
 from autotrader.data.connectors import ConnectorError, get_connector, sim_bars
 from autotrader.features.store import FeatureStore
-from autotrader.ops.ingest import ingest
+from autotrader.pipelines.ingest import ingest
 from autotrader.schema import Instrument
 
 from broker_servers import BinanceServer, OandaServer

@@ -47,8 +47,10 @@ def postgres():
 def trained(tmp_path_factory):
     "Sim bars of 4 crypto instruments (alpha 0.6), a trained and promoted v1, its twin v2, and v3 raises / v4 slow / v5 inverted."
     from autotrader.config import load_settings
-    from autotrader.ops.ingest import ingest
-    from autotrader.train.pipeline import train, evaluate_version, apply_decision
+    from autotrader.pipelines.ingest import ingest
+    from autotrader.pipelines.train import train
+    from autotrader.pipelines.evaluate import evaluate_version
+    from autotrader.train.core import apply_decision
     from autotrader.train.registry import ModelRegistry
     from bad_models import register_misbehaving
     d = tmp_path_factory.mktemp('deploy')
@@ -433,7 +435,7 @@ def test_canary_good_version_goes_to_every_instrument_and_becomes_champion(clust
     r = state.routing(); assert r.slots['blue']['version'] == new and 'canary' not in r.slots and set(r.routes) == {'*'}
     # the health pipeline reads the champion's training window and the served signals
     from autotrader.features.store import FeatureStore
-    from autotrader.monitor.health import run_health
+    from autotrader.pipelines.health import run_health
     state.export_signals(FeatureStore(st.store.dir))
     h = run_health(st, now=pd.Timestamp(state.clock().now(), unit='s', tz='UTC'), send=False, write_metrics=False)
     assert f'champion v{new}' in h.reference_source, h.reference_source
@@ -565,7 +567,8 @@ def test_rollout_pipeline_acts_on_the_decision(trained, tmp_path):
     import shutil as sh
     from autotrader.config import load_settings
     from autotrader.ops.runner import run_pipeline
-    from autotrader.train.pipeline import evaluate_version, decision_path
+    from autotrader.pipelines.evaluate import evaluate_version
+    from autotrader.train.core import decision_path
     from autotrader.train.registry import ModelRegistry
     from autotrader.deploy.state import DeploymentState
     p = _write_settings(trained['dir'], f"sqlite:///{tmp_path / 'rollout-state.db'}")

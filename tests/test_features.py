@@ -349,7 +349,7 @@ def test_forward_log_return_per_instrument():
 # ---------------------------------------------------------------- 6. the ingest pipeline computes the configured set
 
 def test_ingest_computes_the_standard_set_incrementally(tmp_path):
-    from autotrader.ops.ingest import ingest
+    from autotrader.pipelines.ingest import ingest
     def st_(d): return load_settings(overrides={'data.dir': str(tmp_path / d), 'features.set': 'standard',
                                                 'features.regime_window': '48'}, env={})
     ins = 'BTC-USD, EUR-USD:fx'

@@ -12,7 +12,7 @@ from autotrader.data.archive import make_archive
 from autotrader.data.connectors import sim_bars
 from autotrader.features.basic import make_feature_set
 from autotrader.features.store import FeatureStore
-from autotrader.ops.ingest import IngestError, ingest
+from autotrader.pipelines.ingest import IngestError, ingest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures('hermetic')
@@ -113,7 +113,7 @@ CHILD = r'''
 import json, sys
 import great_expectations, autotrader.ops.runner  # noqa: imported before GO (ingest imports the runner before its clock starts)
 from autotrader.config import load_settings
-from autotrader.ops.ingest import IngestError, ingest
+from autotrader.pipelines.ingest import IngestError, ingest
 print('READY', flush=True)
 data_dir = sys.stdin.readline().strip()
 st = load_settings(sys.argv[1], overrides={'data.dir': data_dir, 'data.timeframe': '1m'}, env={})

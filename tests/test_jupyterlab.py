@@ -121,10 +121,10 @@ def test_jupyterlab_runs_a_library_and_a_pipeline_notebook(lab, tmp_path):
         # a pipeline notebook: its parameters and imports cells, then a cell showing what they set up
         open_notebook(page, url, token, 'pipelines/ingest.ipynb')
         params = code_cell(page, 'source = None')
-        imports = code_cell(page, 'from autotrader.ops.ingest import')
+        imports = code_cell(page, 'from autotrader.pipelines.ingest import')
         run(page, params); run(page, imports)
         probe = run_new_cell_below(page, imports, "print('parameters:', source, timeframe, '| driver:', ingest.__module__)")
-        assert 'parameters: None None | driver: autotrader.ops.ingest' in output_of(page, probe, 'driver: autotrader.ops.ingest', tmp_path / 'failed-pipeline.png')
+        assert 'parameters: None None | driver: autotrader.pipelines.ingest' in output_of(page, probe, 'driver: autotrader.pipelines.ingest', tmp_path / 'failed-pipeline.png')
         page.screenshot(path=str(tmp_path / 'jupyterlab-pipeline.png'))
     for shot in ('jupyterlab-library.png', 'jupyterlab-pipeline.png'):
         assert (tmp_path / shot).stat().st_size > 20_000

@@ -5,7 +5,7 @@ import json, logging
 import pandas as pd, pytest
 from autotrader.config import load_settings
 from autotrader.monitor.alerts import AlertManager, Alert, read_outbox
-from autotrader.monitor.health import run_health
+from autotrader.pipelines.health import run_health
 from monitor_helpers import sim_store, Receiver, free_port
 
 SLACK_PATH = '/services/T0000000/B0000000/XXXXXXXXXXXXXXXXXXXXXXXX'

@@ -5,7 +5,8 @@ import json, logging, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from autotrader.config import load_settings
-from autotrader.monitor.health import run_health, tag_training_window, champion_reference, HealthError
+from autotrader.pipelines.health import run_health
+from autotrader.monitor.health import tag_training_window, champion_reference, HealthError
 from autotrader.monitor.performance import log_signals, read_signals
 from autotrader.monitor.metrics import write_pipeline_metrics, read_samples
 from autotrader.features.store import FeatureStore

@@ -1,7 +1,10 @@
-"""Prometheus: the alert rules pass `promtool check rules` and their unit tests (`promtool test rules`), use the
-thresholds of the settings' defaults and only metrics the library writes; the text files the library writes pass
-`promtool check metrics`; the Grafana dashboards query only those metrics.
-promtool comes from Debian's `prometheus` package (.ci/run installs it): in CI a missing promtool fails the tests."""
+"""Prometheus: the alert rules pass `promtool check rules` and their unit tests (`promtool test rules`: every alert
+is tested), use the thresholds of the settings' defaults and only metrics the library writes; the text files the library
+writes pass `promtool check metrics`; the Grafana dashboards query only those metrics; the runbook links are full URLs
+on a configurable base. And end to end: a real Prometheus, Alertmanager and node-exporter with the project's own rules
+and routing deliver "gateway down" and "collector down" to a webhook, and do not send held alerts as resolved.
+promtool, prometheus, prometheus-alertmanager and prometheus-node-exporter come from Debian (.ci/run installs them):
+in CI a missing binary fails the tests."""
 import json, os, re, shutil, subprocess
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, yaml
@@ -11,13 +14,19 @@ from autotrader.monitor.metrics import health_families, pipeline_families, write
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / 'ops' / 'prometheus' / 'autotrader-rules.yml'
 RULE_TESTS = ROOT / 'ops' / 'prometheus' / 'tests' / 'autotrader-rules.test.yml'
+PROM_CONFIG = ROOT / 'ops' / 'docker' / 'prometheus.yml'
+AM_CONFIG = ROOT / 'ops' / 'docker' / 'alertmanager.yml'
+RUNBOOK_BASE = 'https://github.com/autotrader-kit/autotrader/blob/main/ops/runbooks/alerts/'
 DASHBOARDS = sorted((ROOT / 'ops' / 'grafana').glob('*.json'))
 
-def promtool():
-    p = shutil.which('promtool')
-    if p: return p
-    if os.environ.get('CI'): pytest.fail("promtool is not installed: .ci/run installs Debian's prometheus package")
-    pytest.skip('promtool not installed (apt-get install prometheus)')
+def binary(*names, package='prometheus'):
+    for n in names:
+        p = shutil.which(n)
+        if p: return p
+    if os.environ.get('CI'): pytest.fail(f"{names[0]} is not installed: .ci/run installs Debian's {package} package")
+    pytest.skip(f'{names[0]} not installed (apt-get install {package})')
+
+def promtool(): return binary('promtool')
 
 def run(*args, **kw):
     return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=120, **kw)
@@ -28,8 +37,8 @@ def test_promtool_check_rules():
     assert 'SUCCESS' in r.stdout
 
 def test_promtool_test_rules():
-    files = sorted(x.name for x in RULE_TESTS.parent.glob('*.test.yml'))     # the drift/pipeline rules and the gateway's
-    assert RULE_TESTS.name in files and 'gateway-rules.test.yml' in files
+    files = sorted(x.name for x in RULE_TESTS.parent.glob('*.test.yml'))     # data/model/pipelines, gateway, targets/held
+    assert {RULE_TESTS.name, 'gateway-rules.test.yml', 'targets-rules.test.yml'} <= set(files)
     r = run('test', 'rules', *files, cwd=RULE_TESTS.parent)
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'SUCCESS' in r.stdout
@@ -39,8 +48,9 @@ def written_metrics(tmp_path) -> str:
     dr = pd.DataFrame({'psi': [0.35, 0.1], 'ks_stat': [0.2, 0.1], 'js': [0.04, 0.0], 'significant': [True, False],
                        'level': ['critical', 'info']}, index=['ret_1', 'vol_24'])
     fr = pd.DataFrame({'age_hours': [1.0, np.inf], 'behind_hours': [1.0, np.inf]}, index=['BTC-USD', 'SPY'])
-    fam = health_families(drift=dr, missing=pd.DataFrame({'missing_cur': [0.0, 0.2]}, index=['ret_1', 'vol_24']),
-                          ranges=pd.DataFrame({'out_of_range': [0.0, 0.02]}, index=['ret_1', 'vol_24']), correlation_max=0.4,
+    fr['level'] = ['ok', 'critical']
+    fam = health_families(drift=dr, missing=pd.DataFrame({'missing_cur': [0.0, 0.2], 'level': ['ok', 'critical']}, index=['ret_1', 'vol_24']),
+                          ranges=pd.DataFrame({'out_of_range': [0.0, 0.02], 'level': ['ok', 'warning']}, index=['ret_1', 'vol_24']), correlation_max=0.4,
                           freshness=fr, performance=dict(hit_rate=0.5, sharpe=1.2, signals=300, confidence_psi=0.1, importance_shift=0.2),
                           levels={'drift': 'critical', 'missing': 'ok'}, alerts=pd.DataFrame({'level': ['critical']}),
                           undelivered=pd.DataFrame({'sink': ['slack']}), feature_set='basic@1-x')
@@ -88,28 +98,91 @@ def test_rules_and_dashboards_use_written_metrics(tmp_path):
         assert js['uid'] and js['panels'] and all(p['datasource']['uid'] == '${datasource}' for p in js['panels'])
 
 def test_rule_thresholds_are_the_settings_defaults():
-    "Each threshold the rules hard-code equals the default of its settings key."
+    """The data-health and model-check alerts read the library's decisions (no threshold of their own: one source of
+    truth, and no page on what the library rated info); the thresholds the model-performance rules still show equal the
+    defaults of their settings keys, and those rules are gated by the library's performance level."""
     exprs = {r['alert']: r['expr'] for g in yaml.safe_load(RULES.read_text())['groups'] for r in g['rules'] if 'alert' in r}
     d = lambda s, k: SCHEMA[s][k].default
     num = lambda e: [float(x) for x in re.findall(r'[<>]=?\s*(-?[0-9.]+)(?!\s*\*)', e)]
-    # drift: no threshold of its own, the library's decision (one source of truth for [drift] psi/ks/js thresholds)
-    assert exprs['AutoTraderFeatureDriftCritical'] == 'max by (feature, feature_set) (autotrader_drift_level) == 2'
-    assert exprs['AutoTraderFeatureDriftWarning'] == 'max by (feature, feature_set) (autotrader_drift_level) == 1'
-    assert d('quality', 'missing_critical') in num(exprs['AutoTraderFeatureMissingCritical'])
-    assert {d('quality', 'missing_warning'), d('quality', 'missing_critical')} <= set(num(exprs['AutoTraderFeatureMissingWarning']))
-    assert d('quality', 'range_critical') in num(exprs['AutoTraderFeatureOutOfRangeCritical'])
-    assert d('quality', 'range_warning') in num(exprs['AutoTraderFeatureOutOfRangeWarning'])
-    assert d('quality', 'corr_critical') in num(exprs['AutoTraderCorrelationChangeCritical'])
-    assert d('quality', 'corr_warning') in num(exprs['AutoTraderCorrelationChangeWarning'])
-    assert f"> {d('quality', 'freshness_critical_hours'):g} * 3600" in exprs['AutoTraderDataStaleCritical']
-    assert f"> {d('quality', 'freshness_warning_hours'):g} * 3600" in exprs['AutoTraderDataStaleWarning']
+    decided = {'AutoTraderFeatureDriftCritical': 'max by (feature, feature_set) (autotrader_drift_level:held) == 2',
+               'AutoTraderFeatureDriftWarning': 'max by (feature, feature_set) (autotrader_drift_level:held) == 1',
+               'AutoTraderFeatureMissingCritical': 'max by (feature, feature_set) (autotrader_feature_missing_level:held) == 2',
+               'AutoTraderFeatureMissingWarning': 'max by (feature, feature_set) (autotrader_feature_missing_level:held) == 1',
+               'AutoTraderFeatureOutOfRangeCritical': 'max by (feature, feature_set) (autotrader_feature_out_of_range_level:held) == 2',
+               'AutoTraderFeatureOutOfRangeWarning': 'max by (feature, feature_set) (autotrader_feature_out_of_range_level:held) == 1',
+               'AutoTraderDataStaleCritical': 'max by (instrument) (autotrader_data_freshness_level:held) == 2',
+               'AutoTraderDataStaleWarning': 'max by (instrument) (autotrader_data_freshness_level:held) == 1',
+               'AutoTraderCorrelationChangeCritical': 'max(autotrader_health_level:held{check="correlation"}) == 2',
+               'AutoTraderCorrelationChangeWarning': 'max(autotrader_health_level:held{check="correlation"}) == 1',
+               'AutoTraderConfidenceShiftCritical': 'max(autotrader_health_level:held{check="confidence"}) == 2',
+               'AutoTraderImportanceShiftCritical': 'max(autotrader_health_level:held{check="importance"}) == 2',
+               'AutoTraderImportanceShiftWarning': 'max(autotrader_health_level:held{check="importance"}) == 1'}
+    for a, e in decided.items(): assert exprs[a] == e, a
+    for a in ('AutoTraderHitRateCritical', 'AutoTraderSharpeCritical'):
+        assert 'max(autotrader_health_level:held{check="performance"}) == 2' in exprs[a]
+    for a in ('AutoTraderHitRateWarning', 'AutoTraderSharpeWarning'):
+        assert 'max(autotrader_health_level:held{check="performance"}) >= 1' in exprs[a]
     assert d('health', 'hit_rate_critical') in num(exprs['AutoTraderHitRateCritical'])
     assert d('health', 'hit_rate_warning') in num(exprs['AutoTraderHitRateWarning'])
     assert d('health', 'min_signals') in num(exprs['AutoTraderHitRateCritical'])
     assert d('health', 'sharpe_critical') in num(exprs['AutoTraderSharpeCritical'])
     assert d('health', 'sharpe_warning') in num(exprs['AutoTraderSharpeWarning'])
-    assert d('health', 'importance_critical') in num(exprs['AutoTraderImportanceShiftCritical'])
-    assert d('health', 'importance_warning') in num(exprs['AutoTraderImportanceShiftWarning'])
+
+
+def rules_of(kind: str) -> list[dict]:
+    return [r for g in yaml.safe_load(RULES.read_text())['groups'] for r in g['rules'] if kind in r]
+
+def test_every_alert_has_a_promtool_test():
+    "Count of alerts defined == count of alerts a promtool test expects to fire (an `exp_alerts: []` case alone does not count)."
+    defined = [r['alert'] for r in rules_of('alert')]
+    tested, quiet = set(), set()
+    for f in sorted(RULE_TESTS.parent.glob('*.test.yml')):
+        for t in yaml.safe_load(f.read_text())['tests']:
+            for a in t.get('alert_rule_test', []):
+                (tested if a.get('exp_alerts') else quiet).add(a['alertname'])
+    assert len(defined) == len(set(defined)) >= 31
+    assert sorted(tested) == sorted(defined), f'untested: {set(defined) - tested}; tested but not defined: {tested - set(defined)}'
+    assert quiet <= set(defined)
+    print(f'{len(defined)} alerts, {len(tested)} tested')
+
+def test_text_file_evidence_is_held_and_every_scrape_job_is_watched():
+    """Every alert on text-file metrics reads the held series (`…:held` recording rules), never the raw series alone
+    (which vanish with the collector and would send the alert as resolved); every job of the shipped Prometheus
+    configuration has an absent() rule and is up-checked."""
+    held = {r['record'].removesuffix(':held') for r in rules_of('record')}
+    assert all(r['record'].endswith(':held') for r in rules_of('record'))
+    for r in rules_of('record'):
+        m = r['record'].removesuffix(':held')
+        assert r['expr'] == f'{m} or (last_over_time({m}[{r["expr"].split("[")[1].split("]")[0]}]) unless on (job, instance) up == 1)'
+    textfile = {'pipeline', 'health', 'drift', 'feature', 'data', 'model', 'alerts'}
+    for r in rules_of('alert'):
+        raw = {n for n in re.findall(r'\b(autotrader_[a-z_]+)\b(?!:held)(?![a-z_:])', r['expr'])}
+        raw = {n for n in raw if n.split('_')[1] in textfile}
+        raw -= {n for n in raw if f'absent_over_time({n}' in r['expr']}         # the overdue rules' absence branch
+        assert not raw, f"{r['alert']} reads text-file series that vanish with the collector: {raw}"
+    jobs = [j['job_name'] for j in yaml.safe_load(PROM_CONFIG.read_text())['scrape_configs']]
+    absent = {r['alert']: r['expr'] for r in rules_of('alert')}['AutoTraderTargetAbsent']
+    assert sorted(re.findall(r'absent\(up\{job="([^"]+)"\}\)', absent)) == sorted(jobs)
+    assert {'autotrader-gateway', 'autotrader-textfiles', 'alertmanager', 'prometheus'} <= set(jobs)
+    assert held >= {'autotrader_pipeline_status', 'autotrader_pipeline_last_success_timestamp_seconds', 'autotrader_health_last_run_timestamp_seconds'}
+
+def test_runbook_urls_are_full_links_on_a_configurable_base(tmp_path):
+    "The default base is the repository's runbooks (pyproject [project.urls]); runbook_base.py rewrites rules and tests alike."
+    import importlib.util, tomllib
+    spec = importlib.util.spec_from_file_location('runbook_base', RULES.parent / 'runbook_base.py')
+    rb = importlib.util.module_from_spec(spec); spec.loader.exec_module(rb)
+    repo = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['urls']['Repository']
+    assert rb.default_base() == RUNBOOK_BASE == f'{repo}/blob/main/ops/runbooks/alerts/'
+    assert rb.bases() == {RUNBOOK_BASE}
+    for r in rules_of('alert'): assert r['annotations']['runbook_url'] == f"{RUNBOOK_BASE}{r['alert']}.md"
+    copies = []
+    for f in rb.FILES:
+        c = tmp_path / f.name; c.write_text(f.read_text()); copies.append(c)
+    n = rb.set_base('https://wiki.example.com/runbooks/', copies)
+    assert n == sum(f.read_text().count('runbook_url:') for f in rb.FILES) and rb.bases(copies) == {'https://wiki.example.com/runbooks/'}
+    r = run('check', 'rules', str(copies[0]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    with pytest.raises(SystemExit): rb.set_base('wiki/runbooks', copies)
 
 
 def _drift_frames():
@@ -142,7 +215,7 @@ def test_alerts_fire_exactly_on_the_library_decision(tmp_path):
         for f, row in t.iterrows():
             if row.level in want:
                 want[row.level].append({'exp_labels': {'severity': row.level, 'feature': f, 'feature_set': fs}, 'exp_annotations': {
-                    'runbook_url': f"ops/runbooks/alerts/AutoTraderFeatureDrift{row.level.title()}.md",
+                    'runbook_url': f"{RUNBOOK_BASE}AutoTraderFeatureDrift{row.level.title()}.md",
                     'summary': f"Feature {f} {'drifted' if row.level == 'critical' else 'is drifting'} ({row.level})",
                     'description': f"The health check rates {f} ({fs}) {row.level}: PSI {row.psi:.3f}, KS {row.ks_stat:.3f}, "
                                    f"JS {row.js:.3f} (thresholds: [drift] in settings.ini; the health report names the statistic that crossed)."}})

@@ -7,7 +7,7 @@ import pytest
 from autotrader.cli import main
 from autotrader.config import load_settings
 from autotrader.data.archive import LocalArchive, RawPayload, S3Archive
-from autotrader.ops.ingest import ingest
+from autotrader.pipelines.ingest import ingest
 from autotrader.ops.recovery import rebuild_store, store_content_hash, verify_archive
 from autotrader.features.store import FeatureStore
 

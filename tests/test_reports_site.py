@@ -17,8 +17,8 @@ FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--
 
 
 def _pipeline(folder, name, code):
-    p = new_code_cell('fail = False\nscale = 1'); p.metadata['tags'] = ['parameters']
-    nbformat.write(new_notebook(cells=[p, new_code_cell('from autotrader.ops.runner import record_metrics\n'
+    p = new_code_cell('fail = False\nscale = 1\nrun_context = None'); p.metadata['tags'] = ['parameters']
+    nbformat.write(new_notebook(cells=[p, new_code_cell('from autotrader.pipelines.context import RunContext\nrecord_metrics = RunContext.from_param(run_context).record\n'
                                                         'if fail: raise RuntimeError("source unreachable")\n' + code),
                                        new_code_cell(f'print("report of {name}")')], metadata=KS), folder / f'{name}.ipynb')
     return folder / f'{name}.ipynb'

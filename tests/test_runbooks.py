@@ -1,4 +1,4 @@
-"ops/runbooks: one runbook per Prometheus alert rule (its runbook_url points to it), and every `autotrader …` command quoted in the runbooks and docs parses with the real CLI."
+"ops/runbooks: one runbook per Prometheus alert rule (its runbook_url, a full link on the repository, points to it), and every `autotrader …` command quoted in the runbooks and docs parses with the real CLI."
 import re, shlex
 from pathlib import Path
 
@@ -13,6 +13,13 @@ RUNBOOKS = ROOT / 'ops' / 'runbooks'
 SECTIONS = ['## What it means', '## How to confirm', '## How to fix', '## When and how to escalate']
 
 
+def runbook_base() -> str:
+    "A full link an on-call person can click: the repository's runbooks (pyproject [project.urls] Repository) by default."
+    import tomllib
+    repo = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['urls']['Repository'].rstrip('/')
+    return f'{repo}/blob/main/ops/runbooks/alerts/'
+
+
 def rules() -> list[dict]:
     return [r for g in yaml.safe_load(RULES.read_text())['groups'] for r in g['rules'] if 'alert' in r]
 
@@ -22,11 +29,12 @@ def test_every_alert_rule_has_a_runbook_url_whose_file_exists():
     assert len(rs) >= 20
     missing = [r['alert'] for r in rs if not r.get('annotations', {}).get('runbook_url')]
     assert not missing, f'alert rules without a runbook_url annotation: {missing}'
+    base = runbook_base()
     for r in rs:
         url = r['annotations']['runbook_url']
-        assert url == f"ops/runbooks/alerts/{r['alert']}.md", f"{r['alert']}: runbook_url {url!r}"
-        f = ROOT / url
-        assert f.is_file(), f"{r['alert']}: {url} does not exist"
+        assert url == f"{base}{r['alert']}.md", f"{r['alert']}: runbook_url {url!r}"
+        f = RUNBOOKS / 'alerts' / f"{r['alert']}.md"
+        assert f.is_file(), f"{r['alert']}: {f.relative_to(ROOT)} does not exist"
         text = f.read_text()
         assert text.startswith(f"# {r['alert']}\n"), f'{url} is not the runbook of {r["alert"]}'
         assert f"**Severity:** {r['labels']['severity']}" in text, f'{url}: severity differs from the rule'

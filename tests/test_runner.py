@@ -16,7 +16,7 @@ PNG = ('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA
 KS = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}
 
 
-def _nb(path, *sources, params='n = 1\nnote = "hello"'):
+def _nb(path, *sources, params='n = 1\nnote = "hello"\nrun_context = None'):
     p = new_code_cell(params); p.metadata['tags'] = ['parameters']
     nbformat.write(new_notebook(cells=[p, *map(new_code_cell, sources)], metadata=KS), path)
     return path
@@ -27,11 +27,11 @@ def nbs(tmp_path_factory):
     d = tmp_path_factory.mktemp('notebooks')
     return dict(
         ok=_nb(d / 'ok.ipynb',
-               'import os\nfrom autotrader.ops.runner import record_metrics, current_run\n'
+               'import os\nfrom autotrader.pipelines.context import RunContext\nrecord_metrics = RunContext.from_param(run_context).record\n'
                'print("token is", os.environ["AUTOTRADER_OANDA_TOKEN"])',
                f'from IPython.display import Image\nImage(data=__import__("base64").b64decode("{PNG}"))',
                'record_metrics(rows=n * 10, note=note)\n'
-               'record_metrics(cwd=os.getcwd(), settings=os.environ.get("AUTOTRADER_SETTINGS"), run=current_run())'),
+               'record_metrics(cwd=os.getcwd(), settings=os.environ.get("AUTOTRADER_SETTINGS"), run={k: run_context[k] for k in ("run_id", "run_dir")})'),
         fail=_nb(d / 'fail.ipynb', 'raise ValueError(f"boom {n}")'),
         slow=_nb(d / 'slow.ipynb', 'import time\ntime.sleep(60)'))
 

@@ -48,8 +48,8 @@ def _wait(cond, timeout, what):
 @pytest.fixture
 def project(tmp_path):
     "A folder with a quick 'health' notebook scheduled every EVERY seconds (other pipelines unscheduled), SLA 0.5 s."
-    p = new_code_cell('n = 1'); p.metadata['tags'] = ['parameters']
-    nbformat.write(new_notebook(cells=[p, new_code_cell('from autotrader.ops.runner import record_metrics\n'
+    p = new_code_cell('n = 1\nrun_context = None'); p.metadata['tags'] = ['parameters']
+    nbformat.write(new_notebook(cells=[p, new_code_cell('from autotrader.pipelines.context import RunContext\nrecord_metrics = RunContext.from_param(run_context).record\n'
                                                         'record_metrics(level="ok", max_psi=0.01 * n)')], metadata=KS),
                    tmp_path / 'health.ipynb')
     (tmp_path / 'settings.ini').write_text(
@@ -135,11 +135,11 @@ def test_trigger_list_and_crontab(project):
 
 
 def test_trigger_retries_with_back_off_then_follows_triggers_only_when_promoted(tmp_path):
-    p = new_code_cell('n = 1'); p.metadata['tags'] = ['parameters']
+    p = new_code_cell('n = 1\nrun_context = None'); p.metadata['tags'] = ['parameters']
     def nb(name, code): nbformat.write(new_notebook(cells=[p, new_code_cell(code)], metadata=KS), tmp_path / f'{name}.ipynb')
     nb('train', 'from pathlib import Path\nf = Path("attempts"); f.write_text(f.read_text() + "x" if f.exists() else "x")\n'
                 'if len(f.read_text()) < 2: raise RuntimeError("flaky source")')            # fails once, then succeeds
-    nb('evaluate', 'from pathlib import Path\nfrom autotrader.ops.runner import record_metrics\n'
+    nb('evaluate', 'from pathlib import Path\nfrom autotrader.pipelines.context import RunContext\nrecord_metrics = RunContext.from_param(run_context).record\n'
                    'record_metrics(promote=Path("promote").read_text() == "yes")')
     nb('rollout', 'print("rolled out")')
     (tmp_path / 'settings.ini').write_text(

@@ -44,7 +44,7 @@ def _settings(empty_settings, data_dir, name, **over):
 
 
 def _ingest(st):
-    from autotrader.ops.ingest import ingest
+    from autotrader.pipelines.ingest import ingest
     return ingest(settings=st, progress=False)
 
 
@@ -116,7 +116,8 @@ def test_gates_are_honest(empty_settings, data_dir, alpha, seed, promoted):
     alpha, 0.3) is, with the default `standard` features (42 columns to overfit). 150 days of three crypto instruments, the
     first 61 the feature warm-up: a test window of about 570 hours."""
     from autotrader.config import SCHEMA
-    from autotrader.train.pipeline import train, evaluate_version
+    from autotrader.pipelines.train import train
+    from autotrader.pipelines.evaluate import evaluate_version
     if alpha: assert alpha == SCHEMA['sim']['alpha'].default                # the test holds for the documented value
     st = _settings(empty_settings, data_dir, f'honest-{alpha}-{seed}', **{'sim.alpha': alpha, 'sim.seed': seed})
     _ingest(st)
@@ -136,7 +137,7 @@ def test_gates_are_honest(empty_settings, data_dir, alpha, seed, promoted):
 
 def test_same_seed_same_model(empty_settings, data_dir, tmp_path):
     "Same data, settings and seed in two fresh studies: the same trials, the same selected parameters, the same predictions."
-    from autotrader.train.pipeline import train
+    from autotrader.pipelines.train import train
     st = _settings(empty_settings, data_dir, 'honest-0.3-1', **{'sim.seed': 1})      # the store of a test above, or a new one
     if not (Path(st.store.dir) / 'catalog.json').exists(): _ingest(st)
     a = train(st, register=False)
@@ -191,7 +192,9 @@ def test_killed_study_resumes(tmp_path):
 def test_champion_and_rollout_on_mlflow_server(empty_settings, data_dir, mlflow_server):
     """Against `mlflow server`: train → evaluate → promote (rollout's `apply_decision`), then a second challenger is
     gated against that champion re-run on its own test rows; a refused decision does not move the champion."""
-    from autotrader.train.pipeline import PromotionRefused, apply_decision, evaluate_version, read_decision, train
+    from autotrader.train.core import PromotionRefused, apply_decision, read_decision
+    from autotrader.pipelines.evaluate import evaluate_version
+    from autotrader.pipelines.train import train
     from autotrader.train.registry import ModelRegistry
     st = _settings(empty_settings, data_dir, 'server', **{'sim.seed': 5, 'mlflow.tracking_uri': mlflow_server})
     _ingest(st)
@@ -225,7 +228,9 @@ def test_champion_and_rollout_on_mlflow_server(empty_settings, data_dir, mlflow_
 # ---------------------------------------------------------------- 5. clear errors
 
 def test_errors_say_what_to_do(empty_settings, data_dir, tmp_path):
-    from autotrader.train.pipeline import TrainError, evaluate_version, train
+    from autotrader.train.core import TrainError
+    from autotrader.pipelines.evaluate import evaluate_version
+    from autotrader.pipelines.train import train
     st = _settings(empty_settings, tmp_path, 'empty')
     with pytest.raises(TrainError, match='run `autotrader run ingest` first'): train(st)
     short = _settings(empty_settings, data_dir, 'short', **{'data.lookback_days': 20})

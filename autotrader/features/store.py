@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from ..schema import timeframe_delta, to_utc
 from ..files import atomic_write
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['StoreError', 'frame_hash', 'schema_hash', 'FeatureStore', 'bar_close', 'Transaction', 'forward_log_return',
@@ -69,7 +70,8 @@ def bar_close(df: pd.DataFrame) -> pd.Series:
     ns = np.array([timeframe_delta(str(tf)).value for tf in tfs] + [np.iinfo('int64').min], dtype='int64')[codes]   # -1 (NaN) → NaT
     return df['timestamp'] + pd.to_timedelta(ns, unit='ns')
 
-def _catalog_at(self: FeatureStore, as_of) -> dict:
+@patch
+def catalog_at(self: FeatureStore, as_of) -> dict:
     "The catalog as committed last at or before `as_of` (from the kept snapshots)."
     t, cur = to_utc(as_of), self._catalog()
     if not cur.get('committed_at') or pd.Timestamp(cur['committed_at']) <= t: return cur
@@ -84,7 +86,6 @@ def _catalog_at(self: FeatureStore, as_of) -> dict:
     raise StoreError(f"{self.root}: what the store held at {t} is no longer known — the oldest kept snapshot is {since}, "
                      f"earlier ones were garbage-collected ([store] keep_snapshots = {self.keep}). Read with by_commit=False "
                      "for rows of bars closed by then, with their current values.")
-FeatureStore.catalog_at = _catalog_at
 
 def _empty(ds: dict, columns=None) -> pd.DataFrame:
     "No rows, the dataset's columns and dtypes (in the order written, when the catalog records it)."
@@ -92,7 +93,8 @@ def _empty(ds: dict, columns=None) -> pd.DataFrame:
     df = pd.DataFrame({c: pd.Series(dtype=dt[c]) for c in order})
     return df[columns] if columns else df
 
-def _read(self: FeatureStore, dataset: str, instruments=None, start=None, end=None, timeframe=None, columns=None,
+@patch
+def read(self: FeatureStore, dataset: str, instruments=None, start=None, end=None, timeframe=None, columns=None,
           as_of=None, by_commit: bool = True) -> pd.DataFrame:
     "Rows of `dataset` (optionally only these instruments, timeframe, timestamps in [start, end), and rows known at `as_of`)."
     T = to_utc(as_of)
@@ -129,9 +131,9 @@ def _read(self: FeatureStore, dataset: str, instruments=None, start=None, end=No
     by = [c for c in ('instrument', 'timestamp') if c in df]
     df = df.sort_values(by, kind='stable').reset_index(drop=True) if by else df.reset_index(drop=True)
     return df[columns] if columns is not None else df
-FeatureStore.read = _read
 
-def _catalog_frame(self: FeatureStore) -> pd.DataFrame:
+@patch
+def catalog(self: FeatureStore) -> pd.DataFrame:
     "One row per dataset: kind, version, schema hash, rows, time range, source run id, created / updated at."
     rows = []
     for name, d in sorted(self._catalog()['datasets'].items()):
@@ -140,7 +142,6 @@ def _catalog_frame(self: FeatureStore) -> pd.DataFrame:
                          source_run_id=d.get('source_run_id'), created_at=d.get('created_at'), updated_at=d.get('updated_at')))
     return pd.DataFrame(rows, columns=['dataset', 'kind', 'version', 'schema_hash', 'rows', 'partitions', 'start', 'end',
                                        'source_run_id', 'created_at', 'updated_at'])
-FeatureStore.catalog = _catalog_frame
 
 # %% ../../nbs/features/20_store.ipynb #bef5f6e6
 class Transaction:
@@ -215,7 +216,8 @@ class Transaction:
         if force or old is None or ts > pd.Timestamp(old): self._wm[k] = ts.isoformat()
 
 # %% ../../nbs/features/20_store.ipynb #d2854bfa
-def _commit(self: Transaction) -> bool:
+@patch
+def commit(self: Transaction) -> bool:
     "Make every write visible at once; False when nothing changed (no new snapshot)."
     changed = {d: c for d, c in self._changes.items() if c['partitions'] or d not in self._base['datasets']}
     wm_changed = {k: v for k, v in self._wm.items() if self._base['watermarks'].get(k) != v}
@@ -237,14 +239,14 @@ def _commit(self: Transaction) -> bool:
     self._base, self._changes, self._wm = cat, {}, {}
     self.store.gc()
     return True
-Transaction.commit = _commit
 
-def _transaction(self: FeatureStore, run_id: str = 'adhoc') -> Transaction:
+@patch
+def transaction(self: FeatureStore, run_id: str = 'adhoc') -> Transaction:
     "An exclusive write transaction; commits when the `with` block ends without an exception."
     return Transaction(self, run_id)
-FeatureStore.transaction = _transaction
 
-def _gc(self: FeatureStore) -> int:
+@patch
+def gc(self: FeatureStore) -> int:
     "Remove partition files no kept snapshot references, and leftovers of crashed writes. Returns files removed."
     snaps = sorted((self.root / 'snapshots').glob('*.json'))
     for old in snaps[:-self.keep] if self.keep > 0 else []: old.unlink(missing_ok=True)
@@ -257,9 +259,9 @@ def _gc(self: FeatureStore) -> int:
         if f.is_file() and str(f.relative_to(self.root)) not in keep: f.unlink(); n += 1
     for f in list(self.root.glob('.*.tmp')) + list((self.root / 'snapshots').glob('.*.tmp')): f.unlink(missing_ok=True)
     return n
-FeatureStore.gc = _gc
 
-def _verify(self: FeatureStore) -> list[str]:
+@patch
+def verify(self: FeatureStore) -> list[str]:
     "Problems found: partition files missing or not matching their recorded hash and row count (empty = consistent)."
     probs = []
     for name, d in self._catalog()['datasets'].items():
@@ -269,10 +271,10 @@ def _verify(self: FeatureStore) -> list[str]:
             df = pd.read_parquet(f)
             if len(df) != p['rows'] or frame_hash(df) != p['sha256']: probs.append(f"{name} {key}: content does not match the catalog")
     return probs
-FeatureStore.verify = _verify
 
 # %% ../../nbs/features/20_store.ipynb #2d8a67d7
-def _latest(self: FeatureStore, dataset: str, instruments=None, timeframe=None, as_of=None, by_commit: bool = True) -> pd.DataFrame:
+@patch
+def latest(self: FeatureStore, dataset: str, instruments=None, timeframe=None, as_of=None, by_commit: bool = True) -> pd.DataFrame:
     "The newest fully-known row per instrument and timeframe: its bar closed at or before `as_of` (default: now)."
     T = to_utc(as_of) or pd.Timestamp.now(tz='UTC')
     cat = self.catalog_at(T) if as_of is not None and by_commit else self._catalog()
@@ -299,7 +301,6 @@ def _latest(self: FeatureStore, dataset: str, instruments=None, timeframe=None, 
             if len(df): rows.append(df.iloc[[int(np.argmax(df.timestamp.to_numpy()))]]); break
     if not rows: return _empty(ds)
     return pd.concat(rows, ignore_index=True).sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
-FeatureStore.latest = _latest
 
 # %% ../../nbs/features/20_store.ipynb #0e18350b
 def forward_log_return(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
@@ -330,7 +331,8 @@ def training_set(store: FeatureStore, dataset: str, horizon: int = 1, instrument
     return out.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
 
 # %% ../../nbs/features/20_store.ipynb #c73603f3
-def _feature_sets(self: FeatureStore) -> pd.DataFrame:
+@patch
+def feature_sets(self: FeatureStore) -> pd.DataFrame:
     "One row per feature-set dataset: id, name, version, params hash, parameters, columns, rows, time range, last update."
     rows = []
     for name, d in sorted(self._catalog()['datasets'].items()):
@@ -340,4 +342,3 @@ def _feature_sets(self: FeatureStore) -> pd.DataFrame:
                          columns=[c for c in d.get('dtypes', {}) if c not in ('instrument', 'timestamp', 'timeframe')],
                          rows=d.get('rows'), start=d.get('start'), end=d.get('end'), updated_at=d.get('updated_at')))
     return pd.DataFrame(rows, columns=['dataset', 'name', 'version', 'params_hash', 'params', 'columns', 'rows', 'start', 'end', 'updated_at'])
-FeatureStore.feature_sets = _feature_sets

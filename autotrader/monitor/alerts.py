@@ -15,6 +15,7 @@ from ..files import atomic_write
 from secrets import token_hex
 import pandas as pd
 from ..config import secret, secret_values, SettingsError
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['LEVELS', 'RANK', 'SINKS', 'Alert', 'SinkError', 'slack_payload', 'pagerduty_payload', 'email_message', 'LogSink',
@@ -223,7 +224,8 @@ def _deliver(self: AlertManager, r: dict, now: datetime) -> int:
         else: d.update(status='sent', sent_at=_iso(now), error=None)
     return n
 
-def _dispatch(self: AlertManager, alerts=(), now=None) -> pd.DataFrame:
+@patch
+def dispatch(self: AlertManager, alerts=(), now=None) -> pd.DataFrame:
     "Record, de-duplicate and deliver `alerts`, and retry undelivered older ones; one row per alert handled."
     now = now or _now()
     handled = []
@@ -261,11 +263,10 @@ def _summary(handled) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows, columns=['id', 'created_at', 'level', 'check', 'title', 'run', 'status', *SINKS])
 
-def _undelivered(self: AlertManager) -> pd.DataFrame:
+@patch
+def undelivered(self: AlertManager) -> pd.DataFrame:
     "Deliveries still pending or failed in the outbox: one row per alert and sink."
     rows = [dict(id=r['id'], created_at=r['created_at'], level=r['level'], check=r['check'], title=r['title'], sink=s,
                  status=d['status'], attempts=d.get('attempts', 0), error=d.get('error'))
             for r in read_outbox(self.path) for s, d in r['deliveries'].items() if d['status'] in ('pending', 'failed')]
     return pd.DataFrame(rows, columns=['id', 'created_at', 'level', 'check', 'title', 'sink', 'status', 'attempts', 'error'])
-
-AlertManager.dispatch, AlertManager.undelivered = _dispatch, _undelivered

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import looks_secret, secret_values
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['tracking_uri', 'artifact_location', 'git_commit', 'clean_params', 'clean_tags', 'clean_metrics', 'metrics_from_frame',
@@ -168,7 +169,8 @@ class ModelRegistry:
             return e.experiment_id
 
 # %% ../../nbs/train/44_registry.ipynb #da7c3389
-def _log_run(self: ModelRegistry, params=None, metrics=None, tags=None, *, run_name: str | None = None,
+@patch
+def log_run(self: ModelRegistry, params=None, metrics=None, tags=None, *, run_name: str | None = None,
              data_hash: str | None = None, feature_set: str | None = None, model=None, input_example=None,
              gates=None, card_html: str | None = None, tables: dict | None = None, git_dir=None) -> LoggedRun:
     "One MLflow run: params, metrics, lineage tags, and optionally the model, gates, model card and tables (see above)."
@@ -193,8 +195,8 @@ def _log_run(self: ModelRegistry, params=None, metrics=None, tags=None, *, run_n
             for name, t in (tables or {}).items():
                 mlflow.log_text(pd.DataFrame(t).to_csv(index=not isinstance(pd.DataFrame(t).index, pd.RangeIndex)), f"tables/{_name(name)}.csv")
     return LoggedRun(rid, eid, uri, mid)
-ModelRegistry.log_run = _log_run
 
+@patch
 def _log_model(self: ModelRegistry, mlflow, model, input_example):
     from mlflow.models import infer_signature
     if input_example is None: raise ValueError("log_run(model=…) needs input_example= (a few rows of the feature frame)")
@@ -205,19 +207,20 @@ def _log_model(self: ModelRegistry, mlflow, model, input_example):
     info = mlflow.sklearn.log_model(model, name='model', signature=infer_signature(ex, getattr(model, fn)(ex)),
                                     input_example=ex, pyfunc_predict_fn=fn, **kw)
     return info.model_uri, info.model_id
-ModelRegistry._log_model = _log_model
 
-def _log_card(self: ModelRegistry, run_id: str, html: str, name: str = 'model_card.html'):
+@patch
+def log_card(self: ModelRegistry, run_id: str, html: str, name: str = 'model_card.html'):
     "Add (or replace) the model card of a finished run."
     self.client.log_text(run_id, html, name)
-ModelRegistry.log_card = _log_card
 
 # %% ../../nbs/train/44_registry.ipynb #9e7a38a7
+@patch
 def _mv(self: ModelRegistry, mv) -> dict:
     return dict(name=mv.name, version=str(mv.version), run_id=mv.run_id, source=mv.source, tags=dict(mv.tags or {}),
                 aliases=list(mv.aliases or []), model_uri=f"models:/{mv.name}/{mv.version}")
 
-def _register(self: ModelRegistry, run, alias: str | None = 'challenger', tags: dict | None = None,
+@patch
+def register(self: ModelRegistry, run, alias: str | None = 'challenger', tags: dict | None = None,
               description: str | None = None) -> str:
     "Register the run's logged model (a `LoggedRun` or a model URI) as a new version; set `alias`. Returns the version."
     uri = run.model_uri if isinstance(run, LoggedRun) else str(run)
@@ -230,7 +233,8 @@ def _register(self: ModelRegistry, run, alias: str | None = 'challenger', tags: 
     if alias: c.set_registered_model_alias(self.model_name, alias, mv.version)
     return str(mv.version)
 
-def _set_gate_tags(self: ModelRegistry, version, decision) -> dict:
+@patch
+def set_gate_tags(self: ModelRegistry, version, decision) -> dict:
     "Write a `GateDecision` (or its dict) as tags of the model version; returns the tags."
     d = decision.to_dict() if hasattr(decision, 'to_dict') else dict(decision)
     fmt = lambda v: 'null' if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
@@ -243,7 +247,8 @@ def _set_gate_tags(self: ModelRegistry, version, decision) -> dict:
     for k, v in tg.items(): c.set_model_version_tag(self.model_name, str(version), k, v)
     return tg
 
-def _version(self: ModelRegistry, alias: str) -> dict | None:
+@patch
+def version(self: ModelRegistry, alias: str) -> dict | None:
     "The version `alias` points to, or None (also when the model is not registered yet)."
     from mlflow.exceptions import MlflowException
     c = self.client
@@ -254,7 +259,8 @@ def _version(self: ModelRegistry, alias: str) -> dict | None:
     v = (rm.aliases or {}).get(alias)
     return None if v is None else self._mv(c.get_model_version(self.model_name, str(v)))
 
-def _promote(self: ModelRegistry, version=None) -> str | None:
+@patch
+def promote(self: ModelRegistry, version=None) -> str | None:
     "Point `champion` at `version` (default: the challenger); returns the previous champion's version or None."
     if version is None:
         ch = self.challenger()
@@ -269,18 +275,19 @@ def _promote(self: ModelRegistry, version=None) -> str | None:
         c.set_model_version_tag(self.model_name, prev['version'], 'demoted_at', now)
     return prev['version'] if prev else None
 
-def _load_model(self: ModelRegistry, ref='champion'):
+@patch
+def load_model(self: ModelRegistry, ref='champion'):
     "The pyfunc model of an alias (`champion`, `challenger`) or a version number."
     uri = f"models:/{self.model_name}/{ref}" if str(ref).isdigit() else f"models:/{self.model_name}@{ref}"
     with self._active() as mlflow: return mlflow.pyfunc.load_model(uri)
 
-def _run_metrics(self: ModelRegistry, version) -> dict:
+@patch
+def run_metrics(self: ModelRegistry, version) -> dict:
     "Metrics of the run that produced a model version."
     mv = self.client.get_model_version(self.model_name, str(version))
     return dict(self.client.get_run(mv.run_id).data.metrics)
 
-ModelRegistry._mv, ModelRegistry.register, ModelRegistry.set_gate_tags = _mv, _register, _set_gate_tags
-ModelRegistry.version, ModelRegistry.promote, ModelRegistry.load_model = _version, _promote, _load_model
-ModelRegistry.champion = lambda self: self.version('champion')
-ModelRegistry.challenger = lambda self: self.version('challenger')
-ModelRegistry.run_metrics = _run_metrics
+@patch
+def champion(self: ModelRegistry): return self.version('champion')
+@patch
+def challenger(self: ModelRegistry): return self.version('challenger')
