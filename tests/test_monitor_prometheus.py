@@ -179,7 +179,7 @@ def test_runbook_urls_are_full_links_on_a_configurable_base(tmp_path):
     for f in rb.FILES:
         c = tmp_path / f.name; c.write_text(f.read_text()); copies.append(c)
     n = rb.set_base('https://wiki.example.com/runbooks/', copies)
-    assert n == sum(f.read_text().count('runbook_url:') for f in rb.FILES) and rb.bases(copies) == {'https://wiki.example.com/runbooks/'}
+    assert n == sum(f.read_text().count('runbook_url: "') for f in rb.FILES) and rb.bases(copies) == {'https://wiki.example.com/runbooks/'}
     r = run('check', 'rules', str(copies[0]))
     assert r.returncode == 0, r.stdout + r.stderr
     with pytest.raises(SystemExit): rb.set_base('wiki/runbooks', copies)

@@ -133,6 +133,11 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
                    ('feature', 'feature_set'), [((i, fs), float(bool(v))) for i, v in drift['significant'].items()]))
     add(_gauge('autotrader_feature_missing_ratio', 'Share of missing (NaN) values in the current window.', ('feature', 'feature_set'), per(missing, 'missing_cur')))
     add(_gauge('autotrader_feature_out_of_range_ratio', 'Share of current values outside the training range.', ('feature', 'feature_set'), per(ranges, 'out_of_range')))
+    decided = lambda t: [((i, fs), lv.get(str(l), 0)) for i, l in t['level'].items()] if t is not None and len(t) and 'level' in t else []
+    add(_gauge('autotrader_feature_missing_level', "The library's missing-values decision for the feature: 0 ok or info, 1 warning, 2 critical.",
+               ('feature', 'feature_set'), decided(missing)))
+    add(_gauge('autotrader_feature_out_of_range_level', "The library's training-range decision for the feature: 0 ok or info, 1 warning, 2 critical.",
+               ('feature', 'feature_set'), decided(ranges)))
     add(_gauge('autotrader_feature_correlation_max_change', 'Largest significant absolute change of a pairwise feature correlation.', ('feature_set',), [((fs,), correlation_max)]))
     if freshness is not None and len(freshness):
         fin = lambda x: None if x is None or not np.isfinite(x) else x * 3600.0
@@ -140,6 +145,9 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
                    [((i,), fin(freshness.loc[i, 'age_hours'])) for i in freshness.index]))
         add(_gauge('autotrader_data_behind_seconds', "Trading time (the instrument's calendar) since the newest bar closed.", ('instrument',),
                    [((i,), fin(freshness.loc[i, 'behind_hours'])) for i in freshness.index]))
+        if 'level' in freshness:
+            add(_gauge('autotrader_data_freshness_level', "The library's freshness decision for the instrument (no bar at all: critical): 0 ok or info, 1 warning, 2 critical.",
+                       ('instrument',), [((i,), lv.get(str(l), 0)) for i, l in freshness['level'].items()]))
     p = performance or {}
     add(_gauge('autotrader_model_hit_rate', 'Share of logged signals whose direction matched the return that followed.', (), [((), p.get('hit_rate'))]))
     add(_gauge('autotrader_model_sharpe', 'Realised annualised Sharpe ratio of logged signals.', (), [((), p.get('sharpe'))]))
