@@ -230,3 +230,126 @@ def test_alerts_fire_exactly_on_the_library_decision(tmp_path):
     test['tests'][0]['alert_rule_test'][0]['exp_alerts'].append({'exp_labels': {'severity': 'critical', 'feature': 'same', 'feature_set': 'ks-only'}})
     f.write_text(yaml.safe_dump(test, sort_keys=False))
     assert run('test', 'rules', str(f)).returncode != 0
+
+
+# ---------------------------------------------------------------- end to end: Prometheus + Alertmanager + node-exporter
+
+GATEWAY_LIKE = """
+import sys, time
+from prometheus_client import start_http_server
+from autotrader.deploy.gateway import _metrics, _zero_counters
+reg, m = _metrics(); _zero_counters(m); m['ready'].set(1); m['started'].set(time.time())
+start_http_server(int(sys.argv[1]), addr='127.0.0.1', registry=reg)
+while True: time.sleep(60)
+"""
+
+def _http_json(url, timeout=5):
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=timeout) as r: return json.loads(r.read())
+
+def _wait_for(cond, timeout, what, every=0.25):
+    "Poll `cond` until it returns something truthy (machines are slow: the timeout is generous, never asserted)."
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+            if v: return v
+        except OSError: pass
+        time.sleep(every)
+    pytest.fail(f'gave up waiting for {what}')
+
+def _notified(receiver, alertname, status='firing') -> list:
+    "The alerts named `alertname` with `status` in every webhook notification received so far."
+    return [a for r in list(receiver.requests) for a in r['json']['alerts']
+            if a['labels'].get('alertname') == alertname and a['status'] == status]
+
+def test_end_to_end_gateway_and_collector_down_are_delivered_and_held_alerts_are_not_resolved(tmp_path):
+    """A real Prometheus (the shipped prometheus.yml with 1 s intervals and 127.0.0.1 targets; the same rules file), a
+    real Alertmanager (the shipped alertmanager.yml, webhook pointed at a receiver in a thread), a real node-exporter
+    reading .prom files the library wrote, and a gateway-like process exporting the gateway's metrics. The failed
+    pipeline and the drift the library rated critical are delivered, a feature 100 % missing that the library rated
+    info is not. Then the gateway is killed (SIGKILL) and node-exporter stopped: AutoTraderGatewayNotReady and
+    AutoTraderTextfileCollectorDown are delivered, and the firing text-file alerts are not sent as resolved although
+    their series are gone."""
+    import signal, subprocess, sys, time
+    from local_servers import free_port
+    from monitor_helpers import Receiver
+    prometheus = binary('prometheus')
+    alertmanager = binary('prometheus-alertmanager', 'alertmanager', package='prometheus-alertmanager')
+    node_exporter = binary('prometheus-node-exporter', 'node_exporter', package='prometheus-node-exporter')
+    t0 = time.monotonic()
+    # the library writes the text files: ingest failed; the health check rates ret_1's drift critical and spread's
+    # 100 % missing info (an OHLCV source never fills it)
+    metrics = tmp_path / 'metrics'
+    now = pd.Timestamp.now(tz='UTC')
+    write_families(metrics / 'autotrader_pipeline_ingest.prom', pipeline_families(
+        dict(pipeline='ingest', status='failed', ended=now.isoformat(), duration_s=5.0), {}, 7200))
+    write_families(metrics / 'autotrader_health.prom', health_families(
+        drift=pd.DataFrame({'psi': [0.5, 0.01], 'level': ['critical', 'ok']}, index=['ret_1', 'vol_24']),
+        missing=pd.DataFrame({'missing_cur': [1.0, 0.0], 'level': ['info', 'ok']}, index=['spread', 'vol_24']),
+        levels={'drift': 'critical', 'missing': 'ok'}, feature_set='standard@1-x', now=now))
+    ports = dict(prometheus=free_port(), alertmanager=free_port(), textfiles=free_port(), gateway=free_port())
+    procs = {}
+    def start(name, *cmd):
+        procs[name] = subprocess.Popen(list(cmd), stdout=open(tmp_path / f'{name}.log', 'wb'), stderr=subprocess.STDOUT,
+                                       cwd=tmp_path, start_new_session=True)
+    with Receiver() as receiver:
+        try:
+            am = yaml.safe_load(AM_CONFIG.read_text())           # the shipped routing; only the webhook's address changes
+            hooks = [w for r in am['receivers'] for w in r.get('webhook_configs', [])]
+            assert hooks and all(w['url'].endswith('/v1/alertmanager') for w in hooks)
+            for w in hooks: w['url'] = receiver.url('/v1/alertmanager')
+            (tmp_path / 'alertmanager.yml').write_text(yaml.safe_dump(am))
+            cfg = yaml.safe_load(PROM_CONFIG.read_text())       # the shipped jobs, rules and alerting; 1 s intervals, local targets
+            cfg['global'] = {'scrape_interval': '1s', 'scrape_timeout': '1s', 'evaluation_interval': '1s'}
+            cfg['rule_files'] = [str(RULES)]
+            cfg['alerting']['alertmanagers'][0]['static_configs'][0]['targets'] = [f"127.0.0.1:{ports['alertmanager']}"]
+            port_of = {'autotrader-textfiles': 'textfiles', 'autotrader-gateway': 'gateway', 'alertmanager': 'alertmanager', 'prometheus': 'prometheus'}
+            assert sorted(j['job_name'] for j in cfg['scrape_configs']) == sorted(port_of)
+            for j in cfg['scrape_configs']: j['static_configs'] = [{'targets': [f"127.0.0.1:{ports[port_of[j['job_name']]]}"]}]
+            (tmp_path / 'prometheus.yml').write_text(yaml.safe_dump(cfg))
+            start('alertmanager', alertmanager, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
+                  f"--web.listen-address=127.0.0.1:{ports['alertmanager']}", '--cluster.listen-address=')
+            start('gateway', sys.executable, '-c', GATEWAY_LIKE, str(ports['gateway']))
+            start('node-exporter', node_exporter, f"--web.listen-address=127.0.0.1:{ports['textfiles']}", '--collector.disable-defaults',
+                  '--collector.textfile', f'--collector.textfile.directory={metrics}')
+            start('prometheus', prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                  f"--web.listen-address=127.0.0.1:{ports['prometheus']}")
+            api = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
+            up = lambda: {r['metric']['job']: r['value'][1] for r in _http_json(f'{api}/query?query=up')['data']['result']}
+            _wait_for(lambda: set(up().values()) == {'1'} and len(up()) == 4, 60, 'every target up')
+            # 1. the library's critical decisions are delivered; its info (spread 100 % missing) pages nobody
+            _wait_for(lambda: _notified(receiver, 'AutoTraderPipelineFailed') and _notified(receiver, 'AutoTraderFeatureDriftCritical'),
+                      60, 'PipelineFailed and FeatureDriftCritical delivered')
+            # 2. the gateway killed, the collector stopped
+            procs['gateway'].send_signal(signal.SIGKILL); procs['node-exporter'].terminate()
+            procs['gateway'].wait(10); procs['node-exporter'].wait(10)
+            t_kill = time.monotonic()
+            gw = _wait_for(lambda: _notified(receiver, 'AutoTraderGatewayNotReady'), 90, 'AutoTraderGatewayNotReady delivered')
+            tf = _wait_for(lambda: _notified(receiver, 'AutoTraderTextfileCollectorDown'), 90, 'AutoTraderTextfileCollectorDown delivered')
+            detected = time.monotonic() - t_kill
+            assert gw[0]['labels']['instance'] == f"127.0.0.1:{ports['gateway']}" and gw[0]['labels']['severity'] == 'critical'
+            assert 'does not answer /metrics' in gw[0]['annotations']['description']
+            assert gw[0]['annotations']['runbook_url'] == f'{RUNBOOK_BASE}AutoTraderGatewayNotReady.md'
+            assert tf[0]['labels']['job'] == 'autotrader-textfiles'
+            # 3. their evidence is gone, but the text-file alerts still fire: nothing was sent as resolved
+            assert _http_json(f'{api}/query?query=autotrader_pipeline_status')['data']['result'] == []
+            for name in ('AutoTraderPipelineFailed', 'AutoTraderFeatureDriftCritical'):
+                assert not _notified(receiver, name, 'resolved'), f'{name} was sent as resolved'
+            firing = {a['labels']['alertname'] for a in _http_json(f'{api}/alerts')['data']['alerts'] if a['state'] == 'firing'}
+            assert {'AutoTraderPipelineFailed', 'AutoTraderFeatureDriftCritical', 'AutoTraderGatewayNotReady',
+                    'AutoTraderTextfileCollectorDown'} <= firing, firing
+            active = {a['labels']['alertname'] for a in _http_json(f"http://127.0.0.1:{ports['alertmanager']}/api/v2/alerts?active=true")
+                      if a['status']['state'] == 'active'}
+            assert {'AutoTraderPipelineFailed', 'AutoTraderFeatureDriftCritical'} <= active, active
+            # 4. no false page: the feature the library rated info never fired
+            assert not any(n.startswith('AutoTraderFeatureMissing') for n in firing)
+            assert not [a for r in receiver.requests for a in r['json']['alerts'] if a['labels']['alertname'].startswith('AutoTraderFeatureMissing')]
+            print(f'end to end: killed -> both alerts delivered in {detected:.0f} s; whole test {time.monotonic() - t0:.0f} s')
+        finally:
+            for p in procs.values():
+                if p.poll() is None: p.terminate()
+            for p in procs.values():
+                try: p.wait(10)
+                except subprocess.TimeoutExpired: p.kill(); p.wait(5)

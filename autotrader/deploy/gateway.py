@@ -171,7 +171,37 @@ def _metrics():
         loaded=Gauge('autotrader_gateway_model_loaded', '1 per slot and version loaded and warm (in every worker).', ['slot', 'version'],
                      registry=r, multiprocess_mode='livemin'),
         pending=Gauge('autotrader_gateway_signal_log_pending', 'Signal-log rows not yet written to the deployment state.',
-                      registry=r, multiprocess_mode='livesum'))
+                      registry=r, multiprocess_mode='livesum'),
+        started=Gauge('autotrader_gateway_start_time_seconds', 'When the replica process started (Unix time; the newest of the workers).',
+                      registry=r, multiprocess_mode='livemax'))
+
+_PATHS = {'/v1/predict': 'predict', '/healthz': 'healthz', '/readyz': 'readyz', '/metrics': 'metrics', '/v1/routing': 'routing',
+          '/v1/admin/reload': 'admin_reload', '/v1/admin/flush': 'admin_flush'}
+
+def _endpoint(path: str) -> str:
+    "The `endpoint` label of a request path (a bounded set)."
+    if path.startswith('/v1/signal/'): return 'signal'
+    if path.startswith('/v1/slots/'): return 'slot_signal'
+    return _PATHS.get(path, 'other')
+
+# answers given before a version is known (labels `none`), and per routed instrument, version and slot
+_KNOWN = {'healthz': ('200',), 'readyz': ('200', '503'), 'metrics': ('200',), 'routing': ('200',), 'admin_reload': ('200', '401', '503'),
+          'admin_flush': ('200', '401', '503'), 'slot_signal': ('401', '404', '422', '503'), 'predict': ('400', '413', '422', '503'),
+          'signal': ('503',), 'other': ('404', '405', '500')}
+_SERVED = {'signal': ('200', '500', '503'), 'predict': ('200', '422', '500')}
+_ERRORS = {'signal': ('model', 'no_features'), 'predict': ('model',)}
+
+def _zero_counters(m: dict, routes=(), fallbacks=()):
+    "Create the label sets an answer can take, at 0: `routes` of (instruments, version, slot), `fallbacks` of (instrument, version, fallback)."
+    for ep, codes in _KNOWN.items():
+        for c in codes: m['requests'].labels(ep, 'none', 'none', 'none', c)
+    for instruments, v, slot in routes:
+        for ep in ('signal', 'predict'):
+            for i in instruments:
+                for c in _SERVED[ep]: m['requests'].labels(ep, i, v, slot, c)
+                for k in _ERRORS[ep]: m['errors'].labels(ep, i, v, slot, k)
+            m['requests'].labels(ep, 'unknown', v, slot, '404')
+    for i, v, fb in fallbacks: m['fallbacks'].labels(i, v, fb)
 
 def _multiproc_dir() -> str | None:
     "The prometheus_client multiprocess folder of `serve --replicas N` (None: one process)."
@@ -227,6 +257,7 @@ class Gateway:
         self.shadow_q, self.shadow_done = collections.deque(), set()
         self.metrics_registry, self.m = _metrics(); self._loaded_labels = set()
         self.started_at, self._stop, self._threads = time.time(), threading.Event(), []
+        self.m['started'].set(self.started_at); _zero_counters(self.m)
         self._reload_lock = threading.Lock()
         t = settings.train
         self.position = dict(mode=t.position_mode, band=t.position_band, allow_short=t.allow_short)
@@ -282,8 +313,26 @@ class Gateway:
                 for k in self._loaded_labels - now_loaded: self.m['loaded'].labels(*k).set(0)
             for k in now_loaded: self.m['loaded'].labels(*k).set(1)
             self._loaded_labels = now_loaded
+            self._zero_routed(self.snap)
             self.m['ready'].set(1 if self.ready()[0] else 0)
             return True
+
+    def _zero_routed(self, snap: _Snapshot):
+        "Counters of every routed instrument, version and slot (and fallback) at 0 before their first answer."
+        try:
+            routes, fbs = [], []
+            for i, (a, b) in snap.routes.items():
+                h = snap.models[a]
+                names = self.cache(h.dataset).instruments() if i == '*' else [i]
+                routes.append(((names + ['*']) if i == '*' else names, h.version, a))
+                if b: fbs += [(n, h.version, snap.models[b].version) for n in names]
+            _zero_counters(self.m, routes, fbs)
+        except Exception as e: _log.warning("could not pre-create the request counters: %s", e)
+
+    def _count(self, ep: str, code: int, inst: str = 'none', version: str = 'none', slot: str = 'none', error: str | None = None):
+        "Count one answer of the serving core (and its error), labelled with the routed version and slot."
+        self.m['requests'].labels(ep, inst, version, slot, str(code)).inc()
+        if error: self.m['errors'].labels(ep, inst, version, slot, error).inc()
 
     def ready(self) -> tuple[bool, str]:
         "(ready, reason): routing loaded and every routed version loaded and warm."
@@ -383,34 +432,40 @@ class Gateway:
     def signal(self, instrument: str, pinned_slot: str | None = None, as_of: float | None = None) -> tuple[int, dict]:
         "Answer GET /v1/signal/{instrument} (or a slot-pinned smoke request, optionally at a past time `as_of`): (HTTP status, body)."
         t0 = time.perf_counter(); snap = self.snap
-        if snap is None: return 503, {'error': 'routing not loaded yet'}
+        ep = 'signal' if pinned_slot is None else 'slot_signal'
+        if snap is None: self._count(ep, 503); return 503, {'error': 'routing not loaded yet'}
         if pinned_slot is not None:
             h = snap.models.get(pinned_slot)
-            if h is None: return 404, {'error': f"slot {pinned_slot!r} is not loaded here; loaded: {sorted(snap.models)}"}
+            if h is None:
+                self._count(ep, 404); return 404, {'error': f"slot {pinned_slot!r} is not loaded here; loaded: {sorted(snap.models)}"}
             slot, shadow = pinned_slot, None
         else:
             res = snap.resolve(instrument)
-            if res is None: return 503, {'error': 'no route: deploy a version first (autotrader deploy bluegreen VERSION)'}
+            if res is None:
+                self._count(ep, 503); return 503, {'error': 'no route: deploy a version first (autotrader deploy bluegreen VERSION)'}
             slot, h, shadow = res
         cache = self.cache(h.dataset)
         if instrument not in cache.data:
+            self._count(ep, 404, 'unknown', h.version, slot)
             return 404, {'error': f"unknown instrument {instrument!r}; known: {', '.join(cache.instruments()) or 'none (no feature rows in the store)'}"}
         now = self.clock.now() if as_of is None or pinned_slot is None else float(as_of); row = cache.lookup(instrument, now)
         if row is None:
             self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
+            self._count(ep, 503, instrument, h.version, slot, 'no_features')
             return 503, {'error': f"no fully-known feature row of {instrument} at {iso(now)} in {h.dataset}"}
-        bar, served, fb = row[0], h, None
+        bar, served, fb, routed = row[0], h, None, slot
         try: p = self._predict(h, instrument, bar, row)
         except Exception as e:
             err = f"{type(e).__name__}: {e}"
-            self.m['errors'].labels('signal', instrument, h.version, slot, 'model').inc()
+            self.m['errors'].labels(ep, instrument, h.version, routed, 'model').inc()
             self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
             if not (self.st.deploy.fallback and shadow is not None and pinned_slot is None):
-                self.m['requests'].labels('signal', instrument, h.version, slot, '500').inc()
+                self._count(ep, 500, instrument, h.version, routed)
                 return 500, {'error': f"v{h.version} failed on {instrument}: {err}", 'version': h.version, 'slot': slot}
             fb = h; slot, served = shadow[0], shadow[1]
             try: p = self._predict(served, instrument, bar, row)
             except Exception as e2:
+                self._count(ep, 500, instrument, h.version, routed)
                 return 500, {'error': f"v{h.version} failed ({err}) and fallback v{served.version} failed too: {e2}"}
             self.m['fallbacks'].labels(instrument, fb.version, served.version).inc()
         ms = (time.perf_counter() - t0) * 1e3
@@ -423,8 +478,9 @@ class Gateway:
             if fb is None: self.stats.add(now, instrument, h.version, slot, ms, False)
             self._log_signal(instrument, served, slot, bar, p, ms)
             if shadow is not None and fb is None: self.shadow_q.append((instrument, bar, row, shadow[0], shadow[1], slot))
-        self.m['requests'].labels('signal', instrument, served.version, slot, '200').inc()
-        self.m['latency'].labels('signal', instrument, served.version, slot).observe(ms / 1e3)
+        # the routed version and slot, also when the fallback answered: errors and requests share their labels
+        self._count(ep, 200, instrument, h.version, routed)
+        self.m['latency'].labels(ep, instrument, h.version, routed).observe(ms / 1e3)
         return 200, body
 
 # %% ../../nbs/deploy/61_gateway.ipynb #b43f20c9
@@ -475,27 +531,30 @@ def _rows_array(body, features: list, schema: dict) -> np.ndarray:
 
 def _predict_body(gw: Gateway, body) -> tuple[int, dict]:
     t0 = time.perf_counter(); snap = gw.snap
-    if snap is None: return 503, {'error': 'routing not loaded yet'}
+    if snap is None: gw._count('predict', 503); return 503, {'error': 'routing not loaded yet'}
     inst = body.get('instrument') if isinstance(body, dict) else None
-    if inst is not None and not isinstance(inst, str): return 422, {'error': f"'instrument' must be a string, got {type(inst).__name__}"}
+    if inst is not None and not isinstance(inst, str):
+        gw._count('predict', 422); return 422, {'error': f"'instrument' must be a string, got {type(inst).__name__}"}
     res = snap.resolve(inst or '*')
     if res is None:
-        return (404, {'error': f"no route for instrument {inst!r} and no default route"}) if inst else \
-               (422, {'error': "no default route: give 'instrument'"})
+        if inst: gw._count('predict', 404, 'unknown'); return 404, {'error': f"no route for instrument {inst!r} and no default route"}
+        gw._count('predict', 422); return 422, {'error': "no default route: give 'instrument'"}
     slot, h, _ = res
     if inst is not None and inst not in gw.cache(h.dataset).data and inst not in snap.routes:
+        gw._count('predict', 404, 'unknown', h.version, slot)
         return 404, {'error': f"unknown instrument {inst!r}; known: {', '.join(gw.instruments())}"}
+    lab = inst or '*'
     try: X = _rows_array(body, h.features, h.schema)
-    except ValueError as e: return 422, {'error': str(e), 'version': h.version}
+    except ValueError as e: gw._count('predict', 422, lab, h.version, slot); return 422, {'error': str(e), 'version': h.version}
     try: p = h.prob_up(X)
     except Exception as e:
-        gw.m['errors'].labels('predict', inst or '*', h.version, slot, 'model').inc()
-        gw.stats.add(gw.clock.now(), inst or '*', h.version, slot, (time.perf_counter() - t0) * 1e3, True)
+        gw._count('predict', 500, lab, h.version, slot, 'model')
+        gw.stats.add(gw.clock.now(), lab, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
         return 500, {'error': f"v{h.version} failed: {type(e).__name__}: {e}", 'version': h.version, 'slot': slot}
     ms = (time.perf_counter() - t0) * 1e3
-    gw.stats.add(gw.clock.now(), inst or '*', h.version, slot, ms, False)
-    gw.m['requests'].labels('predict', inst or '*', h.version, slot, '200').inc()
-    gw.m['latency'].labels('predict', inst or '*', h.version, slot).observe(ms / 1e3)
+    gw.stats.add(gw.clock.now(), lab, h.version, slot, ms, False)
+    gw._count('predict', 200, lab, h.version, slot)
+    gw.m['latency'].labels('predict', lab, h.version, slot).observe(ms / 1e3)
     sig = positions(p, **gw.position)
     preds = [dict(probability=float(a), signal=float(b)) for a, b in zip(p, sig)]
     base = dict(instrument=inst, version=h.version, slot=slot, served_at=iso(time.time()), generation=snap.routing.generation)
@@ -516,6 +575,20 @@ def _admin(request) -> tuple[int, dict] | None:
         return 401, {'error': 'admin operation: send Authorization: Bearer <AUTOTRADER_ADMIN_TOKEN>'}
     return None
 
+class _CountAnswers:
+    "ASGI middleware: counts every answer the serving core has not counted (by endpoint and code; 500 when a handler raised)."
+    def __init__(self, app, gateway): self.app, self.gw = app, gateway
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        code = [500]
+        async def sent(msg):
+            if msg['type'] == 'http.response.start': code[0] = msg['status']
+            await send(msg)
+        try: await self.app(scope, receive, sent)
+        finally:
+            if not scope.get('autotrader.counted'):
+                self.gw.m['requests'].labels(_endpoint(scope.get('path', '')), 'none', 'none', 'none', str(code[0])).inc()
+
 def create_app(settings=None, url: str | None = None, replica: str | None = None, start: bool = True):
     "The Starlette app of one gateway replica (see above)."
     from starlette.applications import Starlette
@@ -529,6 +602,7 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
 
     async def signal(request):
         code, body = await run_in_threadpool(gw.signal, request.path_params['instrument'])
+        request.scope['autotrader.counted'] = True          # the core counted it, with the routed version's labels
         return _json(code, body)
 
     async def pinned(request):
@@ -538,6 +612,7 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
         try: t = None if q is None else pd.Timestamp(q).timestamp() if not q.replace('.', '').isdigit() else float(q)
         except ValueError: return _json(422, {'error': f"as_of {q!r} is not a time (ISO-8601 or epoch seconds)"})
         code, body = await run_in_threadpool(gw.signal, request.path_params['instrument'], request.path_params['slot'], t)
+        request.scope['autotrader.counted'] = True
         return _json(code, body)
 
     async def predict(request):
@@ -546,6 +621,7 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
         try: body = json.loads(raw or b'null')
         except (ValueError, UnicodeDecodeError) as e: return _json(400, {'error': f'malformed JSON: {e}'})
         code, out = await run_in_threadpool(_predict_body, gw, body)
+        request.scope['autotrader.counted'] = True
         return _json(code, out)
 
     async def healthz(request): return _json(200, {'status': 'alive', 'replica': gw.replica})
@@ -594,7 +670,9 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
         if start: await run_in_threadpool(gw.start)
         try: yield
         finally: await run_in_threadpool(gw.stop)
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error}, lifespan=lifespan)
+    from starlette.middleware import Middleware
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error}, lifespan=lifespan,
+                    middleware=[Middleware(_CountAnswers, gateway=gw)])
     app.state.gateway = gw
     return app
 
