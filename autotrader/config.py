@@ -12,7 +12,7 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['TIMEFRAMES', 'SCHEMA', 'SECRETS', 'SettingsError', 'Key', 'looks_secret', 'secret', 'secret_values', 'Settings',
-           'load_settings', 'settings_template', 'current_run']
+           'load_settings', 'settings_template']
 
 # %% ../nbs/00_config.ipynb #47f69a1d
 class SettingsError(ValueError):
@@ -466,9 +466,3 @@ def settings_template() -> str:
             lines.append(f"{k} = {_fmt(spec)}".rstrip())
         lines.append("")
     return '\n'.join(lines)
-
-# %% ../nbs/00_config.ipynb #a01397ec
-def current_run() -> dict:
-    "{'run_id', 'run_dir'} of the pipeline run this code executes in, or {} outside the runner."
-    rid, rdir = os.environ.get('AUTOTRADER_RUN_ID'), os.environ.get('AUTOTRADER_RUN_DIR')
-    return {'run_id': rid, 'run_dir': rdir} if rid and rdir else {}
