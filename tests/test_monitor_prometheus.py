@@ -353,3 +353,72 @@ def test_end_to_end_gateway_and_collector_down_are_delivered_and_held_alerts_are
             for p in procs.values():
                 try: p.wait(10)
                 except subprocess.TimeoutExpired: p.kill(); p.wait(5)
+
+
+_CHECK_OF = {'AutoTraderFeatureDrift': 'drift', 'AutoTraderFeatureMissing': 'missing', 'AutoTraderFeatureOutOfRange': 'range',
+             'AutoTraderCorrelationChange': 'correlation', 'AutoTraderDataStale': 'freshness', 'AutoTraderHitRate': 'performance',
+             'AutoTraderSharpe': 'performance', 'AutoTraderConfidenceShift': 'confidence', 'AutoTraderImportanceShift': 'importance'}
+
+def test_no_false_page_prometheus_fires_what_the_library_raised(tmp_path, monkeypatch):
+    """A real health run of the standard feature set on sim (OHLCV) data — spread and the 720-bar regime features are
+    100 % missing and rated info, ma_dist_200 is still warming up — then node-exporter and Prometheus with the shipped
+    rules: per check, the alerts Prometheus fires are exactly the library's (same check, same worst level), per feature
+    exactly the features the library rated warning or critical; nothing it rated info pages."""
+    import subprocess, time
+    from local_servers import free_port
+    from autotrader.config import load_settings
+    from autotrader.pipelines.ingest import ingest
+    from autotrader.pipelines.health import run_health
+    prometheus = binary('prometheus')
+    node_exporter = binary('prometheus-node-exporter', 'node_exporter', package='prometheus-node-exporter')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'settings.ini').write_text('[data]\nlookback_days = 12\n')
+    st = load_settings(tmp_path / 'settings.ini', env={})
+    ingest(settings=st, progress=False)
+    r = run_health(st)
+    assert r.missing.loc['spread', 'missing_cur'] == 1.0 and r.missing.loc['spread', 'level'] == 'info'
+    rank = {'warning': 1, 'critical': 2}
+    want = set()                                       # (alert name, feature or instrument) the library's tables call for
+    for table, name in ((r.drift, 'AutoTraderFeatureDrift'), (r.missing, 'AutoTraderFeatureMissing'), (r.ranges, 'AutoTraderFeatureOutOfRange'),
+                        (r.freshness, 'AutoTraderDataStale')):
+        want |= {(name + l.title(), str(i)) for i, l in table.level.items() if l in rank}
+    worst = {}
+    for a in r.alerts: worst[a.check] = max(worst.get(a.check, 0), rank[a.level])
+    ports = dict(prometheus=free_port(), textfiles=free_port())
+    cfg = yaml.safe_load(PROM_CONFIG.read_text())
+    cfg['global'] = {'scrape_interval': '1s', 'scrape_timeout': '1s', 'evaluation_interval': '1s'}
+    cfg['rule_files'] = [str(RULES)]; cfg.pop('alerting')
+    cfg['scrape_configs'] = [dict(j, static_configs=[{'targets': [f"127.0.0.1:{ports['textfiles' if j['job_name'] == 'autotrader-textfiles' else 'prometheus']}"]}])
+                             for j in cfg['scrape_configs'] if j['job_name'] in ('autotrader-textfiles', 'prometheus')]
+    (tmp_path / 'prometheus.yml').write_text(yaml.safe_dump(cfg))
+    log = open(tmp_path / 'servers.log', 'wb')
+    procs = [subprocess.Popen([node_exporter, f"--web.listen-address=127.0.0.1:{ports['textfiles']}", '--collector.disable-defaults',
+                               '--collector.textfile', f'--collector.textfile.directory={r.metrics_file.parent}'], stdout=log, stderr=log),
+             subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], stdout=log, stderr=log)]
+    api = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
+    def fired():
+        out = set()
+        for a in _http_json(f'{api}/alerts')['data']['alerts']:
+            name = a['labels']['alertname']
+            if a['state'] == 'firing' and any(name.startswith(k) for k in _CHECK_OF):
+                out.add((name, a['labels'].get('feature') or a['labels'].get('instrument') or ''))
+        return out
+    try:
+        # the health file scraped and the rules evaluated on it (the held series exist), then the alerts settle
+        _wait_for(lambda: _http_json(f'{api}/query?query=count(autotrader_feature_missing_level:held)')['data']['result'], 60, 'health metrics scraped')
+        t = time.monotonic()
+        _wait_for(lambda: time.monotonic() - t > 3 and fired() >= want, 60, f'the alerts of the library\'s decisions {want}')
+        got = fired()
+        assert {(n, k) for n, k in got if k} == want, f'Prometheus alone: {got - want}; library alone: {want - got}'
+        per_check = {}
+        for n, _ in got:
+            c = next(v for k, v in _CHECK_OF.items() if n.startswith(k))
+            per_check[c] = max(per_check.get(c, 0), 2 if n.endswith('Critical') else 1)
+        assert per_check == worst, f'Prometheus {per_check} vs the library {worst}'
+        assert not any(k in ('spread', 'spread_24') for _, k in got)
+        print(f'library alerts {sorted(worst.items())}; Prometheus: {sorted(got)}')
+    finally:
+        for p in procs: p.terminate()
+        for p in procs: p.wait(10)
+        log.close()
