@@ -318,16 +318,16 @@ def test_end_to_end_gateway_and_collector_down_are_delivered_and_held_alerts_are
                   f"--web.listen-address=127.0.0.1:{ports['prometheus']}")
             api = f"http://127.0.0.1:{ports['prometheus']}/api/v1"
             up = lambda: {r['metric']['job']: r['value'][1] for r in _http_json(f'{api}/query?query=up')['data']['result']}
-            _wait_for(lambda: set(up().values()) == {'1'} and len(up()) == 4, 60, 'every target up')
+            _wait_for(lambda: set(up().values()) == {'1'} and len(up()) == 4, 120, 'every target up')
             # 1. the library's critical decisions are delivered; its info (spread 100 % missing) pages nobody
             _wait_for(lambda: _notified(receiver, 'AutoTraderPipelineFailed') and _notified(receiver, 'AutoTraderFeatureDriftCritical'),
-                      60, 'PipelineFailed and FeatureDriftCritical delivered')
+                      120, 'PipelineFailed and FeatureDriftCritical delivered')
             # 2. the gateway killed, the collector stopped
             procs['gateway'].send_signal(signal.SIGKILL); procs['node-exporter'].terminate()
             procs['gateway'].wait(10); procs['node-exporter'].wait(10)
             t_kill = time.monotonic()
-            gw = _wait_for(lambda: _notified(receiver, 'AutoTraderGatewayNotReady'), 90, 'AutoTraderGatewayNotReady delivered')
-            tf = _wait_for(lambda: _notified(receiver, 'AutoTraderTextfileCollectorDown'), 90, 'AutoTraderTextfileCollectorDown delivered')
+            gw = _wait_for(lambda: _notified(receiver, 'AutoTraderGatewayNotReady'), 180, 'AutoTraderGatewayNotReady delivered')
+            tf = _wait_for(lambda: _notified(receiver, 'AutoTraderTextfileCollectorDown'), 180, 'AutoTraderTextfileCollectorDown delivered')
             detected = time.monotonic() - t_kill
             assert gw[0]['labels']['instance'] == f"127.0.0.1:{ports['gateway']}" and gw[0]['labels']['severity'] == 'critical'
             assert 'does not answer /metrics' in gw[0]['annotations']['description']
