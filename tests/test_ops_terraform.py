@@ -80,11 +80,14 @@ def test_containers_get_real_settings_and_secrets_only_from_secrets_manager():
         assert not re.search(r'(?i)(password|secret_key|token)\s*=\s*"[^"$]', t), f'{f}: a literal secret?'
 
 
-def test_gateway_health_checks_use_readyz():
+def test_gateway_liveness_on_healthz_readiness_on_readyz():
+    "The container health check (ECS replaces a container that fails it) is liveness; the load balancer's is readiness."
     text = (TF / 'modules' / 'autotrader' / 'main.tf').read_text()
     gw = text[text.index('module "gateway"'):text.index('module "mlflow"')]
-    assert 'health_check_path      = "/readyz"' in gw and "8080/readyz" in gw
-    assert '"autotrader", "serve"' in gw
+    assert 'readiness_path         = "/readyz"' in gw and "8080/healthz" in gw and '/readyz' not in gw.split('health_check_command')[1].split('\n')[0]
+    assert '"autotrader", "serve"' in gw and 'elb_replaces_tasks' not in gw      # default false: not-ready tasks are not replaced
+    svc = (TF / 'modules' / 'service' / 'main.tf').read_text()
+    assert 'var.elb_replaces_tasks ? 120 : 2147483647' in svc and 'path                = var.readiness_path' in svc
 
 
 def test_terraform_fmt_check():

@@ -2,6 +2,7 @@
 
 module "autotrader" {
   source                   = "../../modules/autotrader"
+  providers                = { aws = aws, aws.replica = aws.replica }
   name_prefix              = "autotrader-prod"
   region                   = var.region
   image                    = var.image

@@ -4,6 +4,12 @@ variable "region" {
   default     = "eu-west-1"
 }
 
+variable "replica_region" {
+  description = "Region of the data buckets' replicas (a lost region is restored from it)."
+  type        = string
+  default     = "eu-central-1"
+}
+
 variable "image" {
   description = "Container image, by immutable tag or digest (e.g. <account>.dkr.ecr.<region>.amazonaws.com/autotrader:1.4.0)."
   type        = string

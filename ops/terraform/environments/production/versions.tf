@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.10" # use_lockfile (S3 state locking without DynamoDB) needs 1.10
   required_providers {
     aws = {
       source  = "hashicorp/aws"
@@ -16,6 +16,19 @@ terraform {
 
 provider "aws" {
   region = var.region
+  default_tags {
+    tags = {
+      project     = "autotrader"
+      environment = "production"
+      managed-by  = "terraform"
+    }
+  }
+}
+
+# The second region of the data buckets' replicas (modules/storage)
+provider "aws" {
+  alias  = "replica"
+  region = var.replica_region
   default_tags {
     tags = {
       project     = "autotrader"

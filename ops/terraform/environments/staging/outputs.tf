@@ -57,3 +57,18 @@ output "airflow_dags_bucket" {
   description = "DAG bucket (production: MWAA)."
   value       = module.autotrader.airflow_dags_bucket
 }
+
+output "airflow_settings" {
+  description = "Environment of `autotrader schedule airflow` (DAG tasks run the kit's image on the cluster)."
+  value       = module.autotrader.airflow_settings
+}
+
+output "prometheus_endpoint" {
+  description = "Amazon Managed Service for Prometheus query endpoint."
+  value       = module.autotrader.prometheus_endpoint
+}
+
+output "db_bootstrap_task_definition" {
+  description = "Run once (and to rotate the application password): aws ecs run-task --task-definition <this>."
+  value       = module.autotrader.db_bootstrap_task_definition
+}

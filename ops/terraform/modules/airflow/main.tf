@@ -1,6 +1,9 @@
-# Amazon MWAA (managed Apache Airflow) for the scale-out scheduler: DAGs exported by `autotrader schedule airflow`
-# are uploaded to the dags/ prefix of this module's bucket; each task runs the same `autotrader run …` command as
-# the embedded scheduler, so reports are identical across engines. Private web server, every log type on.
+# Amazon MWAA (managed Apache Airflow 3) for the scale-out scheduler: DAGs exported by `autotrader schedule airflow`
+# with [airflow] run_with = ecs (settings: the composition's airflow_settings output) are uploaded to the dags/ prefix
+# of this module's bucket. Each DAG task starts the kit's image as an ECS task of the pipeline task definition
+# (EcsRunTaskOperator, from the Amazon provider that MWAA installs): the same `autotrader run …` as the embedded
+# scheduler, so reports are identical across engines; no requirements or plugins are needed on the MWAA workers.
+# Private web server, every log type on.
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
@@ -132,8 +135,28 @@ resource "aws_iam_role_policy" "airflow" {
         Resource  = var.kms_key_arn
         Condition = { StringLike = { "kms:ViaService" = ["sqs.${data.aws_region.current.name}.amazonaws.com", "s3.${data.aws_region.current.name}.amazonaws.com"] } }
       },
-      { Effect = "Allow", Action = ["ecs:RunTask", "ecs:DescribeTasks"], Resource = "*", Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } } },
-      { Effect = "Allow", Action = ["iam:PassRole"], Resource = var.runner_role_arns }
+      # start the pipeline task definition on this cluster, follow it, stop it when the Airflow task is killed
+      {
+        Effect    = "Allow"
+        Action    = ["ecs:RunTask"]
+        Resource  = "arn:aws:ecs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:task-definition/${var.task_definition_family}:*"
+        Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } }
+      },
+      {
+        Effect    = "Allow"
+        Action    = ["ecs:DescribeTasks", "ecs:StopTask"]
+        Resource  = "arn:aws:ecs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:task/*"
+        Condition = { ArnEquals = { "ecs:cluster" = var.cluster_arn } }
+      },
+      # RunTask hands both roles of the task definition to ECS: the task role and the execution role
+      {
+        Effect    = "Allow"
+        Action    = ["iam:PassRole"]
+        Resource  = var.task_role_arns
+        Condition = { StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" } }
+      },
+      # the operator shows the task's log in Airflow and pushes its last line (the run's metrics) to XCom
+      { Effect = "Allow", Action = ["logs:GetLogEvents", "logs:DescribeLogStreams"], Resource = ["${var.task_log_group_arn}:*"] }
     ]
   })
 }

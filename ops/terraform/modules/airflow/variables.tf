@@ -4,9 +4,13 @@ variable "name_prefix" {
 }
 
 variable "airflow_version" {
-  description = "MWAA Airflow version."
+  description = "MWAA Airflow version: Airflow 3 (the DAGs import airflow.sdk; MWAA offers 3.0.6 to 3.3.1)."
   type        = string
-  default     = "2.10.3"
+  default     = "3.3.1"
+  validation {
+    condition     = tonumber(split(".", var.airflow_version)[0]) >= 3
+    error_message = "The exported DAGs need Airflow 3 (airflow.sdk)."
+  }
 }
 
 variable "environment_class" {
@@ -47,13 +51,23 @@ variable "log_bucket" {
 }
 
 variable "cluster_arn" {
-  description = "ECS cluster where DAG tasks start the runner image (ecs:RunTask)."
+  description = "ECS cluster where DAG tasks start the kit's image (ecs:RunTask)."
   type        = string
 }
 
-variable "runner_role_arns" {
-  description = "Task and execution roles of the runner, which Airflow passes to RunTask."
+variable "task_definition_family" {
+  description = "Task definition family of the pipeline tasks (the runner's), [airflow] ecs_task_definition."
+  type        = string
+}
+
+variable "task_role_arns" {
+  description = "Task role and execution role of that task definition: RunTask passes both (iam:PassRole)."
   type        = list(string)
+}
+
+variable "task_log_group_arn" {
+  description = "Log group of the pipeline tasks' container, read back by the ECS operator."
+  type        = string
 }
 
 variable "tags" {

@@ -10,18 +10,25 @@ locals {
     AUTOTRADER__ARCHIVE__PREFIX      = "raw"
     AUTOTRADER__ARCHIVE__REGION      = var.region
     AUTOTRADER__MLFLOW__TRACKING_URI = "https://${var.mlflow_host}"
-    AUTOTRADER__DEPLOY__STATE_URL    = "postgresql+psycopg://${module.database.username}@${local.db_url_host}/deploy"
+    AUTOTRADER__DEPLOY__STATE_URL    = "postgresql+psycopg://${module.database.app_username}@${local.db_url_host}/deploy"
     PGSSLMODE                        = "require"
   }
-  db_password = { PGPASSWORD = "${module.database.master_secret_arn}:password::" }
+  # the application role, not the master: its password is set and rotated by the db-bootstrap task, which then
+  # redeploys the services (they read it at start); RDS rotating the master secret does not touch them
+  db_password = { PGPASSWORD = "${module.database.app_secret_arn}:password::" }
   app_secrets = { for k, v in module.secrets.arns : k => v }
   kms_data    = [module.storage.kms_key_arn]
 }
 
 module "storage" {
-  source               = "../storage"
+  source = "../storage"
+  providers = {
+    aws         = aws
+    aws.replica = aws.replica
+  }
   name_prefix          = var.name_prefix
   noncurrent_days_raw  = var.raw_noncurrent_days
+  replicate            = var.replicate
   replica_bucket_arns  = var.replica_bucket_arns
   replica_kms_key_arns = var.replica_kms_key_arns
   tags                 = var.tags
@@ -78,7 +85,9 @@ locals {
   ]
 }
 
-# The signal gateway: `autotrader serve`; the load balancer and the container health check use /readyz.
+# The signal gateway: `autotrader serve`. Liveness: the container health check on /healthz (ECS replaces a gateway
+# that stops answering). Readiness: the load balancer's check on /readyz (traffic only to replicas with the routed
+# versions loaded and warm); a fresh gateway, alive but not ready until a version is deployed, is not replaced.
 module "gateway" {
   source                 = "../service"
   name_prefix            = var.name_prefix
@@ -93,12 +102,14 @@ module "gateway" {
   path_patterns          = ["/*"]
   host_headers           = [var.gateway_host]
   listener_priority      = 100
-  health_check_path      = "/readyz"
-  health_check_command   = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=3)"]
+  readiness_path         = "/readyz"
+  health_check_command   = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
+  service_discovery_arn  = module.monitoring.gateway_discovery_arn
   environment            = merge(local.common_env, { AUTOTRADER__DEPLOY__HOST = "0.0.0.0", AUTOTRADER__DEPLOY__PORT = "8080" })
   secrets                = merge(local.db_password, { AUTOTRADER_ADMIN_TOKEN = local.app_secrets["AUTOTRADER_ADMIN_TOKEN"] })
   secrets_kms_key_arns   = [module.database.kms_key_arn, module.secrets.kms_key_arn]
   task_policy_statements = local.read_mlflow
+  stop_timeout           = 60
   cluster_arn            = local.service_common.cluster_arn
   vpc_id                 = local.service_common.vpc_id
   subnet_ids             = local.service_common.subnet_ids
@@ -119,7 +130,7 @@ module "mlflow" {
   image              = var.image
   ecr_repository_arn = var.ecr_repository_arn
   command = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000",
-    "--backend-store-uri", "postgresql+psycopg://${module.database.username}@${local.db_url_host}/mlflow?sslmode=require",
+    "--backend-store-uri", "postgresql+psycopg://${module.database.app_username}@${local.db_url_host}/mlflow?sslmode=require",
     "--artifacts-destination", "s3://${module.storage.mlflow_bucket}/artifacts",
   "--allowed-hosts", "${var.mlflow_host},localhost:5000,127.0.0.1:5000"]
   cpu                  = 1024
@@ -129,7 +140,8 @@ module "mlflow" {
   path_patterns        = ["/*"]
   host_headers         = [var.mlflow_host]
   listener_priority    = 200
-  health_check_path    = "/health"
+  readiness_path       = "/health"
+  elb_replaces_tasks   = true
   health_check_command = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=3)"]
   environment          = { AWS_DEFAULT_REGION = var.region, PGSSLMODE = "require" }
   secrets              = local.db_password
@@ -152,7 +164,9 @@ module "mlflow" {
 }
 
 # The pipeline runner: the embedded scheduler (`autotrader schedule run`: ingest daily, train weekly, health hourly)
-# when Airflow is off; with Airflow on it idles at 0 tasks and MWAA starts the same image per DAG task.
+# when Airflow is off; with Airflow on it idles at 0 tasks and MWAA starts its task definition per DAG task. One
+# scheduler only (it holds a lock on EFS): a redeployment stops the old task before it starts the new one
+# (minimum 0 %, maximum 100 %), and the old task gets the longest stop time-out Fargate allows.
 module "runner" {
   source               = "../service"
   name_prefix          = var.name_prefix
@@ -160,6 +174,8 @@ module "runner" {
   image                = var.image
   ecr_repository_arn   = var.ecr_repository_arn
   command              = ["autotrader", "schedule", "run"]
+  single_instance      = true
+  stop_timeout         = 120
   cpu                  = var.runner_cpu
   memory               = var.runner_memory
   desired_count        = var.airflow_enabled ? 0 : 1
@@ -185,17 +201,76 @@ module "runner" {
 }
 
 module "airflow" {
-  count            = var.airflow_enabled ? 1 : 0
-  source           = "../airflow"
-  name_prefix      = var.name_prefix
-  vpc_id           = var.vpc_id
-  vpc_cidr         = var.vpc_cidr
-  subnet_ids       = var.private_subnet_ids
-  kms_key_arn      = module.storage.kms_key_arn
-  log_bucket       = module.storage.log_bucket
-  cluster_arn      = module.platform.cluster_arn
-  runner_role_arns = [module.runner.task_role_arn]
-  tags             = var.tags
+  count                  = var.airflow_enabled ? 1 : 0
+  source                 = "../airflow"
+  name_prefix            = var.name_prefix
+  vpc_id                 = var.vpc_id
+  vpc_cidr               = var.vpc_cidr
+  subnet_ids             = var.private_subnet_ids
+  kms_key_arn            = module.storage.kms_key_arn
+  log_bucket             = module.storage.log_bucket
+  cluster_arn            = module.platform.cluster_arn
+  task_definition_family = module.runner.task_definition_family
+  task_role_arns         = [module.runner.task_role_arn, module.runner.execution_role_arn]
+  task_log_group_arn     = module.runner.log_group_arn
+  tags                   = var.tags
+}
+
+# The project's Prometheus rules evaluated in production (AMP), fed by a collector on the cluster.
+module "monitoring" {
+  source              = "../monitoring"
+  name_prefix         = var.name_prefix
+  rules_yaml          = file("${path.module}/../../../prometheus/autotrader-rules.yml")
+  alarm_topic_arn     = module.alarms.topic_arn
+  kms_key_arn         = module.storage.kms_key_arn
+  logs_kms_key_arn    = module.platform.logs_kms_key_arn
+  vpc_id              = var.vpc_id
+  cluster_arn         = module.platform.cluster_arn
+  subnet_ids          = var.private_subnet_ids
+  security_group_id   = module.platform.services_security_group_id
+  efs_file_system_id  = module.platform.efs_file_system_id
+  efs_access_point_id = module.platform.efs_access_point_id
+  efs_arn             = module.platform.efs_arn
+  tags                = var.tags
+}
+
+# One-off task (aws ecs run-task, see docs/operations.md): creates the application role and the databases, sets and
+# rotates the application password, then redeploys the services that read it. Never runs as a service.
+module "db_bootstrap" {
+  source             = "../service"
+  name_prefix        = var.name_prefix
+  name               = "db-bootstrap"
+  image              = var.image
+  ecr_repository_arn = var.ecr_repository_arn
+  command            = ["python", "-c", module.database.bootstrap_script]
+  create_service     = false
+  cpu                = 256
+  memory             = 512
+  environment = {
+    PGHOST   = module.database.address, PGPORT = tostring(module.database.port), PGUSER = module.database.username,
+    APP_USER = module.database.app_username, APP_SECRET_ARN = module.database.app_secret_arn, AWS_DEFAULT_REGION = var.region,
+    CLUSTER  = module.platform.cluster_name, SERVICES = join(",", [module.gateway.service_name, module.mlflow.service_name, module.runner.service_name])
+  }
+  secrets              = { PGPASSWORD = "${module.database.master_secret_arn}:password::" }
+  secrets_kms_key_arns = [module.database.kms_key_arn]
+  task_policy_statements = [
+    { Effect = "Allow", Action = ["secretsmanager:PutSecretValue"], Resource = module.database.app_secret_arn },
+    { Effect = "Allow", Action = ["kms:GenerateDataKey", "kms:Encrypt"], Resource = module.database.kms_key_arn },
+    {
+      Effect    = "Allow", Action = ["ecs:UpdateService"]
+      Resource  = [for s in [module.gateway.service_name, module.mlflow.service_name, module.runner.service_name] : "arn:aws:ecs:${var.region}:*:service/${module.platform.cluster_name}/${s}"]
+      Condition = { ArnEquals = { "ecs:cluster" = module.platform.cluster_arn } }
+    }
+  ]
+  cluster_arn         = local.service_common.cluster_arn
+  vpc_id              = local.service_common.vpc_id
+  subnet_ids          = local.service_common.subnet_ids
+  security_group_id   = local.service_common.security_group_id
+  efs_file_system_id  = local.service_common.efs_file_system_id
+  efs_access_point_id = local.service_common.efs_access_point_id
+  efs_arn             = local.service_common.efs_arn
+  logs_kms_key_arn    = local.service_common.logs_kms_key_arn
+  tags                = var.tags
 }
 
 module "alarms" {

@@ -131,8 +131,14 @@ variable "raw_noncurrent_days" {
   default     = 365
 }
 
+variable "replicate" {
+  description = "Replicate every data bucket to the replica region (provider aws.replica)."
+  type        = bool
+  default     = true
+}
+
 variable "replica_bucket_arns" {
-  description = "Cross-region replicas of the data buckets by key (raw, store, mlflow); empty = none."
+  description = "Replicas managed elsewhere by bucket key (raw, store, mlflow); the others get one made in the replica region."
   type        = map(string)
   default     = {}
 }

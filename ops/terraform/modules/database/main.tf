@@ -1,6 +1,8 @@
 # PostgreSQL for the MLflow tracking server (database `mlflow`) and the deployment state of the signal gateway
-# (database `deploy`; [deploy] state_url). The master password is generated and kept by RDS in Secrets Manager
-# (manage_master_user_password): it reaches the containers as PGPASSWORD, never a setting or a Terraform output.
+# (database `deploy`; [deploy] state_url). The master password is generated and kept (and rotated) by RDS in Secrets
+# Manager (manage_master_user_password); only the one-off bootstrap task uses it (bootstrap.py). The applications
+# connect as the application role (app_username) with the password in the application secret, which the bootstrap
+# task sets and rotates, redeploying the services that read it at start. Never a setting or a Terraform output.
 
 data "aws_caller_identity" "current" {}
 
@@ -107,4 +109,14 @@ resource "aws_db_instance" "this" {
   performance_insights_retention_period = 7
   enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
   tags                                  = var.tags
+}
+
+# The application role's credentials (JSON: username, password), written by bootstrap.py: no value in Terraform.
+resource "aws_secretsmanager_secret" "app" {
+  #checkov:skip=CKV2_AWS_57:rotated by the bootstrap task (bootstrap.py: new password, then a forced redeployment of every service that reads it at start); a rotation Lambda would change it under running services
+  name                    = "${var.name_prefix}/postgres-app"
+  description             = "AutoTrader: PostgreSQL application role (username, password), set by the db-bootstrap task"
+  kms_key_id              = aws_kms_key.db.arn
+  recovery_window_in_days = 30
+  tags                    = var.tags
 }

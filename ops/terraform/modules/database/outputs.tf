@@ -9,7 +9,7 @@ output "port" {
 }
 
 output "username" {
-  description = "Master user name (its password lives in the secret below)."
+  description = "Master user name (its password lives in the master secret; only the bootstrap task uses it)."
   value       = aws_db_instance.this.username
 }
 
@@ -26,4 +26,19 @@ output "security_group_id" {
 output "kms_key_arn" {
   description = "KMS key of the database and its secret."
   value       = aws_kms_key.db.arn
+}
+
+output "app_username" {
+  description = "Application role the services connect as (created by the bootstrap task)."
+  value       = var.app_username
+}
+
+output "app_secret_arn" {
+  description = "Secrets Manager secret of the application role (JSON: username, password), set and rotated by the bootstrap task."
+  value       = aws_secretsmanager_secret.app.arn
+}
+
+output "bootstrap_script" {
+  description = "Source of the bootstrap task (creates the role and databases, rotates the password, redeploys the services)."
+  value       = file("${path.module}/bootstrap.py")
 }

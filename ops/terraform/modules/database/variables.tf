@@ -54,3 +54,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "app_username" {
+  description = "PostgreSQL role of the applications (not the master user)."
+  type        = string
+  default     = "autotrader_app"
+}

@@ -4,13 +4,16 @@ variable "name_prefix" {
 }
 
 variable "secret_names" {
-  description = "Environment variable names, one secret each."
+  description = "Environment variable names, one secret each: every secret the kit reads (autotrader.config.SECRETS) but the AWS credentials, which come from the task role."
   type        = list(string)
   default = [
     "AUTOTRADER_SLACK_WEBHOOK_URL",
     "AUTOTRADER_PAGERDUTY_ROUTING_KEY",
     "AUTOTRADER_SMTP_PASSWORD",
     "AUTOTRADER_ADMIN_TOKEN",
+    "AUTOTRADER_OANDA_TOKEN",
+    "AUTOTRADER_BINANCE_API_KEY",
+    "AUTOTRADER_BINANCE_API_SECRET",
   ]
 }
 

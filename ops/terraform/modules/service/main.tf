@@ -1,5 +1,10 @@
 # One AutoTrader container as an ECS Fargate service: the signal gateway (`autotrader serve`), the MLflow tracking
-# server, or the pipeline runner (`autotrader schedule run`). Least privilege: the task role gets only the policy
+# server, or the pipeline runner (`autotrader schedule run`; its task definition also runs the Airflow DAGs' tasks).
+# Liveness and readiness are kept apart: the container health check (liveness: ECS replaces a container that fails
+# it) and the load balancer's health check (readiness: traffic only to targets that pass it). ECS would also replace
+# tasks that fail the load balancer's check, so with elb_replaces_tasks = false the service's grace period is the
+# maximum: a gateway that is alive but not ready (no version deployed yet, a version still loading) keeps running
+# and gets no traffic, instead of being killed before anything can be deployed. Least privilege: the task role gets only the policy
 # statements the caller passes for this component; the execution role may pull the image, write this service's log
 # group and read only the secrets listed for it. Settings arrive as AUTOTRADER__SECTION__KEY environment
 # variables, secrets from Secrets Manager into the environment (never into settings.ini).
@@ -8,6 +13,8 @@ data "aws_region" "current" {}
 
 locals {
   balanced = var.port != null && var.path_patterns != null
+  # ECS ignores load-balancer health during the grace period: the maximum means "never replace a task for it"
+  grace_period = local.balanced ? (var.elb_replaces_tasks ? 120 : 2147483647) : null
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -108,6 +115,7 @@ resource "aws_ecs_task_definition" "this" {
       { sourceVolume = "data", containerPath = "/data", readOnly = false },
       { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }
     ]
+    stopTimeout = var.stop_timeout
     healthCheck = var.health_check_command == null ? null : {
       command     = var.health_check_command
       interval    = 15
@@ -137,7 +145,7 @@ resource "aws_lb_target_group" "this" {
   vpc_id               = var.vpc_id
   deregistration_delay = 30
   health_check {
-    path                = var.health_check_path
+    path                = var.readiness_path
     matcher             = "200"
     interval            = 15
     timeout             = 5
@@ -171,16 +179,19 @@ resource "aws_lb_listener_rule" "this" {
   tags = var.tags
 }
 
+# create_service = false: a task definition only, started on demand (aws ecs run-task), e.g. the database bootstrap
 resource "aws_ecs_service" "this" {
-  name                               = var.name
-  cluster                            = var.cluster_arn
-  task_definition                    = aws_ecs_task_definition.this.arn
-  desired_count                      = var.desired_count
-  launch_type                        = "FARGATE"
-  platform_version                   = "LATEST"
-  deployment_minimum_healthy_percent = var.desired_count > 1 ? 50 : 100
-  deployment_maximum_percent         = 200
-  health_check_grace_period_seconds  = local.balanced ? 120 : null
+  count            = var.create_service ? 1 : 0
+  name             = var.name
+  cluster          = var.cluster_arn
+  task_definition  = aws_ecs_task_definition.this.arn
+  desired_count    = var.desired_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+  # single_instance (the runner: one scheduler holding a lock on EFS): stop the old task before starting the new one
+  deployment_minimum_healthy_percent = var.single_instance ? 0 : (var.desired_count > 1 ? 50 : 100)
+  deployment_maximum_percent         = var.single_instance ? 100 : 200
+  health_check_grace_period_seconds  = local.grace_period
   enable_execute_command             = false
   propagate_tags                     = "SERVICE"
   deployment_circuit_breaker {
@@ -192,6 +203,12 @@ resource "aws_ecs_service" "this" {
     security_groups  = [var.security_group_id]
     assign_public_ip = false
   }
+  dynamic "service_registries" {
+    for_each = var.service_discovery_arn == null ? [] : [1]
+    content {
+      registry_arn = var.service_discovery_arn
+    }
+  }
   dynamic "load_balancer" {
     for_each = local.balanced ? [1] : []
     content {
@@ -201,4 +218,9 @@ resource "aws_ecs_service" "this" {
     }
   }
   tags = var.tags
+}
+
+moved {
+  from = aws_ecs_service.this
+  to   = aws_ecs_service.this[0]
 }

@@ -35,6 +35,12 @@ variable "memory" {
   default     = 2048
 }
 
+variable "create_service" {
+  description = "Run the task definition as a service; false = a task definition only, started with aws ecs run-task."
+  type        = bool
+  default     = true
+}
+
 variable "desired_count" {
   description = "Running tasks."
   type        = number
@@ -71,14 +77,38 @@ variable "listener_arn" {
   default     = null
 }
 
-variable "health_check_path" {
-  description = "Load-balancer health check path; the gateway answers /readyz only once a model is loaded and warm."
+variable "readiness_path" {
+  description = "Load-balancer health check (readiness: traffic only to targets answering 200), e.g. the gateway's /readyz."
   type        = string
   default     = "/readyz"
 }
 
+variable "elb_replaces_tasks" {
+  description = "Let ECS replace tasks that fail the load-balancer check; false when that check is a readiness check (liveness is the container health check)."
+  type        = bool
+  default     = false
+}
+
+variable "single_instance" {
+  description = "At most one task at any time, also during a deployment (minimum 0 %, maximum 100 %): the old task stops before the new one starts."
+  type        = bool
+  default     = false
+}
+
+variable "stop_timeout" {
+  description = "Seconds between SIGTERM and SIGKILL when ECS stops the container (Fargate: at most 120)."
+  type        = number
+  default     = 30
+}
+
+variable "service_discovery_arn" {
+  description = "Cloud Map service the tasks register in (Prometheus finds them by DNS); null = none."
+  type        = string
+  default     = null
+}
+
 variable "health_check_command" {
-  description = "Container health check (ECS healthCheck command); null = none."
+  description = "Container health check (liveness: ECS replaces a container that fails it), e.g. the gateway's /healthz; null = none."
   type        = list(string)
   default     = null
 }

@@ -21,8 +21,14 @@ variable "log_retention_days" {
   default     = 400
 }
 
+variable "replicate" {
+  description = "Replicate every data bucket: to replica_bucket_arns where given, else to a same-region replica made here."
+  type        = bool
+  default     = true
+}
+
 variable "replica_bucket_arns" {
-  description = "Cross-region replication targets by bucket key (raw, store, mlflow); empty = no replication."
+  description = "Cross-region replication targets by bucket key (raw, store, mlflow); the others get a same-region replica."
   type        = map(string)
   default     = {}
 }
