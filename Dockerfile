@@ -5,6 +5,10 @@
 #   docker run --rm -v autotrader-data:/data autotrader:dev autotrader schedule run           # the scheduler
 # Settings: AUTOTRADER__SECTION__KEY environment variables (or mount a settings.ini and set AUTOTRADER_SETTINGS);
 # secrets: environment variables only (docker run --env-file, ECS secrets), never baked into the image.
+# Dependencies: installed with constraints.txt, the exact versions the test suite ran with (not just lower bounds).
+# Base image: python:3.11-slim by tag; pin it by digest for a release (`docker buildx imagetools inspect
+# python:3.11-slim` prints it; then use python:3.11-slim@sha256:… in both stages) — the digest cannot be looked up offline where this
+# file is maintained, and a made-up one would not build.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -29,12 +33,15 @@ RUN groupadd --gid 10001 autotrader \
  && mkdir -p /data /app \
  && chown autotrader:autotrader /data /app
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels
+COPY constraints.txt /tmp/constraints.txt
+RUN pip install -c /tmp/constraints.txt /wheels/*.whl && rm -rf /wheels /tmp/constraints.txt
 WORKDIR /app
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8080
-# Ready = routing loaded and every routed model version loaded and warm (GET /readyz answers 200).
-HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('AUTOTRADER__DEPLOY__PORT', '8080'), timeout=3)"]
+# Liveness: the gateway answers GET /healthz (a container that stops answering is unhealthy and is replaced). Not
+# /readyz: a fresh gateway is alive but not ready until a model version is deployed (readiness is the load
+# balancer's check, which only decides where traffic goes).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('AUTOTRADER__DEPLOY__PORT', '8080'), timeout=3)"]
 CMD ["autotrader", "serve"]

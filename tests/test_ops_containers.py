@@ -11,11 +11,13 @@ DOCKERFILE = (ROOT / 'Dockerfile').read_text()
 COMPOSE = ROOT / 'ops' / 'docker' / 'compose.yaml'
 
 
-def test_dockerfile_non_root_with_readyz_healthcheck():
+def test_dockerfile_non_root_with_liveness_healthcheck_and_pinned_dependencies():
     users = re.findall(r'^USER\s+(\S+)', DOCKERFILE, re.M)
     assert users and users[-1].split(':')[0] not in ('root', '0'), 'the final stage must run as a non-root user'
     hc = re.search(r'^HEALTHCHECK\s.*?(?=^\S)', DOCKERFILE, re.M | re.S).group(0)
-    assert '/readyz' in hc and '--start-period' in hc
+    assert '/healthz' in hc and '/readyz' not in hc and '--start-period' in hc     # liveness: a fresh gateway is not ready
+    assert re.search(r'^RUN pip install -c /tmp/constraints.txt /wheels/\*\.whl', DOCKERFILE, re.M)
+    assert (ROOT / 'constraints.txt').is_file() and 'constraints.txt' not in (ROOT / '.dockerignore').read_text().split()
     assert re.search(r'^CMD \["autotrader", "serve"\]', DOCKERFILE, re.M)
     assert 'ARG ' not in DOCKERFILE and not re.search(r'(?i)(password|token|secret)\s*=', DOCKERFILE), 'no secrets in the image'
 
@@ -36,7 +38,7 @@ def test_the_build_context_builds_the_package_with_its_pipelines(tmp_path):
     wheel = next((tmp_path / 'w').glob('autotrader-*.whl'))
     names = zipfile.ZipFile(wheel).namelist()
     assert 'autotrader/cli.py' in names and 'autotrader/ops/recovery.py' in names
-    assert {'autotrader/pipelines/ingest.ipynb', 'autotrader/pipelines/health.ipynb'} <= set(names)
+    assert {'autotrader/notebooks/ingest.ipynb', 'autotrader/notebooks/health.ipynb'} <= set(names)   # the pipeline notebooks, packaged
 
 
 def test_dockerignore_keeps_state_and_secrets_out():
