@@ -117,6 +117,7 @@ def _deploy_parsers(sub, settings, fmt):
     d.add_argument('action', choices=['status', 'bluegreen', 'canary', 'promote', 'rollback', 'resume', 'abort', 'history'])
     d.add_argument('version', nargs='?', help='bluegreen, canary: the model version (7, v7, challenger)')
     d.add_argument('--to', metavar='VERSION', help='rollback: the version to make live (default: previous-champion)')
+    d.add_argument('--force', action='store_true', help='bluegreen, canary: deploy a version evaluate did not clear (audited)')
     d.add_argument('--limit', type=int, default=30, help='history: the newest N audit records (default: 30)')
     d.add_argument('--settings', **settings)
 
@@ -142,7 +143,7 @@ def _cmd_deploy(a) -> int:
             active = DeploymentState.from_settings(st).deployment()
             if a.to or active is None or active['kind'] != 'canary': print(B.rollback_to(st, a.to)); return EXIT_OK
             a.action = 'abort'                          # a canary's rollback: every instrument back on the champion
-        d = deployment_action(a.action, st, a.version)
+        d = deployment_action(a.action, st, a.version, force=a.force)
         if d is None: print(f'no active deployment to {a.action}'); return EXIT_OK
     except StateError as e:
         print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE

@@ -241,7 +241,7 @@ class CanaryRollout:
                                                or pooled['requests'] < dp.min_requests)
         verdict = 'fail' if fail else 'inconclusive' if inconclusive else 'pass' if final else 'running'
         return dict(healthy=verdict == 'pass', verdict=verdict, reasons=reasons, at=now,
-                    instruments={i: asdict(m) for i, m in per.items()}, pooled=pooled)
+                    instruments={i: asdict(m) for i, m in per.items()}, pooled=pooled, results=results)
 
 # %% ../../nbs/deploy/63_canary.ipynb #f3047b7e
 def smoke_check(registry, store, version: str, settings: Settings) -> dict:

@@ -129,7 +129,7 @@ STRATEGIES = {'bluegreen': BlueGreenStrategy, 'canary': CanaryStrategy}
 class RolloutController:
     "One rollout controller with a strategy (see above)."
     def __init__(self, strategy: str | Strategy = 'canary', settings=None, state: DeploymentState | None = None,
-                 registry=None, clock=None, actor: str | None = None, log=print):
+                 registry=None, clock=None, actor: str | None = None, log=print, require_decision: bool = False):
         from autotrader.train.registry import ModelRegistry
         from autotrader.features.store import FeatureStore
         self.strategy = STRATEGIES[strategy]() if isinstance(strategy, str) else strategy
@@ -140,6 +140,7 @@ class RolloutController:
         self.store = FeatureStore(self.st.store.dir, self.st.store.keep_snapshots)
         self.actor = actor or default_actor(); self.log = log or (lambda *a: None)
         self.deployment_id: int | None = None
+        self.require_decision = require_decision
 
     def __repr__(self): return f"RolloutController({self.strategy.kind!r}, state={self.state!r})"
     @property
@@ -173,7 +174,7 @@ def start(self: RolloutController, version, force: bool = False) -> dict:
     from autotrader.deploy.bluegreen import _resolve_version
     v = _resolve_version(self.registry, version); base = _live_blue(self.state)
     if v == base: raise StateError(f"v{v} is already live in slot blue")
-    note = _check_decision(self, v, force)
+    note = _check_decision(self, v, force) if self.require_decision else ''
     plan = self.strategy.plan(self, v, base)
     desc = ' → '.join(f"{p['stage']} {len(p['instruments']) if p['instruments'] != ['*'] else 'all'}" for p in plan)
     did = self.state.create_deployment(self.strategy.kind, v, base, {'plan': plan}, self.actor,
@@ -205,7 +206,7 @@ def _enter_stage(self: RolloutController, d: dict, k: int, reason: str) -> dict:
     "Route stage `k`'s instruments to the new slot and start its window, in one transaction."
     plan = d['detail']['plan'][k]; now = self.clock.now(); slot = self.strategy.slot
     routes = self.strategy.routes(self, d, k)
-    detail = {'held_since': None, 'last_analysis': None}
+    detail = {'held_since': None, 'last_analysis': now}      # the first analysis of a window: `analysis_seconds` into it
     slots = {slot: {'version': d['version'], 'status': 'live'}}
     r = self.state.routing()
     if k == 0 and 'blue' in r.slots and self.strategy.kind == 'bluegreen':   # blue stays loaded (standby) for an instant rollback
@@ -353,7 +354,7 @@ def promote_now(self: RolloutController, reason: str = 'promoted by the operator
     d = self._t(d, 'promoting', reason=reason, detail={'promote_reason': reason})
     return self._promote(d)
 
-def resume(settings=None, clock=None, log=print, **kw) -> dict | None:
+def resume(settings=None, clock=None, log=print, tick=None, poll: float | None = None, **kw) -> dict | None:
     "Continue the active deployment, whatever its strategy (after a crash or a kill); None when there is none."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     state = kw.pop('state', None) or DeploymentState.from_settings(st, clock)
@@ -361,7 +362,7 @@ def resume(settings=None, clock=None, log=print, **kw) -> dict | None:
     if d is None: return None
     ctl = RolloutController(d['kind'], st, state=state, clock=clock, log=log, **kw)
     ctl.deployment_id = d['id']; ctl.say(f"resuming deployment {d['id']} ({d['kind']} of v{d['version']}, {d['status']}, stage {d['stage']})")
-    return ctl.run()
+    return ctl.run(tick=tick, poll=poll)
 
 # %% ../../nbs/deploy/65_controller.ipynb #29c1e3e2
 ACTIONS = ('bluegreen', 'canary', 'resume', 'abort', 'promote')
@@ -373,7 +374,7 @@ def deployment_action(action: str, settings=None, version=None, log=print, force
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     if action in ('bluegreen', 'canary'):
         if version is None: raise StateError(f"deploy {action} needs a model version (a number, v7, challenger or champion)")
-        return RolloutController(action, st, log=log).run(version, force=force)
+        return RolloutController(action, st, log=log, require_decision=True).run(version, force=force)
     if action == 'resume': return resume(st, log=log)
     active = DeploymentState.from_settings(st).deployment()
     if active is None: raise StateError(f"no active deployment to {action}")
