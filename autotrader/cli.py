@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument('--reports', metavar='DIR', help='reports folder (default: [reports] dir)')
     sc.add_argument('--settings', **settings)
     _deploy_parsers(sub, settings, fmt)
+    _stack_parsers(sub, settings, fmt)
     return p
 
 # %% ../nbs/90_cli.ipynb #d3b1e9a0
@@ -236,6 +237,68 @@ def _cmd_schedule(a) -> int:
     return _STATUS_EXIT[bad.status] if bad else EXIT_OK
 _COMMANDS.update(schedule=_cmd_schedule)
 _COMMANDS.update(serve=_cmd_serve, deploy=_cmd_deploy)
+
+# %% ../nbs/90_cli.ipynb #5a7c1d2e
+def _stack_parsers(sub, settings, fmt):
+    "`autotrader stack …` (the local operations stack) and `autotrader drill …` (incident drills on it)."
+    k = sub.add_parser('stack', help='the local operations stack: gateway, scheduler, Prometheus, Alertmanager, node-exporter, alert receiver',
+                       formatter_class=fmt,
+                       epilog='up: start what is not running (127.0.0.1; the configuration of ops/docker and ops/prometheus); status: every '
+                              "component's address, pids and up/down (--json); down: stop them all; receiver: the alert receiver in the "
+                              'foreground (Alertmanager webhook → the [alerts] sinks). Exit codes: 0 ok (status: every component up); '
+                              '1 a component is down or failed to start; 2 usage or settings error, or a missing Debian package (named)')
+    k.add_argument('action', choices=['up', 'status', 'down', 'receiver'])
+    k.add_argument('--json', action='store_true', help='status: JSON, one object per component')
+    k.add_argument('--replicas', type=int, metavar='N', help='up: gateway replicas (default: 2)')
+    k.add_argument('--port', action='append', default=[], type=_param, metavar='NAME=PORT',
+                   help='up: pin a port (receiver, alertmanager, node-exporter, gateway, prometheus; repeatable); receiver: its port (default 9095)')
+    k.add_argument('--scrape-interval', metavar='DURATION', help="up: Prometheus scrape and evaluation interval (default: the shipped 15s)")
+    k.add_argument('--no-scheduler', action='store_true', help='up: without the scheduler')
+    k.add_argument('--host', default='127.0.0.1', help='receiver: address to bind (default: 127.0.0.1)')
+    k.add_argument('--settings', **settings)
+    dr = sub.add_parser('drill', help='incident drills on the running stack: MTTD and MTTR', formatter_class=fmt,
+                        epilog='list: the drills; run NAME… | run all: inject each incident, measure time to the alert delivered by '
+                               'Alertmanager to the receiver (MTTD) and to service restored and the alert resolved (MTTR), clean up. '
+                               'Exit codes: 0 every drill detected and recovered; 1 one was not; 2 usage or settings error, or the stack is not up')
+    dr.add_argument('action', choices=['list', 'run'])
+    dr.add_argument('names', nargs='*', metavar='NAME', help='run: drill names, or all')
+    dr.add_argument('--json', action='store_true', help='run: a JSON list of objects (drill, detected, mttd_s, mttr_s, alert, runbook, …)')
+    dr.add_argument('--timeout', type=float, metavar='S', help='run: give up on one drill after S seconds (default: per drill)')
+    dr.add_argument('--settings', **settings)
+
+def _cmd_stack(a) -> int:
+    import json as _json
+    from autotrader.ops import stack as K
+    try:
+        if a.action == 'receiver':
+            from autotrader.monitor.receiver import AlertReceiver
+            import signal as _signal, threading
+            port = dict(a.port).get('receiver', dict(a.port).get('port', 9095))
+            rcv = AlertReceiver(a.settings, a.host, int(port)).start(); stop = threading.Event()
+            for s in (_signal.SIGINT, _signal.SIGTERM): _signal.signal(s, lambda *_: stop.set())
+            print(f'alert receiver on {rcv.url} (the [alerts] sinks; stop with Ctrl-C)', flush=True)
+            stop.wait(); rcv.stop(); return EXIT_OK
+        if a.action == 'down': K.stack_down(a.settings); return EXIT_OK
+        if a.action == 'up':
+            opt = K.StackOptions(ports={k: int(v) for k, v in a.port}, scrape_interval=a.scrape_interval, scheduler=not a.no_scheduler)
+            if a.replicas: opt.replicas = a.replicas
+            if a.replicas is None and not a.port and not a.scrape_interval and not a.no_scheduler: opt = None   # the last `up`'s options
+            rows = K.stack_up(a.settings, opt)
+        else: rows = K.stack_status(a.settings)
+    except K.StackError as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
+    print(_json.dumps(rows, indent=2) if a.json else K.format_status(rows))
+    return EXIT_OK if all(r['up'] for r in rows) else EXIT_FAILED
+
+def _cmd_drill(a) -> int:
+    import json as _json
+    from autotrader.ops import drills as D
+    if a.action == 'list': print(D.format_list()); return EXIT_OK
+    if not a.names: print('autotrader: error: drill run needs drill NAMEs or all', file=sys.stderr); return EXIT_USAGE
+    try: res = D.run_drills(a.names, a.settings, timeout=a.timeout, log=(lambda *x: print(*x, file=sys.stderr)) if a.json else print)
+    except D.DrillError as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
+    print(_json.dumps([r.to_dict() for r in res], indent=2) if a.json else D.format_table(res))
+    return EXIT_OK if all(r.detected and r.recovered for r in res) else EXIT_FAILED
+_COMMANDS.update(stack=_cmd_stack, drill=_cmd_drill)
 
 # %% ../nbs/90_cli.ipynb #89203791
 def main(argv: list[str] | None = None) -> int:
