@@ -78,14 +78,15 @@ def trained(tmp_path_factory):
     run = reg.client.get_model_version(reg.model_name, res.version).run_id
     twin = reg.register(f"runs:/{run}/model", alias=None, tags={'test.mode': 'twin'})
     bad = {m: register_misbehaving(reg, res.version, m) for m in ('raises', 'slow', 'inverted')}
-    return dict(dir=d, good=res.version, twin=twin, **bad)
+    out = dict(good=res.version, twin=twin, **bad)
+    return dict(dir=d, **out)
 
 
 def _write_settings(d: Path, state_url: str, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
-    kv = dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
-              baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=80, on_inconclusive='hold', max_hold_minutes=4320, latency_floor_ms=100,
-              warmup_requests=5, **deploy)
+    kv = {**dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
+                 baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=80, on_inconclusive='hold',
+                 max_hold_minutes=4320, latency_floor_ms=100, warmup_requests=5), **deploy}
     canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=100, integration_bars=12,
                   smoke_latency_ms=100)     # a busy CI machine; the slow versions take 150 ms
     p = d / f"settings-{abs(hash(state_url)) % 10**6}.ini"
@@ -350,8 +351,8 @@ def test_blue_green_switch_under_load_has_zero_downtime(cluster, trained):
     r = state.routing()
     assert r.slots['blue']['version'] == trained['twin'] and r.slots['previous']['version'] == trained['good']
     actions = list(state.audit_log(final['id']).action)
-    for a in ('bluegreen.create', 'bluegreen.deploy_green', 'bluegreen.ready', 'bluegreen.switch', 'bluegreen.watch',
-              'bluegreen.promoting', 'bluegreen.relabel', 'bluegreen.succeeded'):
+    for a in ('bluegreen.create', 'bluegreen.load', 'bluegreen.checking', 'bluegreen.ready', 'bluegreen.route', 'bluegreen.stage',
+              'bluegreen.analysis', 'bluegreen.promoting', 'bluegreen.relabel', 'bluegreen.succeeded'):
         assert a in actions, (a, actions)
     res = state.analyses(final['id'])
     assert {'error_rate', 'p99_latency_ms', 'sharpe'} <= set(res.check) and res[res.check == 'sharpe'].verdict.iloc[-1] == 'pass'
@@ -497,7 +498,7 @@ def test_controller_killed_mid_stage_resumes_without_skipping_or_repeating(clust
     new = _not_champion(st, trained)
     env = {**os.environ, 'AUTOTRADER_ADMIN_TOKEN': TOKEN, 'MLFLOW_DISABLE_TELEMETRY': 'true'}
     with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
-        p = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'deploy', 'canary', new, '--settings', str(cluster['settings'])],
+        p = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'deploy', 'canary', new, '--force', '--settings', str(cluster['settings'])],
                              env=env, stdout=open(cluster['settings'].parent / 'controller.log', 'wb'), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -595,3 +596,145 @@ def test_rollout_pipeline_acts_on_the_decision(trained, tmp_path):
         assert s in html, s
     assert TOKEN not in html and 'AUTOTRADER_ADMIN_TOKEN=' not in html
     assert DeploymentState.from_settings(st).clock().mode == 'wall'          # the replay clock is put back
+
+
+# ---------------------------------------------------------------- the controller on a manual clock (in process)
+
+class World:
+    """A copy of the trained registry and store, a SQLite deployment state on a manual clock, and one gateway replica
+    served by uvicorn in a thread (so the canary's integration replay has a URL) whose serving core the test calls
+    directly as traffic. Hours of stages take seconds: the controller sleeps on the manual clock."""
+    def __init__(self, trained, tmp, monkeypatch, **deploy):
+        import threading, uvicorn
+        from autotrader.clock import ManualClock
+        from autotrader.config import load_settings
+        from autotrader.deploy.gateway import create_app, bootstrap_routing
+        from autotrader.deploy.state import DeploymentState
+        from autotrader.train.registry import ModelRegistry
+        monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
+        shutil.copytree(trained['dir'], tmp / 'w', ignore=shutil.ignore_patterns('*.log', 'deploy.db*', 'rollout-state.db*'))
+        kv = dict(analysis_seconds=3600, min_requests=20, min_signals=40, watch_minutes=240, max_hold_minutes=7 * 1440, **deploy)
+        self.settings = _write_settings(tmp / 'w', f"sqlite:///{tmp / 'w' / 'manual.db'}", **kv)
+        self.st = load_settings(self.settings, env={})
+        self.clock = ManualClock(pd.Timestamp('2024-10-01T00:00Z').timestamp())
+        self.state = DeploymentState.from_settings(self.st, self.clock)
+        self.reg = ModelRegistry.from_settings(self.st)
+        bootstrap_routing(self.state, self.reg, actor='test')
+        port = free_port()
+        self.app = create_app(self.st, url=f'http://127.0.0.1:{port}', replica='manual-1')
+        self.gw = self.app.state.gateway
+        self.gw.clock = self.clock; self.gw.state.clock_override = self.clock
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host='127.0.0.1', port=port, log_level='warning', lifespan='on'))
+        self.thread = threading.Thread(target=self.server.run, daemon=True); self.thread.start()
+        deadline = time.monotonic() + 120
+        while not (self.server.started and self.gw.ready()[0]):
+            assert time.monotonic() < deadline and self.thread.is_alive(), 'the in-process gateway did not start'
+            time.sleep(0.05)
+        self.served = []          # (clock time, instrument, version, status)
+
+    def traffic(self, per_instrument: int = 3):
+        "What clients ask at the current clock time: every instrument's signal a few times; logs flushed at once."
+        self.gw.reload()
+        for i in INSTRUMENTS:
+            for _ in range(per_instrument):
+                code, body = self.gw.signal(i)
+                self.served.append((self.clock.now(), i, body.get('version'), code))
+        self.gw.score_shadows(); self.gw.flush()
+
+    def walk(self, minutes: float, every: float = 30):
+        "Advance the clock `minutes`, with traffic every `every` minutes (a baseline before a deployment)."
+        for _ in range(int(minutes // every)): self.traffic(); self.clock.advance(every * 60)
+
+    def close(self):
+        self.server.should_exit = True; self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def world(trained, tmp_path, monkeypatch):
+    w = World(trained, tmp_path, monkeypatch)
+    yield w
+    w.close()
+
+
+def _run(ctl_run, w):
+    t = time.perf_counter()
+    d = ctl_run(tick=lambda ctl: w.traffic(), poll=600)      # traffic every 10 minutes of clock time
+    print(f"controller run: {time.perf_counter() - t:.1f} s wall for {(w.clock.now() - w.t0) / 3600:.1f} h of clock")
+    return d
+
+
+def test_manual_clock_canary_good_version_passes_every_stage(world, trained):
+    from autotrader.deploy.controller import RolloutController
+    w = world; champ = w.reg.champion()['version']; new = trained['twin']
+    w.walk(120); w.t0 = w.clock.now()
+    ctl = RolloutController('canary', w.st, state=w.state, registry=w.reg, clock=w.clock, log=print)
+    d = _run(lambda tick, poll: ctl.run(new, tick=tick, poll=poll), w)
+    log = w.state.audit_log(d['id'])
+    assert d['status'] == 'succeeded', log.tail(8)[['action', 'reason']].to_string()
+    assert list(log[log.action == 'canary.stage'].to_state) == ['running/stage 0', 'running/stage 1', 'running/stage 2', 'running/stage 3']
+    # every decision at its clock time: stage k starts when stage k-1's window ended (or later, while holding)
+    stages = log[log.action == 'canary.stage']
+    plan = d['detail']['plan']
+    for k in range(1, len(plan)):
+        assert (stages.clock_at.iloc[k] - stages.clock_at.iloc[k - 1]).total_seconds() >= plan[k - 1]['duration_seconds']
+    # analyses at their cadence, never more often (one per analysis_seconds, plus one at each window's end)
+    an = log[log.action == 'canary.analysis'].clock_at.diff().dt.total_seconds().dropna()
+    assert (an > 0).all() and an.min() >= 1, an.describe()
+    assert w.reg.champion()['version'] == new and w.state.routing().slots['blue']['version'] == new
+    assert {v for t, i, v, c in w.served if c == 200} <= {champ, new}
+
+
+@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'sharpe')])
+def test_manual_clock_bad_canary_is_rolled_back_at_stage_0(world, trained, mode, reason):
+    from bad_models import register_misbehaving
+    from autotrader.deploy.controller import RolloutController
+    w = world; champ = w.reg.champion()['version']
+    bad = register_misbehaving(w.reg, champ, mode, healthy_calls=60)
+    w.walk(60); w.t0 = w.clock.now()
+    ctl = RolloutController('canary', w.st, state=w.state, registry=w.reg, clock=w.clock, log=print)
+    d = _run(lambda tick, poll: ctl.run(bad, tick=tick, poll=poll), w)
+    log = w.state.audit_log(d['id'])
+    assert d['status'] == 'rolled_back' and d['stage'] == 0, log.tail(6)[['action', 'reason']].to_string()
+    assert reason in log[log.action == 'canary.rolling_back'].reason.iloc[0]
+    canary = d['detail']['plan'][0]['instruments']
+    others = [i for i in INSTRUMENTS if i not in canary]
+    assert all(v == champ for t, i, v, c in w.served if i in others and c == 200)            # never touched
+    assert w.reg.champion()['version'] == champ and set(w.state.routing().routes) == {'*'}
+    # the breach is acted on at the first analysis that sees it, not at the end of the window
+    an = w.state.analyses(d['id']); first_fail = an[an.verdict == 'fail'].clock_at.min()
+    assert log.clock_at.iloc[-1] == first_fail, (log.clock_at.iloc[-1], first_fail)
+
+
+def test_manual_clock_blue_green_promotes_a_good_green_and_rolls_back_a_raising_one(world, trained):
+    from bad_models import register_misbehaving
+    from autotrader.deploy.bluegreen import BlueGreenDeployment
+    w = world; champ = w.reg.champion()['version']
+    w.walk(150); w.t0 = w.clock.now()                               # blue's baseline traffic
+    bg = BlueGreenDeployment(settings=w.st, state=w.state, registry=w.reg, clock=w.clock)
+    d = _run(lambda tick, poll: bg.ctl.run(trained['twin'], tick=tick, poll=poll), w)
+    log = w.state.audit_log(d['id'])
+    assert d['status'] == 'succeeded', log.tail(6)[['action', 'reason']].to_string()
+    watch = (log[log.action == 'bluegreen.succeeded'].clock_at.iloc[0] - log[log.action == 'bluegreen.stage'].clock_at.iloc[0])
+    assert watch.total_seconds() >= w.st.deploy.watch_minutes * 60
+    assert w.reg.champion()['version'] == trained['twin'] and w.reg.version('previous-champion')['version'] == champ
+    bad = register_misbehaving(w.reg, trained['twin'], 'raises', healthy_calls=10)
+    w.walk(150); w.t0 = w.clock.now()
+    d = _run(lambda tick, poll: BlueGreenDeployment(settings=w.st, state=w.state, registry=w.reg, clock=w.clock).ctl.run(bad, tick=tick, poll=poll), w)
+    assert d['status'] == 'rolled_back' and 'error_rate' in w.state.audit_log(d['id']).reason.iloc[-1]
+    assert w.state.routing().version_of('BTC-USD') == trained['twin'] and w.reg.champion()['version'] == trained['twin']
+
+
+def test_manual_clock_controller_resumes_from_the_state_alone(world, trained):
+    "A controller abandoned mid-stage (as if SIGKILLed) and a fresh one resuming: no stage skipped or repeated."
+    from autotrader.deploy.controller import RolloutController, resume
+    w = world; new = trained['twin']
+    w.walk(60); w.t0 = w.clock.now()
+    ctl = RolloutController('canary', w.st, state=w.state, registry=w.reg, clock=w.clock, log=print)
+    ctl.start(new)
+    while (d := ctl.step())['status'] != 'running' or d['stage'] < 1:
+        w.traffic(); w.clock.advance(ctl._wait(d, None))
+    del ctl                                                          # gone: nothing of it is kept but the state
+    d = _run(lambda tick, poll: resume(w.st, clock=w.clock, state=w.state, registry=w.reg, log=print, tick=tick, poll=poll), w)
+    log = w.state.audit_log(d['id'])
+    assert d['status'] == 'succeeded', log.tail(6)[['action', 'reason']].to_string()
+    assert list(log[log.action == 'canary.stage'].to_state) == ['running/stage 0', 'running/stage 1', 'running/stage 2', 'running/stage 3']

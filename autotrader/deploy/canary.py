@@ -12,7 +12,6 @@ from ..config import Settings, load_settings, secret, SettingsError
 from .state import DeploymentState, StateError, TERMINAL, iso, default_actor, live_age
 from fastcore.basics import patch
 from .bluegreen import traffic, paired_sharpe, sharpe_args, move_champion, _resolve_version
-from .controller import _f
 
 # %% auto #0
 __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 'CanaryMetricsCollector', 'CanaryRollout',
@@ -26,6 +25,10 @@ class RolloutStage:
     fraction: float
     duration_seconds: float
     selector: str = 'volume'          # 'canary' (high volume, low risk) for the first stage, else by volume percentile
+
+def _f(v) -> str:
+    "A figure for a reason: 4 significant digits, n/a when missing."
+    return 'n/a' if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
 
 def parse_stages(spec) -> list[RolloutStage]:
     "`['canary=0.05:60', 'low=0.25:30', …]` → stages (minutes → seconds); errors name the bad entry."
@@ -86,7 +89,7 @@ class CanaryMetricsCollector:
             pooled.update(paired_sharpe(self.state, self.store, version, champion, start, end, now, instruments=list(instruments), **args))
         return out, pooled
 
-# %% ../../nbs/deploy/63_canary.ipynb #31c84085
+# %% ../../nbs/deploy/63_canary.ipynb #f6b7d06d
 def _cfg(st):
     c = st.canary
     return c, parse_stages(c.stages)
@@ -111,153 +114,186 @@ class CanaryRollout:
     def deployment(self) -> dict | None:
         return self.state.deployment(self.deployment_id) if self.deployment_id is not None else self.state.deployment()
 
-    # ---- choosing instruments
-    def universe(self) -> list[str]:
-        from autotrader.schema import parse_instruments
-        return [i.symbol for i in parse_instruments(self.st.instruments.symbols, self.st.instruments.default_calendar)]
+# %% ../../nbs/deploy/63_canary.ipynb #dc1d5198
+@patch
+def universe(self: CanaryRollout) -> list[str]:
+    from autotrader.schema import parse_instruments
+    return [i.symbol for i in parse_instruments(self.st.instruments.symbols, self.st.instruments.default_calendar)]
 
-    def instrument_profile(self) -> pd.DataFrame:
-        "Traded value per bar and volatility of each instrument over `[canary] volume_days` of stored bars."
-        now = pd.Timestamp(self.clock.now(), unit='s', tz='UTC')
-        b = self.store.read('bars', self.universe(), now - pd.Timedelta(days=self.st.canary.volume_days), now,
-                            columns=['instrument', 'timestamp', 'close', 'volume'])
-        rows = []
-        for i in self.universe():
-            g = b[b.instrument == i].sort_values('timestamp')
-            r = np.log(g.close).diff()
-            rows.append(dict(instrument=i, value=float((g.close * g.volume).mean()) if len(g) else 0.0,
-                             volatility=float(r.std()) if len(g) > 2 else float('inf'), bars=len(g)))
-        p = pd.DataFrame(rows).set_index('instrument')
-        p['volume_pct'] = p['value'].rank(pct=True, method='average')
-        return p
+@patch
+def instrument_profile(self: CanaryRollout) -> pd.DataFrame:
+    "Traded value per bar and volatility of each instrument over `[canary] volume_days` of stored bars."
+    now = pd.Timestamp(self.clock.now(), unit='s', tz='UTC')
+    b = self.store.read('bars', self.universe(), now - pd.Timedelta(days=self.st.canary.volume_days), now,
+                        columns=['instrument', 'timestamp', 'close', 'volume'])
+    rows = []
+    for i in self.universe():
+        g = b[b.instrument == i].sort_values('timestamp')
+        r = np.log(g.close).diff()
+        rows.append(dict(instrument=i, value=float((g.close * g.volume).mean()) if len(g) else 0.0,
+                         volatility=float(r.std()) if len(g) > 2 else float('inf'), bars=len(g)))
+    p = pd.DataFrame(rows).set_index('instrument')
+    p['volume_pct'] = p['value'].rank(pct=True, method='average')
+    return p
 
-    def select_canary_instruments(self, count: int = 2) -> list[str]:
-        "High volume, low risk: the `count` least volatile among the most traded half (at least `count`)."
-        p = self.instrument_profile()
-        top = p.sort_values('value', ascending=False).head(max(count, math.ceil(len(p) / 2)))
-        return list(top.sort_values(['volatility', 'value'], ascending=[True, False]).head(count).index)
+@patch
+def select_canary_instruments(self: CanaryRollout, count: int = 2) -> list[str]:
+    "High volume, low risk: the `count` least volatile among the most traded half (at least `count`)."
+    p = self.instrument_profile()
+    top = p.sort_values('value', ascending=False).head(max(count, math.ceil(len(p) / 2)))
+    return list(top.sort_values(['volatility', 'value'], ascending=[True, False]).head(count).index)
 
-    def select_instruments_by_volume(self, percentile: float = 0.25) -> list[str]:
-        "Instruments whose traded-value percentile is at most `percentile`, lowest volume first."
-        p = self.instrument_profile()
-        return list(p[p.volume_pct <= percentile + 1e-9].sort_values('value').index)
+@patch
+def select_instruments_by_volume(self: CanaryRollout, percentile: float = 0.25) -> list[str]:
+    "Instruments whose traded-value percentile is at most `percentile`, lowest volume first."
+    p = self.instrument_profile()
+    return list(p[p.volume_pct <= percentile + 1e-9].sort_values('value').index)
 
-    def plan(self) -> list[dict]:
-        "The instruments of every stage (cumulative), from the stages in settings."
-        c, stages = _cfg(self.st); uni = self.universe()
-        counts = stage_counts(stages, len(uni), c.min_instruments)
-        p = self.instrument_profile(); by_volume = list(p.sort_values('value').index)
-        cur, out = [], []
-        for s, n in zip(stages, counts):
-            if not cur: cur = self.select_canary_instruments(n)
-            else:
-                for i in self.select_instruments_by_volume(s.fraction) + by_volume:
-                    if len(cur) >= n: break
-                    if i not in cur: cur = cur + [i]
-            out.append(dict(stage=s.name, fraction=s.fraction, duration_seconds=s.duration_seconds, instruments=list(cur)))
-        return out
+@patch
+def plan(self: CanaryRollout) -> list[dict]:
+    "The instruments of every stage (cumulative), from the stages in settings."
+    c, stages = _cfg(self.st); uni = self.universe()
+    counts = stage_counts(stages, len(uni), c.min_instruments)
+    p = self.instrument_profile(); by_volume = list(p.sort_values('value').index)
+    cur, out = [], []
+    for s, n in zip(stages, counts):
+        if not cur: cur = self.select_canary_instruments(n)
+        else:
+            for i in self.select_instruments_by_volume(s.fraction) + by_volume:
+                if len(cur) >= n: break
+                if i not in cur: cur = cur + [i]
+        out.append(dict(stage=s.name, fraction=s.fraction, duration_seconds=s.duration_seconds, instruments=list(cur)))
+    return out
 
-    # ---- routing
-    def _champion(self) -> str:
-        r = self.state.routing(); b = r.slots.get('blue')
-        if not b or b['status'] != 'live': raise StateError("a canary needs a live champion in slot blue: deploy the first version with blue/green")
-        return b['version']
+# %% ../../nbs/deploy/63_canary.ipynb #0a848a5f
+@patch
+def _champion(self: CanaryRollout) -> str:
+    r = self.state.routing(); b = r.slots.get('blue')
+    if not b or b['status'] != 'live': raise StateError("a canary needs a live champion in slot blue: deploy the first version with blue/green")
+    return b['version']
 
-    def deploy_to_instruments(self, model_version, instruments: list, reason: str | None = None):
-        "Route `instruments` to the new version (slot canary; the champion scored in shadow); loads it first when needed."
-        v = _resolve_version(self.registry, model_version); d = self.deployment()
+@patch
+def deploy_to_instruments(self: CanaryRollout, model_version, instruments: list, reason: str | None = None):
+    "Route `instruments` to the new version (slot canary; the champion scored in shadow); loads it first when needed."
+    v = _resolve_version(self.registry, model_version); d = self.deployment()
+    r = self.state.routing()
+    if (r.slots.get('canary') or {}).get('version') != v:
+        g = self.state.apply_routing({'canary': {'version': v, 'status': 'loading'}}, action='canary.load', actor=self.actor,
+                                     deployment_id=d and d['id'], reason=f"load v{v} into slot canary").generation
+        ok, why, _ = self._wait_loaded(v, g)
+        if not ok: raise StateError(f"v{v} did not load on every replica: {why}")
+    uni = set(self.universe()); bad = [i for i in instruments if i not in uni]
+    if bad: raise StateError(f"unknown instrument(s) {bad}; the universe ([instruments] symbols): {sorted(uni)}")
+    routes = {i: {'slot': 'canary', 'shadow_slot': 'blue'} for i in instruments}
+    if set(instruments) >= uni: routes['*'] = {'slot': 'canary', 'shadow_slot': 'blue'}
+    self.state.apply_routing({'canary': {'version': v, 'status': 'live'}}, routes, action='canary.route', actor=self.actor,
+                             deployment_id=d and d['id'], reason=reason or f"v{v} serves {', '.join(instruments)}")
+    self._say(f"v{v} serves {len(instruments)} instrument(s): {', '.join(instruments)}")
+
+@patch
+def _wait_loaded(self: CanaryRollout, v: str, generation: int = 0) -> tuple[bool, str, list]:
+    "`DeploymentState.wait_warm` with the `[deploy]` heartbeat and ready time-out."
+    return self.state.wait_warm(v, generation, timeout=self.st.deploy.ready_timeout, max_age=live_age(self.st))
+
+@patch
+def rollback(self: CanaryRollout, instruments: list | None = None, reason: str = 'canary rollback') -> list:
+    "Route `instruments` (default: every instrument on the new version) back to the champion."
+    r = self.state.routing(); d = self.deployment()
+    on = [i for i, x in r.routes.items() if x['slot'] == 'canary']
+    instruments = on if instruments is None else [i for i in instruments if i in on]
+    routes = {i: None for i in instruments}
+    slots = {'canary': None} if set(instruments) >= set(on) else {}
+    if '*' not in r.routes or '*' in instruments: routes['*'] = {'slot': 'blue', 'shadow_slot': None}
+    self.state.apply_routing(slots, routes, action='canary.rollback', actor=self.actor, deployment_id=d and d['id'], reason=reason)
+    self._say(f"rolled back {', '.join(i for i in instruments if i != '*') or 'nothing'}: {reason}")
+    return instruments
+
+# %% ../../nbs/deploy/63_canary.ipynb #cb86a118
+@patch
+def monitor_canary(self: CanaryRollout, duration_seconds: float = 3600, final: bool = True) -> dict:
+    "Watch the instruments on the new version for `duration_seconds` of clock time; analyse (see below)."
+    d = self.deployment(); t0 = self.clock.now()
+    if d is None:                                   # the API used directly, without the controller
         r = self.state.routing()
-        if (r.slots.get('canary') or {}).get('version') != v:
-            g = self.state.apply_routing({'canary': {'version': v, 'status': 'loading'}}, action='canary.load', actor=self.actor,
-                                         deployment_id=d and d['id'], reason=f"load v{v} into slot canary").generation
-            ok, why, _ = self._wait_loaded(v, g)
-            if not ok: raise StateError(f"v{v} did not load on every replica: {why}")
-        uni = set(self.universe()); bad = [i for i in instruments if i not in uni]
-        if bad: raise StateError(f"unknown instrument(s) {bad}; the universe ([instruments] symbols): {sorted(uni)}")
-        routes = {i: {'slot': 'canary', 'shadow_slot': 'blue'} for i in instruments}
-        if set(instruments) >= uni: routes['*'] = {'slot': 'canary', 'shadow_slot': 'blue'}
-        self.state.apply_routing({'canary': {'version': v, 'status': 'live'}}, routes, action='canary.route', actor=self.actor,
-                                 deployment_id=d and d['id'], reason=reason or f"v{v} serves {', '.join(instruments)}")
-        self._say(f"v{v} serves {len(instruments)} instrument(s): {', '.join(instruments)}")
+        if 'canary' not in r.slots: raise StateError('nothing to monitor: deploy_to_instruments() first')
+        d = dict(version=r.slots['canary']['version'], baseline_version=self._champion(), stage=0, id=None)
+    if duration_seconds > 0: self.clock.sleep(duration_seconds)
+    return self.analyze(d['version'], d['baseline_version'], t0, self.clock.now(), final=final, stage=d['stage'], deployment_id=d['id'])
 
-    def _wait_loaded(self, v: str, generation: int = 0) -> tuple[bool, str, list]:
-        "`DeploymentState.wait_warm` with the `[deploy]` heartbeat and ready time-out."
-        return self.state.wait_warm(v, generation, timeout=self.st.deploy.ready_timeout, max_age=live_age(self.st))
-
-    def rollback(self, instruments: list | None = None, reason: str = 'canary rollback') -> list:
-        "Route `instruments` (default: every instrument on the new version) back to the champion."
-        r = self.state.routing(); d = self.deployment()
-        on = [i for i, x in r.routes.items() if x['slot'] == 'canary']
-        instruments = on if instruments is None else [i for i in instruments if i in on]
-        routes = {i: None for i in instruments}
-        slots = {'canary': None} if set(instruments) >= set(on) else {}
-        if '*' not in r.routes or '*' in instruments: routes['*'] = {'slot': 'blue', 'shadow_slot': None}
-        self.state.apply_routing(slots, routes, action='canary.rollback', actor=self.actor, deployment_id=d and d['id'], reason=reason)
-        self._say(f"rolled back {', '.join(i for i in instruments if i != '*') or 'nothing'}: {reason}")
-        return instruments
-
-    # ---- analysis
-    def monitor_canary(self, duration_seconds: float = 3600, final: bool = True) -> dict:
-        "Watch the instruments on the new version for `duration_seconds` of clock time; analyse (see below)."
-        d = self.deployment(); t0 = self.clock.now()
-        if d is None:                                   # the API used directly, without the controller
-            r = self.state.routing()
-            if 'canary' not in r.slots: raise StateError('nothing to monitor: deploy_to_instruments() first')
-            d = dict(version=r.slots['canary']['version'], baseline_version=self._champion(), stage=0, id=None)
-        if duration_seconds > 0: self.clock.sleep(duration_seconds)
-        return self.analyze(d['version'], d['baseline_version'], t0, self.clock.now(), final=final, stage=d['stage'], deployment_id=d['id'])
-
-    def analyze(self, version, champion, start, now, final: bool, stage: int = 0, deployment_id: int | None = None) -> dict:
-        "Per-instrument and pooled checks of the window [start, now); results stored; {'healthy', 'verdict', 'instruments', 'reasons'}."
-        c, dp = self.st.canary, self.st.deploy
-        r = self.state.routing()
-        inst = [i for i, x in r.routes.items() if x['slot'] == 'canary' and i != '*']
-        per, pooled = self.collector.collect(version, champion, inst, start, now, now, with_sharpe=final)
-        results, reasons = [], []
-        for i, m in per.items():
-            for check, v, thr in (('error_rate', m.error_rate, c.max_error_rate), ('p99_latency_ms', m.p99_ms, c.max_p99_ms)):
-                enough = m.requests >= max(1, dp.min_requests // max(1, len(per)))
-                verdict = 'inconclusive' if not enough or not math.isfinite(v) else ('fail' if v > thr else 'pass')
-                if verdict == 'fail': m.healthy = False; m.reasons.append(f"{check} {_f(v)} > {_f(thr)}")
-                results.append(dict(instrument=i, check=check, verdict=verdict, value=v, threshold=thr,
-                                    detail=dict(requests=m.requests, errors=m.errors)))
-            if final:
-                results.append(dict(instrument=i, check='sharpe', verdict='info', value=m.sharpe_new, threshold=m.sharpe_champion,
-                                    detail=dict(n=m.signals, champion=m.sharpe_champion)))
+@patch
+def analyze(self: CanaryRollout, version, champion, start, now, final: bool, stage: int = 0, deployment_id: int | None = None) -> dict:
+    "Per-instrument and pooled checks of the window [start, now); results stored; {'healthy', 'verdict', 'instruments', 'reasons'}."
+    c, dp = self.st.canary, self.st.deploy
+    r = self.state.routing()
+    inst = [i for i, x in r.routes.items() if x['slot'] == 'canary' and i != '*']
+    per, pooled = self.collector.collect(version, champion, inst, start, now, now, with_sharpe=final)
+    results, reasons = [], []
+    for i, m in per.items():
+        for check, v, thr in (('error_rate', m.error_rate, c.max_error_rate), ('p99_latency_ms', m.p99_ms, c.max_p99_ms)):
+            enough = m.requests >= max(1, dp.min_requests // max(1, len(per)))
+            verdict = 'inconclusive' if not enough or not math.isfinite(v) else ('fail' if v > thr else 'pass')
+            if verdict == 'fail': m.healthy = False; m.reasons.append(f"{check} {_f(v)} > {_f(thr)}")
+            results.append(dict(instrument=i, check=check, verdict=verdict, value=v, threshold=thr,
+                                detail=dict(requests=m.requests, errors=m.errors)))
         if final:
-            base, new, n = pooled.get('base', float('nan')), pooled.get('new', float('nan')), pooled.get('n', 0)
-            thr = base - c.max_sharpe_drop * abs(base) if math.isfinite(base) else float('nan')
-            v = 'inconclusive' if n < dp.min_signals or not (math.isfinite(new) and math.isfinite(base)) else ('fail' if new < thr else 'pass')
-            results.append(dict(instrument='*', check='sharpe', verdict=v, value=new, threshold=thr,
-                                detail=dict(n=n, champion=base, new_hit_rate=pooled.get('new_hit_rate'), champion_hit_rate=pooled.get('base_hit_rate'))))
-            if v == 'fail': reasons.append(f"sharpe {_f(new)} < {_f(thr)} (champion {_f(base)} on the same {n} bars)")
-            if v == 'inconclusive': reasons.append(f"sharpe inconclusive ({n} paired outcomes < min_signals {dp.min_signals})")
-            if pooled['requests'] < dp.min_requests: reasons.append(f"no traffic: {pooled['requests']} requests < min_requests {dp.min_requests}")
-        for rr in results: rr.update(clock_at=now, window_start=start, window_end=now)
-        if deployment_id is not None: self.state.add_analysis(deployment_id, stage, results)
-        reasons = [f"{i}: {'; '.join(m.reasons)}" for i, m in per.items() if m.reasons] + reasons
-        fail = any(rr['verdict'] == 'fail' for rr in results)
-        inconclusive = final and not fail and (any(rr['verdict'] == 'inconclusive' and rr['instrument'] == '*' for rr in results)
-                                               or pooled['requests'] < dp.min_requests)
-        verdict = 'fail' if fail else 'inconclusive' if inconclusive else 'pass' if final else 'running'
-        return dict(healthy=verdict == 'pass', verdict=verdict, reasons=reasons, at=now,
-                    instruments={i: asdict(m) for i, m in per.items()}, pooled=pooled, results=results)
+            results.append(dict(instrument=i, check='sharpe', verdict='info', value=m.sharpe_new, threshold=m.sharpe_champion,
+                                detail=dict(n=m.signals, champion=m.sharpe_champion)))
+    if final:
+        base, new, n = pooled.get('base', float('nan')), pooled.get('new', float('nan')), pooled.get('n', 0)
+        thr = base - c.max_sharpe_drop * abs(base) if math.isfinite(base) else float('nan')
+        v = 'inconclusive' if n < dp.min_signals or not (math.isfinite(new) and math.isfinite(base)) else ('fail' if new < thr else 'pass')
+        results.append(dict(instrument='*', check='sharpe', verdict=v, value=new, threshold=thr,
+                            detail=dict(n=n, champion=base, new_hit_rate=pooled.get('new_hit_rate'), champion_hit_rate=pooled.get('base_hit_rate'))))
+        if v == 'fail': reasons.append(f"sharpe {_f(new)} < {_f(thr)} (champion {_f(base)} on the same {n} bars)")
+        if v == 'inconclusive': reasons.append(f"sharpe inconclusive ({n} paired outcomes < min_signals {dp.min_signals})")
+        if pooled['requests'] < dp.min_requests: reasons.append(f"no traffic: {pooled['requests']} requests < min_requests {dp.min_requests}")
+    for rr in results: rr.update(clock_at=now, window_start=start, window_end=now)
+    if deployment_id is not None: self.state.add_analysis(deployment_id, stage, results)
+    reasons = [f"{i}: {'; '.join(m.reasons)}" for i, m in per.items() if m.reasons] + reasons
+    fail = any(rr['verdict'] == 'fail' for rr in results)
+    inconclusive = final and not fail and (any(rr['verdict'] == 'inconclusive' and rr['instrument'] == '*' for rr in results)
+                                           or pooled['requests'] < dp.min_requests)
+    verdict = 'fail' if fail else 'inconclusive' if inconclusive else 'pass' if final else 'running'
+    return dict(healthy=verdict == 'pass', verdict=verdict, reasons=reasons, at=now,
+                instruments={i: asdict(m) for i, m in per.items()}, pooled=pooled, results=results)
 
 # %% ../../nbs/deploy/63_canary.ipynb #f3047b7e
-def smoke_check(registry, store, version: str, settings: Settings) -> dict:
-    "The smoke tests above, in this process: {'passed', 'reason', 'p50_ms', 'p99_ms', 'features'}."
+def _latencies(handles: list, rows: pd.DataFrame, n: int) -> list[list[float]]:
+    "Single-row prediction latencies (ms) of each handle, taking turns on the same `n` rows."
+    import time
+    out = [[] for _ in handles]
+    for i in np.linspace(0, len(rows) - 1, n).astype(int):
+        for k, h in enumerate(handles):
+            X = rows[h.features].iloc[[i]]
+            t = time.perf_counter(); h.prob_up(X); out[k].append((time.perf_counter() - t) * 1e3)
+    return out
+
+def smoke_check(registry, store, version: str, settings: Settings, baseline: str | None = None, n: int = 60) -> dict:
+    "The smoke tests above, in this process: {'passed', 'reason', 'p50_ms', 'p99_ms', 'baseline_p99_ms', 'limit_ms', 'features'}."
     from autotrader.deploy.gateway import load_version, warm_up, FeatureCache, GatewayError
     try:
         h = load_version(registry, version)
         cache = FeatureCache(store, h.dataset, settings.deploy.feature_cache_days); cache.refresh()
         missing = sorted(set(h.features) - set(cache.columns))
         if missing: return dict(passed=False, reason=f"signature features not in {h.dataset}: {missing}")
-        w = warm_up(h, cache.recent(200), max(20, settings.deploy.warmup_requests))
+        rows = cache.recent(200)
+        warm_up(h, rows, max(20, settings.deploy.warmup_requests))
+        hb = None
+        if baseline is not None and str(baseline) != str(version):
+            hb = load_version(registry, baseline)
+            if set(hb.features) <= set(rows.columns): warm_up(hb, rows, 5)
+            else: hb = None
+        lat = _latencies([h] + ([hb] if hb else []), rows, n)
     except (GatewayError, Exception) as e:
         return dict(passed=False, reason=f"{type(e).__name__}: {e}")
-    ok = w['p99_ms'] <= settings.canary.smoke_latency_ms
-    return dict(passed=ok, reason='ok' if ok else f"single-request p99 {w['p99_ms']:.1f} ms > [canary] smoke_latency_ms {settings.canary.smoke_latency_ms:g}",
-                features=len(h.features), dataset=h.dataset, **w)
+    p50, p99 = float(np.median(lat[0])), float(np.percentile(lat[0], 99))
+    b99 = float(np.percentile(lat[1], 99)) if hb else None
+    limit = max(settings.canary.smoke_latency_ms, 2 * b99) if b99 is not None else settings.canary.smoke_latency_ms
+    ok = p99 <= limit
+    why = (f"single-request p99 {p99:.1f} ms > {limit:.1f} ms ([canary] smoke_latency_ms {settings.canary.smoke_latency_ms:g}"
+           + (f"; champion v{baseline} p99 {b99:.1f} ms in the same loop" if b99 is not None else '') + ')')
+    return dict(passed=ok, reason='ok' if ok else why, features=len(h.features), dataset=h.dataset, n=n,
+                p50_ms=p50, p99_ms=p99, baseline_p99_ms=b99, limit_ms=limit)
 
 def integration_check(state: DeploymentState, store, settings: Settings, slot: str, instruments: list, bars: int) -> dict:
     "Replay the last `bars` stored bars of each instrument through a live replica's slot `slot` (see above)."

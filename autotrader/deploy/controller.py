@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..config import Settings, load_settings
 from fastcore.basics import patch
 from .state import DeploymentState, StateError, TERMINAL, iso, default_actor, live_age
+from .canary import _f
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'ACTIONS', 'Strategy', 'BlueGreenStrategy', 'CanaryStrategy', 'RolloutController', 'resume',
@@ -56,9 +57,6 @@ class BlueGreenStrategy(Strategy):
         return _verdict(results, final)
 
 # %% ../../nbs/deploy/65_controller.ipynb #3bec84bf
-def _f(v) -> str:
-    return 'n/a' if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
-
 def _reason(r: dict) -> str:
     d = r.get('detail') or {}
     if r['verdict'] == 'inconclusive':
@@ -94,9 +92,9 @@ class CanaryStrategy(Strategy):
 
     def before_load(self, ctl, d):
         from autotrader.deploy.canary import smoke_check
-        sm = smoke_check(ctl.registry, ctl.store, d['version'], ctl.st)
+        sm = smoke_check(ctl.registry, ctl.store, d['version'], ctl.st, baseline=d['baseline_version'])
         ctl.state.add_analysis(d['id'], -1, [dict(instrument='*', check='smoke', verdict='pass' if sm['passed'] else 'fail',
-                                                  value=sm.get('p99_ms'), threshold=ctl.st.canary.smoke_latency_ms, detail=sm,
+                                                  value=sm.get('p99_ms'), threshold=sm.get('limit_ms', ctl.st.canary.smoke_latency_ms), detail=sm,
                                                   clock_at=ctl.clock.now())])
         return sm['passed'], (f"smoke test passed (p99 {sm['p99_ms']:.1f} ms)" if sm['passed'] else f"smoke test failed: {sm['reason']}")
 

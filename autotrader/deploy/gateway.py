@@ -14,6 +14,7 @@ from ..features.store import FeatureStore, bar_close
 from ..train.labels import prob_up
 from ..train.backtest import positions
 from .state import DeploymentState, Routing, latency_bucket, LATENCY_EDGES_MS, iso
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['GatewayError', 'ModelHandle', 'load_version', 'warm_up', 'FeatureCache', 'Gateway', 'bootstrap_routing',
@@ -229,7 +230,7 @@ class _Stats:
         return [dict(replica=replica, wall=float(k[0]), clock_at=b[0], instrument=k[1], version=k[2], slot=k[3],
                      requests=b[1], errors=b[2], hist=b[3]) for k, b in items.items()]
 
-# %% ../../nbs/deploy/61_gateway.ipynb #43e5f43c
+# %% ../../nbs/deploy/61_gateway.ipynb #57df30a3
 @dataclass(frozen=True)
 class _Snapshot:
     routing: Routing
@@ -262,226 +263,243 @@ class Gateway:
         t = settings.train
         self.position = dict(mode=t.position_mode, band=t.position_band, allow_short=t.allow_short)
 
-    # ---- routing and versions
-    def cache(self, dataset: str) -> FeatureCache:
-        c = self.caches.get(dataset)
-        if c is None:
-            c = self.caches[dataset] = FeatureCache(self.store, dataset, self.st.deploy.feature_cache_days)
-            c.refresh(self.clock.now())
-        return c
+# %% ../../nbs/deploy/61_gateway.ipynb #6dcbd1d8
+@patch
+def cache(self: Gateway, dataset: str) -> FeatureCache:
+    c = self.caches.get(dataset)
+    if c is None:
+        c = self.caches[dataset] = FeatureCache(self.store, dataset, self.st.deploy.feature_cache_days)
+        c.refresh(self.clock.now())
+    return c
 
-    def _handle(self, version: str) -> ModelHandle | None:
-        "The loaded, warm handle of `version` (loading it now if needed); None and a recorded error when it fails."
-        h = self.handles.get(version)
-        if h is not None: return h
-        try:
-            h = load_version(self.registry, version)
-            warm_up(h, self.cache(h.dataset).recent(200), self.st.deploy.warmup_requests)
-        except Exception as e:
-            self.load_errors[version] = f"{type(e).__name__}: {e}"
-            _log.error("cannot load v%s: %s", version, self.load_errors[version]); return None
-        self.load_errors.pop(version, None); self.handles[version] = h
-        return h
+@patch
+def _handle(self: Gateway, version: str) -> ModelHandle | None:
+    "The loaded, warm handle of `version` (loading it now if needed); None and a recorded error when it fails."
+    h = self.handles.get(version)
+    if h is not None: return h
+    try:
+        h = load_version(self.registry, version)
+        warm_up(h, self.cache(h.dataset).recent(200), self.st.deploy.warmup_requests)
+    except Exception as e:
+        self.load_errors[version] = f"{type(e).__name__}: {e}"
+        _log.error("cannot load v%s: %s", version, self.load_errors[version]); return None
+    self.load_errors.pop(version, None); self.handles[version] = h
+    return h
 
-    def reload(self) -> bool:
-        "Apply the routing in force if its generation moved; returns whether the snapshot changed."
-        with self._reload_lock:
-            g = self.state.generation()
-            if g == self.applied and self.snap is not None: return False
-            r = self.state.routing(); now = self.clock.now()
-            keep = {s: v for s, v in r.slots.items() if v['version'] and v['status'] in ('loading', 'live', 'standby')
-                    and not (v['status'] == 'standby' and v['retain_until'] and v['retain_until'] < now)}
-            models = {}
-            for s, v in keep.items():
-                h = self._handle(str(v['version']))
-                if h is not None: models[s] = h
-            routes, old = {}, self.snap
-            for i, x in r.routes.items():
-                if x['slot'] in models: routes[i] = (x['slot'], x['shadow_slot'] if x['shadow_slot'] in models else None)
-                elif old is not None and i in old.routes: routes[i] = old.routes[i]     # keep serving the old version
-            if old is not None:
-                for s in {a for a, _ in routes.values()} | {b for _, b in routes.values() if b}:
-                    if s not in models and s in old.models: models[s] = old.models[s]
-            self.snap = _Snapshot(r, models, routes); self.applied = g
-            live = {h.version for h in models.values()}
-            for v in [v for v in self.handles if v not in live]: del self.handles[v]
-            self.memo = {k: p for k, p in self.memo.items() if k[0] in live}
-            self.m['generation'].set(g)
-            now_loaded = {(s, h.version) for s, h in models.items()}
-            if _multiproc_dir() is None: self.m['loaded'].clear()
-            else:                                   # shared files keep every label set: unloaded ones go to 0
-                for k in self._loaded_labels - now_loaded: self.m['loaded'].labels(*k).set(0)
-            for k in now_loaded: self.m['loaded'].labels(*k).set(1)
-            self._loaded_labels = now_loaded
-            self._zero_routed(self.snap)
-            self.m['ready'].set(1 if self.ready()[0] else 0)
-            return True
+@patch
+def reload(self: Gateway) -> bool:
+    "Apply the routing in force if its generation moved; returns whether the snapshot changed."
+    with self._reload_lock:
+        g = self.state.generation()
+        if g == self.applied and self.snap is not None: return False
+        r = self.state.routing(); now = self.clock.now()
+        keep = {s: v for s, v in r.slots.items() if v['version'] and v['status'] in ('loading', 'live', 'standby')
+                and not (v['status'] == 'standby' and v['retain_until'] and v['retain_until'] < now)}
+        models = {}
+        for s, v in keep.items():
+            h = self._handle(str(v['version']))
+            if h is not None: models[s] = h
+        routes, old = {}, self.snap
+        for i, x in r.routes.items():
+            if x['slot'] in models: routes[i] = (x['slot'], x['shadow_slot'] if x['shadow_slot'] in models else None)
+            elif old is not None and i in old.routes: routes[i] = old.routes[i]     # keep serving the old version
+        if old is not None:
+            for s in {a for a, _ in routes.values()} | {b for _, b in routes.values() if b}:
+                if s not in models and s in old.models: models[s] = old.models[s]
+        self.snap = _Snapshot(r, models, routes); self.applied = g
+        live = {h.version for h in models.values()}
+        for v in [v for v in self.handles if v not in live]: del self.handles[v]
+        self.memo = {k: p for k, p in self.memo.items() if k[0] in live}
+        self.m['generation'].set(g)
+        now_loaded = {(s, h.version) for s, h in models.items()}
+        if _multiproc_dir() is None: self.m['loaded'].clear()
+        else:                                   # shared files keep every label set: unloaded ones go to 0
+            for k in self._loaded_labels - now_loaded: self.m['loaded'].labels(*k).set(0)
+        for k in now_loaded: self.m['loaded'].labels(*k).set(1)
+        self._loaded_labels = now_loaded
+        self._zero_routed(self.snap)
+        self.m['ready'].set(1 if self.ready()[0] else 0)
+        return True
 
-    def _zero_routed(self, snap: _Snapshot):
-        "Counters of every routed instrument, version and slot (and fallback) at 0 before their first answer."
-        try:
-            routes, fbs = [], []
-            for i, (a, b) in snap.routes.items():
-                h = snap.models[a]
-                names = self.cache(h.dataset).instruments() if i == '*' else [i]
-                routes.append(((names + ['*']) if i == '*' else names, h.version, a))
-                if b: fbs += [(n, h.version, snap.models[b].version) for n in names]
-            _zero_counters(self.m, routes, fbs)
-        except Exception as e: _log.warning("could not pre-create the request counters: %s", e)
+@patch
+def _zero_routed(self: Gateway, snap: _Snapshot):
+    "Counters of every routed instrument, version and slot (and fallback) at 0 before their first answer."
+    try:
+        routes, fbs = [], []
+        for i, (a, b) in snap.routes.items():
+            h = snap.models[a]
+            names = self.cache(h.dataset).instruments() if i == '*' else [i]
+            routes.append(((names + ['*']) if i == '*' else names, h.version, a))
+            if b: fbs += [(n, h.version, snap.models[b].version) for n in names]
+        _zero_counters(self.m, routes, fbs)
+    except Exception as e: _log.warning("could not pre-create the request counters: %s", e)
 
-    def _count(self, ep: str, code: int, inst: str = 'none', version: str = 'none', slot: str = 'none', error: str | None = None):
-        "Count one answer of the serving core (and its error), labelled with the routed version and slot."
-        self.m['requests'].labels(ep, inst, version, slot, str(code)).inc()
-        if error: self.m['errors'].labels(ep, inst, version, slot, error).inc()
+@patch
+def _count(self: Gateway, ep: str, code: int, inst: str = 'none', version: str = 'none', slot: str = 'none', error: str | None = None):
+    "Count one answer of the serving core (and its error), labelled with the routed version and slot."
+    self.m['requests'].labels(ep, inst, version, slot, str(code)).inc()
+    if error: self.m['errors'].labels(ep, inst, version, slot, error).inc()
 
-    def ready(self) -> tuple[bool, str]:
-        "(ready, reason): routing loaded and every routed version loaded and warm."
-        s = self.snap
-        if s is None: return False, 'routing not loaded yet'
-        if not s.routing.routes: return False, 'no routing in the deployment state: deploy a version (autotrader deploy bluegreen VERSION)'
-        missing = sorted({x['slot'] for x in s.routing.routes.values()} - set(s.models))
-        if missing:
-            errs = '; '.join(f"v{s.routing.slots[m]['version']}: {self.load_errors.get(str(s.routing.slots[m]['version']), 'loading')}"
-                             for m in missing if m in s.routing.slots)
-            return False, f"slot(s) {', '.join(missing)} not loaded: {errs}"
-        return True, 'ok'
+@patch
+def ready(self: Gateway) -> tuple[bool, str]:
+    "(ready, reason): routing loaded and every routed version loaded and warm."
+    s = self.snap
+    if s is None: return False, 'routing not loaded yet'
+    if not s.routing.routes: return False, 'no routing in the deployment state: deploy a version (autotrader deploy bluegreen VERSION)'
+    missing = sorted({x['slot'] for x in s.routing.routes.values()} - set(s.models))
+    if missing:
+        errs = '; '.join(f"v{s.routing.slots[m]['version']}: {self.load_errors.get(str(s.routing.slots[m]['version']), 'loading')}"
+                         for m in missing if m in s.routing.slots)
+        return False, f"slot(s) {', '.join(missing)} not loaded: {errs}"
+    return True, 'ok'
 
-    def refresh_features(self) -> bool:
-        changed = False
-        for c in list(self.caches.values()): changed |= c.refresh(self.clock.now())
-        if changed: self.memo.clear()
-        return changed
+@patch
+def refresh_features(self: Gateway) -> bool:
+    changed = False
+    for c in list(self.caches.values()): changed |= c.refresh(self.clock.now())
+    if changed: self.memo.clear()
+    return changed
 
-    def instruments(self) -> list[str]:
-        s = self.snap; out = set()
-        if s is not None:
-            for h in s.models.values(): out |= set(self.cache(h.dataset).instruments())
-        return sorted(out)
+@patch
+def instruments(self: Gateway) -> list[str]:
+    s = self.snap; out = set()
+    if s is not None:
+        for h in s.models.values(): out |= set(self.cache(h.dataset).instruments())
+    return sorted(out)
 
-    # ---- background work
-    def flush(self):
-        "Write pending signal-log rows and statistics to the deployment state."
-        sig = []
-        while self.signals: sig.append(self.signals.popleft())
-        try: self.state.log_served(sig, self.stats.drain(self.replica))
-        except Exception as e:
-            _log.error("signal log flush failed (kept for the next flush): %s", e)
-            self.signals.extendleft(reversed(sig))
-        self.m['pending'].set(len(self.signals))
+# %% ../../nbs/deploy/61_gateway.ipynb #277fd756
+@patch
+def flush(self: Gateway):
+    "Write pending signal-log rows and statistics to the deployment state."
+    sig = []
+    while self.signals: sig.append(self.signals.popleft())
+    try: self.state.log_served(sig, self.stats.drain(self.replica))
+    except Exception as e:
+        _log.error("signal log flush failed (kept for the next flush): %s", e)
+        self.signals.extendleft(reversed(sig))
+    self.m['pending'].set(len(self.signals))
 
-    def score_shadows(self):
-        while self.shadow_q:
-            inst, bar, row, shadow_slot, h, slot = self.shadow_q.popleft()
-            key = (h.version, inst, bar)
-            if key in self.shadow_done: continue
-            t = time.perf_counter()
-            try: p = float(self._predict(h, inst, bar, row))
-            except Exception as e: _log.warning("shadow v%s failed on %s: %s", h.version, inst, e); continue
-            self.shadow_done.add(key)
-            self._log_signal(inst, h, shadow_slot, bar, p, (time.perf_counter() - t) * 1e3, shadow=True)
-        if len(self.shadow_done) > 200_000: self.shadow_done.clear()
-
-    def heartbeat(self):
-        s = self.snap; ok = self.ready()[0]
-        loaded = {h.version: {'ready': h.warmed, 'slots': sorted(k for k, x in s.models.items() if x is h)} for h in (s.models.values() if s else [])}
-        for v, e in self.load_errors.items(): loaded.setdefault(v, {'ready': False, 'error': e})
-        self.state.heartbeat(self.replica, self.url, self.applied, ok, loaded, self.started_at)
-        self.m['ready'].set(1 if ok else 0)
-
-    def _loop(self, every: float, fn):
-        while not self._stop.wait(every):
-            try: fn()
-            except Exception as e: _log.exception("gateway background task %s failed: %s", fn.__name__, e)
-
-    def start(self):
-        "Load the routing (bootstrapping it from the champion when the state has none) and start the background threads."
-        bootstrap_routing(self.state, self.registry)
-        self.reload(); self.heartbeat()
-        d = self.st.deploy
-        for every, fn in ((d.routing_poll_seconds, self.reload), (d.flush_seconds, self.flush), (0.05, self.score_shadows),
-                          (d.feature_poll_seconds, self.refresh_features), (d.heartbeat_seconds, self.heartbeat)):
-            t = threading.Thread(target=self._loop, args=(every, fn), daemon=True, name=f'gateway-{fn.__name__}'); t.start()
-            self._threads.append(t)
-
-    def stop(self):
-        self._stop.set()
-        for t in self._threads: t.join(timeout=5)
-        self.score_shadows(); self.flush()
-        try: self.state.forget_replica(self.replica)
-        except Exception as e: _log.warning("could not remove replica %s from the state: %s", self.replica, e)
-        if _multiproc_dir() is not None:            # its live gauges leave the shared /metrics view
-            from prometheus_client import multiprocess
-            multiprocess.mark_process_dead(os.getpid())
-
-    # ---- serving
-    def _predict(self, h: ModelHandle, inst: str, bar: int, row) -> float:
+@patch
+def score_shadows(self: Gateway):
+    while self.shadow_q:
+        inst, bar, row, shadow_slot, h, slot = self.shadow_q.popleft()
         key = (h.version, inst, bar)
-        p = self.memo.get(key)
-        if p is None:
-            p = float(h.prob_up(self.cache(h.dataset).frame(inst, row, h.features))[0])
-            if not (0.0 <= p <= 1.0): raise GatewayError(f"v{h.version} returned {p!r}, not a probability")
-            if len(self.memo) > 100_000: self.memo.clear()
-            self.memo[key] = p
-        return p
+        if key in self.shadow_done: continue
+        t = time.perf_counter()
+        try: p = float(self._predict(h, inst, bar, row))
+        except Exception as e: _log.warning("shadow v%s failed on %s: %s", h.version, inst, e); continue
+        self.shadow_done.add(key)
+        self._log_signal(inst, h, shadow_slot, bar, p, (time.perf_counter() - t) * 1e3, shadow=True)
+    if len(self.shadow_done) > 200_000: self.shadow_done.clear()
 
-    def _log_signal(self, inst, h, slot, bar, p, ms, shadow=False):
-        self.signals.append(dict(served_at=time.time(), clock_at=self.clock.now(), instrument=inst, timeframe=h.timeframe,
-                                 bar=bar / 1e9, version=h.version, slot=slot, shadow=shadow, prob=p,
-                                 signal=float(positions([p], **self.position)[0]), latency_ms=ms, replica=self.replica))
+@patch
+def heartbeat(self: Gateway):
+    s = self.snap; ok = self.ready()[0]
+    loaded = {h.version: {'ready': h.warmed, 'slots': sorted(k for k, x in s.models.items() if x is h)} for h in (s.models.values() if s else [])}
+    for v, e in self.load_errors.items(): loaded.setdefault(v, {'ready': False, 'error': e})
+    self.state.heartbeat(self.replica, self.url, self.applied, ok, loaded, self.started_at)
+    self.m['ready'].set(1 if ok else 0)
 
-    def signal(self, instrument: str, pinned_slot: str | None = None, as_of: float | None = None) -> tuple[int, dict]:
-        "Answer GET /v1/signal/{instrument} (or a slot-pinned smoke request, optionally at a past time `as_of`): (HTTP status, body)."
-        t0 = time.perf_counter(); snap = self.snap
-        ep = 'signal' if pinned_slot is None else 'slot_signal'
-        if snap is None: self._count(ep, 503); return 503, {'error': 'routing not loaded yet'}
-        if pinned_slot is not None:
-            h = snap.models.get(pinned_slot)
-            if h is None:
-                self._count(ep, 404); return 404, {'error': f"slot {pinned_slot!r} is not loaded here; loaded: {sorted(snap.models)}"}
-            slot, shadow = pinned_slot, None
-        else:
-            res = snap.resolve(instrument)
-            if res is None:
-                self._count(ep, 503); return 503, {'error': 'no route: deploy a version first (autotrader deploy bluegreen VERSION)'}
-            slot, h, shadow = res
-        cache = self.cache(h.dataset)
-        if instrument not in cache.data:
-            self._count(ep, 404, 'unknown', h.version, slot)
-            return 404, {'error': f"unknown instrument {instrument!r}; known: {', '.join(cache.instruments()) or 'none (no feature rows in the store)'}"}
-        now = self.clock.now() if as_of is None or pinned_slot is None else float(as_of); row = cache.lookup(instrument, now)
-        if row is None:
-            self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
-            self._count(ep, 503, instrument, h.version, slot, 'no_features')
-            return 503, {'error': f"no fully-known feature row of {instrument} at {iso(now)} in {h.dataset}"}
-        bar, served, fb, routed = row[0], h, None, slot
-        try: p = self._predict(h, instrument, bar, row)
-        except Exception as e:
-            err = f"{type(e).__name__}: {e}"
-            self.m['errors'].labels(ep, instrument, h.version, routed, 'model').inc()
-            self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
-            if not (self.st.deploy.fallback and shadow is not None and pinned_slot is None):
-                self._count(ep, 500, instrument, h.version, routed)
-                return 500, {'error': f"v{h.version} failed on {instrument}: {err}", 'version': h.version, 'slot': slot}
-            fb = h; slot, served = shadow[0], shadow[1]
-            try: p = self._predict(served, instrument, bar, row)
-            except Exception as e2:
-                self._count(ep, 500, instrument, h.version, routed)
-                return 500, {'error': f"v{h.version} failed ({err}) and fallback v{served.version} failed too: {e2}"}
-            self.m['fallbacks'].labels(instrument, fb.version, served.version).inc()
-        ms = (time.perf_counter() - t0) * 1e3
-        sig = float(positions([p], **self.position)[0])
-        body = dict(instrument=instrument, signal=sig, probability=p, version=served.version, slot=slot,
-                    as_of=iso(bar / 1e9), served_at=iso(time.time()), generation=snap.routing.generation)
-        if self.clock.mode != 'wall': body['clock'] = iso(now)
-        if fb is not None: body['fallback_from'] = fb.version
-        if pinned_slot is None:
-            if fb is None: self.stats.add(now, instrument, h.version, slot, ms, False)
-            self._log_signal(instrument, served, slot, bar, p, ms)
-            if shadow is not None and fb is None: self.shadow_q.append((instrument, bar, row, shadow[0], shadow[1], slot))
-        # the routed version and slot, also when the fallback answered: errors and requests share their labels
-        self._count(ep, 200, instrument, h.version, routed)
-        self.m['latency'].labels(ep, instrument, h.version, routed).observe(ms / 1e3)
-        return 200, body
+@patch
+def _loop(self: Gateway, every: float, fn):
+    while not self._stop.wait(every):
+        try: fn()
+        except Exception as e: _log.exception("gateway background task %s failed: %s", fn.__name__, e)
+
+@patch
+def start(self: Gateway):
+    "Load the routing (bootstrapping it from the champion when the state has none) and start the background threads."
+    bootstrap_routing(self.state, self.registry)
+    self.reload(); self.heartbeat()
+    d = self.st.deploy
+    for every, fn in ((d.routing_poll_seconds, self.reload), (d.flush_seconds, self.flush), (0.05, self.score_shadows),
+                      (d.feature_poll_seconds, self.refresh_features), (d.heartbeat_seconds, self.heartbeat)):
+        t = threading.Thread(target=self._loop, args=(every, fn), daemon=True, name=f'gateway-{fn.__name__}'); t.start()
+        self._threads.append(t)
+
+@patch
+def stop(self: Gateway):
+    self._stop.set()
+    for t in self._threads: t.join(timeout=5)
+    self.score_shadows(); self.flush()
+    try: self.state.forget_replica(self.replica)
+    except Exception as e: _log.warning("could not remove replica %s from the state: %s", self.replica, e)
+    if _multiproc_dir() is not None:            # its live gauges leave the shared /metrics view
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(os.getpid())
+
+# %% ../../nbs/deploy/61_gateway.ipynb #51f10304
+@patch
+def _predict(self: Gateway, h: ModelHandle, inst: str, bar: int, row) -> float:
+    key = (h.version, inst, bar)
+    p = self.memo.get(key)
+    if p is None:
+        p = float(h.prob_up(self.cache(h.dataset).frame(inst, row, h.features))[0])
+        if not (0.0 <= p <= 1.0): raise GatewayError(f"v{h.version} returned {p!r}, not a probability")
+        if len(self.memo) > 100_000: self.memo.clear()
+        self.memo[key] = p
+    return p
+
+@patch
+def _log_signal(self: Gateway, inst, h, slot, bar, p, ms, shadow=False):
+    self.signals.append(dict(served_at=time.time(), clock_at=self.clock.now(), instrument=inst, timeframe=h.timeframe,
+                             bar=bar / 1e9, version=h.version, slot=slot, shadow=shadow, prob=p,
+                             signal=float(positions([p], **self.position)[0]), latency_ms=ms, replica=self.replica))
+
+@patch
+def signal(self: Gateway, instrument: str, pinned_slot: str | None = None, as_of: float | None = None) -> tuple[int, dict]:
+    "Answer GET /v1/signal/{instrument} (or a slot-pinned smoke request, optionally at a past time `as_of`): (HTTP status, body)."
+    t0 = time.perf_counter(); snap = self.snap
+    ep = 'signal' if pinned_slot is None else 'slot_signal'
+    if snap is None: self._count(ep, 503); return 503, {'error': 'routing not loaded yet'}
+    if pinned_slot is not None:
+        h = snap.models.get(pinned_slot)
+        if h is None:
+            self._count(ep, 404); return 404, {'error': f"slot {pinned_slot!r} is not loaded here; loaded: {sorted(snap.models)}"}
+        slot, shadow = pinned_slot, None
+    else:
+        res = snap.resolve(instrument)
+        if res is None:
+            self._count(ep, 503); return 503, {'error': 'no route: deploy a version first (autotrader deploy bluegreen VERSION)'}
+        slot, h, shadow = res
+    cache = self.cache(h.dataset)
+    if instrument not in cache.data:
+        self._count(ep, 404, 'unknown', h.version, slot)
+        return 404, {'error': f"unknown instrument {instrument!r}; known: {', '.join(cache.instruments()) or 'none (no feature rows in the store)'}"}
+    now = self.clock.now() if as_of is None or pinned_slot is None else float(as_of); row = cache.lookup(instrument, now)
+    if row is None:
+        self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
+        self._count(ep, 503, instrument, h.version, slot, 'no_features')
+        return 503, {'error': f"no fully-known feature row of {instrument} at {iso(now)} in {h.dataset}"}
+    bar, served, fb, routed = row[0], h, None, slot
+    try: p = self._predict(h, instrument, bar, row)
+    except Exception as e:
+        err = f"{type(e).__name__}: {e}"
+        self.m['errors'].labels(ep, instrument, h.version, routed, 'model').inc()
+        self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
+        if not (self.st.deploy.fallback and shadow is not None and pinned_slot is None):
+            self._count(ep, 500, instrument, h.version, routed)
+            return 500, {'error': f"v{h.version} failed on {instrument}: {err}", 'version': h.version, 'slot': slot}
+        fb = h; slot, served = shadow[0], shadow[1]
+        try: p = self._predict(served, instrument, bar, row)
+        except Exception as e2:
+            self._count(ep, 500, instrument, h.version, routed)
+            return 500, {'error': f"v{h.version} failed ({err}) and fallback v{served.version} failed too: {e2}"}
+        self.m['fallbacks'].labels(instrument, fb.version, served.version).inc()
+    ms = (time.perf_counter() - t0) * 1e3
+    sig = float(positions([p], **self.position)[0])
+    body = dict(instrument=instrument, signal=sig, probability=p, version=served.version, slot=slot,
+                as_of=iso(bar / 1e9), served_at=iso(time.time()), generation=snap.routing.generation)
+    if self.clock.mode != 'wall': body['clock'] = iso(now)
+    if fb is not None: body['fallback_from'] = fb.version
+    if pinned_slot is None:
+        if fb is None: self.stats.add(now, instrument, h.version, slot, ms, False)
+        self._log_signal(instrument, served, slot, bar, p, ms)
+        if shadow is not None and fb is None: self.shadow_q.append((instrument, bar, row, shadow[0], shadow[1], slot))
+    # the routed version and slot, also when the fallback answered: errors and requests share their labels
+    self._count(ep, 200, instrument, h.version, routed)
+    self.m['latency'].labels(ep, instrument, h.version, routed).observe(ms / 1e3)
+    return 200, body
 
 # %% ../../nbs/deploy/61_gateway.ipynb #b43f20c9
 def bootstrap_routing(state: DeploymentState, registry, actor: str = 'gateway') -> Routing | None:
