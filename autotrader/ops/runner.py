@@ -4,7 +4,7 @@
 
 # %% ../../nbs/ops/30_runner.ipynb #6e4e83a2
 from __future__ import annotations
-import html, json, math, os, re, time
+import html, json, math, os, re, sys, threading, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, date
@@ -13,18 +13,14 @@ from pathlib import Path
 from ..files import atomic_write
 from secrets import token_hex
 
-import nbformat, papermill as pm
-from nbconvert import HTMLExporter
-from papermill.engines import NBClientEngine, papermill_engines
-from papermill.exceptions import PapermillExecutionError
-
 import autotrader
 from ..config import load_settings, looks_secret, secret_values
 from ..pipelines.context import RunContext, new_run_id, plain as _plain
+from ..pipelines.params import ParamError, check_params
 
 # %% auto #0
-__all__ = ['RESERVED', 'PipelineError', 'list_pipelines', 'pipeline_path', 'write_index', 'RunResult', 'run_pipeline',
-           'run_alerts']
+__all__ = ['RESERVED', 'PipelineError', 'list_pipelines', 'pipeline_path', 'write_index', 'RunResult', 'run_summary',
+           'run_pipeline', 'run_alerts']
 
 # %% ../../nbs/ops/30_runner.ipynb #7b3823b0
 class PipelineError(RuntimeError):
@@ -84,23 +80,50 @@ def _refuse_secrets(params: dict, secrets: list[str] | None = None):
         if any(_CREDENTIAL.search(x) for x in _leaves(v)):
             raise PipelineError(f"the value of parameter {k!r} looks like a credential; {hint}")
 
-def _declared(nb_path) -> dict:
-    "The parameters a notebook's `parameters` cell declares."
-    try: return pm.inspect_notebook(str(nb_path))
-    except ValueError as e: raise PipelineError(f"cannot read the parameters of {nb_path}: {e}") from None
+def _assigned(source: str) -> list[str]:
+    "Names a cell assigns at top level, in order."
+    import ast
+    try: tree = ast.parse(source)
+    except SyntaxError: return []
+    out = []
+    for n in tree.body:
+        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AnnAssign, ast.AugAssign)) else []
+        for t in targets:
+            for x in (t.elts if isinstance(t, ast.Tuple) else [t]):
+                if isinstance(x, ast.Name) and x.id not in out: out.append(x.id)
+    return out
+
+def _parameters_cell(nb: dict) -> int | None:
+    "Index of the `parameters` cell: the tagged one, else the first code cell that assigns `run_context`."
+    code = [(i, c) for i, c in enumerate(nb.get('cells', [])) if c.get('cell_type') == 'code']
+    tagged = [i for i, c in code if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    if tagged: return tagged[0]
+    src = lambda c: c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
+    return next((i for i, c in code if 'run_context' in _assigned(src(c))), None)
+
+def _read_nb(nb_path) -> dict:
+    try: return json.loads(Path(nb_path).read_text(encoding='utf-8'))
+    except (OSError, ValueError) as e: raise PipelineError(f"cannot read the notebook {nb_path}: {e}") from None
+
+def _declared(nb_path) -> list[str]:
+    "The parameters a notebook's `parameters` cell declares (read without papermill: milliseconds)."
+    nb = _read_nb(nb_path); i = _parameters_cell(nb)
+    if i is None: return []
+    s = nb['cells'][i]['source']
+    return _assigned(s if isinstance(s, str) else ''.join(s))
 
 def _check_parameters(params: dict, nb_path) -> dict:
-    "Refuse secrets, then names the notebook's `parameters` cell does not declare."
+    "Refuse secrets, names the notebook's `parameters` cell does not declare, then values its pipeline does not allow."
     _refuse_secrets(params)
-    try: known = pm.inspect_notebook(str(nb_path)) if params else {}
-    except ValueError as e: raise PipelineError(f"cannot read the parameters of {nb_path}: {e}") from None
+    known = _declared(nb_path) if params else []
     reserved = [k for k in params if k in RESERVED]
     if reserved: raise PipelineError(f"parameter {reserved[0]!r} is set by the runner, not by the caller")
     unknown = [k for k in params if k not in known]
     if unknown:
         raise PipelineError(f"unknown parameter {', '.join(map(repr, unknown))} for {Path(nb_path).stem}; "
-                            f"valid: {', '.join(known) or 'none (the notebook has no parameters cell)'}")
-    return params
+                            f"valid: {', '.join(k for k in known if k not in RESERVED) or 'none (the notebook has no parameters cell)'}")
+    try: return check_params(Path(nb_path).stem, params)
+    except ParamError as e: raise PipelineError(str(e)) from None
 
 # %% ../../nbs/ops/30_runner.ipynb #3999a5e7
 RESERVED = ('run_context',)
@@ -261,7 +284,7 @@ def write_index(reports_dir) -> Path:
 # %% ../../nbs/ops/30_runner.ipynb #ade1bbda
 @dataclass
 class RunResult:
-    "What a run produced; `status` is 'ok', 'failed' or 'timeout'."
+    "What a run produced; `status` is 'ok', 'failed' or 'timeout'; `summary` says what happened, in a sentence."
     pipeline: str
     run_id: str
     status: str
@@ -277,24 +300,39 @@ class RunResult:
     sla_s: float | None = None
     sla_missed: bool = False
     alerts: list = field(default_factory=list)
+    summary: str = ''
 
-class _CaptureEngine(NBClientEngine):
-    "papermill's nbclient engine that hands the notebook being executed to `sink` (so it survives a time-out) and sends the kernel's stdout/stderr to `kernel_log`."
-    @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, sink=None, kernel_log=None, log_output=False, stdout_file=None,
-                                 stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-        from papermill.clientwrap import PapermillNotebookClient
-        from papermill.engines import logger
-        from papermill.utils import merge_kwargs, remove_args
-        if sink is not None: sink.append(nb_man.nb)
-        kwargs = remove_args(['input_path'], **kwargs)
-        safe = remove_args(['timeout', 'startup_timeout'], **kwargs)
-        final = merge_kwargs(safe, timeout=execution_timeout or kwargs.get('timeout'), startup_timeout=start_timeout,
-                             kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
-        client = PapermillNotebookClient(nb_man, **final)
-        return client.execute(**({'stdout': kernel_log, 'stderr': kernel_log} if kernel_log is not None else {}))
+_ENGINE = []
 
-papermill_engines.register('autotrader', _CaptureEngine)
+def _engine() -> str:
+    "Register (once) papermill's nbclient engine that hands the notebook being executed to `sink` (so it survives a time-out), sends the kernel's stdout/stderr to `kernel_log` and tells `ticker` which cell runs."
+    if _ENGINE: return _ENGINE[0]
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class _CaptureEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, sink=None, kernel_log=None, ticker=None, log_output=False,
+                                     stdout_file=None, stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            from papermill.clientwrap import PapermillNotebookClient
+            from papermill.engines import logger
+            from papermill.utils import merge_kwargs, remove_args
+            if sink is not None: sink.append(nb_man.nb)
+            if ticker is not None:
+                start, n = nb_man.cell_start, sum(c.cell_type == 'code' for c in nb_man.nb.cells)
+                def cell_start(cell, cell_index=None, **kw):
+                    ticker.cell = sum(c.cell_type == 'code' for c in nb_man.nb.cells[:(cell_index or 0) + 1]); ticker.cells = n
+                    return start(cell, cell_index, **kw)
+                nb_man.cell_start = cell_start
+            kwargs = remove_args(['input_path'], **kwargs)
+            safe = remove_args(['timeout', 'startup_timeout'], **kwargs)
+            final = merge_kwargs(safe, timeout=execution_timeout or kwargs.get('timeout'), startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            client = PapermillNotebookClient(nb_man, **final)
+            return client.execute(**({'stdout': kernel_log, 'stderr': kernel_log} if kernel_log is not None else {}))
+
+    papermill_engines.register('autotrader', _CaptureEngine)
+    _ENGINE.append('autotrader')
+    return 'autotrader'
 
 @contextmanager
 def _environ(**env):
@@ -324,17 +362,28 @@ def _quiet_warnings() -> str:
     "PYTHONWARNINGS for the kernel: the caller's filters plus ignore rules for `_QUIET`."
     return ','.join(filter(None, [os.environ.get('PYTHONWARNINGS'), *(f'ignore:{m}' for m in _QUIET)]))
 
-def _execute(nb_path, params, kernel, timeout, progress, env) -> tuple[str, str | None, nbformat.NotebookNode | None, str]:
+def _tagged_copy(nb_path, folder) -> str:
+    "`nb_path`, or a copy in `folder` whose parameters cell carries the `parameters` tag papermill looks for."
+    nb = _read_nb(nb_path); i = _parameters_cell(nb)
+    if i is None or 'parameters' in nb['cells'][i].get('metadata', {}).get('tags', []): return str(nb_path)
+    nb['cells'][i].setdefault('metadata', {}).setdefault('tags', []).append('parameters')
+    p = Path(folder) / Path(nb_path).name
+    p.write_text(json.dumps(nb), encoding='utf-8')
+    return str(p)
+
+def _execute(nb_path, params, kernel, timeout, ticker, env) -> tuple[str, str | None, object | None, str]:
     "Run papermill; return (status, error, executed notebook or None, the kernel's stderr)."
     import tempfile
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
     sink, deadline = [], time.monotonic() + timeout
-    with tempfile.TemporaryFile(mode='w+b') as klog:
+    with tempfile.TemporaryFile(mode='w+b') as klog, tempfile.TemporaryDirectory() as tmp:
         try:
-            with _environ(**env, PYTHONWARNINGS=_quiet_warnings(), TQDM_DISABLE='1'):
-                pm.execute_notebook(str(nb_path), None, parameters=params, engine_name='autotrader', kernel_name=kernel,
-                                    cwd=os.getcwd(), execution_timeout=timeout, progress_bar=progress, log_output=False,
+            with _environ(**env, PYTHONWARNINGS=_quiet_warnings(), TQDM_DISABLE='1'), (ticker or _nothing()):
+                pm.execute_notebook(_tagged_copy(nb_path, tmp), None, parameters=params, engine_name=_engine(), kernel_name=kernel,
+                                    cwd=os.getcwd(), execution_timeout=timeout, progress_bar=False, log_output=False,
                                     request_save_on_cell_execute=False, coalesce_streams=True, sink=sink, kernel_log=klog,
-                                    timeout_func=lambda cell: max(deadline - time.monotonic(), 0.01))
+                                    ticker=ticker, timeout_func=lambda cell: max(deadline - time.monotonic(), 0.01))
             status, error = 'ok', None
         except PapermillExecutionError as e: status, error = 'failed', _short(f'{e.ename}: {e.evalue}')
         except TimeoutError: status, error = 'timeout', f'time-out: the run did not finish within {timeout:g} s'
@@ -342,11 +391,123 @@ def _execute(nb_path, params, kernel, timeout, progress, env) -> tuple[str, str 
         klog.seek(0); stderr = klog.read().decode('utf-8', 'replace')
     return status, error, (sink[0] if sink else None), stderr
 
+@contextmanager
+def _nothing(): yield
+
+# %% ../../nbs/ops/30_runner.ipynb #3a3e7fd4
+_REPORT_CSS = ("<style>/* autotrader: a report fits its page */"
+               ".jp-RenderedHTMLCommon table{max-width:100%;display:block;overflow-x:auto;border-collapse:collapse}"
+               ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:anywhere;max-width:40em}"
+               ".jp-OutputArea-output pre,.jp-RenderedText pre{white-space:pre-wrap;overflow-wrap:anywhere}"
+               ".jp-RenderedImage img,.jp-OutputArea-output img{max-width:100%;height:auto}"
+               "body{overflow-x:hidden}.jp-Notebook{max-width:1200px;margin:0 auto}</style>")
+_REMOTE_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>\s*', re.I)
+_MATHJAX_CONFIG = re.compile(r'<!-- (?:Load mathjax|MathJax configuration) -->\s*|<script type="text/x-mathjax-config">.*?</script>\s*', re.S)
+_MERMAID = re.compile(r'<script type="module">(?:(?!</script>).)*?cdnjs\.cloudflare\.com/ajax/libs/mermaid.*?</script>\s*', re.S)
+
+def _offline(page: str) -> str:
+    "The page without remote scripts (see above), with `_REPORT_CSS`."
+    page = _MERMAID.sub('', _MATHJAX_CONFIG.sub('', _REMOTE_SCRIPT.sub('', page)))
+    return page.replace('</head>', _REPORT_CSS + '</head>', 1)
+
 def _render(nb, no_input: bool = False) -> str:
     try:
-        return HTMLExporter(exclude_input=no_input, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)[0]
+        from nbconvert import HTMLExporter
+        return _offline(HTMLExporter(exclude_input=no_input, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)[0])
     except Exception as e:  # a report that cannot render must not lose the run record
         return f"<!DOCTYPE html><html><body><h1>Report could not be rendered</h1><pre>{html.escape(repr(e))}</pre></body></html>"
+
+# %% ../../nbs/ops/30_runner.ipynb #02c92f56
+from ..pipelines.progress import PROGRESS_FILE
+
+def _clock(s: float) -> str: s = int(s); return f'{s // 60}:{s % 60:02d}'
+
+class _Ticker:
+    "One status line on a terminal while a pipeline runs (see above)."
+    def __init__(self, name, run_dir, probe=None, stream=None, every=0.5):
+        self.name, self.file, self.probe, self.every = name, Path(run_dir) / PROGRESS_FILE, probe, every
+        self.stream = stream if stream is not None else sys.stderr
+        self.cell = self.cells = 0; self.t0 = time.monotonic()
+        self._pos, self._buf, self._last = 0, b'', ''
+        self._stop = threading.Event(); self._thread = threading.Thread(target=self._loop, daemon=True, name=f'progress-{name}')
+
+    def __enter__(self): self._thread.start(); return self
+    def __exit__(self, *exc):
+        self._stop.set(); self._thread.join(5)
+        self.stream.write('\r\x1b[K'); self.stream.flush()
+
+    def _from_file(self) -> str:
+        try:
+            with open(self.file, 'rb') as f: f.seek(self._pos); chunk = f.read()
+        except OSError: return self._last
+        self._pos += len(chunk); *done, self._buf = (self._buf + chunk).split(b'\n')
+        if done and done[-1].strip(): self._last = done[-1].decode('utf-8', 'replace').strip()
+        return self._last
+
+    def line(self) -> str:
+        "The status line now."
+        parts = [f'{self.name} {_clock(time.monotonic() - self.t0)}'] + ([f'cell {self.cell}/{self.cells}'] if self.cells else [])
+        probe = None
+        if self.probe is not None:
+            try: probe = self.probe()
+            except Exception: probe = None                 # a probe must never disturb a run
+        return ' · '.join(parts + [x for x in (self._from_file(), probe) if x])
+
+    def _loop(self):
+        import shutil
+        while not self._stop.wait(self.every):
+            width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
+            self.stream.write('\r' + self.line()[:width] + '\x1b[K'); self.stream.flush()
+
+def _terminal(progress: bool) -> bool:
+    "Show progress: asked for, stderr is a terminal, not under CI."
+    return bool(progress) and sys.stderr.isatty() and os.environ.get('CI', '').lower() not in ('true', '1')
+
+# %% ../../nbs/ops/30_runner.ipynb #e4a79f53
+def _train_probe(st, params):
+    "A probe for the train run: 'trial k/N, best <objective> v' from the optuna SQLite storage (see above), or None."
+    import sqlite3
+    url = st.train.optuna_storage or f"sqlite:///{Path(st.data.dir).resolve() / 'optuna.db'}"
+    if not url.startswith('sqlite:///'): return None
+    path, n = url[len('sqlite:///'):], params.get('n_trials') or st.train.n_trials
+    def query(sql, *a):
+        with sqlite3.connect(f'file:{path}?mode=ro', uri=True, timeout=0.2) as db: return db.execute(sql, a).fetchall()
+    try: start = query('SELECT COALESCE(MAX(trial_id), 0) FROM trials')[0][0]
+    except sqlite3.Error: start = 0
+    def probe():
+        try:
+            row = query('SELECT study_id FROM trials WHERE trial_id > ? ORDER BY trial_id DESC LIMIT 1', start)
+            if not row: return None
+            sid = row[0][0]
+            done = query("SELECT COUNT(*) FROM trials WHERE study_id = ? AND state IN ('COMPLETE', 'PRUNED')", sid)[0][0]
+            best = query("SELECT MAX(v.value) FROM trial_values v JOIN trials t USING (trial_id) "
+                         "WHERE t.study_id = ? AND t.state = 'COMPLETE'", sid)[0][0]
+        except sqlite3.Error: return None
+        return f"trial {done}/{n}" + (f", best {st.train.objective} {best:.3g}" if isinstance(best, float) and math.isfinite(best) else '')
+    return probe
+
+_PROBES = {'train': _train_probe}
+
+# %% ../../nbs/ops/30_runner.ipynb #bca12153
+def _n(x, one, many=None) -> str: return f"{x:,} {one if x == 1 else (many or one + 's')}" if isinstance(x, int) else f"{x} {many or one + 's'}"
+
+def run_summary(pipeline: str, status: str, metrics: dict, error: str | None = None) -> str:
+    "What a run did, in a sentence (see above)."
+    m = metrics or {}
+    if status != 'ok': return f"{pipeline}: {status} — {error or 'see the report'}"
+    if isinstance(m.get('summary'), str) and m['summary'].strip(): return f"{pipeline}: {m['summary'].strip()}"
+    if pipeline == 'health' and m.get('level'):
+        a = m.get('alerts'); a = len(a) if isinstance(a, list) else a
+        return f"health: {m['level']}" + (f" — {_n(a, 'alert')}" if isinstance(a, int) else '')
+    if pipeline == 'train' and m.get('version') is not None:
+        return f"train: registered version {m['version']}" + (f" ({m['selected']})" if m.get('selected') else '') + \
+               (f", CV best {_fmt(m['cv_best'])}" if isinstance(m.get('cv_best'), (int, float)) else '')
+    if pipeline == 'evaluate' and m.get('version') is not None:
+        if m.get('promote'): return f"evaluate: version {m['version']} passed every gate — promoted for rollout"
+        g = m.get('gates_failed'); g = ', '.join(map(str, g)) if isinstance(g, list) else g
+        return f"evaluate: version {m['version']} not promoted" + (f" (gates failed: {g})" if g else '')
+    heads = [(t, m.get(k)) for k, t in _headlines(pipeline, [{'metrics': m}]) if m.get(k) not in (None, '', [])]
+    return f"{pipeline}: ok" + (' — ' + ', '.join(f'{t} {_fmt(v)}' for t, v in heads[:4]) if heads else '')
 
 # %% ../../nbs/ops/30_runner.ipynb #e19f2025
 def _sla(st, name) -> float | None:
@@ -374,14 +535,19 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
     settings_file = str(Path(st._file).resolve()) if st._file else None
     src = _source_dir().parent.parent
     env = dict(AUTOTRADER_SETTINGS=settings_file)
-    ctx = RunContext(run_id=run_id, run_dir=str(run_dir), pipeline=nb_path.stem, progress=False)
+    tty = _terminal(progress)
+    ctx = RunContext(run_id=run_id, run_dir=str(run_dir), pipeline=nb_path.stem, progress=tty)
     if _source_dir().is_dir(): env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(src), os.environ.get('PYTHONPATH')]))
 
     started, t0 = _now(), time.monotonic()
     exec_params = {**params, 'run_context': ctx.to_param()} if 'run_context' in _declared(nb_path) else params
-    status, error, nb, kstderr = _execute(nb_path, exec_params, kernel, timeout, progress, env)
+    probe = _PROBES[nb_path.stem](st, params) if tty and nb_path.stem in _PROBES else None
+    ticker = _Ticker(nb_path.stem, run_dir, probe) if tty else None
+    status, error, nb, kstderr = _execute(nb_path, exec_params, kernel, timeout, ticker, env)
+    (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
     ended, duration = _now(), round(time.monotonic() - t0, 3)
 
+    import nbformat
     nb = nb or nbformat.read(nb_path, as_version=4)
     if status != 'ok' and not nb.metadata.get('papermill', {}).get('exception'):
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Run {status}:** {html.escape(error or '')}"))
@@ -400,6 +566,7 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
                   error=error, notebook_source=str(nb_path), autotrader_version=autotrader.__version__,
                   settings_file=settings_file, kernel=kernel, timeout_s=timeout, no_input=no_input,
                   secrets_scrubbed=n + m + k + j)
+    record['summary'] = run_summary(nb_path.stem, status, metrics, error)
     if kstderr: record['kernel_stderr'] = kstderr
     record['alerts'] = _alert_run(record, st)
     atomic_write(run_dir / 'run.json', json.dumps(_plain(record), indent=2))
@@ -407,7 +574,7 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
     write_index(reports)
     _export_metrics(record, settings_path)
     return RunResult(nb_path.stem, run_id, status, run_dir, run_dir / 'report.html', run_dir / 'notebook.ipynb',
-                     params, started, ended, duration, metrics, error, sla, record['sla_missed'], record['alerts'])
+                     params, started, ended, duration, metrics, error, sla, record['sla_missed'], record['alerts'], record['summary'])
 
 # %% ../../nbs/ops/30_runner.ipynb #3177cd44
 def _export_metrics(record, settings_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
-from tqdm import tqdm
 from ..config import load_settings, Settings
 from ..schema import Instrument, parse_instruments, timeframe_delta, to_utc
 from ..data.archive import make_archive
@@ -16,11 +15,20 @@ from ..data.validation import validate_bars, completeness, ValidationResult
 from ..features.store import FeatureStore
 from ..features.basic import make_feature_set
 from .context import RunContext, new_run_id
+from .params import SPECS, param_names
+from .progress import progress as _progress
 
 # %% auto #0
-__all__ = ['PARAMS', 'IngestError', 'IngestResult', 'ingest', 'run', 'plot_ingest', 'quarantine_reasons']
+__all__ = ['PARAM_SPECS', 'PARAMS', 'IngestError', 'IngestResult', 'ingest', 'run', 'plot_ingest', 'summary_table',
+           'quarantine_reasons']
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #2e66092d
+def _when(t) -> str:
+    "A timestamp as '2024-03-01 14:00 UTC' (dates without a time as '2024-03-01')."
+    t = pd.Timestamp(t)
+    if t.tzinfo is not None: t = t.tz_convert('UTC')
+    return t.strftime('%Y-%m-%d') + ('' if (t.hour, t.minute) == (0, 0) else t.strftime(' %H:%M')) + ' UTC'
+
 class IngestError(RuntimeError):
     "The ingest run failed; nothing was stored. The message says why."
 
@@ -58,8 +66,18 @@ class IngestResult:
                  feature_rows=int(self.summary.feature_rows.sum()) if len(self.summary) else 0,
                  committed=self.committed, **{f'seconds_{k}': round(t, 3) for k, t in self.timings.items()})
         m.update(rows_received=self.received, rows_left_out=sum(self.left_out.values()), left_out=dict(self.left_out),
-                 warnings=self.warnings)
+                 warnings=self.warnings, summary=self.sentence())
         return m
+    def sentence(self) -> str:
+        "What the run did, in a sentence: 'up to date: 0 new bars since …' or 'stored 1,234 new bars of 5 instruments …'."
+        n, q = len(self.validation.clean), len(self.validation.quarantine)
+        wm = [w for w in (self.summary.watermark if len(self.summary) and 'watermark' in self.summary else []) if w is not None and w == w]
+        last = f" (last bar {_when(max(wm))})" if wm else ''
+        if not n and not q:
+            return f"up to date: 0 new bars since {_when(min(wm))}" + (f" ({self.source}, {self.timeframe})" if wm else '') if wm \
+                else f"nothing ingested: the {self.source} source returned no bars for {len(self.summary)} instrument(s)"
+        return (f"stored {n:,} new bar{'s' * (n != 1)} of {int((self.summary.clean > 0).sum()) if len(self.summary) else 0} instrument(s) "
+                f"({self.source}, {self.timeframe}){last}" + (f"; {q:,} quarantined" if q else ''))
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #2fd21bbe
 def _settings(settings, source, timeframe, path):
@@ -185,9 +203,11 @@ def _check_stored(received, val, left, source):
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #c16fa07e
 def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, path=None, backfill=False,
            settings=None, run_id=None, progress=None, ctx: RunContext | None = None) -> IngestResult:
-    "Run one ingest (see the steps above). Arguments left None come from the settings; progress bars show in a terminal, not in reports."
+    "Run one ingest (see the steps above). Arguments left None come from the settings; progress shows on a terminal (`pipelines.progress`), never in reports."
     t0 = time.perf_counter(); timings = {}
-    if progress is None: progress = ctx.progress if ctx is not None else True
+    ctx = ctx if ctx is not None else RunContext.local('ingest')
+    if progress is not None and progress != ctx.progress:
+        import dataclasses; ctx = dataclasses.replace(ctx, progress=bool(progress))
     st = _settings(settings, source, timeframe, path)
     source, timeframe = st.data.source, st.data.timeframe
     run_id = run_id or (ctx.run_id if ctx is not None else new_run_id())
@@ -204,13 +224,19 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
     if connector.incremental:
         plan = _plan(connector, store, wanted, source, timeframe, start, end, backfill)
         payloads = []
-        for ins in tqdm(wanted, desc=f'fetch {source}', disable=not progress):
+        for k, ins in enumerate(wanted, 1):
+            _progress(ctx, f"fetch {source}: instrument {k}/{len(wanted)} ({ins.symbol})" + ('' if plan[ins.symbol] else ', up to date'))
             if plan[ins.symbol]: payloads += connector.fetch_raw([ins], timeframe, *plan[ins.symbol])
     else:
+        _progress(ctx, f"read {source}")
         payloads = connector.fetch_raw(wanted or [], timeframe, start, end)
     timings['fetch'] = time.perf_counter() - t; t = time.perf_counter()
-    archived = [archive.put(p) for p in tqdm(payloads, desc='archive', disable=not progress or len(payloads) < 20)]
+    archived = []
+    for k, p in enumerate(payloads, 1):
+        if k == 1 or k % 10 == 0: _progress(ctx, f"archive: payload {k}/{len(payloads)}")
+        archived.append(archive.put(p))
     timings['archive'] = time.perf_counter() - t; t = time.perf_counter()
+    _progress(ctx, f"parse: {len(payloads):,} payload(s)")
     try: bars = connector.parse(payloads, timeframe)
     except ConnectorError as e: raise IngestError(f"{source}: {e} (the raw data is archived; nothing was stored)") from None
     timings['parse'] = time.perf_counter() - t; t = time.perf_counter()
@@ -225,6 +251,7 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
     for k, n in picked.items(): left[k] = left.get(k, 0) + n
     notes = list(connector.warnings) + notes
     bars = bars[inside].reset_index(drop=True)
+    _progress(ctx, f"validate: {len(bars):,} bars of {bars.instrument.nunique()} instrument(s)")
     val = validate_bars(bars, timeframe, st.validation, wanted,
                         {k: (v[0] if v else None) for k, v in plan.items()} if connector.incremental else None,
                         {k: (v[1] if v else None) for k, v in plan.items()} if connector.incremental else None)
@@ -238,8 +265,10 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
     if received and not len(val.clean) and not len(val.quarantine):
         notes.append(f"nothing new: none of the {received} row(s) the source returned is after the watermark")
     fs = make_feature_set(st)
+    if len(val.clean): _progress(ctx, f"features: {len(val.clean):,} bars")
     feats = _features(fs, store, val.clean, plan, timeframe) if len(val.clean) else None
     timings['features'] = time.perf_counter() - t; t = time.perf_counter()
+    _progress(ctx, f"store: {len(val.clean):,} bars")
     with store.transaction(run_id) as tx:
         tx.write('bars', val.clean, kind='bars', version='1')
         tx.write('quarantine', val.quarantine, kind='quarantine', version='1', log=True)
@@ -255,7 +284,8 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
                         notes=notes)
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #c1815aaa
-PARAMS = ('source', 'instruments', 'start', 'end', 'timeframe', 'path', 'backfill')
+PARAM_SPECS = SPECS['ingest']            # typed: checked by the runner before a kernel starts (pipelines.params)
+PARAMS = param_names('ingest')
 
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None) -> IngestResult:
     "The ingest pipeline: `ingest(**params)` with `settings` in the run context `ctx`."
@@ -266,9 +296,11 @@ def run(settings=None, params: dict | None = None, ctx: RunContext | None = None
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #d5cf25c5
 def plot_ingest(res: IngestResult, max_instruments: int = 6):
     "Normalised closes of the ingested bars, and per instrument: clean vs quarantined bars and completeness."
+    "None when the run stored no bars (nothing to draw: the report says so in a sentence)."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(13, 4))
     b = res.bars
+    if b is None or not len(b): return None
+    fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
     for sym in list(dict.fromkeys(b.instrument))[:max_instruments]:
         x = b[b.instrument == sym]
         ax[0].plot(x.timestamp, x.close / x.close.iloc[0], lw=0.8, label=sym)
@@ -286,11 +318,28 @@ def plot_ingest(res: IngestResult, max_instruments: int = 6):
     ax[0].xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
     s = res.summary
     ax[1].bar(s.instrument, s.clean, label='clean'); ax[1].bar(s.instrument, s.quarantined, bottom=s.clean, color='red', label='quarantined')
-    ax2 = ax[1].twinx(); ax2.plot(s.instrument, s.completeness, 'ko-', label='completeness'); ax2.set_ylim(0, 1.05)
+    if s.completeness.notna().any():
+        ax2 = ax[1].twinx(); ax2.plot(s.instrument, s.completeness.astype(float), 'ko-', label='completeness'); ax2.set_ylim(0, 1.05)
     ax[1].set_title('bars per instrument (bars) and completeness (dots)'); ax[1].legend(loc='lower left', fontsize=7)
     ax[1].tick_params(axis='x', rotation=45)
     fig.tight_layout()
     return fig
+
+def _cell(v, fmt=None) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)): return '—'
+    return fmt(v) if fmt else f'{v:,}' if isinstance(v, (int, np.integer)) else str(v)
+
+def summary_table(res: IngestResult) -> pd.DataFrame:
+    "The per-instrument summary for a reader: formatted text, no NaN or None, narrow enough for the page."
+    s = res.summary
+    if s.empty: return pd.DataFrame()
+    day = lambda t: _when(t).replace(' UTC', '')
+    rng = [f"{_cell(a, day)} → {_cell(b, day)}" if _cell(a) != '—' else 'up to date' for a, b in zip(s.start, s.end)]
+    return pd.DataFrame({'instrument': s.instrument, 'status': s.status, 'range fetched (UTC)': rng,
+                         'bars fetched': s.fetched.map(_cell), 'stored': s.clean.map(_cell), 'quarantined': s.quarantined.map(_cell),
+                         'flagged': s.flagged.map(_cell), 'complete': s.completeness.map(lambda v: _cell(v, lambda x: f'{x:.1%}')),
+                         'largest gap (bars)': s.largest_gap_bars.map(_cell), 'feature rows': s.feature_rows.map(_cell),
+                         'watermark (UTC)': s.watermark.map(lambda v: _cell(v, day))}).set_index('instrument')
 
 def quarantine_reasons(res: IngestResult) -> pd.DataFrame:
     "Quarantined bars per instrument and reason."
