@@ -246,7 +246,7 @@ def stack_status(settings=None) -> list[dict]:
     for name in COMPONENTS:
         p, port = read_pid(d, name), ports.get(name)
         pids = [] if p is None else [p.pid] + [c.pid for c in p.children(recursive=True)
-                                                if name == 'gateway' and c.status() != 'zombie' and 'multiprocessing' not in ' '.join(c.cmdline())]
+                                                if name == 'gateway' and c.status() != 'zombie' and 'resource_tracker' not in ' '.join(c.cmdline())]
         url = _health_url(name, port)
         up = p is not None and (url is None or _http_ok(url))
         rows.append(dict(name=name, address=_address(name, port), pid=p.pid if p else None, pids=pids, up=up,
