@@ -170,10 +170,17 @@ class Lifecycle:
                 (f"  ({s.note})" if s.note and (s.status != 'ok') else '') for s in self.stages]
         return '\n'.join(rows)
 
+def _where(p) -> str:
+    "A path relative to the working directory when it is inside it (shorter on a terminal), else absolute."
+    try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError: return str(p)
+
 def _stage_line(s: StageResult) -> str:
-    where = f"  {s.run.report}" if s.run else ''
-    note = f"  ({s.note})" if s.note and s.status != 'ok' else ''
-    return f"{s.name:<9} {s.status:<8} {s.duration_s:7.1f} s{where}{note}"
+    "A stage as the terminal shows it: name, status, duration (the run's, as in the index), what happened, the report."
+    dur = s.run.duration_s if s.run is not None and s.attempts <= 1 else s.duration_s
+    what = s.run.summary.split(': ', 1)[-1] if s.run is not None and getattr(s.run, 'summary', '') else s.note
+    line = f"{s.name:<9} {s.status:<8} {dur:7.1f} s  {what}".rstrip()
+    return line + (f"\n{'':<9} report: {_where(s.run.report)}" if s.run is not None else '')
 
 def run_all(settings_path=None, reports_dir=None, progress=False, no_input=None, log=print) -> Lifecycle:
     "Run the whole lifecycle once (see above); stops at the first stage that fails."

@@ -161,7 +161,7 @@ _COLOURS = {'ok': '#1a7f37', 'failed': '#cf222e', 'timeout': '#9a6700'}
 _INDEX_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328}table{border-collapse:collapse;margin:.5em 0 1.5em}"
               "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#f6f8fa}"
               ".ok{color:#1a7f37}.failed{color:#cf222e}.timeout{color:#9a6700}.over{color:#cf222e;font-weight:600}"
-              "td{white-space:nowrap}td:last-child{white-space:normal;min-width:14em;max-width:30em}td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
+              "td{white-space:normal;overflow-wrap:break-word}td:first-child{white-space:nowrap}td:last-child{min-width:10em;max-width:24em}td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
 
 def _load_runs(reports_dir: Path) -> list[dict]:
     runs = []
@@ -176,13 +176,18 @@ def _load_runs(reports_dir: Path) -> list[dict]:
 
 def _fmt(v) -> str:
     "A metric as a short string: 3 significant digits, lists joined, booleans as yes/no."
-    if v is None: return ''
+    if v is None: return '—'
     if isinstance(v, bool): return 'yes' if v else 'no'
     if isinstance(v, float): return f'{v:.3g}' if abs(v) < 1000 else f'{v:,.0f}'
     if isinstance(v, int): return f'{v:,}'
     if isinstance(v, (list, tuple)): return ', '.join(map(_fmt, v)) or 'none'
     if isinstance(v, dict): return ', '.join(f'{k}={_fmt(x)}' for k, x in v.items())
     return str(v)
+
+def _started(r) -> str:
+    "A run's start as '2026-12-07 04:31:01' (the column says UTC)."
+    s = str(r.get('started') or '')
+    return s[:19].replace('T', ' ') if re.match(r'\d{4}-\d\d-\d\dT', s) else s or '—'
 
 def _secs(s) -> str:
     "Seconds as '42 s', '3.5 min', '2 h'."
@@ -231,8 +236,8 @@ def _trend_svg(name: str, runs: list[dict], w=640, h=130) -> str:
         xy = [(L + i * step + step / 2, T + ph - ph * (v - lo) / span) for i, v in pts]
         out.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}" fill="none" stroke="#0969da" stroke-width="1.5"/>')
         out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#0969da"/>' for x, y in xy]
-        out.append(f'<text x="{L + pw + 3}" y="{T + 8}" font-size="10" fill="#0969da">{e(_fmt(hi))}</text>'
-                   f'<text x="{L + pw + 3}" y="{T + ph}" font-size="10" fill="#0969da">{e(_fmt(lo))}</text>')
+        out.append(f'<text x="{L + pw + 3}" y="{T + 8}" font-size="10" fill="#0969da">{e(_fmt(hi))}</text>' +
+                   (f'<text x="{L + pw + 3}" y="{T + ph}" font-size="10" fill="#0969da">{e(_fmt(lo))}</text>' if hi != lo else ''))
     legend = f'bars: duration (last {len(runs)} runs)' + (f'; line: {key}' if pts else '') + \
              (f'; SLA {_secs(sla)}' + ('' if show_sla else ' (off scale)') if sla else '')
     out.append(f'<text x="{L}" y="{h - 5}" font-size="10" fill="#656d76">{e(legend)}</text></svg>')
@@ -256,7 +261,7 @@ def write_index(reports_dir) -> Path:
     for n in names:
         rs, last = by[n], by[n][0]
         fails = sum(r.get('status') != 'ok' for r in rs); misses = sum(bool(r.get('sla_missed')) for r in rs)
-        summary.append(f'<tr><td><a href="#{e(n)}">{e(n)}</a></td><td><a href="{e(last["_link"])}">{e(last.get("started"))}</a></td>'
+        summary.append(f'<tr><td><a href="#{e(n)}">{e(n)}</a></td><td><a href="{e(last["_link"])}">{e(_started(last))}</a></td>'
                        f'<td class="{e(last.get("status"))}">{e(last.get("status"))}</td>{_dur_cell(last)}'
                        f'<td class="num">{len(rs)}</td><td class="num">{fails}</td><td class="num">{misses}</td></tr>')
         heads = _headlines(n, rs)
@@ -264,12 +269,12 @@ def write_index(reports_dir) -> Path:
         for r in rs:
             m = r.get('metrics') or {}
             rows.append(f'<tr class="run" data-run="{e(r.get("run_id"))}"><td><a href="{e(r["_link"])}">{e(r.get("run_id"))}</a></td>'
-                        f'<td class="{e(r.get("status"))}">{e(r.get("status"))}</td><td>{e(r.get("started"))}</td>{_dur_cell(r)}'
+                        f'<td class="{e(r.get("status"))}">{e(r.get("status"))}</td><td>{e(_started(r))}</td>{_dur_cell(r)}'
                         + ''.join(f'<td class="num">{e(m.get(k))}</td>' for k, _ in heads)
-                        + f'<td>{html.escape((r.get("error") or "")[:160])}</td></tr>')
+                        + f'<td>{html.escape(r.get("summary") or r.get("error") or "")}</td></tr>')
         sections.append(f'<section id="{e(n)}"><h2>{e(n)}</h2>{_trend_svg(n, rs)}<table class="runs">'
                         '<tr><th>run</th><th>status</th><th>started (UTC)</th><th>duration / SLA</th>'
-                        + ''.join(f'<th>{html.escape(t)}</th>' for _, t in heads) + '<th>error</th></tr>\n'
+                        + ''.join(f'<th>{html.escape(t)}</th>' for _, t in heads) + '<th>what happened</th></tr>\n'
                         + '\n'.join(rows) + '</table></section>')
     now = datetime.now(timezone.utc).isoformat(timespec='seconds')
     body = ('<p class="muted">No runs yet: <code>autotrader run all</code>.</p>' if not runs else
@@ -376,6 +381,8 @@ def _execute(nb_path, params, kernel, timeout, ticker, env) -> tuple[str, str | 
     import tempfile
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+    import logging   # papermill re-parses the parameters cell and warns about comments it cannot read: the runner read it already
+    logging.getLogger('papermill.translators').setLevel(logging.ERROR)
     sink, deadline = [], time.monotonic() + timeout
     with tempfile.TemporaryFile(mode='w+b') as klog, tempfile.TemporaryDirectory() as tmp:
         try:
@@ -397,8 +404,8 @@ def _nothing(): yield
 # %% ../../nbs/ops/30_runner.ipynb #3a3e7fd4
 _REPORT_CSS = ("<style>/* autotrader: a report fits its page */"
                ".jp-RenderedHTMLCommon table{max-width:100%;display:block;overflow-x:auto;border-collapse:collapse}"
-               ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:anywhere;max-width:40em}"
-               ".jp-OutputArea-output pre,.jp-RenderedText pre{white-space:pre-wrap;overflow-wrap:anywhere}"
+               ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:break-word;max-width:40em}"
+               ".jp-OutputArea-output pre,.jp-RenderedText pre,.jp-InputArea pre,.highlight pre{white-space:pre-wrap;overflow-wrap:anywhere}"
                ".jp-RenderedImage img,.jp-OutputArea-output img{max-width:100%;height:auto}"
                "body{overflow-x:hidden}.jp-Notebook{max-width:1200px;margin:0 auto}</style>")
 _REMOTE_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>\s*', re.I)

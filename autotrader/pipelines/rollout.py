@@ -6,7 +6,7 @@ P&L and the audit log."""
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #a29ef9c6
 from __future__ import annotations
-import time
+import json, time, urllib.error, urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +17,21 @@ from ..deploy.state import DeploymentState, StateError, iso, TERMINAL, live_age
 from ..deploy.controller import RolloutController
 from ..deploy.replay import ReplayTrader, local_gateway
 from .context import RunContext
+from .params import SPECS, param_names
+from .progress import progress as _progress
 
 # %% auto #0
-__all__ = ['PARAMS', 'RolloutResult', 'rollout', 'run', 'plot_timeline', 'plot_paired_pnl']
+__all__ = ['PARAM_SPECS', 'PARAMS', 'RolloutResult', 'rollout', 'run', 'plot_timeline', 'paired_pnl_note', 'plot_paired_pnl']
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #37e56c03
+def _v(v, none='—') -> str: return f"version {v}" if v not in (None, '') else none
+
+def _t(x) -> str:
+    "A clock time for a reader: '2024-03-01 14:00:05' (UTC), '—' when missing."
+    if x is None or (isinstance(x, float) and not np.isfinite(x)): return '—'
+    t = pd.Timestamp(x, unit='s', tz='UTC') if isinstance(x, (int, float, np.number)) else pd.Timestamp(x)
+    return '—' if pd.isna(t) else (t.tz_convert('UTC') if t.tzinfo else t).strftime('%Y-%m-%d %H:%M:%S')
+
 @dataclass
 class RolloutResult:
     "What a rollout did (see above)."
@@ -39,11 +49,26 @@ class RolloutResult:
     analyses: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     plan: list = field(default_factory=list, repr=False)
     paired: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    requests: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)   # replay traffic: one row per request
 
-    def summary(self) -> pd.Series:
-        return pd.Series(dict(status=self.status, version=self.version, strategy=self.strategy, champion_before=self.champion_before,
-                              champion_after=self.champion_after, deployment=self.deployment_id, clock=self.clock,
-                              wall_seconds=round(self.wall_seconds, 1), reason=self.reason, **{f'traffic_{k}': v for k, v in self.traffic.items()}))
+    def sentence(self) -> str:
+        "What the rollout did, in a sentence."
+        v = f"version {self.version}" if self.version else 'no version'
+        if self.status == 'skipped': return f"nothing rolled out: {self.reason}"
+        how = f"{self.strategy} of {v}" + (f" against champion version {self.champion_before}" if self.champion_before else ' (the first version: no champion before)')
+        end = f"; champion now version {self.champion_after}" if self.champion_after else '; no champion'
+        return f"{how}: {self.status.replace('_', ' ')}{end}"
+
+    def summary(self) -> pd.DataFrame:
+        "The rollout at a glance, as a two-column table for a reader."
+        rows = [('outcome', self.status.replace('_', ' ')), ('version', _v(self.version)), ('strategy', self.strategy or '—'),
+                ('champion before', _v(self.champion_before, 'none (first version)')), ('champion after', _v(self.champion_after, 'none')),
+                ('deployment', self.deployment_id if self.deployment_id is not None else '—'),
+                ('clock', 'replay (stored bars, compressed time)' if self.clock == 'replay' else 'wall'),
+                ('took', f"{self.wall_seconds:.0f} s"), ('why', self.reason or '—')]
+        t = self.traffic
+        if t: rows.append(('replay traffic', f"{t.get('requests', 0):,} requests: {t.get('ok', 0):,} answered, {t.get('failed', 0):,} failed (see below)"))
+        return pd.DataFrame(rows, columns=['', 'value']).set_index('')
 
     def routing_table(self) -> pd.DataFrame:
         "The instruments on the new version at each routing change (stage), from the audit log."
@@ -54,7 +79,8 @@ class RolloutResult:
         for r in a[a.action.isin(['canary.route', 'canary.rollback', 'canary.relabel', 'bluegreen.switch', 'bluegreen.rollback', 'bluegreen.relabel'])].itertuples():
             try: routes = json.loads(r.to_state)['routes']
             except (TypeError, ValueError, KeyError): routes = {}
-            rows.append(dict(clock_at=r.clock_at, action=r.action, routes=', '.join(f"{k}: {v}" for k, v in routes.items()), reason=r.reason))
+            rows.append({'clock time': _t(r.clock_at), 'action': r.action, 'routes': ', '.join(f"{'every instrument' if k == '*' else k}: {v}" for k, v in routes.items()) or '—',
+                         'reason': r.reason or '—'})
         return pd.DataFrame(rows)
 
     def metrics_table(self, every: bool = False) -> pd.DataFrame:
@@ -63,7 +89,27 @@ class RolloutResult:
         if a.empty: return a
         cols = ['stage', 'instrument', 'check', 'verdict', 'value', 'threshold', 'window_start', 'window_end']
         if not every: a = a.drop_duplicates(['stage', 'instrument', 'check'], keep='last')
-        return a[cols].sort_values(['stage', 'instrument', 'check'], kind='stable').reset_index(drop=True)
+        a = a[cols].sort_values(['stage', 'instrument', 'check'], kind='stable').reset_index(drop=True)
+        num = lambda x: '—' if x is None or (isinstance(x, float) and not np.isfinite(x)) else f'{x:.4g}' if isinstance(x, (int, float, np.number)) else str(x)
+        return pd.DataFrame({'stage': a.stage.map(lambda x: '—' if pd.isna(x) else str(int(x)) if isinstance(x, (int, float, np.number)) else str(x)),
+                             'instrument': a.instrument.map(lambda x: 'all (pooled)' if x in (None, '', '*') or (isinstance(x, float) and pd.isna(x)) else str(x)),
+                             'check': a.check.astype(str), 'verdict': a.verdict.map(lambda x: '—' if x is None or x != x else str(x)),
+                             'value': a.value.map(num), 'threshold': a.threshold.map(lambda x: 'none (informational)' if num(x) == '—' else num(x)),
+                             'window (clock time)': [f"{_t(s)} → {_t(e)}" for s, e in zip(a.window_start, a.window_end)]})
+
+    def traffic_table(self) -> pd.DataFrame:
+        "The replay traffic by phase (before the new version was routed / after) and by answer, each group explained."
+        q = self.requests
+        if q.empty: return pd.DataFrame()
+        first = _first_routed(self.audit, self.version)
+        phase = np.where(q.clock_at < first, 'before the new version was routed', 'after it was routed') if first is not None \
+            else np.full(len(q), 'no routing change to the new version')
+        answer = [f"answered by version {v}" if c == 200 else (f"HTTP {int(c)}" if c == c and c is not None else 'no answer') for c, v in zip(q.code, q.version)]
+        g = q.assign(phase=phase, answer=answer).groupby(['phase', 'answer'], sort=False)
+        out = g.agg(requests=('code', 'size'), detail=('detail', lambda d: next((x for x in d if x), ''))).reset_index()
+        out['meaning'] = [_explain(r, self) for r in out.itertuples()]
+        return out.drop(columns='detail').set_index(['phase', 'answer'])
+
 
 def _paired_pnl(state: DeploymentState, store, version, champion, start, end) -> pd.DataFrame:
     "Cumulative net return of the new version's served signals and the champion's shadow signals on the same bars."
@@ -129,10 +175,11 @@ def rollout(settings=None, version=None, strategy: str = 'canary', clock: str | 
                 reps = state.replicas(max_age=live_age(st)); urls = [u for u in reps.url if u]
             from autotrader.schema import parse_instruments, timeframe_delta
             uni = [i.symbol for i in parse_instruments(st.instruments.symbols, st.instruments.default_calendar)]
-            tr = ReplayTrader(urls, uni, state.clock(), timeframe_delta(st.data.timeframe).total_seconds()) if set_replay and urls else None
+            tr = _CountingTrader(urls, uni, state.clock(), timeframe_delta(st.data.timeframe).total_seconds()) if set_replay and urls else None
             with (tr if tr is not None else _null()):
                 d = RolloutController(strategy, st, state=state, registry=reg, log=log, actor='rollout-pipeline').run(v)
-            if tr is not None: res.traffic = dict(requests=tr.ok, failed=tr.failed)
+            if tr is not None:
+                res.requests = tr.frame(); res.traffic = dict(requests=tr.ok + tr.failed, ok=tr.ok, failed=tr.failed)
         res.deployment_id = d['id']; res.status = d['status']
         res.reason = state.audit_log(d['id']).reason.iloc[-1]
         res.plan = d['detail'].get('plan', [])
@@ -159,45 +206,113 @@ def _gateway_if_needed(st, gateway: str, log_dir):
         yield [u for u in reps.url if u]; return
     with local_gateway(st._file, log_dir=log_dir) as url: yield [url]
 
+# %% ../../nbs/pipelines_lib/74_rollout.ipynb #4207c7e4
+class _CountingTrader(ReplayTrader):
+    "A `ReplayTrader` that records every request: clock time, instrument, HTTP status, answering version, error detail."
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw); self.log = []
+
+    def _one(self, url, instrument):
+        t = self.clock.now()
+        try:
+            with urllib.request.urlopen(f"{url}/v1/signal/{instrument}", timeout=10) as r:
+                try: body = json.loads(r.read() or b'{}')
+                except ValueError: body = {}
+                self.ok += 1; self.log.append((t, instrument, 200, str(body.get('version', '')), ''))
+        except urllib.error.HTTPError as e:
+            try: detail = str(json.loads(e.read() or b'{}').get('detail', ''))[:160]
+            except (ValueError, AttributeError, OSError): detail = ''
+            self.failed += 1; self.log.append((t, instrument, e.code, '', detail or e.reason))
+        except OSError as e:
+            self.failed += 1; self.log.append((t, instrument, None, '', f"{type(e).__name__}: {e}"[:160]))
+
+    def _run(self):
+        k, t_end, last = 0, time.monotonic() + self.max_seconds, None
+        while not self._stop.is_set() and time.monotonic() < t_end:
+            b = int(self.clock.now() // self.bar)
+            if b != last:
+                last = b
+                for i in self.instruments:
+                    self._one(self.urls[k % len(self.urls)], i); k += 1
+            self._stop.wait(min(0.05, self.bar / max(self.clock.speed, 1e-9) / 4))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.log, columns=['clock_at', 'instrument', 'code', 'version', 'detail'])
+
+def _first_routed(audit: pd.DataFrame, version) -> float | None:
+    "Clock time (epoch seconds) of the first routing change that serves `version`, or None."
+    if audit.empty or version is None: return None
+    for r in audit.itertuples():
+        try: routes = json.loads(r.to_state)['routes']
+        except (TypeError, ValueError, KeyError): continue
+        if any(str(v).split(' shadow')[0].endswith(f'=v{version}') for v in routes.values()):
+            return pd.Timestamp(r.clock_at).timestamp()
+    return None
+
+def _explain(r, res) -> str:
+    "What a group of answers in `traffic_table` means."
+    if r.answer.startswith('answered by version'):
+        v = r.answer.rsplit(' ', 1)[-1]
+        return ('the new version served' if v == str(res.version) else
+                'the champion served (instruments not on the new version yet, or after a rollback)' if v == str(res.champion_before) else 'served')
+    why = f" ({r.detail})" if r.detail else ''
+    if r.phase.startswith('before') and r.answer == 'HTTP 503':
+        return ("expected: no version was routed yet (the first version has no champion to serve before the switch)" if not res.champion_before
+                else "the gateway was not ready for these instruments yet") + why
+    if r.answer == 'no answer': return f"the gateway did not answer (connection refused or time-out, e.g. while it started or stopped){why}"
+    if r.answer == 'HTTP 503': return f"no version could serve these requests{why}; the error-rate analysis of the stage counts them"
+    return f"unexpected answer{why}; the error-rate analysis of the stage counts it"
+
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #b412bb76
-PARAMS = ('version', 'strategy', 'clock', 'speed')
+PARAM_SPECS = SPECS['rollout']           # typed: checked by the runner before a kernel starts (pipelines.params)
+PARAMS = param_names('rollout')
 
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None, log=print) -> RolloutResult:
-    "The rollout pipeline: `rollout(settings, **params)` in the run context `ctx`."
+    "The rollout pipeline: `rollout(settings, **params)` in the run context `ctx`; each controller message is also progress."
     ctx = ctx or RunContext.local('rollout')
     p = {k: v for k, v in (params or {}).items() if k in PARAMS and v is not None}
-    return rollout(settings, **p, log=log, log_dir=ctx.run_dir, ctx=ctx)
+    def say(msg): log(msg); _progress(ctx, msg)
+    return rollout(settings, **p, log=say, log_dir=ctx.run_dir, ctx=ctx)
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #53debdc3
 def plot_timeline(res: RolloutResult):
     "Stage timeline: instruments on the new version over clock time, with the decisions."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 2.6))
+    "None when no deployment ran (the report says why in a sentence)."
     a = res.audit
-    if a.empty: ax.text(0.5, 0.5, res.reason, ha='center', va='center', wrap=True); ax.axis('off'); return fig
-    import json
-    pts = []
+    if a.empty: return None
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    pts, tag = [], f'=v{res.version}'
     for r in a.itertuples():
         try: routes = json.loads(r.to_state)['routes']
         except (TypeError, ValueError, KeyError): continue
-        n = sum(1 for k, v in routes.items() if k != '*' and ('canary=' in v or 'green=' in v))
-        if '*' in routes and ('canary=' in routes['*'] or 'green=' in routes['*']): n = max(n, len(routes) - 1, 1)
-        pts.append((r.clock_at, n))
+        on = [k for k, v in routes.items() if str(v).split(' shadow')[0].endswith(tag)]      # served by the new version, whatever its slot
+        pts.append((r.clock_at, len(routes) - 1 + ('*' not in routes) if '*' in on else len(on)))
     if pts:
         t, n = zip(*pts); ax.step(t, n, where='post', color='tab:blue', lw=2)
     for r in a.itertuples():
         if r.action.endswith(('.rollback', '.succeeded', '.failed', '.hold', '.stage', '.watch')):
             col = {'rollback': 'tab:red', 'succeeded': 'tab:green', 'failed': 'tab:red', 'hold': 'tab:orange'}.get(r.action.split('.')[-1], 'grey')
             ax.axvline(r.clock_at, color=col, ls='--', lw=1); ax.text(r.clock_at, ax.get_ylim()[1] * 0.95, r.action.split('.')[-1], rotation=90, fontsize=7, va='top', color=col)
-    ax.set_ylabel('instruments on new'); ax.set_title(f"{res.strategy} of v{res.version}: {res.status}", fontsize=10); ax.grid(alpha=0.3)
+    ax.set_ylabel(f'instruments on v{res.version}'); ax.set_title(f"{res.strategy} of v{res.version}: {res.status}", fontsize=10); ax.grid(alpha=0.3)
     fig.autofmt_xdate(); fig.tight_layout()
     return fig
 
+def paired_pnl_note(res: RolloutResult) -> str:
+    "Why there is no paired P&L chart, in a sentence ('' when there is one)."
+    if not res.paired.empty: return ''
+    if res.deployment_id is None: return 'No paired P&L: no deployment ran.'
+    if not res.champion_before:
+        return (f'No paired P&L: version {res.version} is the first version, so no champion ran beside it in shadow to '
+                'compare with. The next rollout compares its challenger with this champion bar by bar.')
+    return ('No paired P&L: no bar inside the rollout window has a known outcome yet (an outcome is known one bar '
+            'after the signal); a longer replay ([deploy] replay_hours) or the wall clock gives the comparison.')
+
 def plot_paired_pnl(res: RolloutResult):
-    "Cumulative net return of the new version (served) and the champion (shadow) on the same bars."
+    "Cumulative net return of the new version (served) and the champion (shadow) on the same bars; None without data (see `paired_pnl_note`)."
     import matplotlib.pyplot as plt
+    if res.paired.empty: return None
     fig, ax = plt.subplots(figsize=(9, 2.6))
-    if res.paired.empty: ax.text(0.5, 0.5, 'no paired signals with known outcomes', ha='center', va='center'); ax.axis('off'); return fig
     for c, col in (('new', 'tab:blue'), ('champion', 'tab:grey')):
         if c in res.paired: ax.plot(res.paired.index, res.paired[c], label=f"{c} (v{res.version if c == 'new' else res.champion_before})", color=col)
     ax.legend(fontsize=8); ax.set_ylabel('cumulative return'); ax.grid(alpha=0.3); fig.autofmt_xdate(); fig.tight_layout()
