@@ -323,6 +323,7 @@ def test_readiness_follows_the_state_database(trained, pg_cluster, tmp_path, mon
         until(lambda: server.started and request(base, 'GET', '/readyz')[0] == 200, 120, 'ready')
         t = time.monotonic(); stop()
         code, text = until(lambda: (r := request(base, 'GET', '/readyz'))[0] == 503 and r, 60, 'not ready')
+        until(lambda: 'autotrader_gateway_ready 0.0' in request(base, 'GET', '/metrics')[1], 30, 'the ready gauge at 0')
         print(f"\nstate database stopped: /readyz 503 after {time.monotonic() - t:.1f} s: {text}")
         assert 'deployment state unreachable' in json.loads(text)['reason'] and 'postgres' not in text.lower()
         assert request(base, 'GET', '/healthz')[0] == 200                  # liveness does not depend on the database
@@ -330,8 +331,7 @@ def test_readiness_follows_the_state_database(trained, pg_cluster, tmp_path, mon
         t = time.monotonic(); start()
         until(lambda: request(base, 'GET', '/readyz')[0] == 200, 60, 'ready again')
         print(f"started again: ready after {time.monotonic() - t:.1f} s")
-        m = request(base, 'GET', '/metrics')[1]
-        assert 'autotrader_gateway_ready 1.0' in m
+        until(lambda: 'autotrader_gateway_ready 1.0' in request(base, 'GET', '/metrics')[1], 30, 'the ready gauge at 1')
     finally:
         server.should_exit = True; th.join(timeout=30)
 

@@ -356,7 +356,7 @@ def reload(self: Gateway) -> bool:
     "Apply the routing in force if its generation moved; returns whether the snapshot changed."
     with self._reload_lock:
         try: g = self.state.generation(); self._state_seen()
-        except Exception as e: self._state_seen(e); raise
+        except Exception as e: self._state_seen(e); return False      # logged once; `ready` says so after 3 heartbeats
         if g == self.applied and self.snap is not None: return False
         r = self.state.routing(); now = self.clock.now()
         keep = {s: v for s, v in r.slots.items() if v['version'] and v['status'] in ('loading', 'live', 'standby')
@@ -455,7 +455,7 @@ def flush(self: Gateway):
     "Write pending signal-log rows and statistics to the deployment state."
     sig = []
     while self.signals: sig.append(self.signals.popleft())
-    try: self.state.log_served(sig, self.stats.drain(self.replica)); self._state_seen()
+    try: self.state.log_served(sig, self.stats.drain(self.replica))      # (may write nothing: not a sign of a readable state)
     except Exception as e:
         self._state_seen(e)
         _log.error("signal log flush failed (kept for the next flush): %s", e)
@@ -482,7 +482,7 @@ def heartbeat(self: Gateway):
     for v, e in self.load_errors.items(): loaded.setdefault(v, {'ready': False, 'error': e})
     try: self.state.heartbeat(self.replica, self.url, self.applied, ok, loaded, self.started_at); self._state_seen()
     except Exception as e:
-        self._state_seen(e); self.m['ready'].set(1 if self.ready()[0] else 0); raise
+        self._state_seen(e); self.m['ready'].set(1 if self.ready()[0] else 0); return
     self.m['ready'].set(1 if ok else 0)
 
 @patch
@@ -912,14 +912,52 @@ def _app_from_env():
                       url=os.environ.get('AUTOTRADER_GATEWAY_URL'),
                       replica=f"{socket.gethostname()}-{os.getpid()}" + (f"-{port}" if port else ''))
 
-def serve(settings_path=None, host: str | None = None, port: int | None = None, replicas: int = 1, log_level: str = 'warning'):
-    "Run the gateway until interrupted (see above)."
+def serve(settings_path=None, host: str | None = None, port: int | None = None, replicas: int = 1, log_level: str = 'warning',
+          access_log: bool = False):
+    "Run the gateway until interrupted (see above); says where it listens and, once ready, what it serves; `access_log`: one line per request."
+    import sys, threading, urllib.request, logging.config, copy
+    def say(msg): print(f"autotrader serve: {msg}", file=sys.stderr, flush=True)
+    def announce(st, url):
+        "Wait for /readyz, then log the versions loaded and the routing in force (from the deployment state)."
+        probe, last, deadline = url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://127.0.0.1:'), None, time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{probe}/readyz", timeout=5) as r: body = json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                try: why = json.loads(e.read()).get('reason')
+                except Exception: why = None
+                if why and why != last: say(f"not ready yet: {why}"); last = why
+                time.sleep(0.5); continue
+            except OSError: time.sleep(0.5); continue
+            try:
+                r = DeploymentState.from_settings(st).routing()
+                slots = ', '.join(f"v{v.get('version')} in slot {k} ({v.get('status')})" for k, v in sorted(r.slots.items())) or 'none'
+                routes = ', '.join(f"{'every instrument' if i == '*' else i} → {x['slot']}" + (f" (shadow {x['shadow_slot']})" if x.get('shadow_slot') else '')
+                                   for i, x in sorted(r.routes.items())) or 'none'
+                say(f"ready (routing generation {body.get('generation')}): versions loaded: {slots}; routes: {routes}")
+            except Exception as e: say(f"ready; the routing could not be read for this message: {e}")
+            return
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     import uvicorn
     st = load_settings(settings_path)
     host, port = host or st.deploy.host, int(port or st.deploy.port)
     url = f"http://{host}:{port}"
-    kw = dict(host=host, port=port, log_level=log_level, access_log=False)
+    from uvicorn.config import LOGGING_CONFIG
+    logs = copy.deepcopy(LOGGING_CONFIG)
+    if access_log:      # Common Log Format style: client - - [time] "request line" status
+        logs['formatters']['access']['fmt'] = '%(client_addr)s - - [%(asctime)s] "%(request_line)s" %(status_code)s'
+        logs['formatters']['access']['datefmt'] = '%d/%b/%Y:%H:%M:%S %z'
+        logs['formatters']['access']['use_colors'] = False
+        logs['loggers']['uvicorn.access']['level'] = 'INFO'
+    kw = dict(host=host, port=port, log_level=log_level, access_log=access_log, log_config=logs)
+    try: where = repr(DeploymentState.from_settings(st)).removeprefix('DeploymentState(').removesuffix(')').strip("'")
+    except Exception as e: where = f"unavailable ({e})"
+    from autotrader import __version__
+    say(f"autotrader {__version__} gateway listening on {url} ({replicas} replica{'s' * (replicas != 1)}); "
+        f"settings: {st._file or 'embedded defaults'}; deployment state: {where}")
+    say("endpoints: GET /v1/signal/{instrument}, POST /v1/predict, GET /healthz, /readyz, /metrics; GET /v1/slots/{slot}/signal/{instrument}; admin (token): GET /v1/routing, POST /v1/admin/reload, /v1/admin/flush"
+        + ("; access log on" if access_log else "; access log off (--access-log)"))
+    threading.Thread(target=announce, args=(st, url), daemon=True, name='serve-announce').start()
     try: import httptools; kw['http'] = 'httptools'     # noqa: F401
     except ImportError: pass
     if replicas > 1:
