@@ -11,7 +11,7 @@ interval ingests that interval; every file the kit writes is readable by other u
 
 `test_ingest_dag_runs_end_to_end_like_autotrader_run_ingest`: `airflow dags test` of the ingest DAG leaves the same
 report files as `autotrader run ingest`."""
-import glob, hashlib, json, math, os, secrets, shutil, signal, stat, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import glob, json, os, secrets, shutil, signal, stat, subprocess, sys, tempfile, time, urllib.error, urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -39,7 +39,7 @@ def autotrader(*args, cwd, timeout=600):
 
 
 def _notebook(path, code):
-    p = new_code_cell('n = 1'); p.metadata['tags'] = ['parameters']
+    p = new_code_cell('run_context = None'); p.metadata['tags'] = ['parameters']
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(new_notebook(cells=[p, new_code_cell(code)], metadata=KS), path)
 
@@ -55,7 +55,7 @@ def _pg_bin():
     return Path(found[-1]).parent if found else None
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def postgres():
     "A PostgreSQL cluster on a free loopback port with an empty database `airflow` (run as `postgres` when we are root)."
     b = _pg_bin()
@@ -77,12 +77,13 @@ def postgres():
 
 # ---------------------------------------------------------------- the kit's folders and the DAGs
 
+_CTX = 'from autotrader.pipelines.context import RunContext\nctx = RunContext.from_param(run_context)\n'
 STAND_INS = {   # train fails twice, then succeeds; evaluate promotes; rollout records that it ran
-    'train': 'from pathlib import Path\nfrom autotrader.ops.runner import record_metrics\n'
+    'train': _CTX + 'from pathlib import Path\n'
              'f = Path("train-attempts.txt"); k = int(f.read_text()) + 1 if f.exists() else 1; f.write_text(str(k))\n'
-             'if k <= 2: raise RuntimeError(f"attempt {k} fails on purpose")\nrecord_metrics(attempt=k)',
-    'evaluate': 'from autotrader.ops.runner import record_metrics\nrecord_metrics(promote=True)',
-    'rollout': 'from autotrader.ops.runner import record_metrics\nrecord_metrics(rolled_out=True)',
+             'if k <= 2: raise RuntimeError(f"attempt {k} fails on purpose")\nctx.record(attempt=k)',
+    'evaluate': _CTX + 'ctx.record(promote=True)',
+    'rollout': _CTX + 'ctx.record(rolled_out=True)',
 }
 SETTINGS = f"""[data]
 dir = data
@@ -197,12 +198,18 @@ class Airflow:
             return True
         except (urllib.error.URLError, OSError, ValueError): return False
 
-    def api(self, method, path, body=None):
-        req = urllib.request.Request(f'{self.url}/api/v2{path}', method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={'Authorization': f'Bearer {self.token}', 'Content-Type': 'application/json'})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r: return json.load(r)
-        except urllib.error.HTTPError as e: raise AssertionError(f'{method} {path}: {e.code} {e.read().decode()[:1000]}') from None
+    def api(self, method, path, body=None, attempts=4):
+        "A REST API call; a busy API server (2 cores shared with the scheduler and the tasks) gets a few tries."
+        for attempt in range(attempts):
+            req = urllib.request.Request(f'{self.url}/api/v2{path}', method=method, data=None if body is None else json.dumps(body).encode(),
+                                         headers={'Authorization': f'Bearer {self.token}', 'Content-Type': 'application/json'})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r: return json.load(r)
+            except urllib.error.HTTPError as e:
+                if e.code == 409 and method == 'POST' and attempt: return None      # created by the try that timed out
+                raise AssertionError(f'{method} {path}: {e.code} {e.read().decode()[:1000]}') from None
+            except (TimeoutError, urllib.error.URLError, ConnectionError):
+                if attempt == attempts - 1: raise
 
     def wait(self, cond, what, timeout):
         "Wait until `cond()` is truthy (polled every second; `timeout` only stops a hung system)."
@@ -224,18 +231,36 @@ def _tries(af, dag_id, run_id, task='run'):
                   key=lambda t: t['try_number'])
 
 
-def _airflow_delay(dag_id, task_id, logical_date, try_number, retry_delay, multiplier):
-    "The retry delay Airflow 3.3 computes (TaskInstance.next_retry_datetime): base × multiplier^(try−1), plus a hash of the try."
-    min_backoff = max(1, math.ceil(retry_delay * multiplier ** (try_number - 1)))
-    h = int(hashlib.sha1(f'{dag_id}#{task_id}#{logical_date}#{try_number}'.encode()).hexdigest(), 16)
-    return min_backoff + h % min_backoff
+_NEXT_RETRY = """
+import json, logging, sys
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from airflow.models.taskinstance import TaskInstance
+dag_id, task_id, logical, delay, mult, tries = sys.argv[1:4] + [float(sys.argv[4]), float(sys.argv[5]), json.loads(sys.argv[6])]
+end, out = datetime(2000, 1, 1), []
+for t in tries:   # the attributes TaskInstance.next_retry_datetime reads
+    ti = SimpleNamespace(retry_delay_override=None, end_date=end, try_number=t, dag_id=dag_id, task_id=task_id, log=logging.getLogger('x'),
+                         logical_date=datetime.fromisoformat(logical), task=SimpleNamespace(retry_delay=timedelta(seconds=delay),
+                         retry_exponential_backoff=mult, max_retry_delay=None))
+    out.append((TaskInstance.next_retry_datetime(ti) - end).total_seconds())
+print(json.dumps(out))
+"""
+
+
+def _airflow_delays(dag_id, task_id, logical_date, tries, retry_delay, multiplier):
+    "The retry delays Airflow computes (its own TaskInstance.next_retry_datetime, in its environment), one per failed try."
+    r = subprocess.run([str(AIRFLOW.parent / 'python'), '-c', _NEXT_RETRY, dag_id, task_id, logical_date, str(retry_delay), str(multiplier),
+                        json.dumps(tries)], capture_output=True, text=True, timeout=300, env={**_clean_env(), 'PYTHONWARNINGS': 'ignore'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def _t(s): return datetime.fromisoformat(s.replace('Z', '+00:00'))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def airflow_system(kit, postgres, tmp_path_factory):
+    "The running system, stopped as soon as test_live_airflow ends (function scope: nothing runs during the other tests)."
     home = tmp_path_factory.mktemp('airflow-home')
     worker = {'AUTOTRADER_HOME': str(kit['home']), 'PATH': f"{KIT_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
               'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
@@ -264,7 +289,8 @@ def test_live_airflow(airflow_system, kit):
     # and a run for a past data interval, through the REST API
     past = af.api('POST', '/dags/autotrader_ingest/dagRuns', {'logical_date': '2024-03-01T02:00:00Z', 'dag_run_id': 'past-interval',
                                                               'data_interval_start': '2024-03-01T02:00:00Z', 'data_interval_end': '2024-03-02T02:00:00Z'})
-    assert past['run_type'] == 'manual' and past['state'] == 'queued'
+    past = past or af.api('GET', '/dags/autotrader_ingest/dagRuns/past-interval')
+    assert past['run_type'] == 'manual'
 
     done = lambda d, n=1: (lambda: (lambda rs: rs if len(rs) >= n and all(r['state'] in ('success', 'failed') for r in rs) else None)(af.runs(d)))
     ingest_runs = af.wait(done('autotrader_ingest', 2), 'two ingest runs', 240)
@@ -284,16 +310,17 @@ def test_live_airflow(airflow_system, kit):
     tr = train_runs[0]
     tries = _tries(af, 'autotrader_train', tr['dag_run_id'])
     assert [t['state'] for t in tries] == ['failed', 'failed', 'success'], tries
-    print('train retries (retry_delay 2 s, retry_exponential_backoff 2.0):')
-    computed = []
-    for a, b in zip(tries, tries[1:]):
-        delay = _airflow_delay('autotrader_train', 'run', _t(tr['logical_date']), a['try_number'], RETRY_DELAY, 2.0)
+    print(f'train retries (retry_delay {RETRY_DELAY} s, retry_exponential_backoff 2.0):')
+    computed = _airflow_delays('autotrader_train', 'run', _t(tr['logical_date']).isoformat(), [t['try_number'] for t in tries[:-1]], RETRY_DELAY, 2.0)
+    for (a, b), delay in zip(zip(tries, tries[1:]), computed):
         waited = (_t(b['start_date']) - _t(a['end_date'])).total_seconds()
-        computed.append(delay)
-        print(f"  try {a['try_number']} failed → try {b['try_number']}: Airflow's delay {delay} s "
-              f"(base {RETRY_DELAY} × 2^{a['try_number'] - 1} + jitter), waited {waited:.1f} s")
+        print(f"  try {a['try_number']} failed → try {b['try_number']}: Airflow's delay {delay:g} s "
+              f"(base {RETRY_DELAY} × 2^{a['try_number'] - 1} = {RETRY_DELAY * 2 ** (a['try_number'] - 1)} s, plus its jitter), waited {waited:.1f} s")
         assert waited >= delay - 0.5, (waited, delay)            # Airflow never starts a retry before its delay
-    assert computed[1] >= 2 * RETRY_DELAY > computed[0] - RETRY_DELAY and computed[1] > computed[0], computed
+    assert computed[0] >= RETRY_DELAY and computed[1] >= 2 * RETRY_DELAY and computed[1] > computed[0], computed
+    ingest_delays = _airflow_delays('autotrader_ingest', 'run', '2024-03-01T02:00:00+00:00', [1, 2, 3], 300, 2.0)
+    print(f"  (ingest's defaults, retry_delay 300 s: {', '.join(f'{d:g}' for d in ingest_delays)} s)")
+    assert ingest_delays[0] < ingest_delays[1] < ingest_delays[2]
     assert (home / 'train-attempts.txt').read_text() == '3'
 
     # reports are written in the workers' folder (not the one the DAGs were exported in), readable by other users
@@ -345,7 +372,9 @@ def test_ingest_dag_runs_end_to_end_like_autotrader_run_ingest(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (a,) = list((by_airflow / 'reports' / 'ingest').glob('*/'))
     params = json.loads((a / 'run.json').read_text())['parameters']      # the DAG run's data interval
-    assert params['end'] == '2024-01-01T02:00:00+00:00' and params['start'] == '2023-12-31T02:00:00+00:00' and params['backfill'] is True
+    start, end = datetime.fromisoformat(params['start']), datetime.fromisoformat(params['end'])
+    assert end - start == timedelta(days=1) and end.hour == 2 and end <= datetime.fromisoformat('2024-01-01T02:00:00+00:00')
+    assert params['backfill'] is True
     r = autotrader('run', 'ingest', '--no-progress', *[a for k, v in params.items() for a in ('-p', f'{k}={v}')], cwd=by_cli)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -355,7 +384,7 @@ def test_ingest_dag_runs_end_to_end_like_autotrader_run_ingest(tmp_path):
     assert ra['status'] == rc['status'] == 'ok' and ra.keys() == rc.keys()
     assert ra['metrics'].keys() == rc['metrics'].keys() and ra['metrics']['instruments'] == rc['metrics']['instruments'] == 5
     assert ra['metrics']['rows_clean'] == rc['metrics']['rows_clean'] > 0 and ra['sla_s'] == rc['sla_s'] == 7200
-    assert ra['parameters'] == rc['parameters']
+    assert ra['parameters'] == rc['parameters'] and ra['metrics']['rows_clean'] > 0
     for d in (by_airflow, by_cli):
         assert (d / 'reports' / 'index.html').exists() and (d / 'autotrader-data' / 'store' / 'catalog.json').exists()
         assert (d / 'autotrader-data' / 'metrics' / 'autotrader_pipeline_ingest.prom').exists()
