@@ -4,13 +4,15 @@ short Alertmanager grouping) and a fast subset of the drills (`autotrader drill 
 text-file collector dead, a failing pipeline, a bad canary. Each drill must be detected (its alert delivered by
 Alertmanager to the receiver, recorded in the outbox) and recovered (service restored; the alert resolved where the
 rule allows it within the test); the times are printed, never asserted. The Debian binaries come from .ci/run."""
-import dataclasses, json, os, subprocess, sys, time, textwrap
+import dataclasses, json, os, re, subprocess, sys, time, textwrap
 from pathlib import Path
 import pytest
 
 from autotrader.config import load_settings
 from autotrader.ops import stack as K
 from autotrader.ops import drills as D
+
+pytestmark = [pytest.mark.e2e, pytest.mark.infra]      # the whole stack as processes; Prometheus, Alertmanager, node-exporter from Debian
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,11 +84,28 @@ def test_drill_replica_killed(stack):
     _check(D.run_drill(drill, stack, timeout=180), resolved=False)
 
 
-def test_drill_collector_down(stack):
-    "SIGKILL node-exporter: AutoTraderTextfileCollectorDown delivered; restarted, resolved."
-    _check(D.run_drill(D.DRILLS['collector-down'], stack, timeout=240))
+def test_drill_collector_down_through_the_drills_pipeline(stack):
+    """`autotrader run drills -p drills=collector-down` (the runner, the papermill notebook, the driver): node-exporter
+    SIGKILLed, AutoTraderTextfileCollectorDown delivered, restarted, resolved; the report holds the drill table."""
+    r = _cli(stack, 'run', 'drills', '-p', 'drills=collector-down', '--no-progress')
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    run_dir = Path(re.search(r'run dir: (\S+)', out).group(1))
+    rec = json.loads((run_dir / 'run.json').read_text())
+    print(json.dumps(rec['metrics'], indent=1))
+    assert rec['metrics']['detected'] == rec['metrics']['recovered'] == rec['metrics']['drills'] == 1, rec['metrics']
+    page = (run_dir / 'report.html').read_text()
+    assert 'AutoTraderTextfileCollectorDown' in page and 'collector-down' in page and 'Timelines' in page
+    assert K.stack_status(stack)[2]['up']                   # node-exporter running again
 
 
-def test_drill_pipeline_failed(stack):
-    "A failed ingest run: AutoTraderPipelineFailed{pipeline=ingest} delivered; the re-run succeeds, resolved."
-    _check(D.run_drill(D.DRILLS['pipeline-failed'], stack, timeout=300))
+def test_drill_pipeline_failed_cli_json(stack):
+    "`autotrader drill run pipeline-failed --json`: a failed ingest run, AutoTraderPipelineFailed delivered; the re-run succeeds, resolved."
+    r = _cli(stack, 'drill', 'run', 'pipeline-failed', '--json', '--timeout', '300')
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    res, = json.loads(r.stdout)
+    print(r.stderr[-1500:])
+    assert {'drill', 'detected', 'mttd_s', 'mttr_s', 'alert', 'runbook'} <= set(res)
+    assert res['drill'] == 'pipeline-failed' and res['detected'] and res['recovered'], res
+    assert res['alert'] == 'AutoTraderPipelineFailed' and res['runbook'].endswith('/AutoTraderPipelineFailed.md')
+    assert res['mttd_s'] is not None and res['mttr_s'] is not None

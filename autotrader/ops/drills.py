@@ -96,6 +96,13 @@ class DrillEnv:
         "The receiver's records of `alert` with `status` (firing/resolved) received since t0."
         return [r for r in received(self.settings, _iso(self.t0 - 1)) if r['check'] == alert and r['details'].get('status') == status
                 and all(r['details'].get('labels', {}).get(k) == v for k, v in (labels or {}).items())]
+    def scraped(self) -> bool:
+        "Every scrape target up, and Prometheus has scraped each at least twice (a change can be seen)."
+        q = urllib.parse.quote('min by (job) (count_over_time(up[10m]) >= 2 and up == 1)')
+        r = _get_json(f"{self.prometheus}/api/v1/query?query={q}")['data']['result']
+        import yaml
+        jobs = {j['job_name'] for j in yaml.safe_load((self.dir / 'prometheus.yml').read_text())['scrape_configs']}
+        return {x['metric'].get('job') for x in r} >= jobs
     def up(self, *components) -> bool:
         s = self.status(); return all(s[c]['up'] for c in components)
 
@@ -111,6 +118,9 @@ def run_drill(drill: Drill, settings=None, timeout: float | None = None, log=pri
     missing = [r['name'] for r in env.status().values() if not r['up'] and r['name'] != 'scheduler']
     if missing or not env.ports: raise DrillError(f"the stack is not up ({', '.join(missing) or 'never started'}): run `autotrader stack up` first")
     deadline = time.monotonic() + precondition_s
+    while not env.scraped():                               # a freshly started Prometheus: every target up, twice
+        if time.monotonic() > deadline: raise DrillError("Prometheus does not see every target of the stack up: `autotrader stack status`")
+        time.sleep(1)
     while env.active(drill.alert, drill.labels):
         if time.monotonic() > deadline:
             raise DrillError(f"{drill.name}: {drill.alert} is already active in Alertmanager: fix what it says before drilling it")
