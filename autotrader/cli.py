@@ -107,6 +107,7 @@ def _deploy_parsers(sub, settings, fmt):
     sv.add_argument('--host', help='address to bind (default: [deploy] host)')
     sv.add_argument('--port', type=int, help='port (default: [deploy] port)')
     sv.add_argument('--replicas', type=int, default=1, metavar='N', help='worker processes sharing the port, each a replica (default: 1)')
+    sv.add_argument('--access-log', action='store_true', help='log every request (client, time, request line, status)')
     sv.add_argument('--settings', **settings)
     d = sub.add_parser('deploy', help='deploy model versions on the gateway: blue/green, status, rollback, history', formatter_class=fmt,
                        epilog='bluegreen VERSION: load VERSION in slot green, wait for every replica, switch, watch, then promote '
@@ -120,22 +121,74 @@ def _deploy_parsers(sub, settings, fmt):
     d.add_argument('--to', metavar='VERSION', help='rollback: the version to make live (default: previous-champion)')
     d.add_argument('--force', action='store_true', help='bluegreen, canary: deploy a version evaluate did not clear (audited)')
     d.add_argument('--limit', type=int, default=30, help='history: the newest N audit records (default: 30)')
+    d.add_argument('--json', action='store_true', help='status, history: JSON for scripts instead of tables')
     d.add_argument('--settings', **settings)
 
 def _cmd_serve(a) -> int:
     from autotrader.deploy.gateway import serve
     if a.replicas < 1: print('autotrader: error: --replicas must be >= 1', file=sys.stderr); return EXIT_USAGE
-    serve(a.settings, a.host, a.port, a.replicas); return EXIT_OK
+    serve(a.settings, a.host, a.port, a.replicas, access_log=a.access_log); return EXIT_OK
+
+def _history(log) -> list[dict]:
+    "Audit records as plain data, oldest first: ids as integers, times in ISO 8601, states parsed from JSON."
+    import json
+    def val(x):
+        if x is None or (isinstance(x, float) and x != x): return None
+        if isinstance(x, str) and x[:1] in '{[':
+            try: return json.loads(x)
+            except ValueError: return x
+        return x
+    out = []
+    for r in log.sort_values('id').to_dict('records'):
+        out.append(dict(id=int(r['id']), at=_iso(r.get('at')), clock_at=_iso(r.get('clock_at')), actor=val(r.get('actor')),
+                        action=val(r.get('action')), deployment=None if val(r.get('deployment_id')) is None else int(r['deployment_id']),
+                        from_state=val(r.get('from_state')), to_state=val(r.get('to_state')), reason=val(r.get('reason'))))
+    return out
+
+def _iso(t):
+    import pandas as pd
+    if t is None or (isinstance(t, float) and t != t): return None
+    t = pd.Timestamp(t, unit='s', tz='UTC') if isinstance(t, (int, float)) else pd.Timestamp(t)
+    return None if pd.isna(t) else (t.tz_convert('UTC') if t.tzinfo else t).isoformat(timespec='seconds')
+
+def _change(r) -> str:
+    "from → to in a few words: statuses as they are, routing as instrument: slot=version."
+    def short(x):
+        if isinstance(x, dict):
+            routes = x.get('routes')
+            if isinstance(routes, dict): return ', '.join(f"{'all' if k == '*' else k}: {v}" for k, v in routes.items()) or 'no routes'
+            return ', '.join(f'{k}={v}' for k, v in x.items() if not isinstance(v, (dict, list)))
+        return '' if x is None else str(x)
+    a, b = short(r['from_state']), short(r['to_state'])
+    return f"{a} → {b}" if a and b else b or a
+
+def _history_table(rows: list[dict]) -> str:
+    "The audit records as a table that fits the terminal: the reason and change wrap under their row."
+    import shutil, textwrap
+    if not rows: return 'no deployment has been recorded yet'
+    width = shutil.get_terminal_size((120, 20)).columns
+    head = ['id', 'time (UTC)', 'actor', 'action', 'deployment']
+    cells = [[str(r['id']), (r['at'] or '')[:19].replace('T', ' '), r['actor'] or '—', r['action'] or '—',
+              '—' if r['deployment'] is None else f"#{r['deployment']}"] for r in rows]
+    w = [max(len(x) for x in col) for col in zip(head, *cells)]
+    out = ['  '.join(x.ljust(n) for x, n in zip(head, w)).rstrip()]
+    for r, c in zip(rows, cells):
+        out.append('  '.join(x.ljust(n) for x, n in zip(c, w)).rstrip())
+        for label, text in (('change', _change(r)), ('reason', r['reason'] or '')):
+            if text: out += textwrap.wrap(f"{label}: {text}", max(width - 6, 40), initial_indent='    ', subsequent_indent='      ')
+    return '\n'.join(out)
 
 def _cmd_deploy(a) -> int:
+    import json
     from autotrader.deploy import bluegreen as B
     from autotrader.deploy.state import DeploymentState, StateError
     try:
-        if a.action == 'status': print(B.format_status(B.deploy_status(a.settings))); return EXIT_OK
+        if a.action == 'status':
+            s = B.deploy_status(a.settings)
+            print(json.dumps(s, indent=2) if a.json else B.format_status(s)); return EXIT_OK
         if a.action == 'history':
-            st = DeploymentState.from_settings(load_settings(a.settings)); log = st.audit_log(limit=a.limit)
-            print(log[['id', 'at', 'actor', 'action', 'deployment_id', 'from_state', 'to_state', 'reason']].to_string(index=False)
-                  if len(log) else '(no audit records)'); return EXIT_OK
+            rows = _history(DeploymentState.from_settings(load_settings(a.settings)).audit_log(limit=a.limit))
+            print(json.dumps(rows, indent=2) if a.json else _history_table(rows)); return EXIT_OK
         from autotrader.deploy.controller import deployment_action
         st = load_settings(a.settings)
         if a.action in ('bluegreen', 'canary') and not a.version:

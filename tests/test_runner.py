@@ -110,6 +110,33 @@ def test_bad_parameters_refused_before_anything_runs(nbs, tmp_path, capsys, para
     assert not (tmp_path / 'reports').exists()
 
 
+@pytest.mark.parametrize('pipeline, param, says', [
+    ('ingest', 'timeframe=7m', "ingest: parameter timeframe='7m': expected one of 1m, 5m, 15m, 30m, 1h, 4h, 1d"),
+    ('ingest', 'start=yesterday', "ingest: parameter start='yesterday': expected an ISO 8601 date or date-time"),
+    ('ingest', 'backfill=maybe', "ingest: parameter backfill='maybe': expected true or false"),
+    ('ingest', 'end=2020-01-01', "ingest: parameter end='2020-01-01' is not after start='2024-01-01'"),
+    ('train', 'n_trials=0', 'train: parameter n_trials=0: expected an integer >= 1'),
+    ('train', 'valid_size=1.5', 'train: parameter valid_size=1.5: expected a number > 0 and < 1'),
+    ('evaluate', 'version=-3', "evaluate: parameter version=-3: expected a registered version number"),
+    ('rollout', 'strategy=yolo', "rollout: parameter strategy='yolo': expected one of canary, bluegreen"),
+    ('health', 'current_hours=soon', "health: parameter current_hours='soon': expected an integer >= 1"),
+])
+def test_bad_parameter_values_exit_2_before_a_kernel_starts(tmp_path, pipeline, param, says):
+    "A value its pipeline does not allow: exit 2, one line naming the parameter, the value and what is allowed; nothing written."
+    extra = ['-p', 'start=2024-01-01'] if param.startswith('end=') else []
+    r = _cli('run', pipeline, '-p', param, *extra, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [f"autotrader: error: {says}" + r.stderr.strip().split(says, 1)[1]], r.stderr
+    assert r.stdout == '' and 'Traceback' not in r.stderr
+    assert not any(tmp_path.iterdir()), list(tmp_path.iterdir())      # no report, no index, no alert outbox, no data
+
+
+def test_good_parameter_values_are_converted(tmp_path):
+    from autotrader.ops.runner import _check_parameters
+    assert _check_parameters({'n_trials': '5', 'valid_size': '0.2', 'instruments': 'BTC-USD, ETH-USD'}, pipeline_path('train')) == \
+        {'n_trials': 5, 'valid_size': 0.2, 'instruments': 'BTC-USD,ETH-USD'}
+
+
 def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(['run', 'no-such-pipeline']) == 2
     assert 'available:' in capsys.readouterr().err
@@ -125,12 +152,14 @@ def test_pipeline_lookup():
     if 'ingest' in list_pipelines(): assert pipeline_path('ingest') == ROOT / 'nbs' / 'pipelines' / 'ingest.ipynb'
 
 
-def test_console_module(tmp_path):
+def test_console_module(tmp_path, capsys):
+    "`python -m autotrader.cli` runs as a program (one child process); its help, in process."
+    assert main(['--help']) == 0
+    out = capsys.readouterr().out
+    assert 'exit codes' in out and 'run' in out
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
-    r = subprocess.run([sys.executable, '-m', 'autotrader.cli', '--help'], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0 and 'exit codes' in r.stdout and 'run' in r.stdout, r.stderr
-    r = subprocess.run([sys.executable, '-m', 'autotrader.cli', 'pipelines'], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, '-m', 'autotrader.cli', 'pipelines'], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and 'ingest' in r.stdout, r.stderr
 
 
 def _cli(*args, cwd, env=None, timeout=180):

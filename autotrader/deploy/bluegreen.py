@@ -292,27 +292,60 @@ def rollback_to(settings=None, version=None, actor: str | None = None, log=print
     return {'from': cur, 'to': target}
 
 def deploy_status(settings=None) -> dict:
-    "The routing in force, the active deployment, live replicas and the registry's aliases."
+    "The routing in force, the active deployment, live replicas and the registry's aliases, as plain data (`--json`)."
     from autotrader.train.registry import ModelRegistry
+    from autotrader.deploy.state import safe_url
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     state = DeploymentState.from_settings(st); reg = ModelRegistry.from_settings(st)
     try: aliases = {a: (reg.version(a) or {}).get('version') for a in ('champion', 'challenger', 'previous-champion')}
     except Exception as e: aliases = {'error': str(e)}
-    return dict(state=repr(state), clock=state.clock().to_dict(), routing=state.routing(), deployment=state.deployment(),
-                replicas=state.replicas(), aliases=aliases)
+    url = str(state.url)
+    where = f"SQLite file {url.split(':///', 1)[1]}" if url.startswith('sqlite:///') else safe_url(url)
+    r = state.routing(); d = state.deployment(); reps = state.replicas(max_age=live_age(st))
+    t = lambda x: iso(x) if x else None
+    return dict(state=where, clock=state.clock().to_dict(), generation=r.generation,
+                routes=[dict(instrument=x.instrument, slot=x.slot, version=_s(x.version), shadow_slot=_s(x.shadow_slot),
+                             shadow_version=_s(x.shadow_version)) for x in r.table().itertuples()],
+                slots={k: dict(version=_s(v.get('version')), status=v.get('status'), retain_until=t(v.get('retain_until')))
+                       for k, v in sorted(r.slots.items())},
+                deployment=None if d is None else dict(id=int(d['id']), kind=d['kind'], version=_s(d['version']), status=d['status'],
+                                                       stage=d.get('stage'), step_due_at=t(d.get('step_due_at'))),
+                replicas=[dict(replica=x.replica, generation=int(x.generation), ready=bool(x.ready), loaded=sorted(map(str, x.loaded)))
+                          for x in reps.itertuples()],
+                aliases={k: _s(v) for k, v in aliases.items()})
+
+def _s(v):
+    "A version or name as text; None, NaN and '' as None; 1.0 as '1'."
+    if v is None or v == '' or (isinstance(v, float) and v != v): return None
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+def _columns(rows: list[list[str]], head: list[str], indent: str = '  ') -> list[str]:
+    w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    return [indent + '  '.join(str(x).ljust(n) for x, n in zip(r, w)).rstrip() for r in [head, *rows]]
 
 def format_status(s: dict) -> str:
-    "`deploy_status()` as text."
-    r = s['routing']; lines = [f"deployment state: {s['state']}  clock: {s['clock'].get('mode')}", f"routing generation {r.generation}:"]
-    t = r.table()
-    lines += ['  (no routes)'] if t.empty else ['  ' + l for l in t.fillna('').to_string(index=False).splitlines()]
-    lines.append('slots: ' + (', '.join(f"{k}=v{v['version']} {v['status']}" + (f" until {iso(v['retain_until'])}" if v['retain_until'] else '')
-                                        for k, v in sorted(r.slots.items())) or 'none'))
+    "`deploy_status()` for a person: a few sentences and small tables."
+    v = lambda x: f"v{x}" if x else '—'
+    al = s['aliases']
+    lines = [f"deployment state: {s['state']} (clock: {s['clock'].get('mode', 'wall')})",
+             'model aliases:    ' + ('error: ' + al['error'] if 'error' in al else
+                                     f"champion {v(al.get('champion'))} · challenger {v(al.get('challenger'))} · previous champion {v(al.get('previous-champion'))}")]
     d = s['deployment']
-    lines.append(f"active deployment: {d['id']} {d['kind']} v{d['version']} {d['status']} (stage {d['stage']}, due {iso(d['step_due_at'])})"
-                 if d else 'active deployment: none')
+    lines.append('active deployment: ' + (f"#{d['id']} {d['kind']} of {v(d['version'])}, {d['status']}" +
+                                          (f", stage {d['stage']}" if d.get('stage') is not None else '') +
+                                          (f", next step due {d['step_due_at']}" if d.get('step_due_at') else '') if d else 'none'))
+    lines.append(f"routing (generation {s['generation']}):" + ('' if s['routes'] else ' no routes — nothing is served yet'))
+    if s['routes']:
+        lines += _columns([['every instrument' if r['instrument'] == '*' else r['instrument'], r['slot'], v(r['version']),
+                            f"{r['shadow_slot']} {v(r['shadow_version'])}" if r['shadow_slot'] else '—'] for r in s['routes']],
+                          ['instrument', 'slot', 'version', 'shadow'])
+    lines.append('slots:' + ('' if s['slots'] else ' none'))
+    if s['slots']:
+        lines += _columns([[k, v(x['version']), x['status'] or '—', x['retain_until'] or '—'] for k, x in s['slots'].items()],
+                          ['slot', 'version', 'status', 'kept until'])
     reps = s['replicas']
-    lines.append(f"live replicas: {len(reps)}" + ''.join(f"\n  {x.replica} gen {x.generation} {'ready' if x.ready else 'NOT READY'} "
-                                                         f"loaded {sorted(x.loaded)}" for x in reps.itertuples()))
-    lines.append('aliases: ' + ', '.join(f"{k}={'v' + str(v) if v else '-'}" for k, v in s['aliases'].items()))
+    lines.append(f"live replicas: {len(reps)}" + ('' if reps else ' (no gateway is running: `autotrader serve`)'))
+    if reps:
+        lines += _columns([[x['replica'], str(x['generation']), 'ready' if x['ready'] else 'NOT READY', ', '.join(map(v, x['loaded'])) or '—']
+                           for x in reps], ['replica', 'generation', 'ready', 'versions loaded'])
     return '\n'.join(lines)
