@@ -948,8 +948,9 @@ def serve(settings_path=None, host: str | None = None, port: int | None = None, 
         logs['formatters']['access']['fmt'] = '%(client_addr)s - - [%(asctime)s] "%(request_line)s" %(status_code)s'
         logs['formatters']['access']['datefmt'] = '%d/%b/%Y:%H:%M:%S %z'
         logs['formatters']['access']['use_colors'] = False
-        logs['loggers']['uvicorn.access']['level'] = 'INFO'
-    kw = dict(host=host, port=port, log_level=log_level, access_log=access_log, log_config=logs)
+    logs['loggers']['uvicorn.access']['level'] = 'INFO' if access_log else 'WARNING'
+    for k in ('uvicorn', 'uvicorn.error'): logs['loggers'][k]['level'] = str(log_level).upper()
+    kw = dict(host=host, port=port, log_level=None, access_log=access_log, log_config=logs)   # levels in log_config: uvicorn's log_level would silence the access log
     try: where = repr(DeploymentState.from_settings(st)).removeprefix('DeploymentState(').removesuffix(')').strip("'")
     except Exception as e: where = f"unavailable ({e})"
     from autotrader import __version__
