@@ -282,19 +282,26 @@ def plot_timeline(res: RolloutResult):
     a = res.audit
     if a.empty: return None
     fig, ax = plt.subplots(figsize=(9, 2.6))
-    pts, tag = [], f'=v{res.version}'
+    tag, snaps = f'=v{res.version}', []
     for r in a.itertuples():
-        try: routes = json.loads(r.to_state)['routes']
+        try: snaps.append((r.clock_at, json.loads(r.to_state)['routes']))
         except (TypeError, ValueError, KeyError): continue
-        on = [k for k, v in routes.items() if str(v).split(' shadow')[0].endswith(tag)]      # served by the new version, whatever its slot
-        pts.append((r.clock_at, len(routes) - 1 + ('*' not in routes) if '*' in on else len(on)))
+    # the share of instruments the new version serves, whatever its slot (a relabel at success is no drop);
+    # '*' stands for every instrument not routed by name: the instruments of the replay traffic, else those routed by name
+    names = set(res.requests.instrument) if len(res.requests) else {k for _, rt in snaps for k in rt if k != '*'}
+    def share(routes):
+        on = {k for k, v in routes.items() if str(v).split(' shadow')[0].endswith(tag)}
+        if not names: return 100.0 * ('*' in on)
+        return 100.0 * sum((i in on) if i in routes else ('*' in on) for i in names) / len(names)
+    pts = [(t, share(rt)) for t, rt in snaps]
     if pts:
         t, n = zip(*pts); ax.step(t, n, where='post', color='tab:blue', lw=2)
+    ax.set_ylim(-5, 115)
     for r in a.itertuples():
         if r.action.endswith(('.rollback', '.succeeded', '.failed', '.hold', '.stage', '.watch')):
             col = {'rollback': 'tab:red', 'succeeded': 'tab:green', 'failed': 'tab:red', 'hold': 'tab:orange'}.get(r.action.split('.')[-1], 'grey')
             ax.axvline(r.clock_at, color=col, ls='--', lw=1); ax.text(r.clock_at, ax.get_ylim()[1] * 0.95, r.action.split('.')[-1], rotation=90, fontsize=7, va='top', color=col)
-    ax.set_ylabel(f'instruments on v{res.version}'); ax.set_title(f"{res.strategy} of v{res.version}: {res.status}", fontsize=10); ax.grid(alpha=0.3)
+    ax.set_ylabel(f'% of instruments\non v{res.version}', fontsize=8); ax.set_ylim(-5, 105); ax.set_title(f"{res.strategy} of v{res.version}: {res.status}", fontsize=10); ax.grid(alpha=0.3)
     fig.autofmt_xdate(); fig.tight_layout()
     return fig
 
