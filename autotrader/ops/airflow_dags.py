@@ -93,9 +93,9 @@ _ECS = ("from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperat
         "COMMAND = {command!r}\nECS = {ecs!r}",
         "EcsRunTaskOperator(\n"
         "        task_id='run', cluster=ECS['cluster'], task_definition=ECS['task_definition'], launch_type='FARGATE',\n"
-        "        overrides={{'containerOverrides': [{{'name': ECS['container'], 'command': COMMAND}}]}},\n"
-        "        network_configuration={{'awsvpcConfiguration': {{'subnets': ECS['subnets'], 'securityGroups': ECS['security_groups'], "
-        "'assignPublicIp': 'DISABLED'}}}},\n"
+        "        overrides={'containerOverrides': [{'name': ECS['container'], 'command': COMMAND}]},\n"
+        "        network_configuration={'awsvpcConfiguration': {'subnets': ECS['subnets'], 'securityGroups': ECS['security_groups'], "
+        "'assignPublicIp': 'DISABLED'}},\n"
         "        awslogs_group=ECS['log_group'], awslogs_stream_prefix=ECS['log_stream_prefix'], container_name=ECS['container'],\n"
         "        aws_conn_id=ECS['aws_conn_id'], region_name=ECS['region'], do_xcom_push=True)")
 
