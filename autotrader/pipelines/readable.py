@@ -4,7 +4,7 @@
 
 # %% ../../nbs/pipelines_lib/67_readable.ipynb #91138867
 from __future__ import annotations
-import math
+import math, re
 import numpy as np, pandas as pd
 
 # %% auto #0
@@ -12,6 +12,7 @@ __all__ = ['MISSING', 'cell_text', 'readable']
 
 # %% ../../nbs/pipelines_lib/67_readable.ipynb #e7f2306a
 MISSING = '—'
+_ISO = re.compile(r'\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?$')
 
 def cell_text(v) -> str:
     "One value as a reader wants to see it (see above)."
@@ -30,6 +31,9 @@ def cell_text(v) -> str:
     if isinstance(v, dict): return '; '.join(f'{k}: {cell_text(x)}' for k, x in v.items()) or MISSING
     if isinstance(v, (list, tuple, set, np.ndarray)): return ', '.join(cell_text(x) for x in v) or MISSING
     s = str(v)
+    if _ISO.match(s):                                             # an ISO time stored as text (catalogs, JSON)
+        try: return cell_text(pd.Timestamp(s))
+        except ValueError: pass
     return MISSING if s.strip() in ('', 'nan', 'NaN', 'None', 'NaT') else s
 
 def readable(df: pd.DataFrame, index: bool = True) -> pd.DataFrame:
