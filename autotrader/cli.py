@@ -233,6 +233,7 @@ def _cmd_run(a) -> int:
     r = run_pipeline(a.pipeline, dict(a.params), settings_path=a.settings, reports_dir=a.reports, timeout=a.timeout,
                      run_id=a.run_id, kernel=a.kernel, progress=not a.no_progress, no_input=a.no_input or None)
     print(f"run dir: {r.run_dir}\nstatus:  {r.status}\nreport:  {r.report}")
+    if r.summary: print(f"summary: {r.summary}")            # what happened, in a sentence
     warnings = (r.metrics or {}).get('warnings')
     for w in warnings if isinstance(warnings, list) else []: print(f"warning: {w}")
     if r.error: print(f"error:   {r.error}")
