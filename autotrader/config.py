@@ -204,8 +204,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'backoff_max': Key('float', 60.0, '…and never more than this (seconds).'),
     },
     'drift': {
-        'reference_days': Key('int', 60, 'Drift reference when there is no champion yet (or it records no training window): this many days before the current window.'),
-        'current_hours': Key('int', 72, 'Current window of the health checks: the last this many hours, up to the newest bar.'),
+        'current_bars': Key('int', 168, 'Current window of the health checks: the last this many bars of each instrument, counted on its calendar up to now (168 = a week of hourly bars, 8 months of daily bars: enough rows for every check).'),
+        'reference_bars': Key('int', 2000, 'Reference when there is no champion yet (or it records no training window): this many bars of each instrument before the current window (at least min_chunks x current_bars, so every threshold can be calibrated).'),
+        'current_hours': Key('int', 0, 'Current window in hours up to now instead of current_bars; 0 = use current_bars.'),
+        'reference_days': Key('int', 0, 'Reference (no champion) in days before the current window instead of reference_bars; 0 = use reference_bars.'),
         'features': Key('list', '', 'Features checked, comma separated; empty = every column of the feature set.'),
         'bins': Key('int', 10, 'PSI/JS bins of a numerical feature, learnt on the reference.'),
         'binning': Key('str', 'quantile', 'quantile = bins of equal reference mass; equal_width = equal widths between the reference min and max.', ('quantile', 'equal_width')),
@@ -217,8 +219,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'ks_critical': Key('float', 0.3, 'Critical when the Kolmogorov-Smirnov statistic exceeds this.'),
         'js_warning': Key('float', 0.05, 'Warning when the Jensen-Shannon divergence (bits) exceeds this.'),
         'js_critical': Key('float', 0.1, 'Critical when the Jensen-Shannon divergence (bits) exceeds this.'),
-        'min_rows': Key('int', 100, 'A feature with fewer non-missing current rows is reported (level info) but raises no drift alert.'),
-        'max_pvalue': Key('float', 0.01, 'A threshold crossed raises an alert only when the change is significant: KS p-value (correlations: Fisher z) at the effective sample size below this.'),
+        'min_rows': Key('int', 100, 'A feature with fewer non-missing current rows cannot be judged: level inconclusive (never ok).'),
+        'max_pvalue': Key('float', 0.01, 'Reported significance level of the KS (correlations: Fisher z) tests at the effective sample size; the alert decision is the reference band.'),
+        'band_sd': Key('float', 3.0, 'Reference band: a statistic alerts only beyond mean + band_sd sd (log scale) of what chunks of the reference the size of the current window produce, and beyond the family-wise threshold of those chunks.'),
+        'min_chunks': Key('int', 5, 'Fewer reference chunks of the current window size: no band, the check is inconclusive.'),
     },
     'quality': {
         'missing_warning': Key('float', 0.05, 'Warning when a feature\'s share of missing (NaN) current values exceeds this.'),
@@ -230,6 +234,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'corr_critical': Key('float', 0.5, 'Critical when a pairwise correlation moved by more than this.'),
         'freshness_warning_hours': Key('float', 26.0, 'Warning when the newest bar of an instrument is older than this many hours of its calendar\'s trading time (the daily 02:00 ingest leaves up to ~26 h).'),
         'freshness_critical_hours': Key('float', 50.0, 'Critical when the newest bar is older than this many trading hours.'),
+        'frozen_share': Key('float', 0.25, 'Critical (frozen feed) when more than this share of a feature\'s current values repeat the previous value of the instrument, beyond the reference band.'),
     },
     'health': {
         'performance_days': Key('int', 30, 'Model performance: logged signals of the last this many days.'),
@@ -242,6 +247,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'importance_warning': Key('float', 0.3, 'Warning when the feature-importance shift (total variation distance of normalised importances, 0-1) exceeds this.'),
         'importance_critical': Key('float', 0.5, 'Critical when the feature-importance shift exceeds this.'),
         'importance_rows': Key('int', 2000, 'At most this many current rows for the permutation importance of the champion.'),
+        'inconclusive_runs': Key('int', 3, 'A warning alert (check inconclusive) when a check stays inconclusive this many health runs in a row.'),
     },
     'alerts': {
         'sinks': Key('list', 'log, file', 'Enabled sinks: log, file, slack, pagerduty, email. The JSONL file is always written: it is the outbox that keeps undelivered alerts.'),

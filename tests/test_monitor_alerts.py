@@ -10,7 +10,7 @@ from monitor_helpers import sim_store, Receiver, free_port
 
 SLACK_PATH = '/services/T0000000/B0000000/XXXXXXXXXXXXXXXXXXXXXXXX'
 ROUTING_KEY = 'R0ut1ngKeyForTests0123456789abcd'
-NOW = '2024-03-11'                               # 70 days of data; the current window is the last 72 h
+NOW = '2024-03-11'                               # 70 days of data; the current window is the last 168 bars (a week)
 SHIFT = '2024-03-08'
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_no_alert_on_unshifted_data_false_alarm_rate(tmp_path):
         alarms += bool(bad)
         for a in bad: checks[f'{a.check}/{a.level}'] = checks.get(f'{a.check}/{a.level}', 0) + 1
     print(f"\nfalse-alarm rate on unshifted sim data: {alarms}/{runs} runs = {alarms / runs:.1%} with a warning or critical alert {checks or ''}")
-    assert alarms == 0, checks
+    assert alarms <= 0.05 * runs, checks               # the target: at most 5 % of checks alert on unshifted data
     # the same runs with a planted shift: always critical
     hits = 0
     for seed in range(10):

@@ -18,12 +18,13 @@ from ..config import secret, secret_values, SettingsError
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LEVELS', 'RANK', 'SINKS', 'Alert', 'SinkError', 'slack_payload', 'pagerduty_payload', 'email_message', 'LogSink',
-           'SlackSink', 'PagerDutySink', 'EmailSink', 'read_outbox', 'AlertManager', 'alerts_path']
+__all__ = ['LEVELS', 'CHECK_LEVELS', 'RANK', 'SINKS', 'Alert', 'SinkError', 'slack_payload', 'pagerduty_payload', 'email_message',
+           'LogSink', 'SlackSink', 'PagerDutySink', 'EmailSink', 'read_outbox', 'AlertManager', 'alerts_path']
 
 # %% ../../nbs/monitor/53_alerts.ipynb #055ecf2f
-LEVELS = ('info', 'warning', 'critical')
-RANK = {l: i for i, l in enumerate(LEVELS)}
+LEVELS = ('info', 'warning', 'critical')                           # the levels of an alert
+CHECK_LEVELS = ('ok', 'info', 'inconclusive', 'warning', 'critical')  # the levels of a check: inconclusive = could not conclude, never ok
+RANK = {l: i for i, l in enumerate(CHECK_LEVELS)}
 SINKS = ('log', 'file', 'slack', 'pagerduty', 'email')
 
 @dataclass

@@ -6,12 +6,12 @@ p-value) and Jensen–Shannon divergence, for numerical and categorical features
 # %% ../../nbs/monitor/50_drift.ipynb #42a9b764
 from __future__ import annotations
 import numpy as np, pandas as pd
-from scipy.stats import kstwo
+from scipy.stats import kstwo, t as student_t
 
 # %% auto #0
 __all__ = ['KEY_COLUMNS', 'DRIFT_DEFAULTS', 'feature_columns', 'is_categorical', 'psi_js', 'ks_pvalue', 'numeric_drift',
            'categorical_counts', 'categorical_drift', 'lag1_autocorr', 'effective_factor', 'drift_config',
-           'drift_table', 'top_drifted', 'plot_drift']
+           'reference_chunks', 'calibrate', 'chunk_numeric_stats', 'drift_table', 'top_drifted', 'plot_drift']
 
 # %% ../../nbs/monitor/50_drift.ipynb #d6a8fb65
 KEY_COLUMNS = ('instrument', 'timestamp', 'timeframe', 'source')
@@ -171,7 +171,8 @@ def categorical_drift(r: pd.Series, c: pd.Series, epsilon: float = 1e-4, max_cat
 
 # %% ../../nbs/monitor/50_drift.ipynb #5bcd6b30
 DRIFT_DEFAULTS = dict(bins=10, binning='quantile', epsilon=1e-4, max_categories=50, psi_warning=0.2, psi_critical=0.3,
-                      ks_warning=0.2, ks_critical=0.3, js_warning=0.05, js_critical=0.1, min_rows=100, max_pvalue=0.01)
+                      ks_warning=0.2, ks_critical=0.3, js_warning=0.05, js_critical=0.1, min_rows=100, max_pvalue=0.01,
+                      band_sd=3.0, min_chunks=5)
 
 def lag1_autocorr(X: np.ndarray, groups=None, max_rows: int = 20_000) -> np.ndarray:
     "Lag-1 autocorrelation of each column of (rows × features) `X`, over consecutive rows of the same group, both finite (the last `max_rows` rows)."
@@ -212,22 +213,108 @@ def drift_config(settings=None, **overrides) -> dict:
     cfg.update(overrides)
     return cfg
 
+# %% ../../nbs/monitor/50_drift.ipynb #77ee4261
+def reference_chunks(reference: pd.DataFrame, size: int, max_chunks: int = 200) -> np.ndarray:
+    "(K, size) row positions of `reference` in consecutive chunks of `size` rows in time order (the partial last one dropped; at most `max_chunks`, evenly spaced)."
+    n = len(reference)
+    if size < 1 or n < size: return np.empty((0, max(size, 0)), np.int64)
+    order = np.argsort(reference['timestamp'].to_numpy(), kind='stable') if 'timestamp' in reference else np.arange(n)
+    k = n // size
+    idx = order[: k * size].reshape(k, size)
+    if k > max_chunks: idx = idx[np.linspace(0, k - 1, max_chunks).round().astype(np.int64)]
+    return idx
+
+def calibrate(chunk_stats: np.ndarray, current: np.ndarray, band_sd: float = 3.0, floor: float = 1e-3,
+              min_sd: float = 0.1, alpha: float = 0.01) -> dict:
+    """Judge each column's `current` value against what the reference's own chunks produce (`chunk_stats`, K × F):
+    on log(x + floor), centre and spread of the chunks (spread at least `min_sd`), the current value's z-score, and
+    one threshold for the whole family: the largest of `band_sd`, the Bonferroni prediction bound for one new value
+    among F from K chunks (Student t, K - 1 degrees of freedom, family error `alpha`), and median + band_sd
+    robust sd (1.4826 MAD) of the chunks' largest leave-one-out z-scores: what the family reaches on the reference
+    itself, heavy tails included, robust to a few wild chunks. Returns z, the threshold, the band's upper end (in the statistic's
+    units) and the chunk count."""
+    S = np.asarray(chunk_stats, dtype='float64'); c = np.asarray(current, dtype='float64')
+    F = S.shape[1] if S.ndim == 2 else len(c)
+    ok = np.isfinite(S); K = ok.sum(0)
+    if S.ndim != 2 or S.shape[0] < 2:
+        return dict(z=np.full(F, np.nan), threshold=np.nan, upper=np.full(F, np.nan), chunks=np.zeros(F, np.int64))
+    L = np.log(np.maximum(np.where(ok, S, 0.0), 0.0) + floor)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        s1, s2 = np.where(ok, L, 0).sum(0), np.where(ok, L * L, 0).sum(0)
+        mu = s1 / K; sd = np.maximum(np.sqrt(np.maximum(s2 - K * mu ** 2, 0) / np.maximum(K - 1, 1)), min_sd)
+        # leave-one-out z of each chunk: its own value against the other chunks (never in-sample)
+        m1 = (s1 - L) / (K - 1); v1 = np.maximum((s2 - L * L) - (K - 1) * m1 ** 2, 0) / np.maximum(K - 2, 1)
+        zl = np.where(ok, (L - m1) / np.maximum(np.sqrt(v1), min_sd), np.nan)
+        mx = np.nanmax(np.where(np.isfinite(zl), zl, -np.inf), axis=1)
+        mx = mx[np.isfinite(mx)]
+        k = int(np.nanmax(K)); nf = max(int((K >= 2).sum()), 1)
+        tb = float(student_t.ppf(1 - alpha / nf, k - 1) * np.sqrt(1 + 1 / k)) if k >= 2 else np.inf
+        T = max(band_sd, tb, float(np.median(mx) + band_sd * 1.4826 * np.median(np.abs(mx - np.median(mx)))) if len(mx) > 2 else np.inf)
+        z = np.where(K >= 2, (np.log(np.maximum(c, 0) + floor) - mu) / sd, np.nan)
+        upper = np.where(K >= 2, np.exp(mu + T * sd) - floor, np.nan)
+    return dict(z=np.where(np.isfinite(c), z, np.nan), threshold=T, upper=upper, chunks=K.astype(np.int64))
+
+def chunk_numeric_stats(ref: np.ndarray, idx: np.ndarray, edges: np.ndarray, p: np.ndarray, epsilon: float = 1e-4) -> dict:
+    """(K, F) PSI, JS and KS statistic of each reference chunk (rows `idx[k]`) against the whole reference, on the
+    reference's bins `edges` (F × (B + 1)) and proportions `p` (F × (B + 5), as `numeric_drift` counts them)."""
+    ref = np.asarray(ref, dtype='float64'); K, m = idx.shape; F = ref.shape[1]
+    out = {k: np.full((K, F), np.nan) for k in ('psi', 'js', 'ks_stat')}
+    if not K or not m: return out
+    B2 = edges.shape[1] + 1                                   # finite bins, outer ones included
+    rows = np.arange(K)[:, None]
+    for j in range(F):
+        e = edges[j]; r = ref[:, j]
+        rs = np.sort(r[~np.isnan(r)]); nr = len(rs)
+        if not nr or not np.isfinite(e).all(): continue
+        X = r[idx]                                            # (K, m)
+        nan, ninf, pinf = np.isnan(X), X == -np.inf, X == np.inf
+        b = np.searchsorted(e[:-1], X, 'right'); b = np.where(X > e[-1], B2 - 1, b)
+        code = np.where(nan, B2 + 2, np.where(pinf, B2 + 1, np.where(ninf, B2, b)))
+        cnt = np.bincount((code + rows * (B2 + 3)).ravel(), minlength=K * (B2 + 3)).reshape(K, B2 + 3)
+        out['psi'][:, j], out['js'][:, j] = psi_js(p[j][None, :], cnt / m, epsilon)
+        xs = np.sort(X, axis=1); nc = (~np.isnan(xs)).sum(1)
+        pos = np.arange(m)[None, :]
+        new = np.ones((K, m), bool); new[:, 1:] = xs[:, 1:] != xs[:, :-1]
+        first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)                     # values < x: first of its ties
+        end = np.ones((K, m), bool); end[:, :-1] = xs[:, :-1] != xs[:, 1:]
+        last = m - 1 - np.maximum.accumulate(np.where(end[:, ::-1], pos, 0), axis=1)[:, ::-1]      # values <= x: last of its ties
+        with np.errstate(invalid='ignore', divide='ignore'):
+            fr_r, fr_l = np.searchsorted(rs, xs, 'right') / nr, np.searchsorted(rs, xs, 'left') / nr
+            fc_r, fc_l = (last + 1) / nc[:, None], first / nc[:, None]
+            d = np.maximum(np.abs(fr_r - fc_r), np.abs(fr_l - fc_l))
+        d = np.where(pos < nc[:, None], d, 0.0)
+        out['ks_stat'][:, j] = np.where(nc > 0, d.max(1), np.nan)
+    return out
+
+# %% ../../nbs/monitor/50_drift.ipynb #0265f6df
+_NAMES = {'psi': 'PSI', 'ks_stat': 'KS', 'js': 'JS'}
+
 def _level(row, cfg) -> tuple[str, str]:
-    if row.n_cur < cfg['min_rows']: return 'info', f"{row.n_cur} current rows < min_rows {cfg['min_rows']}"
+    "Level and reason of one feature (see above): inconclusive without the rows or the reference band, else the band decides."
+    if row.n_cur < cfg['min_rows']:
+        if row.n_ref == 0 and row.n_cur == 0: return 'info', 'no value in the reference or the current window (the source does not supply it)'
+        return 'inconclusive', f"{row.n_cur} current rows < min_rows {cfg['min_rows']}"
+    if not row.chunks >= cfg['min_chunks']:
+        return 'inconclusive', (f"no reference band: the reference holds {row.chunks} chunk(s) of {row.chunk_rows} rows "
+                                f"(the current window's size) < min_chunks {cfg['min_chunks']}")
+    fixed, within = {}, []
     for lvl in ('critical', 'warning'):
-        why = [f"{m.upper() if m != 'ks_stat' else 'KS'} {getattr(row, m):.3g} > {cfg[t]:g}"
-               for m, t in (('psi', f'psi_{lvl}'), ('ks_stat', f'ks_{lvl}'), ('js', f'js_{lvl}'))
-               if np.isfinite(getattr(row, m)) and getattr(row, m) > cfg[t]]
-        if why:
-            if row.kind == 'numerical' and not (row.p_eff < cfg['max_pvalue']):
-                p = f"KS p = {row.p_eff:.2g}" if np.isfinite(row.p_eff) else 'no KS p-value'
-                return 'info', (f"{'; '.join(why)}, not significant: {p} at {row.n_eff_cur:.1f} effective "
-                                f"current rows (lag-1 autocorrelation {row.rho1:.3f})")
-            return lvl, '; '.join(why)
+        fixed[lvl] = [m for m in _NAMES if np.isfinite(getattr(row, m)) and getattr(row, m) > cfg[f"{m.split('_')[0]}_{lvl}"]]
+    for lvl in ('critical', 'warning'):
+        why = [f"{_NAMES[m]} {getattr(row, m):.3g} > {cfg[m.split('_')[0] + '_' + lvl]:g} and beyond the reference band "
+               f"(≤ {getattr(row, 'band_' + m.split('_')[0]):.3g}, z {getattr(row, 'z_' + m.split('_')[0]):.1f})"
+               for m in fixed[lvl] if getattr(row, 'z_' + m.split('_')[0]) > row.threshold]
+        if why: return lvl, '; '.join(why)
+    if fixed['warning']:
+        return 'ok', ('; '.join(f"{_NAMES[m]} {getattr(row, m):.3g} > {cfg[m.split('_')[0] + '_warning']:g} but within the "
+                                f"reference band ≤ {getattr(row, 'band_' + m.split('_')[0]):.3g}" for m in fixed['warning'])
+                      + f": normal for this feature ({row.chunks} reference chunks of {row.chunk_rows} rows)")
     return 'ok', ''
 
-def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, **params) -> pd.DataFrame:
-    "One row per feature: kind, rows, missing shares, PSI, KS (statistic, p-value), JS, autocorrelation, effective p-value, level, reason."
+def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, chunks=None, **params) -> pd.DataFrame:
+    """One row per feature: kind, rows, missing shares, PSI, KS (statistic, p-value), JS, autocorrelation, effective
+    p-value, the reference band of each statistic and its z-score, level, reason. `chunks`: the reference chunks
+    (`reference_chunks`; default: chunks the size of the current window)."""
     cfg = drift_config(settings, **params)
     if features is None: features = [c for c in feature_columns(reference) if c in current.columns]
     miss = [f for f in features if f not in reference.columns or f not in current.columns]
@@ -241,25 +328,46 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, s
     tau = effective_factor(rho)
     res.update(rho1=rho, n_eff_cur=res['n_cur'] / tau,
                p_eff=ks_pvalue(res['ks_stat'], res['n_ref'] / tau, res['n_cur'] / tau))
+    idx = reference_chunks(reference, max(len(current), 1)) if chunks is None else np.asarray(chunks)
+    K = idx.shape[0]
+    cs = {k: np.full((K, len(features)), np.nan) for k in ('psi', 'ks_stat', 'js')}
+    if len(num) and K and len(reference):
+        E = np.stack([h[0] for h in res['hist']]); P = np.stack([h[1] for h in res['hist']]) / len(reference)
+        c = chunk_numeric_stats(R, idx, E, P, cfg['epsilon'])
+        for k in cs: cs[k][:, :len(num)] = c[k]
     rows = [dict(feature=f, kind='numerical', **{k: res[k][j] for k in ('psi', 'ks_stat', 'ks_pvalue', 'js', 'n_ref', 'n_cur',
                                                                          'rho1', 'n_eff_cur', 'p_eff')})
             for j, f in enumerate(num)]
     hists = {f: res['hist'][j] for j, f in enumerate(num)}
-    for f in cat:
+    for i, f in enumerate(cat):
         d = categorical_drift(reference[f], current[f], cfg['epsilon'], cfg['max_categories'])
         hists[f] = d.pop('hist'); rows.append(dict(feature=f, kind='categorical', **d, rho1=np.nan, n_eff_cur=d['n_cur'], p_eff=np.nan))
+        for k in range(K):
+            dk = categorical_drift(reference[f], reference[f].iloc[idx[k]], cfg['epsilon'], cfg['max_categories'])
+            cs['psi'][k, len(num) + i], cs['js'][k, len(num) + i] = dk['psi'], dk['js']
     cols = ['feature', 'kind', 'n_ref', 'n_cur', 'missing_ref', 'missing_cur', 'psi', 'ks_stat', 'ks_pvalue', 'js', 'rho1',
-            'n_eff_cur', 'p_eff', 'significant', 'level', 'reason']
+            'n_eff_cur', 'p_eff', 'band_psi', 'band_ks', 'band_js', 'z_psi', 'z_ks', 'z_js', 'threshold', 'chunks', 'chunk_rows',
+            'significant', 'level', 'reason']
     if not rows: return pd.DataFrame(columns=cols).set_index('feature')
     t = pd.DataFrame(rows)
     t['missing_ref'] = [reference[f].isna().mean() if len(reference) else np.nan for f in t.feature]
     t['missing_cur'] = [current[f].isna().mean() if len(current) else np.nan for f in t.feature]
+    T = {}
+    for m, s, fl in (('psi', 'psi', 0.02), ('ks_stat', 'ks', 0.02), ('js', 'js', 0.005)):   # floors: about the statistics' noise level
+        b = calibrate(cs[m], t[m].to_numpy(dtype='float64'), cfg['band_sd'], floor=fl)
+        t[f'band_{s}'], t[f'z_{s}'] = b['upper'], b['z']; T[s] = b['threshold']
+        t[f'_chunks_{s}'] = b['chunks']
+    t['chunks'] = t[['_chunks_psi', '_chunks_js']].max(axis=1).astype(np.int64)
+    t['chunk_rows'] = idx.shape[1] if K else max(len(current), 1)
+    t['threshold'] = max([v for v in T.values() if np.isfinite(v)], default=np.nan)
     t[['level', 'reason']] = [_level(r, cfg) for r in t.itertuples()]
-    t['significant'] = ((t.kind == 'categorical') | (t.p_eff < cfg['max_pvalue'])) & (t.n_cur >= cfg['min_rows'])
-    order = t.level.map({'critical': 0, 'warning': 1, 'info': 2, 'ok': 3})
+    beyond = np.zeros(len(t), bool)
+    for s in ('psi', 'ks', 'js'): beyond |= (t[f'z_{s}'] > t.threshold).to_numpy()
+    t['significant'] = beyond & (t.n_cur >= cfg['min_rows']) & (t.chunks >= cfg['min_chunks'])
+    order = t.level.map({'critical': 0, 'warning': 1, 'inconclusive': 2, 'info': 3, 'ok': 4})
     t = t.assign(_o=order, _p=-t.psi.fillna(-1)).sort_values(['_o', '_p'], kind='stable').drop(columns=['_o', '_p'])
     t = t[cols].set_index('feature')
-    t.attrs['hist'] = hists; t.attrs['config'] = cfg
+    t.attrs['hist'] = hists; t.attrs['config'] = cfg; t.attrs['thresholds'] = T
     return t
 
 # %% ../../nbs/monitor/50_drift.ipynb #f6c6fa99

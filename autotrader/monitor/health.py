@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..config import Settings, load_settings
-from ..schema import parse_instruments, timeframe_delta, to_utc
+from ..schema import parse_instruments, timeframe_delta, to_utc, expected_bars
 from ..features.store import FeatureStore
 from ..features.basic import make_feature_set
 from .drift import drift_table, feature_columns, plot_drift, top_drifted
@@ -22,7 +22,8 @@ from .alerts import Alert, AlertManager, RANK
 from .metrics import write_health_metrics
 
 # %% auto #0
-__all__ = ['TRAIN_TAGS', 'tag_training_window', 'champion_reference', 'HealthError', 'health_windows', 'build_alerts']
+__all__ = ['TRAIN_TAGS', 'tag_training_window', 'champion_reference', 'HealthError', 'bars_back', 'health_windows',
+           'build_alerts', 'inconclusive_alert']
 
 # %% ../../nbs/monitor/55_health.ipynb #ab1bebb9
 TRAIN_TAGS = ('feature_set', 'start', 'end', 'instruments', 'timeframe')
@@ -64,20 +65,38 @@ def champion_reference(settings, registry=None) -> dict | None:
 class HealthError(RuntimeError):
     "The health check cannot run (no features in the store yet, …); the message says what to do."
 
-def health_windows(now, current_hours: int, reference_days: int, champion: dict | None = None) -> dict:
-    "{'current': (start, end), 'reference': (start, end), 'reference_source': …}."
-    now = to_utc(now)
-    cur = (now - pd.Timedelta(hours=current_hours), now)
+def bars_back(calendar: str, timeframe: str, end, n: int) -> pd.Timestamp:
+    "Open time of the first of the last `n` bars the calendar expects before `end`: a window of `n` bars, in time."
+    end = to_utc(end); span = timeframe_delta(timeframe) * max(int(n), 1)
+    for f in (1.1, 2, 4, 8, 16, 32):
+        start = end - span * f - pd.Timedelta(days=4)
+        b = expected_bars(calendar, timeframe, start, end)
+        if len(b) >= n: return b[-n] if n > 0 else end
+    return start
+
+def health_windows(now, current_bars: int = 168, reference_bars: int = 2000, champion: dict | None = None,
+                   calendars=('crypto',), timeframe: str = '1h', current_hours: int = 0, reference_days: int = 0) -> dict:
+    """{'current': (start, end), 'reference': (start, end), 'reference_source', 'current_bars'}: windows in bars of
+    each calendar (the earliest start over `calendars`), or in hours / days when those are set."""
+    now = to_utc(now); cals = sorted(set(calendars)) or ['crypto']
+    if current_hours: cur, cb = (now - pd.Timedelta(hours=current_hours), now), None
+    else: cur, cb = (min(bars_back(c, timeframe, now, current_bars) for c in cals), now), current_bars
+    out = dict(current=cur, current_bars=cb,
+               current_size=f"{current_hours} h ([drift] current_hours)" if current_hours else f"{current_bars} bars of {timeframe} ([drift] current_bars)")
     if champion and champion.get('start') is not None and champion.get('end') is not None:
-        return dict(current=cur, reference=(champion['start'], champion['end']),
-                    reference_source=f"champion v{champion['version']} training window")
-    src = f"configured window ([drift] reference_days = {reference_days})"
+        return dict(out, reference=(champion['start'], champion['end']), reference_source=f"champion v{champion['version']} training window")
+    if reference_days:
+        ref, src = (cur[0] - pd.Timedelta(days=reference_days), cur[0]), f"configured window ([drift] reference_days = {reference_days})"
+    else:
+        ref = (min(bars_back(c, timeframe, cur[0], reference_bars) for c in cals), cur[0])
+        src = f"configured window ([drift] reference_bars = {reference_bars} bars of {timeframe})"
     if champion: src += f"; champion v{champion['version']} records no training window"
-    return dict(current=cur, reference=(cur[0] - pd.Timedelta(days=reference_days), cur[0]), reference_source=src)
+    return dict(out, reference=ref, reference_source=src)
 
 # %% ../../nbs/monitor/55_health.ipynb #0dd46508
 def _worst(levels) -> str:
-    ls = [l for l in levels if l in ('warning', 'critical')]
+    "The worst of `levels` that counts: critical > warning > inconclusive; `ok` when none (info rows do not count)."
+    ls = [l for l in levels if l in ('inconclusive', 'warning', 'critical')]
     return max(ls, key=RANK.get) if ls else 'ok'
 
 def _fmt(v, pct=False):
@@ -103,18 +122,18 @@ def build_alerts(r, source: str = 'health') -> list[Alert]:
     m = r.missing[r.missing.level.isin(['warning', 'critical'])]
     if len(m):
         out.append(_alert('missing', _worst(m.level), "Missing values: " + ', '.join(f"{f} {_fmt(x.missing_cur, True)}" for f, x in m.head(3).iterrows()),
-                          [f"`{f}` {_fmt(x.missing_cur, True)} missing (reference {_fmt(x.missing_ref, True)})" for f, x in m.iterrows()],
+                          [f"`{f}` {_fmt(x.missing_cur, True)} missing (reference {_fmt(x.missing_ref, True)}; {x.get('reason', '')})" for f, x in m.iterrows()],
                           {**ctx, 'features': m.missing_cur.to_dict()}, f'missing:{fs}', source))
     g = r.ranges[r.ranges.level.isin(['warning', 'critical'])]
     if len(g):
         out.append(_alert('range', _worst(g.level), "Values outside the training range: " + ', '.join(f"{f} {_fmt(x.out_of_range, True)}" for f, x in g.head(3).iterrows()),
-                          [f"`{f}` {_fmt(x.out_of_range, True)} outside [{_fmt(x.ref_min)}, {_fmt(x.ref_max)}] ({x.below} below, {x.above} above)" for f, x in g.iterrows()],
+                          [f"`{f}` {_fmt(x.out_of_range, True)} outside [{_fmt(x.ref_min)}, {_fmt(x.ref_max)}] ({x.below} below, {x.above} above; {x.get('reason', '')})" for f, x in g.iterrows()],
                           {**ctx, 'features': g.out_of_range.to_dict()}, f'range:{fs}', source))
     c = r.correlation
     if c.level in ('warning', 'critical'):
-        top = c.pairs.head(5)
+        top = c.pairs[c.pairs.beyond].head(5) if 'beyond' in c.pairs else c.pairs.head(5)
         out.append(_alert('correlation', c.level, f"Feature correlations changed: max |Δρ| = {_fmt(c.max_abs_change)}",
-                          [f"`{x.a}` × `{x.b}`: {_fmt(x.reference)} → {_fmt(x.current)}" for x in top.itertuples()],
+                          [c.reason] + [f"`{x.a}` × `{x.b}`: {_fmt(x.reference)} → {_fmt(x.current)} (band ≤ {_fmt(getattr(x, 'band', np.nan))})" for x in top.itertuples()],
                           {**ctx, 'max_abs_change': c.max_abs_change}, f'correlation:{fs}', source))
     fr = r.freshness[r.freshness.level.isin(['warning', 'critical'])]
     if len(fr):
@@ -139,3 +158,11 @@ def build_alerts(r, source: str = 'health') -> list[Alert]:
                           [f"Spearman {_fmt(imp.get('spearman'))}, top-5 overlap {_fmt(imp.get('top_overlap'))}"],
                           {k: v for k, v in imp.items() if k != 'current'}, 'importance', source))
     return [a for a in out if a is not None]
+
+def inconclusive_alert(levels: dict, streak: dict, runs: int, reasons: dict | None = None, source: str = 'health') -> Alert | None:
+    "A warning alert naming the checks that have been inconclusive for `runs` health runs in a row (`streak`: check → runs), else None."
+    stuck = sorted(k for k, l in levels.items() if l == 'inconclusive' and streak.get(k, 0) >= runs)
+    if not stuck: return None
+    lines = [f"`{k}` inconclusive for {streak[k]} runs: {(reasons or {}).get(k) or 'see the report'}" for k in stuck]
+    return _alert('inconclusive', 'warning', f"Health inconclusive for {runs}+ runs: {', '.join(stuck)}", lines,
+                  {'checks': {k: streak[k] for k in stuck}}, 'inconclusive', source)

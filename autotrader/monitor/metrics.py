@@ -121,9 +121,9 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
     def add(f):
         if f is not None: out.append(f)
     per = lambda t, col: [((i, fs), t.loc[i, col]) for i in t.index] if t is not None and len(t) and col in t else []
-    lv = {'ok': 0, 'info': 0, 'warning': 1, 'critical': 2}
+    lv = {'ok': 0, 'info': 0, 'inconclusive': -1, 'warning': 1, 'critical': 2}   # -1: could not conclude (no rule pages on it)
     if drift is not None and 'level' in drift:
-        add(_gauge('autotrader_drift_level', "The library's drift decision for the feature: 0 ok or info, 1 warning, 2 critical.",
+        add(_gauge('autotrader_drift_level', "The library's drift decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
                    ('feature', 'feature_set'), [((i, fs), lv.get(str(l), 0)) for i, l in drift['level'].items()]))
     add(_gauge('autotrader_drift_psi', 'Population stability index of the feature, current vs reference window.', ('feature', 'feature_set'), per(drift, 'psi')))
     add(_gauge('autotrader_drift_ks_statistic', 'Kolmogorov-Smirnov statistic, current vs reference.', ('feature', 'feature_set'), per(drift, 'ks_stat')))
@@ -134,9 +134,9 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
     add(_gauge('autotrader_feature_missing_ratio', 'Share of missing (NaN) values in the current window.', ('feature', 'feature_set'), per(missing, 'missing_cur')))
     add(_gauge('autotrader_feature_out_of_range_ratio', 'Share of current values outside the training range.', ('feature', 'feature_set'), per(ranges, 'out_of_range')))
     decided = lambda t: [((i, fs), lv.get(str(l), 0)) for i, l in t['level'].items()] if t is not None and len(t) and 'level' in t else []
-    add(_gauge('autotrader_feature_missing_level', "The library's missing-values decision for the feature: 0 ok or info, 1 warning, 2 critical.",
+    add(_gauge('autotrader_feature_missing_level', "The library's missing-values decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
                ('feature', 'feature_set'), decided(missing)))
-    add(_gauge('autotrader_feature_out_of_range_level', "The library's training-range decision for the feature: 0 ok or info, 1 warning, 2 critical.",
+    add(_gauge('autotrader_feature_out_of_range_level', "The library's training-range decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
                ('feature', 'feature_set'), decided(ranges)))
     add(_gauge('autotrader_feature_correlation_max_change', 'Largest significant absolute change of a pairwise feature correlation.', ('feature_set',), [((fs,), correlation_max)]))
     if freshness is not None and len(freshness):
@@ -146,7 +146,7 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
         add(_gauge('autotrader_data_behind_seconds', "Trading time (the instrument's calendar) since the newest bar closed.", ('instrument',),
                    [((i,), fin(freshness.loc[i, 'behind_hours'])) for i in freshness.index]))
         if 'level' in freshness:
-            add(_gauge('autotrader_data_freshness_level', "The library's freshness decision for the instrument (no bar at all: critical): 0 ok or info, 1 warning, 2 critical.",
+            add(_gauge('autotrader_data_freshness_level', "The library's freshness decision for the instrument (no bar at all: critical): 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
                        ('instrument',), [((i,), lv.get(str(l), 0)) for i, l in freshness['level'].items()]))
     p = performance or {}
     add(_gauge('autotrader_model_hit_rate', 'Share of logged signals whose direction matched the return that followed.', (), [((), p.get('hit_rate'))]))
@@ -154,7 +154,7 @@ def health_families(drift=None, missing=None, ranges=None, correlation_max=None,
     add(_gauge('autotrader_model_signals', 'Logged signals with a known outcome in the performance window.', (), [((), p.get('signals'))]))
     add(_gauge('autotrader_model_confidence_psi', 'PSI of the model confidence, current vs reference.', (), [((), p.get('confidence_psi'))]))
     add(_gauge('autotrader_model_importance_shift', 'Total variation distance of normalised feature importances.', (), [((), p.get('importance_shift'))]))
-    add(_gauge('autotrader_health_level', 'Level of each health check: 0 ok, 1 warning, 2 critical.', ('check',),
+    add(_gauge('autotrader_health_level', 'Level of each health check: 0 ok, -1 inconclusive, 1 warning, 2 critical.', ('check',),
                [((c,), lv.get(l, 0)) for c, l in (levels or {}).items()]))
     if alerts is not None:
         cnt = alerts.level.value_counts() if len(alerts) else pd.Series(dtype=int)

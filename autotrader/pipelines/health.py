@@ -13,20 +13,21 @@ from ..config import Settings, load_settings
 from ..schema import parse_instruments, timeframe_delta, to_utc
 from ..features.store import FeatureStore
 from ..features.basic import make_feature_set
-from ..monitor.drift import drift_table, feature_columns, plot_drift, top_drifted
+import json
+from ..monitor.drift import drift_table, feature_columns, plot_drift, top_drifted, reference_chunks
 from ..monitor.quality import (missing_table, range_table, correlation_change, newest_bars, freshness_table,
                                         quality_config, _grade)
 from ..monitor.performance import (read_signals, signal_outcomes, performance_summary, rolling_performance,
                                             confidence_shift, importance_shift, permutation_importance)
-from ..monitor.alerts import Alert, AlertManager, RANK
+from ..monitor.alerts import Alert, AlertManager, RANK, alerts_path
 from ..monitor.metrics import write_health_metrics
 from ..monitor.health import (HealthError, champion_reference, health_windows, build_alerts, _registry_exists,
-                                       _worst, _fmt)
+                                       _worst, _fmt, inconclusive_alert)
 from .context import RunContext
 
 # %% auto #0
-__all__ = ['IMPORTANCE_ARTIFACTS', 'PARAMS', 'HealthResult', 'run_health', 'run', 'plot_quality', 'plot_performance',
-           'alerts_table']
+__all__ = ['IMPORTANCE_ARTIFACTS', 'PARAMS', 'HealthResult', 'drop_warmup', 'run_health', 'run', 'plot_quality',
+           'plot_performance', 'alerts_table']
 
 # %% ../../nbs/pipelines_lib/75_health.ipynb #ec6d90e1
 @dataclass
@@ -61,21 +62,33 @@ class HealthResult:
     def summary(self) -> pd.DataFrame:
         "One row per check: level and the headline figure."
         d, c, p = self.drift, self.correlation, self.performance
-        rows = [('drift', self.levels['drift'], f"{int(d.level.isin(['warning', 'critical']).sum())} of {len(d)} features drifted; max PSI {_fmt(d.psi.max() if len(d) else np.nan)}"),
+        within = int((d.reason.str.contains('within the reference band', regex=False)).sum()) if len(d) else 0
+        inc = int((d.level == 'inconclusive').sum()) if len(d) else 0
+        rows = [('drift', self.levels['drift'], f"{int(d.level.isin(['warning', 'critical']).sum())} of {len(d)} features beyond their reference band"
+                 + (f"; {inc} inconclusive ({d.reason[d.level == 'inconclusive'].iloc[0]})" if inc else '')
+                 + (f"; {within} above a fixed threshold but within their band (normal for them)" if within else '')
+                 + f"; max PSI {_fmt(d.psi.max() if len(d) else np.nan)}"),
                 ('missing', self.levels['missing'], f"max missing {_fmt(self.missing.missing_cur.max() if len(self.missing) else np.nan, True)}"),
                 ('range', self.levels['range'], f"max outside training range {_fmt(self.ranges.out_of_range.max() if len(self.ranges) else np.nan, True)}"),
-                ('correlation', self.levels['correlation'], f"max |Δρ| {_fmt(c.max_abs_change)}"),
+                ('correlation', self.levels['correlation'], f"max |Δρ| beyond the band {_fmt(c.max_abs_change)}" + (f"; {c.reason}" if getattr(c, 'reason', '') else '')),
                 ('freshness', self.levels['freshness'], f"max behind {_fmt(self.freshness.behind_hours.max() if len(self.freshness) else np.nan)} trading hours"),
                 ('performance', self.levels['performance'], f"{p.get('signals', 0)} signals; hit rate {_fmt(p.get('hit_rate'), True)}; Sharpe {_fmt(p.get('sharpe'))}"),
                 ('confidence', self.levels['confidence'], 'n/a' if self.confidence is None else f"PSI {_fmt(self.confidence.psi.max())}"),
                 ('importance', self.levels['importance'], f"TV {_fmt((self.importance or {}).get('tv'))}")]
         return pd.DataFrame(rows, columns=['check', 'level', 'figure']).set_index('check')
 
+    def headline(self) -> str:
+        "One line: the overall level and, when not ok, which checks made it so."
+        bad = [f"{k} {l}" for k, l in self.levels.items() if l in ('inconclusive', 'warning', 'critical')]
+        return f"overall: {self.level.upper()}" + (f" ({', '.join(bad)})" if bad else ' (every check concluded)')
+
     def metrics(self) -> dict:
         "Figures for `RunContext.record` (run.json and the reports index)."
         d = self.drift
         return dict(level=self.level, rows_reference=len(self.reference), rows_current=len(self.current), features=len(d),
                     drift_critical=int((d.level == 'critical').sum()), drift_warning=int((d.level == 'warning').sum()),
+                    drift_inconclusive=int((d.level == 'inconclusive').sum()),
+                    checks_inconclusive=sum(l == 'inconclusive' for l in self.levels.values()),
                     max_psi=float(d.psi.max()) if len(d) else None, alerts=len(self.alerts),
                     alerts_critical=sum(a.level == 'critical' for a in self.alerts),
                     alerts_sent=int((self.dispatched.status == 'sent').sum()) if self.dispatched is not None and len(self.dispatched) else 0,
@@ -96,7 +109,8 @@ def _performance(st, store, instruments, cals, now, cur0, champion, timeframe) -
     p = performance_summary(o, timeframe, cals, t.cost_bps)
     roll = rolling_performance(o, h.rolling_bars, timeframe, cals, t.cost_bps)
     if p['signals'] < h.min_signals:
-        p.update(level='info', reason=f"{p['signals']} signals with an outcome < [health] min_signals {h.min_signals}")
+        p.update(level='inconclusive' if champion is not None else 'info',
+                 reason=f"{p['signals']} signals with an outcome < [health] min_signals {h.min_signals}")
     else:
         lh = _grade(p['hit_rate'], h.hit_rate_warning, h.hit_rate_critical, above=False)
         ls = _grade(p['sharpe'], h.sharpe_warning, h.sharpe_critical, above=False)
@@ -123,7 +137,7 @@ def _importance(st, champion, current, features) -> dict | None:
     cols = [c for c in ref.index if c in current.columns]
     X = current.dropna(subset=cols + ['_next_up'])
     if len(X) > st.health.importance_rows: X = X.sample(st.health.importance_rows, random_state=0)
-    if len(X) < 50: return dict(level='info', reason=f'{len(X)} current rows with an outcome: too few')
+    if len(X) < 50: return dict(level='inconclusive', reason=f'{len(X)} current rows with an outcome: too few')
     def up(df):
         p = np.asarray(model.predict(df[cols]))
         return p[:, -1] if p.ndim == 2 else p
@@ -134,7 +148,26 @@ def _importance(st, champion, current, features) -> dict | None:
     return out
 
 # %% ../../nbs/pipelines_lib/75_health.ipynb #7a87d0b7
-def run_health(settings=None, now=None, instruments=None, current_hours: int | None = None, reference_days: int | None = None,
+def _streaks(st, levels: dict, update: bool) -> dict:
+    "Consecutive health runs each check has been inconclusive (this run included), kept next to the alert outbox."
+    path = alerts_path(st).parent / 'health_inconclusive.json'
+    try: old = json.loads(path.read_text())
+    except (OSError, ValueError): old = {}
+    new = {k: (int(old.get(k, 0)) + 1 if l == 'inconclusive' else 0) for k, l in levels.items()}
+    if update:
+        path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(new))
+    return new
+
+def drop_warmup(reference: pd.DataFrame, current: pd.DataFrame, features) -> tuple[pd.DataFrame, int]:
+    "The reference without each instrument's warm-up: rows before the first one where every feature the current window mostly has is defined."
+    live = [f for f in features if len(current) and current[f].notna().mean() > 0.5]
+    if not live or not len(reference) or 'instrument' not in reference: return reference, 0
+    r = reference.sort_values(['instrument', 'timestamp'], kind='stable')
+    keep = r[live].notna().all(axis=1).groupby(r['instrument']).cummax()
+    return r[keep.to_numpy()].reset_index(drop=True), int((~keep).sum())
+
+def run_health(settings=None, now=None, instruments=None, current_bars: int | None = None, reference_bars: int | None = None,
+               current_hours: int | None = None, reference_days: int | None = None,
                send: bool = True, registry=None, write_metrics: bool = True, source: str = 'health') -> HealthResult:
     "Run every health check (see above); alerts are dispatched when `send`."
     T = {}; t0 = time.perf_counter()
@@ -147,7 +180,9 @@ def run_health(settings=None, now=None, instruments=None, current_hours: int | N
     T['champion'] = time.perf_counter() - t0; t = time.perf_counter()
     fs = (champion or {}).get('feature_set') or make_feature_set(st).id
     if champion and champion.get('timeframe'): tf = champion['timeframe']
-    w = health_windows(now, current_hours or st.drift.current_hours, reference_days or st.drift.reference_days, champion)
+    w = health_windows(now, current_bars or st.drift.current_bars, reference_bars or st.drift.reference_bars, champion,
+                       [i.calendar for i in ins], tf, current_hours if current_hours is not None else st.drift.current_hours,
+                       reference_days if reference_days is not None else st.drift.reference_days)
     store = FeatureStore(st.store.dir, st.store.keep_snapshots)
     ds = f'features/{fs}'
     if ds not in store.datasets():
@@ -157,15 +192,20 @@ def run_health(settings=None, now=None, instruments=None, current_hours: int | N
     ref_syms = (champion or {}).get('instruments') or syms
     ref = store.read(ds, ref_syms, *w['reference'], timeframe=tf, as_of=now, by_commit=False)
     cur = store.read(ds, syms, *w['current'], timeframe=tf, as_of=now, by_commit=False)
+    if w.get('current_bars') and len(cur):                       # each instrument: its own last current_bars bars
+        cur = cur.sort_values(['instrument', 'timestamp'], kind='stable').groupby('instrument', sort=False).tail(w['current_bars']).reset_index(drop=True)
     T['read'] = time.perf_counter() - t; t = time.perf_counter()
     feats = [f for f in (st.drift.features or feature_columns(ref)) if f in ref.columns and f in cur.columns]
     notes = []
     if st.drift.features and len(feats) < len(st.drift.features):
         notes.append(f"[drift] features not in {ds}: {sorted(set(st.drift.features) - set(feats))}")
-    drift = drift_table(ref, cur, feats, settings=st)
+    ref, warm = drop_warmup(ref, cur, feats)
+    if warm: notes.append(f"reference: {warm} warm-up row(s) left out (features not yet defined)")
+    chunks = reference_chunks(ref, max(len(cur), 1))               # the reference cut into chunks the size of the current window
+    drift = drift_table(ref, cur, feats, settings=st, chunks=chunks)
     T['drift'] = time.perf_counter() - t; t = time.perf_counter()
-    missing, ranges = missing_table(ref, cur, feats, settings=st), range_table(ref, cur, feats, settings=st)
-    corr = correlation_change(ref, cur, feats, settings=st, rho1=drift.rho1)
+    missing, ranges = missing_table(ref, cur, feats, settings=st, chunks=chunks), range_table(ref, cur, feats, settings=st, chunks=chunks)
+    corr = correlation_change(ref, cur, feats, settings=st, rho1=drift.rho1, chunks=chunks)
     fresh = freshness_table(newest_bars(store, syms, tf, now), cals, tf, now, settings=st)
     T['quality'] = time.perf_counter() - t; t = time.perf_counter()
     perf, roll, conf = _performance(st, store, ins, cals, now, w['current'][0], champion, tf)
@@ -184,9 +224,18 @@ def run_health(settings=None, now=None, instruments=None, current_hours: int | N
                   confidence=_worst(conf.level) if conf is not None else 'ok', importance=_worst([(imp or {}).get('level', 'ok')]))
     if champion is None: notes.append("no champion in the registry yet: the drift reference is the configured window")
     if len(ref) < st.drift.min_rows: notes.append(f"the reference window holds {len(ref)} rows only")
+    if len(chunks) < st.drift.min_chunks:
+        notes.append(f"the reference holds {len(chunks)} chunk(s) of the current window's size ({len(cur)} rows) < [drift] min_chunks "
+                     f"{st.drift.min_chunks}: drift, range and correlation are inconclusive (a longer reference or a shorter current window)")
     r = HealthResult(now, fs, w, w['reference_source'], ref, cur, drift, missing, ranges, corr, fresh, perf, roll, conf, imp,
                      levels, notes=notes, champion=champion)
     r.alerts = build_alerts(r, source)
+    reasons = dict(drift=next(iter(drift.reason[drift.level == 'inconclusive']), ''), correlation=getattr(corr, 'reason', ''),
+                   range=next(iter(ranges.reason[ranges.level == 'inconclusive']), ''),
+                   missing=next(iter(missing.reason[missing.level == 'inconclusive']), ''), performance=perf.get('reason', ''))
+    streak = _streaks(st, levels, update=send)
+    a = inconclusive_alert(levels, streak, st.health.inconclusive_runs, reasons, source)
+    if a is not None: r.alerts.append(a)
     mgr = AlertManager.from_settings(st)
     if send: r.dispatched = mgr.dispatch(r.alerts, now=now.to_pydatetime())
     r.undelivered = mgr.undelivered()
@@ -202,7 +251,7 @@ def run_health(settings=None, now=None, instruments=None, current_hours: int | N
     return r
 
 # %% ../../nbs/pipelines_lib/75_health.ipynb #ab456eb8
-PARAMS = ('now', 'instruments', 'current_hours', 'reference_days', 'send_alerts')
+PARAMS = ('now', 'instruments', 'current_bars', 'reference_bars', 'current_hours', 'reference_days', 'send_alerts')
 
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None) -> HealthResult:
     "The health pipeline: export the signal log, then `run_health(settings, **params)`."
