@@ -142,14 +142,15 @@ def run_drill(drill: Drill, settings=None, timeout: float | None = None, log=pri
                 hits = [r for r in env.records(drill.alert, 'firing', drill.labels) if (_ts(r['details'].get('starts_at')) or 0) >= env.t0 - 1]
                 if hits:
                     res.detected = True; res.mttd_s = round(_ts(hits[0]['details']['received_at']) - env.t0, 2)
-                    env.scratch['fingerprints'] = {h['details']['fingerprint'] for h in hits}
+                    env.scratch['incidents'] = {(h['details']['fingerprint'], h['details'].get('starts_at')) for h in hits}
                     env.mark(f'{drill.alert} delivered to the receiver ({hits[0]["level"]})')
             if res.detected and drill.recover is not None and not recovered_called:
                 recovered_called = True; env.mark('recovery: ' + (drill.recover.__doc__ or 'runbook action')); drill.recover(env)
             if res.restored_s is None and (res.detected or drill.recover is None) and drill.restored(env):
                 res.restored_s = round(time.time() - env.t0, 2); env.mark('service restored')
             if res.detected and res.resolved_s is None:
-                done = [r for r in env.records(drill.alert, 'resolved', drill.labels) if r['details'].get('fingerprint') in env.scratch['fingerprints']]
+                done = [r for r in env.records(drill.alert, 'resolved', drill.labels)     # the same incident: same alert, same start
+                        if (r['details'].get('fingerprint'), r['details'].get('starts_at')) in env.scratch['incidents']]
                 if done: res.resolved_s = round(_ts(done[0]['details']['received_at']) - env.t0, 2); env.mark(f'{drill.alert} resolved at the receiver')
             if res.detected and res.restored_s is not None and (res.resolved_s is not None or not drill.wait_resolved): break
             if env.scratch.get('recovery_failed'): env.mark('recovery failed: ' + env.scratch['recovery_failed']); break
