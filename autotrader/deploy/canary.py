@@ -268,7 +268,7 @@ def _latencies(handles: list, rows: pd.DataFrame, n: int) -> list[list[float]]:
             t = time.perf_counter(); h.prob_up(X); out[k].append((time.perf_counter() - t) * 1e3)
     return out
 
-def smoke_check(registry, store, version: str, settings: Settings, baseline: str | None = None, n: int = 60) -> dict:
+def smoke_check(registry, store, version: str, settings: Settings, baseline: str | None = None, n: int = 40) -> dict:
     "The smoke tests above, in this process: {'passed', 'reason', 'p50_ms', 'p99_ms', 'baseline_p99_ms', 'limit_ms', 'features'}."
     from autotrader.deploy.gateway import load_version, warm_up, FeatureCache, GatewayError
     try:
@@ -277,7 +277,7 @@ def smoke_check(registry, store, version: str, settings: Settings, baseline: str
         missing = sorted(set(h.features) - set(cache.columns))
         if missing: return dict(passed=False, reason=f"signature features not in {h.dataset}: {missing}")
         rows = cache.recent(200)
-        warm_up(h, rows, max(20, settings.deploy.warmup_requests))
+        warm_up(h, rows, 5)
         hb = None
         if baseline is not None and str(baseline) != str(version):
             hb = load_version(registry, baseline)

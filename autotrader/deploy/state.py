@@ -302,6 +302,17 @@ def deployments(self: DeploymentState, limit: int = 20) -> pd.DataFrame:
     return df
 
 @patch
+def set_detail(self: DeploymentState, deployment_id: int, detail: dict, c=None) -> dict:
+    "Merge `detail` into a deployment's detail without an audit record (bookkeeping such as a controller's lease, not a decision)."
+    def do(c):
+        d = self.deployment(deployment_id, c)
+        if d is None: raise StateError(f"no deployment {deployment_id}")
+        c.execute(DEPLOYMENTS.update().where(DEPLOYMENTS.c.id == int(deployment_id)).values(detail=_j({**d['detail'], **detail})))
+        return self.deployment(deployment_id, c)
+    if c is not None: return do(c)
+    with self.tx() as cc: return do(cc)
+
+@patch
 def transition(self: DeploymentState, deployment_id: int, *, expect: str | tuple | None = None, action: str,
                 actor: str | None = None, reason: str | None = None, c=None, **values) -> dict:
     """Update a deployment (status, stage, timers, detail) and audit it, in one transaction. With `expect`, the change
