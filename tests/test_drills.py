@@ -25,33 +25,63 @@ def _binaries():
         pytest.skip(str(e))
 
 
+TOKEN = 'drills-admin-token-0123456789'
+DEPLOY = textwrap.dedent("""\
+    [deploy]
+    routing_poll_seconds = 0.5
+    heartbeat_seconds = 0.5
+    flush_seconds = 0.25
+    analysis_seconds = 1800
+    min_requests = 20
+    min_signals = 80
+    latency_floor_ms = 100
+    warmup_requests = 5
+    [canary]
+    stages = canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60
+    max_p99_ms = 100
+    integration_bars = 12
+    smoke_latency_ms = 100
+    """)
+
+
 @pytest.fixture(scope='module')
-def stack(tmp_path_factory):
-    "Ingested sim data (one instrument, 20 days), then the whole stack up on free ports; down at the end."
+def stack(champion, tmp_path_factory):
+    """A copy of the session's champion (4 sim instruments ingested, v1 trained and promoted; tests/champion.py) served
+    on a replay clock (as tests/test_deploy.py does: canary stages of clock time pass in seconds), then the whole
+    stack up on free ports with 1 s intervals; down at the end."""
     _binaries()
-    d = tmp_path_factory.mktemp('drills')
-    (d / 'settings.ini').write_text(textwrap.dedent("""\
-        [data]
-        dir = data
-        lookback_days = 20
-        [instruments]
-        symbols = BTC-USD:crypto
-        [features]
-        set = basic
-        """))
-    st = load_settings(d / 'settings.ini', env={})
-    from autotrader.pipelines.ingest import ingest
-    ingest(settings=st, progress=False)
+    import pandas as pd
+    from champion import copy_champion
+    from autotrader.deploy.state import DeploymentState, ReplayClock
+    from autotrader.deploy.gateway import bootstrap_routing
+    from autotrader.train.registry import ModelRegistry
+    c = copy_champion(champion, tmp_path_factory.mktemp('drills') / 'champion')
+    c.settings_path.write_text(c.settings_path.read_text() + DEPLOY)
+    st = load_settings(c.settings_path, env={})
+    state = DeploymentState.from_settings(st)
+    state.set_clock(ReplayClock(start=pd.Timestamp('2024-10-01T00:00Z').timestamp(), speed=7200.0), reason='drills: replay')
+    bootstrap_routing(state, ModelRegistry.from_settings(st))
+    env = {'AUTOTRADER_ADMIN_TOKEN': TOKEN, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'NO_PROXY': '127.0.0.1,localhost',
+           'PYTHONPATH': os.pathsep.join([str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')])}   # the bad models' code
+    old = {k: os.environ.get(k) for k in env}; os.environ.update(env)
     t = time.monotonic()
     opt = K.StackOptions(ports={k: K.free_port() for k in ('receiver', 'alertmanager', 'node-exporter', 'gateway', 'prometheus')},
                          replicas=2, scrape_interval='1s', group_wait='1s', group_interval='2s', scheduler=False)
-    cwd = os.getcwd(); os.chdir(d)
+    cwd = os.getcwd(); os.chdir(c.dir)
     try:
         rows = K.stack_up(st, opt, log=print)
-        print(K.format_status(rows)); print(f'stack up in {time.monotonic() - t:.0f} s')
+        gw = next(r['address'] for r in rows if r['name'] == 'gateway')
+        deadline = time.monotonic() + 180
+        while not K._http_ok(gw + '/readyz'):
+            assert time.monotonic() < deadline, 'the gateway did not get ready (see its log in the stack folder)'
+            time.sleep(0.5)
+        print(K.format_status(rows)); print(f'stack up and the gateway ready in {time.monotonic() - t:.0f} s')
         yield st
     finally:
         K.stack_down(st, log=print); os.chdir(cwd)
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
 
 
 def _cli(st, *args):
@@ -109,3 +139,37 @@ def test_drill_pipeline_failed_cli_json(stack):
     assert res['drill'] == 'pipeline-failed' and res['detected'] and res['recovered'], res
     assert res['alert'] == 'AutoTraderPipelineFailed' and res['runbook'].endswith('/AutoTraderPipelineFailed.md')
     assert res['mttd_s'] is not None and res['mttr_s'] is not None
+
+
+def test_drill_bad_canary(stack):
+    """A canary version that raises on live inputs, under traffic: the rollout controller rolls it back at its first
+    analysis, and AutoTraderGatewayErrorRate{version=<canary>} is delivered (the 5 m error rate keeps the evidence)."""
+    import threading
+    from loadgen import Load
+    from bad_models import register_misbehaving
+    from autotrader.deploy.canary import CanaryRollout
+    from autotrader.deploy.state import DeploymentState
+    from autotrader.train.registry import ModelRegistry
+    st = stack
+    reg = ModelRegistry.from_settings(st); champ = reg.champion()['version']
+    bad = register_misbehaving(reg, champ, 'raises', healthy_calls=60)     # passes the pre-deployment checks, fails live
+    instruments = [s.split(':')[0] for s in st.instruments.symbols]
+    box = {}
+    def inject(env):
+        box['load'] = Load([env.gateway], instruments, rate=100, max_seconds=600).__enter__()
+        def go():
+            os.environ['AUTOTRADER_ADMIN_TOKEN'] = TOKEN
+            box['d'] = CanaryRollout(settings=st).run(bad)
+        box['thread'] = threading.Thread(target=go, daemon=True); box['thread'].start()
+    def restored(env):
+        d = box.get('d')
+        return d is not None and d['status'] == 'rolled_back' and set(DeploymentState.from_settings(st).routing().routes) == {'*'}
+    def cleanup(env):
+        if 'load' in box: box['load'].__exit__(None, None, None)
+        if 'thread' in box: box['thread'].join(120)
+    drill = D.Drill('bad-canary', 'a canary raising on live inputs; the controller rolls it back', 'AutoTraderGatewayErrorRate',
+                    inject, restored, cleanup=cleanup, labels={'version': str(bad)}, wait_resolved=False)
+    res = D.run_drill(drill, st, timeout=300)
+    print(box.get('d', {}).get('status'), box['load'].summary() if 'load' in box else None)
+    _check(res, resolved=False)
+    assert reg.champion()['version'] == champ
