@@ -114,6 +114,8 @@ def _problems(page, path: Path, shot: Path) -> list[str]:
         href = a.get_attribute('href')
         if href and not href.startswith(('#', 'http:', 'https:', 'mailto:')) and not (path.parent / href.split('#')[0]).exists():
             out.append(f"broken link {href}")
+    # the picture: where the results start (the first output of a report; the top of the index)
+    page.evaluate("() => { const o = document.querySelector('.jp-OutputArea-output'); if (o) o.scrollIntoView(); }")
     page.screenshot(path=str(shot))
     return out
 

@@ -16,7 +16,6 @@ from secrets import token_hex
 import autotrader
 from ..config import load_settings, looks_secret, secret_values
 from ..pipelines.context import RunContext, new_run_id, plain as _plain
-from ..pipelines.params import ParamError, check_params
 
 # %% auto #0
 __all__ = ['RESERVED', 'PipelineError', 'list_pipelines', 'pipeline_path', 'write_index', 'RunResult', 'run_summary',
@@ -122,6 +121,7 @@ def _check_parameters(params: dict, nb_path) -> dict:
     if unknown:
         raise PipelineError(f"unknown parameter {', '.join(map(repr, unknown))} for {Path(nb_path).stem}; "
                             f"valid: {', '.join(k for k in known if k not in RESERVED) or 'none (the notebook has no parameters cell)'}")
+    from autotrader.pipelines.params import ParamError, check_params     # light: no papermill, no pandas
     try: return check_params(Path(nb_path).stem, params)
     except ParamError as e: raise PipelineError(str(e)) from None
 
@@ -425,13 +425,12 @@ def _render(nb, no_input: bool = False) -> str:
         return f"<!DOCTYPE html><html><body><h1>Report could not be rendered</h1><pre>{html.escape(repr(e))}</pre></body></html>"
 
 # %% ../../nbs/ops/30_runner.ipynb #02c92f56
-from ..pipelines.progress import PROGRESS_FILE
-
 def _clock(s: float) -> str: s = int(s); return f'{s // 60}:{s % 60:02d}'
 
 class _Ticker:
     "One status line on a terminal while a pipeline runs (see above)."
     def __init__(self, name, run_dir, probe=None, stream=None, every=0.5):
+        from autotrader.pipelines.progress import PROGRESS_FILE
         self.name, self.file, self.probe, self.every = name, Path(run_dir) / PROGRESS_FILE, probe, every
         self.stream = stream if stream is not None else sys.stderr
         self.cell = self.cells = 0; self.t0 = time.monotonic()
@@ -551,7 +550,7 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
     probe = _PROBES[nb_path.stem](st, params) if tty and nb_path.stem in _PROBES else None
     ticker = _Ticker(nb_path.stem, run_dir, probe) if tty else None
     status, error, nb, kstderr = _execute(nb_path, exec_params, kernel, timeout, ticker, env)
-    (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
+    if ticker is not None: ticker.file.unlink(missing_ok=True)
     ended, duration = _now(), round(time.monotonic() - t0, 3)
 
     import nbformat
