@@ -6,6 +6,83 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # import the repo's autotrader without installing it
 
+def _coverage_of_children():
+    """Coverage of the processes the tests start (CLI, papermill kernels, gateways): coverage's `patch = subprocess`
+    hands them its configuration; COVERAGE_FILE makes their data files land beside this process's (which pytest-cov
+    combines at the end), whatever their working directory."""
+    try: import coverage
+    except ImportError: return
+    cov = coverage.Coverage.current()
+    if cov is not None: os.environ.setdefault('COVERAGE_FILE', os.path.abspath(cov.config.data_file))
+
+_coverage_of_children()
+
+from champion import Champion, copy_champion, shared_champion   # noqa: E402  (tests/ is on sys.path: rootdir conftest)
+
+
+# Seconds per test file in a serial run (measured 2026-12-07 on a shared 2-core machine; `--durations` shows the slow
+# tests). Only the order matters: pytest-xdist hands out work in collection order, so the longest files start first
+# and the short ones fill in at the end (longest-processing-time-first scheduling).
+COST = {'test_deploy.py': 600, 'test_train_pipeline.py': 450, 'test_airflow.py': 400, 'test_schedule.py': 250,
+        'test_ingest.py': 250, 'test_run_all.py': 250, 'test_install.py': 150, 'test_runner.py': 120, 'test_docs.py': 120,
+        'test_monitor_prometheus.py': 120, 'test_jupyterlab.py': 100, 'test_monitor_health.py': 100, 'test_brokers.py': 100,
+        'test_false_promotion.py': 80, 'test_train_registry.py': 60, 'test_reports_site.py': 60, 'test_features.py': 60}
+
+
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist (--dist loadgroup): tests that share a module-scoped fixture stay on one worker (their module's
+    group), so the fixture is set up once; the tests of the session's `mlflow_server` share a worker (group
+    'mlflow_server'), so one server starts; other tests go wherever a worker is free. The costliest files first."""
+    for item in items:
+        if item.get_closest_marker('xdist_group'): continue
+        defs = getattr(getattr(item, '_fixtureinfo', None), 'name2fixturedefs', {})
+        if 'mlflow_server' in defs or 'mlflow_server_process' in defs: group = 'mlflow_server'
+        elif any(d and d[-1].scope in ('module', 'package', 'class') for d in defs.values()): group = item.module.__name__
+        else: continue
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda i: -COST.get(Path(str(i.path)).name, 0))
+
+
+def _shared_root(tmp_path_factory) -> Path:
+    "A folder every xdist worker of this run sees (the run's base temp folder); without xdist, the base temp folder."
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+
+
+@pytest.fixture(scope='session')
+def champion(tmp_path_factory) -> Champion:
+    """One trained, evaluated and promoted model for the whole run (see tests/champion.py): yields a `Champion` with
+    `dir` (holds settings.ini; data in dir/autotrader-data), `settings_path`, `settings`, `data_dir`, `version` ('1',
+    alias `champion`) and `instruments`. Read-only: a test that trains, registers, promotes or deploys takes
+    `champion_copy` (or `copy_champion(champion, folder)` for a module-scoped copy)."""
+    return shared_champion(_shared_root(tmp_path_factory))
+
+
+@pytest.fixture
+def champion_copy(champion, tmp_path) -> Champion:
+    "A private copy of `champion` under tmp_path/champion (copied in well under a second), free to change."
+    return copy_champion(champion, tmp_path / 'champion')
+
+
+@pytest.fixture(scope='session')
+def mlflow_server_process(tmp_path_factory):
+    """Start the session's `mlflow server` and return at once (process, uri, folder): a fixture that asks for this one
+    lets the server boot (tens of seconds) while its first tests run; `mlflow_server` waits until it answers."""
+    from local_servers import start_mlflow_server
+    gen = start_mlflow_server(tmp_path_factory)
+    yield next(gen)
+    gen.close()
+
+
+@pytest.fixture(scope='session')
+def mlflow_server(mlflow_server_process):
+    """One real `mlflow server` for the run (SQLite backend, proxied local artifacts, no auth) on 127.0.0.1, healthy;
+    yields `MlflowServer(uri, artifacts)`. Its tests share one xdist worker (group 'mlflow_server'), so it starts once."""
+    from local_servers import MlflowServer, wait_healthy
+    proc, uri, d = mlflow_server_process
+    wait_healthy(proc, uri, d)
+    return MlflowServer(uri, d / 'artifacts')
+
 
 @pytest.fixture(scope='session')
 def moto_s3():

@@ -1,7 +1,15 @@
 "Shared test helpers: a free loopback port, and a real `mlflow server` subprocess on 127.0.0.1."
 import os, signal, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+
+
+class MlflowServer(NamedTuple):
+    "What the session's `mlflow_server` fixture yields: its URI and the folder of its proxied artifacts."
+    uri: str
+    artifacts: Path
 
 
 def free_port() -> int:
@@ -10,8 +18,9 @@ def free_port() -> int:
 
 
 def start_mlflow_server(tmp_path_factory):
-    """Generator for a module fixture: start `mlflow server` (SQLite backend, proxied local artifacts, no auth) and
-    yield (process, uri, folder); its whole process group is stopped at the end. It boots in ~25 s: start it early."""
+    """Generator for a fixture: start `mlflow server` (SQLite backend, proxied local artifacts, no auth) and
+    yield (process, uri, folder); its whole process group is stopped at the end. It boots in ~25 s (minutes on a
+    busy machine): start it early."""
     d = tmp_path_factory.mktemp('mlflow-server'); port = free_port()
     env = {**os.environ, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'NO_PROXY': '127.0.0.1,localhost'}
     log = open(d / 'server.log', 'wb')
@@ -29,7 +38,7 @@ def start_mlflow_server(tmp_path_factory):
         log.close()
 
 
-def wait_healthy(proc, uri, d, timeout=120) -> str:
+def wait_healthy(proc, uri, d, timeout=300) -> str:
     "Block until the server answers /health (fail the test with its log if it exits or never answers)."
     deadline = time.monotonic() + timeout
     while True:

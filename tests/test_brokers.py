@@ -6,7 +6,7 @@ documented wire format (tests/broker_servers.py), with scripted faults: multi-pa
 object (no TWS can run here), and its chunking and pacer on their own. One end-to-end run of
 `autotrader run ingest` against the local Binance server, configured by settings.ini alone.
 """
-import datetime as dt, json, os, subprocess, sys, time
+import datetime as dt, json, os, time
 from pathlib import Path
 
 import numpy as np, pandas as pd, pytest
@@ -21,6 +21,7 @@ from autotrader.pipelines.ingest import ingest
 from autotrader.schema import Instrument
 
 from broker_servers import BinanceServer, OandaServer
+from inprocess import autotrader_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = lambda s: pd.Timestamp(s, tz='UTC') if pd.Timestamp(s).tzinfo is None else pd.Timestamp(s).tz_convert('UTC')
@@ -508,12 +509,10 @@ def test_ib_pacer_rules_hold(reqs):
 # ================================================================== end to end: autotrader run ingest
 
 def cli(*args, cwd):
-    env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
-    env.update(NO_PROXY='127.0.0.1,localhost', no_proxy='127.0.0.1,localhost',
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
-    return subprocess.run([sys.executable, '-m', 'autotrader.cli', *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return autotrader_cli(*args, cwd=cwd, env={'NO_PROXY': '127.0.0.1,localhost', 'no_proxy': '127.0.0.1,localhost'})
 
 
+@pytest.mark.e2e
 def test_cli_ingest_binance_from_settings_alone(tmp_path, binance):
     (tmp_path / 'settings.ini').write_text(f"""[data]
 source = binance

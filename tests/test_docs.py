@@ -61,6 +61,7 @@ def served(site):
     finally: httpd.shutdown(); httpd.server_close()
 
 
+@pytest.mark.browser
 def test_chromium_opens_the_index_and_a_notebook_page(served, tmp_path):
     with browser_page(tmp_path) as page:
         errors = []

@@ -13,6 +13,7 @@ from autotrader.data.connectors import sim_bars
 from autotrader.features.basic import make_feature_set
 from autotrader.features.store import FeatureStore
 from autotrader.pipelines.ingest import IngestError, ingest
+from inprocess import autotrader_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures('hermetic')
@@ -308,12 +309,11 @@ def test_s3_archive_end_to_end(tmp_path, empty_settings, moto_s3):
 
 # ---------------------------------------------------------------- 6. CLI
 
-def _cli(cwd, *params, timeout=300):
-    env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')]))
-    args = [sys.executable, '-m', 'autotrader.cli', 'run', 'ingest']
+def _cli(cwd, *params):
+    "`autotrader run ingest -p …` in `cwd` (in process: the notebook still runs in its own kernel)."
+    args = ['run', 'ingest']
     for p in params: args += ['-p', p]
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return autotrader_cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope='module')
@@ -327,6 +327,7 @@ def cli_ok(tmp_path_factory):
 def _run_dirs(cwd): return sorted(p for p in (cwd / 'reports' / 'ingest').iterdir() if p.is_dir())
 
 
+@pytest.mark.e2e
 def test_cli_ingest_ok(cli_ok):
     cwd, p = cli_ok
     assert p.returncode == 0, p.stdout + p.stderr
@@ -352,6 +353,7 @@ def test_cli_ingest_ok(cli_ok):
     assert (cwd / 'reports' / 'index.html').exists()
 
 
+@pytest.mark.e2e
 def test_cli_ingest_failure(cli_ok):
     cwd, ok = cli_ok
     assert ok.returncode == 0
@@ -388,6 +390,7 @@ def _fx_hourly_csv(path: Path, rows=5000, layout='plain'):
     return df
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('path', ['EURUSD.csv', 'data/eurusd_h1.csv.gz'])
 def test_readme_file_example_stores_every_row(tmp_path, path):
     "The README's file-ingest example, run as written on a real hourly file: every row stored under the requested name."

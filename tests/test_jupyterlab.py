@@ -105,6 +105,7 @@ def output_of(page, cell, expect, shot, timeout=120_000):
     return out.first.inner_text()
 
 
+@pytest.mark.browser
 def test_jupyterlab_runs_a_library_and_a_pipeline_notebook(lab, tmp_path):
     url, token = lab
     with browser_page(tmp_path, 1400, 1000) as page:

@@ -1,7 +1,7 @@
 """The health pipeline end to end: `autotrader run ingest` then `autotrader run health` on embedded defaults; the
 drift reference taken from the champion's training window in a real MLflow registry; model performance from logged
 signals; the pipeline-metrics hook."""
-import json, logging, os, subprocess, sys
+import json, logging
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from autotrader.config import load_settings
@@ -11,15 +11,15 @@ from autotrader.monitor.performance import log_signals, read_signals
 from autotrader.monitor.metrics import write_pipeline_metrics, read_samples
 from autotrader.features.store import FeatureStore
 from monitor_helpers import sim_store
+from inprocess import autotrader_cli
 from autotrader.features.basic import feature_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
 def cli(*args, cwd):
-    env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
-    env.update(MPLBACKEND='Agg', PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, '-m', 'autotrader.cli', *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return autotrader_cli(*args, cwd=cwd, env={'MPLBACKEND': 'Agg'})
 
+@pytest.mark.e2e
 def test_cli_ingest_then_health_on_embedded_defaults(tmp_path):
     (tmp_path / 'settings.ini').write_text('[data]\nlookback_days = 12\n')
     r = cli('run', 'ingest', '--no-progress', cwd=tmp_path)

@@ -11,7 +11,7 @@ from autotrader.ops.runner import run_pipeline
 
 CHROMIUM = os.environ.get('AUTOTRADER_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
 playwright = pytest.importorskip('playwright.sync_api')
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='no chromium (apt-get install chromium; .ci/run does)')
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='no chromium (apt-get install chromium; .ci/run does)')]
 KS = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}
 FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run']
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from inprocess import autotrader_cli
 from local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def _env(**extra):
@@ -19,9 +20,9 @@ def _env(**extra):
     return {**e, **extra}
 
 
-def _run_all(cwd, timeout=900, **env):
-    return subprocess.run([sys.executable, '-m', 'autotrader.cli', 'run', 'all', '--no-progress'], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=_env(**env))
+def _run_all(cwd, **env):
+    "`autotrader run all` in `cwd` (in process: every stage still runs its notebook in its own kernel)."
+    return autotrader_cli('run', 'all', '--no-progress', cwd=cwd, env=env)
 
 
 def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_path):

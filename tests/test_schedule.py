@@ -8,9 +8,11 @@ from pathlib import Path
 import nbformat, pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from inprocess import autotrader_cli
 from monitor_helpers import Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e            # `autotrader schedule run` processes, killed and restarted
 KS = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}
 EVERY = 5   # seconds between scheduled runs
 
@@ -107,12 +109,11 @@ def test_scheduler_runs_survives_sigkill_refuses_a_second_and_alerts_sla_misses(
 
 
 def test_trigger_list_and_crontab(project):
-    env = _env()
-    r = _cli('schedule', 'list', cwd=project, env=env)
+    r = autotrader_cli('schedule', 'list', cwd=project)
     assert r.returncode == 0 and f'*/{EVERY} * * * * *' in r.stdout and 'rollout (when promote)' in r.stdout, r.stderr
-    r = _cli('schedule', 'crontab', cwd=project, env=env)
+    r = autotrader_cli('schedule', 'crontab', cwd=project)
     assert r.returncode == 2 and '[pipeline_health] schedule' in r.stderr and 'has seconds' in r.stderr
-    r = _cli('schedule', 'crontab', cwd=project, env=_env(AUTOTRADER__PIPELINE_HEALTH__SCHEDULE='15 * * * *'))
+    r = autotrader_cli('schedule', 'crontab', cwd=project, env=dict(AUTOTRADER__PIPELINE_HEALTH__SCHEDULE='15 * * * *'))
     lines = [l for l in r.stdout.splitlines() if l and not l.startswith('#')]
     assert r.returncode == 0 and lines[0] == 'CRON_TZ=UTC' and len(lines) == 2 and lines[1].startswith('15 * * * * cd ')
     assert 'schedule trigger health --settings' in lines[1]
@@ -123,15 +124,15 @@ def test_trigger_list_and_crontab(project):
                               stdout=subprocess.PIPE, text=True) if lock.parent.mkdir(parents=True, exist_ok=True) is None else None
     try:
         assert holder.stdout.readline().strip() == 'locked'
-        r = _cli('schedule', 'trigger', 'health', cwd=project, env=env)
+        r = autotrader_cli('schedule', 'trigger', 'health', cwd=project)
         assert r.returncode == 0 and 'skipped: pipeline health is already running (pid 4242' in r.stdout, r.stdout + r.stderr
         assert not (project / 'reports' / 'health').exists()
     finally:
         holder.kill(); holder.wait()
-    r = _cli('schedule', 'trigger', 'health', cwd=project, env=env)
+    r = autotrader_cli('schedule', 'trigger', 'health', cwd=project)
     assert r.returncode == 0 and 'health    ok' in r.stdout, r.stdout + r.stderr
     assert len(list((project / 'reports' / 'health').glob('*/run.json'))) == 1
-    assert _cli('schedule', 'trigger', cwd=project, env=env).returncode == 2
+    assert autotrader_cli('schedule', 'trigger', cwd=project).returncode == 2
 
 
 def test_trigger_retries_with_back_off_then_follows_triggers_only_when_promoted(tmp_path):
@@ -146,7 +147,7 @@ def test_trigger_retries_with_back_off_then_follows_triggers_only_when_promoted(
         '[data]\ndir = data\n' + ''.join(f'[pipeline_{n}]\nnotebook = {tmp_path / (n + ".ipynb")}\nretries = 2\nretry_delay = 1\n'
                                          for n in ('train', 'evaluate', 'rollout')))
     (tmp_path / 'promote').write_text('no')
-    r = _cli('schedule', 'trigger', 'train', cwd=tmp_path, env=_env())
+    r = autotrader_cli('schedule', 'trigger', 'train', cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'train: attempt 1 of 3 failed (RuntimeError: flaky source); next attempt in 1 s' in r.stdout
     assert re.search(r'^train\s+ok', r.stdout, re.M) and re.search(r'^evaluate\s+ok', r.stdout, re.M)
@@ -154,6 +155,6 @@ def test_trigger_retries_with_back_off_then_follows_triggers_only_when_promoted(
     statuses = sorted(json.loads(f.read_text())['status'] for f in (tmp_path / 'reports' / 'train').glob('*/run.json'))
     assert statuses == ['failed', 'ok'] and not (tmp_path / 'reports' / 'rollout').exists()
     (tmp_path / 'promote').write_text('yes')
-    r = _cli('schedule', 'trigger', 'evaluate', cwd=tmp_path, env=_env())
+    r = autotrader_cli('schedule', 'trigger', 'evaluate', cwd=tmp_path)
     assert r.returncode == 0 and re.search(r'^rollout\s+ok', r.stdout, re.M), r.stdout + r.stderr
     assert len(list((tmp_path / 'reports' / 'rollout').glob('*/run.json'))) == 1

@@ -1,13 +1,13 @@
 "Settings: the shipped settings.ini, environment overrides, clear errors, secrets only from the environment."
-import subprocess, sys
 from pathlib import Path
 import pytest
 from autotrader.config import SCHEMA, SettingsError, load_settings, settings_template
+from inprocess import autotrader_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def cli(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, '-m', 'autotrader.cli', *args], cwd=cwd, env=env, capture_output=True, text=True)
+def cli(*args, cwd):
+    return autotrader_cli(*args, cwd=cwd)
 
 def test_shipped_settings_document_every_key():
     text = (ROOT / 'settings.ini').read_text()

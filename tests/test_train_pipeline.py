@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from autotrader.config import load_settings
-from local_servers import start_mlflow_server, wait_healthy
+from inprocess import autotrader_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 END = '2025-01-01'                               # fixed: the sim is deterministic for a given range
@@ -17,22 +17,10 @@ SMALL = {'instruments.symbols': 'BTC-USD, ETH-USD, SOL-USD', 'data.lookback_days
          'train.cv_folds': 3, 'train.n_trials': 3}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _server_process(tmp_path_factory):
-    "A real MLflow tracking server, started when the module starts (it boots while the other tests run)."
-    yield from start_mlflow_server(tmp_path_factory)
-
-
-@pytest.fixture(scope='module')
-def mlflow_server(_server_process):
-    proc, uri, d = _server_process
-    wait_healthy(proc, uri, d)
-    return uri
-
-
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
-    "One data folder for the library-level tests (one SQLite registry and optuna file: creating them takes seconds)."
+    """One data folder per process for the library-level tests (one SQLite registry and optuna file: creating them takes
+    seconds). Session-scoped, not module-scoped: the tests using it may run on different xdist workers."""
     return tmp_path_factory.mktemp('data')
 
 
@@ -50,11 +38,9 @@ def _ingest(st):
 
 # ---------------------------------------------------------------- 1. the command on embedded defaults
 
-def _cli(cwd, *args, timeout=600):
-    env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
-    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')]))
-    return subprocess.run([sys.executable, '-m', 'autotrader.cli', 'run', *args, '--no-progress'], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def _cli(cwd, *args):
+    "`autotrader run …` in `cwd` (in process: each pipeline notebook still runs in its own kernel)."
+    return autotrader_cli('run', *args, '--no-progress', cwd=cwd)
 
 
 def _record(cwd, pipeline):
@@ -62,6 +48,7 @@ def _record(cwd, pipeline):
     return run, json.loads((run / 'run.json').read_text())
 
 
+@pytest.mark.e2e
 def test_cli_ingest_train_evaluate_on_defaults(tmp_path):
     "The README's command, then train and evaluate, in an empty folder with no settings.ini: every default in play."
     for args in (['ingest'], ['train', '-p', 'n_trials=3'], ['evaluate']):
@@ -135,15 +122,15 @@ def test_gates_are_honest(empty_settings, data_dir, alpha, seed, promoted):
 
 # ---------------------------------------------------------------- 3. reproducible, resumable
 
-def test_same_seed_same_model(empty_settings, data_dir, tmp_path):
-    "Same data, settings and seed in two fresh studies: the same trials, the same selected parameters, the same predictions."
+def test_same_seed_same_model(champion, tmp_path):
+    """Same data, settings and seed in two fresh studies: the same trials, the same selected parameters, the same
+    predictions. On the session champion's stored bars (only read: a fresh optuna storage each, nothing registered)."""
+    from autotrader.config import load_settings
     from autotrader.pipelines.train import train
-    st = _settings(empty_settings, data_dir, 'honest-0.3-1', **{'sim.seed': 1})      # the store of a test above, or a new one
-    if not (Path(st.store.dir) / 'catalog.json').exists(): _ingest(st)
-    a = train(st, register=False)
-    b = train(_settings(empty_settings, data_dir, 'honest-0.3-1', **{'sim.seed': 1, 'train.optuna_storage': f"sqlite:///{tmp_path / 'other.db'}"}),
-              register=False, as_of=a.data.as_of)
-    assert b.tuning.resumed == 0 and a.tuning.trials['value'].tolist() == b.tuning.trials['value'].tolist()
+    fresh = lambda db: load_settings(champion.settings_path, overrides={'train.optuna_storage': f"sqlite:///{tmp_path / db}"}, env={})
+    a = train(fresh('a.db'), register=False)
+    b = train(fresh('b.db'), register=False, as_of=a.data.as_of)
+    assert a.tuning.resumed == b.tuning.resumed == 0 and a.tuning.trials['value'].tolist() == b.tuning.trials['value'].tolist()
     assert (a.selected, a.params) == (b.selected, b.params)
     X = a.data.X.iloc[a.windows.test]
     np.testing.assert_array_equal(a.model.predict_proba(X), b.model.predict_proba(X))
@@ -189,15 +176,17 @@ def test_killed_study_resumes(tmp_path):
 
 # ---------------------------------------------------------------- 4. a real MLflow server: champion and rollout
 
-def test_champion_and_rollout_on_mlflow_server(empty_settings, data_dir, mlflow_server):
+def test_champion_and_rollout_on_mlflow_server(champion_copy, mlflow_server):
     """Against `mlflow server`: train → evaluate → promote (rollout's `apply_decision`), then a second challenger is
-    gated against that champion re-run on its own test rows; a refused decision does not move the champion."""
+    gated against that champion re-run on its own test rows; a refused decision does not move the champion. On a copy
+    of the session champion's stored bars (its SQLite registry unused: every model here is on the server)."""
     from autotrader.train.core import PromotionRefused, apply_decision, read_decision
     from autotrader.pipelines.evaluate import evaluate_version
     from autotrader.pipelines.train import train
     from autotrader.train.registry import ModelRegistry
-    st = _settings(empty_settings, data_dir, 'server', **{'sim.seed': 5, 'mlflow.tracking_uri': mlflow_server})
-    _ingest(st)
+    st = load_settings(champion_copy.settings_path, env={}, overrides={
+        'mlflow.tracking_uri': mlflow_server.uri, 'mlflow.model_name': 'm-server',
+        'train.optuna_storage': f"sqlite:///{champion_copy.dir / 'server-optuna.db'}"})                  # a fresh study
     reg = ModelRegistry.from_settings(st)
     r1 = train(st)
     assert reg.challenger()['version'] == r1.version == '1' and reg.champion() is None

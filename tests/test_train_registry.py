@@ -1,5 +1,5 @@
 """The MLflow registry helpers against both backends: the embedded SQLite default and a real `mlflow server`
-(subprocess on 127.0.0.1, SQLite backend store, proxied local artifacts, no auth), started once for this module."""
+(subprocess on 127.0.0.1, SQLite backend store, proxied local artifacts, no auth): the session's `mlflow_server`."""
 from pathlib import Path
 
 import numpy as np
@@ -7,24 +7,10 @@ import pandas as pd
 import pytest
 
 from autotrader.config import load_settings
-from local_servers import start_mlflow_server, wait_healthy
 from autotrader.train.gates import evaluate_gates
 from autotrader.train.registry import ModelRegistry, metrics_from_frame
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _server_process(tmp_path_factory):
-    "A real MLflow tracking server, started when the module starts (it boots while the other tests run)."
-    yield from start_mlflow_server(tmp_path_factory)
-
-
-@pytest.fixture(scope='module')
-def mlflow_server(_server_process):
-    proc, uri, d = _server_process
-    wait_healthy(proc, uri, d)
-    return uri, d / 'artifacts'
 
 
 @pytest.fixture(scope='module')
@@ -34,7 +20,7 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(params=['sqlite', 'server'])
-def registry(request, data_dir, tmp_path, monkeypatch):
+def registry(request, data_dir, tmp_path, monkeypatch, mlflow_server_process):     # the server boots while sqlite runs
     "A ModelRegistry from settings: the default (SQLite under data.dir) or [mlflow] tracking_uri = the server."
     monkeypatch.chdir(tmp_path)                      # nothing may land in the working directory
     ov = {'data.dir': str(data_dir), 'mlflow.model_name': f'm-{tmp_path.name}'}
