@@ -22,6 +22,7 @@ NOT_PROVISIONED = {
     'AUTOTRADER_GATEWAY_URL': 'set by `autotrader serve` for its own worker processes',
     'AUTOTRADER_GATEWAY_PORT': 'set by `autotrader serve` for its own worker processes',
     'AUTOTRADER_HOME': 'Airflow workers in [airflow] run_with = command; production runs the DAG tasks as ECS tasks',
+    'AUTOTRADER_OPS_DIR': 'the local operations stack (autotrader.ops.stack: Prometheus, Alertmanager on one machine); production monitoring is AMP',
 }
 AWS_CREDENTIALS = {'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'}     # the task roles give the containers credentials
 
@@ -77,7 +78,7 @@ def test_every_secret_and_variable_the_library_reads_is_provisioned():
               if n.startswith('AUTOTRADER_ADMIN')}
     assert needed and needed <= _provided('gateway'), (needed, _provided('gateway'))
     # every exemption is still read (a stale one would hide nothing) … and every secret name Terraform creates is one the kit reads
-    assert set(NOT_PROVISIONED) - {'AUTOTRADER_HOME'} <= everything
+    assert set(NOT_PROVISIONED) <= everything
     assert _secret_names() <= set(SECRETS.values()) and _secret_names() == set(SECRETS.values()) - AWS_CREDENTIALS
     # credentials come from the task roles; the database password of the application role (not the master) from a secret
     for c in ('gateway', 'mlflow', 'runner'):
