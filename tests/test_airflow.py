@@ -22,7 +22,8 @@ from local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(os.environ.get('AUTOTRADER_AIRFLOW') or ROOT / '.venv-airflow' / 'bin' / 'airflow')
-pytestmark = pytest.mark.skipif(not AIRFLOW.exists(), reason=f'no Apache Airflow at {AIRFLOW} (bash .ci/run installs it)')
+pytestmark = [pytest.mark.skipif(not AIRFLOW.exists(), reason=f'no Apache Airflow at {AIRFLOW} (bash .ci/run installs it)'),
+              pytest.mark.xdist_group('airflow')]     # one worker: the module's fixture, and no two Airflows at once
 KS = {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}
 KIT_BIN = Path(sys.executable).parent            # the kit's environment: `autotrader` is here (the worker's PATH)
 RETRY_DELAY = 2                                  # seconds: [pipeline_train] retry_delay in the test's settings
