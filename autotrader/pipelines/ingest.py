@@ -6,7 +6,8 @@
 from __future__ import annotations
 import time
 from dataclasses import dataclass, field
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import load_settings, Settings
 from ..schema import Instrument, parse_instruments, timeframe_delta, to_utc
 from ..data.archive import make_archive
@@ -26,11 +27,14 @@ __all__ = ['PARAM_SPECS', 'PARAMS', 'IngestError', 'IngestResult', 'ingest', 'ru
 def _when(t) -> str:
     "A timestamp as '2024-03-01 14:00 UTC' (dates without a time as '2024-03-01')."
     t = pd.Timestamp(t)
-    if t.tzinfo is not None: t = t.tz_convert('UTC')
+    if t.tzinfo is not None:
+        t = t.tz_convert('UTC')
     return t.strftime('%Y-%m-%d') + ('' if (t.hour, t.minute) == (0, 0) else t.strftime(' %H:%M')) + ' UTC'
+
 
 class IngestError(RuntimeError):
     "The ingest run failed; nothing was stored. The message says why."
+
 
 @dataclass
 class IngestResult:
@@ -46,47 +50,78 @@ class IngestResult:
     committed: bool
     outside_range: int = 0
     bars: pd.DataFrame = field(default=None, repr=False)
-    received: int = 0                                   # rows the source delivered
-    left_out: dict = field(default_factory=dict)        # rows deliberately not stored, by reason
-    notes: list = field(default_factory=list)           # the run's own warnings (validation has its own)
+    received: int = 0  # rows the source delivered
+    left_out: dict = field(default_factory=dict)  # rows deliberately not stored, by reason
+    notes: list = field(default_factory=list)  # the run's own warnings (validation has its own)
+
     @property
     def warnings(self) -> list[str]:
         "Everything the user should read: the run's warnings, then validation's (completeness, re-ordered bars)."
         return list(self.notes) + list(self.validation.warnings)
+
     def accounting(self) -> pd.DataFrame:
         "rows received = stored + quarantined + left out (by reason): one row each."
         v = self.validation
         rows = [('received', self.received), ('stored', len(v.clean)), ('quarantined', len(v.quarantine))]
         rows += [(f'left out: {k}', n) for k, n in self.left_out.items()]
         return pd.DataFrame(rows, columns=['rows', 'count']).set_index('rows')
+
     def metrics(self) -> dict:
         v = self.validation.summary()
-        m = dict(**v, instruments=len(self.summary), archive_new=sum(a.new for a in self.archived),
-                 archive_existing=sum(not a.new for a in self.archived), outside_range=self.outside_range,
-                 feature_rows=int(self.summary.feature_rows.sum()) if len(self.summary) else 0,
-                 committed=self.committed, **{f'seconds_{k}': round(t, 3) for k, t in self.timings.items()})
-        m.update(rows_received=self.received, rows_left_out=sum(self.left_out.values()), left_out=dict(self.left_out),
-                 warnings=self.warnings, summary=self.sentence())
+        m = dict(
+            **v,
+            instruments=len(self.summary),
+            archive_new=sum(a.new for a in self.archived),
+            archive_existing=sum(not a.new for a in self.archived),
+            outside_range=self.outside_range,
+            feature_rows=int(self.summary.feature_rows.sum()) if len(self.summary) else 0,
+            committed=self.committed,
+            **{f'seconds_{k}': round(t, 3) for k, t in self.timings.items()},
+        )
+        m.update(
+            rows_received=self.received,
+            rows_left_out=sum(self.left_out.values()),
+            left_out=dict(self.left_out),
+            warnings=self.warnings,
+            summary=self.sentence(),
+        )
         return m
+
     def sentence(self) -> str:
         "What the run did, in a sentence: 'up to date: 0 new bars since …' or 'stored 1,234 new bars of 5 instruments …'."
         n, q = len(self.validation.clean), len(self.validation.quarantine)
-        wm = [w for w in (self.summary.watermark if len(self.summary) and 'watermark' in self.summary else []) if w is not None and w == w]
+        wm = [
+            w
+            for w in (self.summary.watermark if len(self.summary) and 'watermark' in self.summary else [])
+            if w is not None and w == w
+        ]
         last = f" (last bar {_when(max(wm))})" if wm else ''
         if not n and not q:
-            return f"up to date: 0 new bars since {_when(min(wm))}" + (f" ({self.source}, {self.timeframe})" if wm else '') if wm \
+            return (
+                f"up to date: 0 new bars since {_when(max(wm))}" + (f" ({self.source}, {self.timeframe})" if wm else '')
+                if wm
                 else f"nothing ingested: the {self.source} source returned no bars for {len(self.summary)} instrument(s)"
-        return (f"stored {n:,} new bar{'s' * (n != 1)} of {int((self.summary.clean > 0).sum()) if len(self.summary) else 0} instrument(s) "
-                f"({self.source}, {self.timeframe}){last}" + (f"; {q:,} quarantined" if q else ''))
+            )
+        return (
+            f"stored {n:,} new bar{'s' * (n != 1)} of {int((self.summary.clean > 0).sum()) if len(self.summary) else 0} instrument(s) "
+            f"({self.source}, {self.timeframe}){last}" + (f"; {q:,} quarantined" if q else '')
+        )
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #2fd21bbe
 def _settings(settings, source, timeframe, path):
     import copy
-    st = copy.deepcopy(settings) if isinstance(settings, Settings) else load_settings(settings)   # never mutate the caller's
-    if source: st.data.source = source
-    if timeframe: st.data.timeframe = timeframe
-    if path: st.file.path = str(path)
+
+    st = (
+        copy.deepcopy(settings) if isinstance(settings, Settings) else load_settings(settings)
+    )  # never mutate the caller's
+    if source:
+        st.data.source = source
+    if timeframe:
+        st.data.timeframe = timeframe
+    if path:
+        st.file.path = str(path)
     return st
+
 
 def _plan(connector, store, instruments, source, timeframe, start, end, backfill):
     "Per instrument: (start, end) of the range to fetch, or None when it is up to date."
@@ -94,8 +129,10 @@ def _plan(connector, store, instruments, source, timeframe, start, end, backfill
     for ins in instruments:
         s = start
         wm = store.watermark(source, ins.symbol, timeframe)
-        if wm is not None and not backfill and (s is None or wm + step > s): s = wm + step
-        if s is None: s = connector.default_start(end)
+        if wm is not None and not backfill and (s is None or wm + step > s):
+            s = wm + step
+        if s is None:
+            s = connector.default_start(end)
         plan[ins.symbol] = (s, end) if s is None or s < end else None
     return plan
 
@@ -114,9 +151,12 @@ def _features(fs, store, clean, plan, timeframe):
             parts = [hist.tail(L), new, after.head(L)]
         bars = pd.concat([p for p in parts if len(p)], ignore_index=True).drop_duplicates(['timestamp'], keep='last')
         f = fs.compute(bars)
-        keep = f.timestamp.isin(new.timestamp) | (f.timestamp.isin(after.head(L).timestamp) if after is not None else False)
+        keep = f.timestamp.isin(new.timestamp) | (
+            f.timestamp.isin(after.head(L).timestamp) if after is not None else False
+        )
         out.append(f[keep.to_numpy()])
     return pd.concat(out, ignore_index=True) if out else None
+
 
 def _summary(instruments, plan, fetched, val, feats, archived, store, source, timeframe, left_by=None):
     rows = []
@@ -125,16 +165,25 @@ def _summary(instruments, plan, fetched, val, feats, archived, store, source, ti
         p = plan.get(ins.symbol)
         f = fetched[fetched.instrument == ins.symbol] if len(fetched) else fetched
         c = comp.loc[ins.symbol] if comp is not None and ins.symbol in comp.index else None
-        rows.append(dict(instrument=ins.symbol, calendar=ins.calendar,
-                         start=p[0] if p else None, end=p[1] if p else None, status='up to date' if p is None or (len(f) == 0 and (left_by or {}).get(ins.symbol)) else 'ingested',
-                         fetched=len(f), left_out=int((left_by or {}).get(ins.symbol, 0)), clean=int((val.clean.instrument == ins.symbol).sum()),
-                         quarantined=int((val.quarantine.instrument == ins.symbol).sum()),
-                         flagged=int((val.flags.instrument == ins.symbol).sum()),
-                         completeness=None if c is None else c.completeness,
-                         largest_gap_bars=None if c is None else c.largest_gap_bars,
-                         feature_rows=int((feats.instrument == ins.symbol).sum()) if feats is not None else 0,
-                         archived_new=sum(a.new for a in archived if a.key.split('/')[1] in (ins.symbol, '_multi')),
-                         watermark=store.watermark(source, ins.symbol, timeframe)))
+        rows.append(
+            dict(
+                instrument=ins.symbol,
+                calendar=ins.calendar,
+                start=p[0] if p else None,
+                end=p[1] if p else None,
+                status='up to date' if p is None or (len(f) == 0 and (left_by or {}).get(ins.symbol)) else 'ingested',
+                fetched=len(f),
+                left_out=int((left_by or {}).get(ins.symbol, 0)),
+                clean=int((val.clean.instrument == ins.symbol).sum()),
+                quarantined=int((val.quarantine.instrument == ins.symbol).sum()),
+                flagged=int((val.flags.instrument == ins.symbol).sum()),
+                completeness=None if c is None else c.completeness,
+                largest_gap_bars=None if c is None else c.largest_gap_bars,
+                feature_rows=int((feats.instrument == ins.symbol).sum()) if feats is not None else 0,
+                archived_new=sum(a.new for a in archived if a.key.split('/')[1] in (ins.symbol, '_multi')),
+                watermark=store.watermark(source, ins.symbol, timeframe),
+            )
+        )
     return pd.DataFrame(rows)
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #567b64ba
@@ -143,10 +192,12 @@ def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
     A row is left out when its instrument was not requested, when it lies outside the requested range, or when it is
     inside it but at or before the instrument's watermark (ingested by an earlier run)."""
     ts = bars.timestamp
-    codes, names = pd.factorize(bars.instrument, sort=False)         # per-instrument values by code: no string maps
-    names = [str(n) for n in names]; sym = np.asarray(names, dtype=object)[codes] if len(names) else np.array([], object)
+    codes, names = pd.factorize(bars.instrument, sort=False)  # per-instrument values by code: no string maps
+    names = [str(n) for n in names]
+    sym = np.asarray(names, dtype=object)[codes] if len(names) else np.array([], object)
     per = lambda f, dtype: np.array([f(n) for n in names], dtype=dtype)[codes] if len(names) else np.zeros(0, dtype)
-    t = pd.DatetimeIndex(ts).as_unit('ns').asi8; nat = ts.isna().to_numpy()
+    t = pd.DatetimeIndex(ts).as_unit('ns').asi8
+    nat = ts.isna().to_numpy()
     lo_ = hi_ = np.iinfo('i8').min
     ns = lambda x: pd.Timestamp(x).value
     asked = per(lambda n: n in {i.symbol for i in wanted}, bool)
@@ -157,7 +208,7 @@ def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
     wms = {i.symbol: store.watermark(source, i.symbol, timeframe) for i in wanted}
     wms = {k: v for k, v in wms.items() if v is not None}
     stored = np.zeros(len(bars), bool)
-    if wms and not backfill:               # inside the requested range but at or before the watermark
+    if wms and not backfill:  # inside the requested range but at or before the watermark
         req = ~nat & (t >= (ns(start) if start is not None else lo_)) & (t < ns(end))
         stored = asked & ~inside & req & (t <= per(lambda n: ns(wms[n]) if n in wms else lo_, 'i8'))
     outside = asked & ~inside & ~stored
@@ -167,47 +218,77 @@ def _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill):
     notes = []
     if left.get('not_requested'):
         other = pd.Series(sym[~asked]).value_counts()
-        notes.append(f"{left['not_requested']} row(s) of instruments not requested left out: "
-                     f"{', '.join(f'{k} ({n})' for k, n in other.head(8).items())}{', …' if len(other) > 8 else ''}; "
-                     f"requested: {', '.join(i.symbol for i in wanted)}")
+        notes.append(
+            f"{left['not_requested']} row(s) of instruments not requested left out: "
+            f"{', '.join(f'{k} ({n})' for k, n in other.head(8).items())}{', …' if len(other) > 8 else ''}; "
+            f"requested: {', '.join(i.symbol for i in wanted)}"
+        )
     if left.get('outside_range'):
         t = ts[outside]
         notes.append(f"{left['outside_range']} row(s) outside the requested range left out ({t.min()} … {t.max()})")
     if left.get('before_watermark'):
         w = max(v for k, v in wms.items() if k in set(sym[stored]))
-        notes.append(f"{left['before_watermark']} row(s) at or before the watermark ({w}) left out: ingested by an "
-                     f"earlier run (-p backfill=True re-ingests them)")
+        notes.append(
+            f"{left['before_watermark']} row(s) at or before the watermark ({w}) left out: ingested by an "
+            f"earlier run (-p backfill=True re-ingests them)"
+        )
     return inside, left, by_ins, notes
+
 
 def _check_requested(bars, wanted, source):
     "A source whose rows all belong to instruments nobody asked for is an error naming both."
-    if not len(bars) or bars.instrument.isin([i.symbol for i in wanted]).any(): return
+    if not len(bars) or bars.instrument.isin([i.symbol for i in wanted]).any():
+        return
     found = bars.instrument.value_counts()
     names = ', '.join(f'{k} ({n} rows)' for k, n in found.head(8).items()) + (', …' if len(found) > 8 else '')
-    raise IngestError(f"{source}: no row belongs to a requested instrument: found {names}; requested "
-                      f"{', '.join(i.symbol for i in wanted)}. Request the instruments found (-p instruments={found.index[0]}), "
-                      f"leave instruments unset to take all of them, or set [file] instrument for a one-instrument file. "
-                      f"Nothing was stored.")
+    raise IngestError(
+        f"{source}: no row belongs to a requested instrument: found {names}; requested "
+        f"{', '.join(i.symbol for i in wanted)}. Request the instruments found (-p instruments={found.index[0]}), "
+        f"leave instruments unset to take all of them, or set [file] instrument for a one-instrument file. "
+        f"Nothing was stored."
+    )
 
-_BENIGN = {'before_watermark', 'forming', 'incomplete', 'overlap'}   # nothing stored because of these alone: up to date
+
+_BENIGN = {'before_watermark', 'forming', 'incomplete', 'overlap'}  # nothing stored because of these alone: up to date
+
 
 def _check_stored(received, val, left, source):
     "rows received = stored + quarantined + left out; a run that received rows and stores none fails, saying why."
     if received != len(val.clean) + len(val.quarantine) + sum(left.values()):
-        raise IngestError(f"row accounting is off: {received} received != {len(val.clean)} stored + {len(val.quarantine)} "
-                          f"quarantined + {sum(left.values())} left out {left} (a bug; nothing was stored)")
+        raise IngestError(
+            f"row accounting is off: {received} received != {len(val.clean)} stored + {len(val.quarantine)} "
+            f"quarantined + {sum(left.values())} left out {left} (a bug; nothing was stored)"
+        )
     if received and not len(val.clean) and set(left) - _BENIGN:
-        parts = [f'{len(val.quarantine)} quarantined'] * bool(len(val.quarantine)) + [f'{n} left out: {k}' for k, n in left.items()]
-        raise IngestError(f"{source}: received {received} row(s) and stored none ({'; '.join(parts)}). Nothing was stored.")
+        parts = [f'{len(val.quarantine)} quarantined'] * bool(len(val.quarantine)) + [
+            f'{n} left out: {k}' for k, n in left.items()
+        ]
+        raise IngestError(
+            f"{source}: received {received} row(s) and stored none ({'; '.join(parts)}). Nothing was stored."
+        )
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #c16fa07e
-def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, path=None, backfill=False,
-           settings=None, run_id=None, progress=None, ctx: RunContext | None = None) -> IngestResult:
+def ingest(
+    source=None,
+    instruments=None,
+    start=None,
+    end=None,
+    timeframe=None,
+    path=None,
+    backfill=False,
+    settings=None,
+    run_id=None,
+    progress=None,
+    ctx: RunContext | None = None,
+) -> IngestResult:
     "Run one ingest (see the steps above). Arguments left None come from the settings; progress shows on a terminal (`pipelines.progress`), never in reports."
-    t0 = time.perf_counter(); timings = {}
+    t0 = time.perf_counter()
+    timings = {}
     ctx = ctx if ctx is not None else RunContext.local('ingest')
     if progress is not None and progress != ctx.progress:
-        import dataclasses; ctx = dataclasses.replace(ctx, progress=bool(progress))
+        import dataclasses
+
+        ctx = dataclasses.replace(ctx, progress=bool(progress))
     st = _settings(settings, source, timeframe, path)
     source, timeframe = st.data.source, st.data.timeframe
     run_id = run_id or (ctx.run_id if ctx is not None else new_run_id())
@@ -215,8 +296,11 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
     store = FeatureStore(st.store.dir, st.store.keep_snapshots)
     explicit = instruments is not None and (not isinstance(instruments, str) or instruments.strip())
     cal = {i.symbol: i for i in parse_instruments(st.instruments.symbols, st.instruments.default_calendar)}
-    wanted = [cal.get(i.symbol, i) for i in parse_instruments(instruments, st.instruments.default_calendar)] if explicit \
+    wanted = (
+        [cal.get(i.symbol, i) for i in parse_instruments(instruments, st.instruments.default_calendar)]
+        if explicit
         else (list(cal.values()) if connector.incremental else None)
+    )
     start, end = to_utc(start or st.data.start), to_utc(end or st.data.end) or connector.latest_closed(timeframe)
     step = timeframe_delta(timeframe)
     # fetch + archive
@@ -225,72 +309,114 @@ def ingest(source=None, instruments=None, start=None, end=None, timeframe=None, 
         plan = _plan(connector, store, wanted, source, timeframe, start, end, backfill)
         payloads = []
         for k, ins in enumerate(wanted, 1):
-            _progress(ctx, f"fetch {source}: instrument {k}/{len(wanted)} ({ins.symbol})" + ('' if plan[ins.symbol] else ', up to date'))
-            if plan[ins.symbol]: payloads += connector.fetch_raw([ins], timeframe, *plan[ins.symbol])
+            _progress(
+                ctx,
+                f"fetch {source}: instrument {k}/{len(wanted)} ({ins.symbol})"
+                + ('' if plan[ins.symbol] else ', up to date'),
+            )
+            if plan[ins.symbol]:
+                payloads += connector.fetch_raw([ins], timeframe, *plan[ins.symbol])
     else:
         _progress(ctx, f"read {source}")
         payloads = connector.fetch_raw(wanted or [], timeframe, start, end)
-    timings['fetch'] = time.perf_counter() - t; t = time.perf_counter()
+    timings['fetch'] = time.perf_counter() - t
+    t = time.perf_counter()
     archived = []
     for k, p in enumerate(payloads, 1):
-        if k == 1 or k % 10 == 0: _progress(ctx, f"archive: payload {k}/{len(payloads)}")
+        if k == 1 or k % 10 == 0:
+            _progress(ctx, f"archive: payload {k}/{len(payloads)}")
         archived.append(archive.put(p))
-    timings['archive'] = time.perf_counter() - t; t = time.perf_counter()
+    timings['archive'] = time.perf_counter() - t
+    t = time.perf_counter()
     _progress(ctx, f"parse: {len(payloads):,} payload(s)")
-    try: bars = connector.parse(payloads, timeframe)
-    except ConnectorError as e: raise IngestError(f"{source}: {e} (the raw data is archived; nothing was stored)") from None
-    timings['parse'] = time.perf_counter() - t; t = time.perf_counter()
-    left = dict(connector.left_out)                     # dropped by the parser on purpose (forming bars, …)
+    try:
+        bars = connector.parse(payloads, timeframe)
+    except ConnectorError as e:
+        raise IngestError(f"{source}: {e} (the raw data is archived; nothing was stored)") from None
+    timings['parse'] = time.perf_counter() - t
+    t = time.perf_counter()
+    left = dict(connector.left_out)  # dropped by the parser on purpose (forming bars, …)
     received = len(bars) + sum(left.values())
-    if not connector.incremental:   # a whole file: pick instruments, then ranges from watermarks
+    if not connector.incremental:  # a whole file: pick instruments, then ranges from watermarks
         found = list(dict.fromkeys(bars.instrument))
-        if wanted is None: wanted = [cal.get(s, Instrument(s, st.instruments.default_calendar)) for s in found]
-        else: _check_requested(bars, wanted, source)
+        if wanted is None:
+            wanted = [cal.get(s, Instrument(s, st.instruments.default_calendar)) for s in found]
+        else:
+            _check_requested(bars, wanted, source)
         plan = _plan(connector, store, wanted, source, timeframe, start, end, backfill)
     inside, picked, left_by, notes = _pick(bars, wanted, plan, store, source, timeframe, start, end, backfill)
-    for k, n in picked.items(): left[k] = left.get(k, 0) + n
+    for k, n in picked.items():
+        left[k] = left.get(k, 0) + n
     notes = list(connector.warnings) + notes
     bars = bars[inside].reset_index(drop=True)
     _progress(ctx, f"validate: {len(bars):,} bars of {bars.instrument.nunique()} instrument(s)")
-    val = validate_bars(bars, timeframe, st.validation, wanted,
-                        {k: (v[0] if v else None) for k, v in plan.items()} if connector.incremental else None,
-                        {k: (v[1] if v else None) for k, v in plan.items()} if connector.incremental else None)
-    timings['validate'] = time.perf_counter() - t; t = time.perf_counter()
+    val = validate_bars(
+        bars,
+        timeframe,
+        st.validation,
+        wanted,
+        {k: (v[0] if v else None) for k, v in plan.items()} if connector.incremental else None,
+        {k: (v[1] if v else None) for k, v in plan.items()} if connector.incremental else None,
+    )
+    timings['validate'] = time.perf_counter() - t
+    t = time.perf_counter()
     share = len(val.quarantine) / max(1, val.rows_in)
     if share > st.validation.max_quarantine_share:
         counts = val.quarantine.reason.str.split(';').explode().value_counts().head(5).to_dict()
-        raise IngestError(f"{share:.0%} of {val.rows_in} bars quarantined (> [validation] max_quarantine_share = "
-                          f"{st.validation.max_quarantine_share:.0%}); top reasons: {counts}. Nothing was stored.")
+        raise IngestError(
+            f"{share:.0%} of {val.rows_in} bars quarantined (> [validation] max_quarantine_share = "
+            f"{st.validation.max_quarantine_share:.0%}); top reasons: {counts}. Nothing was stored."
+        )
     _check_stored(received, val, left, source)
     if received and not len(val.clean) and not len(val.quarantine):
         notes.append(f"nothing new: none of the {received} row(s) the source returned is after the watermark")
     fs = make_feature_set(st)
-    if len(val.clean): _progress(ctx, f"features: {len(val.clean):,} bars")
+    if len(val.clean):
+        _progress(ctx, f"features: {len(val.clean):,} bars")
     feats = _features(fs, store, val.clean, plan, timeframe) if len(val.clean) else None
-    timings['features'] = time.perf_counter() - t; t = time.perf_counter()
+    timings['features'] = time.perf_counter() - t
+    t = time.perf_counter()
     _progress(ctx, f"store: {len(val.clean):,} bars")
     with store.transaction(run_id) as tx:
         tx.write('bars', val.clean, kind='bars', version='1')
         tx.write('quarantine', val.quarantine, kind='quarantine', version='1', log=True)
-        if feats is not None: tx.write(f'features/{fs.id}', feats, kind='features', version=fs.version, params=fs.params)
+        if feats is not None:
+            tx.write(f'features/{fs.id}', feats, kind='features', version=fs.version, params=fs.params)
         for sym, g in bars.groupby('instrument'):
-            if g.timestamp.notna().any(): tx.set_watermark(source, sym, timeframe, g.timestamp.max())
+            if g.timestamp.notna().any():
+                tx.set_watermark(source, sym, timeframe, g.timestamp.max())
         committed = tx.commit()
     timings['store'] = time.perf_counter() - t
     timings['total'] = time.perf_counter() - t0
     summ = _summary(wanted, plan, bars, val, feats, archived, store, source, timeframe, left_by)
-    return IngestResult(run_id, source, timeframe, summ, val, archived, timings, fs.id, store, committed,
-                        outside_range=left.get('outside_range', 0), bars=val.clean, received=received, left_out=left,
-                        notes=notes)
+    return IngestResult(
+        run_id,
+        source,
+        timeframe,
+        summ,
+        val,
+        archived,
+        timings,
+        fs.id,
+        store,
+        committed,
+        outside_range=left.get('outside_range', 0),
+        bars=val.clean,
+        received=received,
+        left_out=left,
+        notes=notes,
+    )
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #c1815aaa
-PARAM_SPECS = SPECS['ingest']            # typed: checked by the runner before a kernel starts (pipelines.params)
+PARAM_SPECS = SPECS['ingest']  # typed: checked by the runner before a kernel starts (pipelines.params)
 PARAMS = param_names('ingest')
+
 
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None) -> IngestResult:
     "The ingest pipeline: `ingest(**params)` with `settings` in the run context `ctx`."
     params = {k: v for k, v in (params or {}).items() if k in PARAMS}
-    if params.get('backfill') is None: params['backfill'] = False
+    if params.get('backfill') is None:
+        params['backfill'] = False
     return ingest(**params, settings=settings, ctx=ctx or RunContext.local('ingest'))
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #d5cf25c5
@@ -298,8 +424,10 @@ def plot_ingest(res: IngestResult, max_instruments: int = 6):
     "Normalised closes of the ingested bars, and per instrument: clean vs quarantined bars and completeness."
     "None when the run stored no bars (nothing to draw: the report says so in a sentence)."
     import matplotlib.pyplot as plt
+
     b = res.bars
-    if b is None or not len(b): return None
+    if b is None or not len(b):
+        return None
     fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
     for sym in list(dict.fromkeys(b.instrument))[:max_instruments]:
         x = b[b.instrument == sym]
@@ -312,38 +440,61 @@ def plot_ingest(res: IngestResult, max_instruments: int = 6):
             if len(qq) and len(base):
                 y = (qq.close / base.iloc[0]).where(qq.close > 0, 1.0).clip(0, 3).fillna(1.0)
                 ax[0].scatter(qq.timestamp, y, marker='x', color='red', s=14, zorder=3)
-    ax[0].set_title('close (first = 1); × = quarantined bar'); ax[0].legend(fontsize=7)
+    ax[0].set_title('close (first = 1); × = quarantined bar')
+    ax[0].legend(fontsize=7)
     import matplotlib.dates as mdates
-    loc = mdates.AutoDateLocator(maxticks=6); ax[0].xaxis.set_major_locator(loc)
+
+    loc = mdates.AutoDateLocator(maxticks=6)
+    ax[0].xaxis.set_major_locator(loc)
     ax[0].xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
     s = res.summary
-    ax[1].bar(s.instrument, s.clean, label='clean'); ax[1].bar(s.instrument, s.quarantined, bottom=s.clean, color='red', label='quarantined')
+    ax[1].bar(s.instrument, s.clean, label='clean')
+    ax[1].bar(s.instrument, s.quarantined, bottom=s.clean, color='red', label='quarantined')
     if s.completeness.notna().any():
-        ax2 = ax[1].twinx(); ax2.plot(s.instrument, s.completeness.astype(float), 'ko-', label='completeness'); ax2.set_ylim(0, 1.05)
-    ax[1].set_title('bars per instrument (bars) and completeness (dots)'); ax[1].legend(loc='lower left', fontsize=7)
+        ax2 = ax[1].twinx()
+        ax2.plot(s.instrument, s.completeness.astype(float), 'ko-', label='completeness')
+        ax2.set_ylim(0, 1.05)
+    ax[1].set_title('bars per instrument (bars) and completeness (dots)')
+    ax[1].legend(loc='lower left', fontsize=7)
     ax[1].tick_params(axis='x', rotation=45)
     fig.tight_layout()
     return fig
 
+
 def _cell(v, fmt=None) -> str:
-    if v is None or (not isinstance(v, str) and pd.isna(v)): return '—'
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return '—'
     return fmt(v) if fmt else f'{v:,}' if isinstance(v, (int, np.integer)) else str(v)
+
 
 def summary_table(res: IngestResult) -> pd.DataFrame:
     "The per-instrument summary for a reader: formatted text, no NaN or None, narrow enough for the page."
     s = res.summary
-    if s.empty: return pd.DataFrame()
+    if s.empty:
+        return pd.DataFrame()
     day = lambda t: _when(t).replace(' UTC', '')
     rng = [f"{_cell(a, day)} → {_cell(b, day)}" if _cell(a) != '—' else 'up to date' for a, b in zip(s.start, s.end)]
-    return pd.DataFrame({'instrument': s.instrument, 'status': s.status, 'range fetched (UTC)': rng,
-                         'bars fetched': s.fetched.map(_cell), 'stored': s.clean.map(_cell), 'quarantined': s.quarantined.map(_cell),
-                         'flagged': s.flagged.map(_cell), 'complete': s.completeness.map(lambda v: _cell(v, lambda x: f'{x:.1%}')),
-                         'largest gap (bars)': s.largest_gap_bars.map(_cell), 'feature rows': s.feature_rows.map(_cell),
-                         'watermark (UTC)': s.watermark.map(lambda v: _cell(v, day))}).set_index('instrument')
+    return pd.DataFrame(
+        {
+            'instrument': s.instrument,
+            'status': s.status,
+            'range fetched (UTC)': rng,
+            'bars fetched': s.fetched.map(_cell),
+            'stored': s.clean.map(_cell),
+            'quarantined': s.quarantined.map(_cell),
+            'flagged': s.flagged.map(_cell),
+            'complete': s.completeness.map(lambda v: _cell(v, lambda x: f'{x:.1%}')),
+            'largest gap (bars)': s.largest_gap_bars.map(_cell),
+            'feature rows': s.feature_rows.map(_cell),
+            'watermark (UTC)': s.watermark.map(lambda v: _cell(v, day)),
+        }
+    ).set_index('instrument')
+
 
 def quarantine_reasons(res: IngestResult) -> pd.DataFrame:
     "Quarantined bars per instrument and reason."
     q = res.validation.quarantine
-    if q.empty: return pd.DataFrame(columns=['instrument', 'reason', 'bars'])
+    if q.empty:
+        return pd.DataFrame(columns=['instrument', 'reason', 'bars'])
     x = q.assign(reason=q.reason.str.split(';')).explode('reason')
     return x.groupby(['instrument', 'reason']).size().rename('bars').reset_index()

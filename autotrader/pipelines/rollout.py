@@ -6,11 +6,16 @@ P&L and the audit log."""
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #a29ef9c6
 from __future__ import annotations
-import json, time, urllib.error, urllib.request
+import json
+import re
+import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import Settings, load_settings
 from ..clock import ReplayClock, WallClock
 from ..deploy.state import DeploymentState, StateError, iso, TERMINAL, live_age
@@ -24,17 +29,22 @@ from .progress import progress as _progress
 __all__ = ['PARAM_SPECS', 'PARAMS', 'RolloutResult', 'rollout', 'run', 'plot_timeline', 'paired_pnl_note', 'plot_paired_pnl']
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #37e56c03
-def _v(v, none='—') -> str: return f"version {v}" if v not in (None, '') else none
+def _v(v, none='—') -> str:
+    return f"version {v}" if v not in (None, '') else none
+
 
 def _t(x) -> str:
     "A clock time for a reader: '2024-03-01 14:00:05' (UTC), '—' when missing."
-    if x is None or (isinstance(x, float) and not np.isfinite(x)): return '—'
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return '—'
     t = pd.Timestamp(x, unit='s', tz='UTC') if isinstance(x, (int, float, np.number)) else pd.Timestamp(x)
     return '—' if pd.isna(t) else (t.tz_convert('UTC') if t.tzinfo else t).strftime('%Y-%m-%d %H:%M:%S')
+
 
 @dataclass
 class RolloutResult:
     "What a rollout did (see above)."
+
     status: str
     reason: str
     version: str | None = None
@@ -49,153 +59,293 @@ class RolloutResult:
     analyses: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     plan: list = field(default_factory=list, repr=False)
     paired: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
-    requests: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)   # replay traffic: one row per request
+    requests: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # replay traffic: one row per request
 
     def sentence(self) -> str:
         "What the rollout did, in a sentence."
         v = f"version {self.version}" if self.version else 'no version'
-        if self.status == 'skipped': return f"nothing rolled out: {self.reason}"
-        how = f"{self.strategy} of {v}" + (f" against champion version {self.champion_before}" if self.champion_before else ' (the first version: no champion before)')
+        if self.status == 'skipped':
+            return f"nothing rolled out: {self.reason}"
+        how = f"{self.strategy} of {v}" + (
+            f" against champion version {self.champion_before}"
+            if self.champion_before
+            else ' (the first version: no champion before)'
+        )
         end = f"; champion now version {self.champion_after}" if self.champion_after else '; no champion'
         return f"{how}: {self.status.replace('_', ' ')}{end}"
 
     def summary(self) -> pd.DataFrame:
         "The rollout at a glance, as a two-column table for a reader."
-        rows = [('outcome', self.status.replace('_', ' ')), ('version', _v(self.version)), ('strategy', self.strategy or '—'),
-                ('champion before', _v(self.champion_before, 'none (first version)')), ('champion after', _v(self.champion_after, 'none')),
-                ('deployment', self.deployment_id if self.deployment_id is not None else '—'),
-                ('clock', 'replay (stored bars, compressed time)' if self.clock == 'replay' else 'wall'),
-                ('took', f"{self.wall_seconds:.0f} s"), ('why', self.reason or '—')]
+        rows = [
+            ('outcome', self.status.replace('_', ' ')),
+            ('version', _v(self.version)),
+            ('strategy', self.strategy or '—'),
+            ('champion before', _v(self.champion_before, 'none (first version)')),
+            ('champion after', _v(self.champion_after, 'none')),
+            ('deployment', self.deployment_id if self.deployment_id is not None else '—'),
+            ('clock', 'replay (stored bars, compressed time)' if self.clock == 'replay' else 'wall'),
+            ('took', f"{self.wall_seconds:.0f} s"),
+            ('why', self.reason or '—'),
+        ]
         t = self.traffic
-        if t: rows.append(('replay traffic', f"{t.get('requests', 0):,} requests: {t.get('ok', 0):,} answered, {t.get('failed', 0):,} failed (see below)"))
+        if t:
+            rows.append(
+                (
+                    'replay traffic',
+                    f"{t.get('requests', 0):,} requests: {t.get('ok', 0):,} answered, {t.get('failed', 0):,} failed (see below)",
+                )
+            )
         return pd.DataFrame(rows, columns=['', 'value']).set_index('')
 
     def routing_table(self) -> pd.DataFrame:
         "The instruments on the new version at each routing change (stage), from the audit log."
         a = self.audit
-        if a.empty: return pd.DataFrame(columns=['clock_at', 'action', 'routes'])
+        if a.empty:
+            return pd.DataFrame(columns=['clock_at', 'action', 'routes'])
         import json
+
         rows = []
-        for r in a[a.action.isin(['canary.route', 'canary.rollback', 'canary.relabel', 'bluegreen.switch', 'bluegreen.rollback', 'bluegreen.relabel'])].itertuples():
-            try: routes = json.loads(r.to_state)['routes']
-            except (TypeError, ValueError, KeyError): routes = {}
-            rows.append({'clock time': _t(r.clock_at), 'action': r.action, 'routes': ', '.join(f"{'every instrument' if k == '*' else k}: {v}" for k, v in routes.items()) or '—',
-                         'reason': r.reason or '—'})
+        for r in a[
+            a.action.isin(
+                [
+                    'canary.route',
+                    'canary.rollback',
+                    'canary.relabel',
+                    'bluegreen.switch',
+                    'bluegreen.rollback',
+                    'bluegreen.relabel',
+                ]
+            )
+        ].itertuples():
+            try:
+                routes = json.loads(r.to_state)['routes']
+            except (TypeError, ValueError, KeyError):
+                routes = {}
+            rows.append(
+                {
+                    'clock time': _t(r.clock_at),
+                    'action': r.action,
+                    'routes': ', '.join(f"{'every instrument' if k == '*' else k}: {v}" for k, v in routes.items())
+                    or '—',
+                    'reason': r.reason or '—',
+                }
+            )
         return pd.DataFrame(rows)
 
     def metrics_table(self, every: bool = False) -> pd.DataFrame:
         "The last analysis result of each stage, instrument and check (`every`: all of them) with figure, threshold and verdict."
         a = self.analyses
-        if a.empty: return a
+        if a.empty:
+            return a
         cols = ['stage', 'instrument', 'check', 'verdict', 'value', 'threshold', 'window_start', 'window_end']
-        if not every: a = a.drop_duplicates(['stage', 'instrument', 'check'], keep='last')
+        if not every:
+            a = a.drop_duplicates(['stage', 'instrument', 'check'], keep='last')
         a = a[cols].sort_values(['stage', 'instrument', 'check'], kind='stable').reset_index(drop=True)
-        num = lambda x: '—' if x is None or (isinstance(x, float) and not np.isfinite(x)) else f'{x:.4g}' if isinstance(x, (int, float, np.number)) else str(x)
-        return pd.DataFrame({'stage': a.stage.map(lambda x: '—' if pd.isna(x) else str(int(x)) if isinstance(x, (int, float, np.number)) else str(x)),
-                             'instrument': a.instrument.map(lambda x: 'all (pooled)' if x in (None, '', '*') or (isinstance(x, float) and pd.isna(x)) else str(x)),
-                             'check': a.check.astype(str), 'verdict': a.verdict.map(lambda x: '—' if x is None or x != x else str(x)),
-                             'value': a.value.map(num), 'threshold': a.threshold.map(lambda x: 'none (informational)' if num(x) == '—' else num(x)),
-                             'window (clock time)': [f"{_t(s)} → {_t(e)}" for s, e in zip(a.window_start, a.window_end)]})
+        num = lambda x: (
+            '—'
+            if x is None or (isinstance(x, float) and not np.isfinite(x))
+            else f'{x:.4g}'
+            if isinstance(x, (int, float, np.number))
+            else str(x)
+        )
+        return pd.DataFrame(
+            {
+                'stage': a.stage.map(
+                    lambda x: '—' if pd.isna(x) else str(int(x)) if isinstance(x, (int, float, np.number)) else str(x)
+                ),
+                'instrument': a.instrument.map(
+                    lambda x: (
+                        'all (pooled)' if x in (None, '', '*') or (isinstance(x, float) and pd.isna(x)) else str(x)
+                    )
+                ),
+                'check': a.check.astype(str),
+                'verdict': a.verdict.map(lambda x: '—' if x is None or x != x else str(x)),
+                'value': a.value.map(num),
+                'threshold': a.threshold.map(lambda x: 'none (informational)' if num(x) == '—' else num(x)),
+                'window (clock time)': [f"{_t(s)} → {_t(e)}" for s, e in zip(a.window_start, a.window_end)],
+            }
+        )
 
     def traffic_table(self) -> pd.DataFrame:
         "The replay traffic by phase (before the new version was routed / after) and by answer, each group explained."
         q = self.requests
-        if q.empty: return pd.DataFrame()
+        if q.empty:
+            return pd.DataFrame()
         first = _first_routed(self.audit, self.version)
-        phase = np.where(q.clock_at < first, 'before the new version was routed', 'after it was routed') if first is not None \
+        phase = (
+            np.where(q.clock_at < first, 'before the new version was routed', 'after it was routed')
+            if first is not None
             else np.full(len(q), 'no routing change to the new version')
-        answer = [f"answered by version {v}" if c == 200 else (f"HTTP {int(c)}" if c == c and c is not None else 'no answer') for c, v in zip(q.code, q.version)]
-        g = q.assign(phase=phase, answer=answer).groupby(['phase', 'answer'], sort=False)
-        out = g.agg(requests=('code', 'size'), detail=('detail', lambda d: next((x for x in d if x), ''))).reset_index()
+        )
+        answer = [
+            f"answered by version {v}" if c == 200 else (f"HTTP {int(c)}" if c == c and c is not None else 'no answer')
+            for c, v in zip(q.code, q.version)
+        ]
+        kind = [_kind(d, i) for d, i in zip(q.detail, q.instrument)]
+        g = q.assign(phase=phase, answer=answer, kind=kind).groupby(['phase', 'answer', 'kind'], sort=False)
+        out = g.agg(
+            requests=('code', 'size'),
+            detail=('kind', 'first'),
+            instruments=('instrument', lambda x: ', '.join(dict.fromkeys(map(str, x)))),
+        ).reset_index()
         out['meaning'] = [_explain(r, self) for r in out.itertuples()]
-        return out.drop(columns='detail').set_index(['phase', 'answer'])
+        return out.drop(columns=['detail', 'kind', 'instruments']).set_index(['phase', 'answer'])
 
 
 def _paired_pnl(state: DeploymentState, store, version, champion, start, end) -> pd.DataFrame:
     "Cumulative net return of the new version's served signals and the champion's shadow signals on the same bars."
     from autotrader.deploy.bluegreen import _outcomes
-    if version is None or champion is None: return pd.DataFrame()
-    log = state.signal_log(start, end, [version, champion]).drop_duplicates(['instrument', 'bar', 'version'], keep='last')
+
+    if version is None or champion is None:
+        return pd.DataFrame()
+    log = state.signal_log(start, end, [version, champion]).drop_duplicates(
+        ['instrument', 'bar', 'version'], keep='last'
+    )
     new, base = log[log.version == str(version)], log[log.version == str(champion)]
     keys = new[['instrument', 'bar']].merge(base[['instrument', 'bar']], on=['instrument', 'bar'])
     out = {}
     for name, d in (('new', new), ('champion', base)):
         o = _outcomes(store, d.merge(keys, on=['instrument', 'bar']), end)
-        if len(o): out[name] = (o.signal * o.next_ret).groupby(o.timestamp).mean().sort_index().cumsum()
+        if len(o):
+            out[name] = (o.signal * o.next_ret).groupby(o.timestamp).mean().sort_index().cumsum()
     return pd.DataFrame(out)
 
-def rollout(settings=None, version=None, strategy: str = 'canary', clock: str | None = None, speed: float | None = None,
-            gateway: str = 'auto', log=print, log_dir=None, ctx: RunContext | None = None) -> RolloutResult:
+
+def rollout(
+    settings=None,
+    version=None,
+    strategy: str = 'canary',
+    clock: str | None = None,
+    speed: float | None = None,
+    gateway: str = 'auto',
+    log=print,
+    log_dir=None,
+    ctx: RunContext | None = None,
+) -> RolloutResult:
     "Act on the promotion decision of `version` (see above)."
     from autotrader.train.core import read_decision, TrainError
     from autotrader.train.registry import ModelRegistry
     from autotrader.features.store import FeatureStore
+
     t0 = time.time()
     st = settings if isinstance(settings, Settings) else load_settings(settings)
-    if strategy not in ('canary', 'bluegreen'): raise ValueError(f"strategy must be canary or bluegreen, got {strategy!r}")
+    if strategy not in ('canary', 'bluegreen'):
+        raise ValueError(f"strategy must be canary or bluegreen, got {strategy!r}")
     clock = clock or st.deploy.clock
-    if clock not in ('wall', 'replay'): raise ValueError(f"clock must be wall or replay, got {clock!r}")
+    if clock not in ('wall', 'replay'):
+        raise ValueError(f"clock must be wall or replay, got {clock!r}")
     reg = ModelRegistry.from_settings(st)
-    try: dec = read_decision(st, version)
+    try:
+        dec = read_decision(st, version)
     except TrainError as e:
         ch = reg.champion()
-        return RolloutResult('skipped', f"nothing to roll out: {e}", champion_before=ch and ch['version'], champion_after=ch and ch['version'], clock=clock)
-    v = str(dec['version']); champ = reg.champion(); before = champ['version'] if champ else None
+        return RolloutResult(
+            'skipped',
+            f"nothing to roll out: {e}",
+            champion_before=ch and ch['version'],
+            champion_after=ch and ch['version'],
+            clock=clock,
+        )
+    v = str(dec['version'])
+    champ = reg.champion()
+    before = champ['version'] if champ else None
     if not dec.get('promote'):
-        return RolloutResult('skipped', f"v{v} was not promoted by evaluate: " + '; '.join(dec.get('reasons', [])), v,
-                             champion_before=before, champion_after=before, clock=clock)
-    if before == v: return RolloutResult('skipped', f"v{v} is already the champion", v, champion_before=before, champion_after=before, clock=clock)
-    state = DeploymentState.from_settings(st); store = FeatureStore(st.store.dir, st.store.keep_snapshots)
+        return RolloutResult(
+            'skipped',
+            f"v{v} was not promoted by evaluate: " + '; '.join(dec.get('reasons', [])),
+            v,
+            champion_before=before,
+            champion_after=before,
+            clock=clock,
+        )
+    if before == v:
+        return RolloutResult(
+            'skipped', f"v{v} is already the champion", v, champion_before=before, champion_after=before, clock=clock
+        )
+    state = DeploymentState.from_settings(st)
+    store = FeatureStore(st.store.dir, st.store.keep_snapshots)
     active = state.deployment()
     if active is not None:
-        raise StateError(f"deployment {active['id']} ({active['kind']} of v{active['version']}) is active: `autotrader deploy resume` or `abort` it first")
+        raise StateError(
+            f"deployment {active['id']} ({active['kind']} of v{active['version']}) is active: `autotrader deploy resume` or `abort` it first"
+        )
     from autotrader.deploy.gateway import bootstrap_routing
-    bootstrap_routing(state, reg, actor='rollout-pipeline')        # a champion with no routing yet serves in slot blue
+
+    bootstrap_routing(state, reg, actor='rollout-pipeline')  # a champion with no routing yet serves in slot blue
     r = state.routing()
     if not (r.slots.get('blue') or {}).get('status') == 'live' and strategy == 'canary':
-        strategy = 'bluegreen'; log("no live champion to compare a canary with: the first version goes out blue/green")
+        strategy = 'bluegreen'
+        log("no live champion to compare a canary with: the first version goes out blue/green")
     set_replay = clock == 'replay'
     live = state.replicas(max_age=live_age(st))
     if set_replay and len(live):
-        raise StateError(f"a replay clock is refused while {len(live)} gateway replica(s) serve from this deployment state "
-                         f"({', '.join(live.replica)}): they would serve replayed bars. Roll out on the wall clock, or give the "
-                         "replay its own [deploy] state_url")
+        raise StateError(
+            f"a replay clock is refused while {len(live)} gateway replica(s) serve from this deployment state "
+            f"({', '.join(live.replica)}): they would serve replayed bars. Roll out on the wall clock, or give the "
+            "replay its own [deploy] state_url"
+        )
     if set_replay:
         newest = store._catalog()['datasets'].get('bars', {}).get('end')
-        if not newest: return RolloutResult('failed', 'no bars in the store to replay', v, strategy, before, before, clock=clock)
-        start = pd.Timestamp(st.deploy.replay_start).timestamp() if st.deploy.replay_start else \
-            pd.Timestamp(newest).timestamp() - st.deploy.replay_hours * 3600
-        state.set_clock(ReplayClock(start=start, speed=float(speed or st.deploy.replay_speed)), reason=f"rollout of v{v} on a replay clock")
+        if not newest:
+            return RolloutResult('failed', 'no bars in the store to replay', v, strategy, before, before, clock=clock)
+        start = (
+            pd.Timestamp(st.deploy.replay_start).timestamp()
+            if st.deploy.replay_start
+            else pd.Timestamp(newest).timestamp() - st.deploy.replay_hours * 3600
+        )
+        state.set_clock(
+            ReplayClock(start=start, speed=float(speed or st.deploy.replay_speed)),
+            reason=f"rollout of v{v} on a replay clock",
+        )
     else:
-        if state.clock().mode != 'wall': state.set_clock(WallClock(), reason='rollout on the wall clock')
+        if state.clock().mode != 'wall':
+            state.set_clock(WallClock(), reason='rollout on the wall clock')
     res = RolloutResult('failed', '', v, strategy, before, before, clock=clock)
     try:
         with _gateway_if_needed(st, gateway, log_dir) as urls:
             if set_replay and not urls:
-                reps = state.replicas(max_age=live_age(st)); urls = [u for u in reps.url if u]
+                reps = state.replicas(max_age=live_age(st))
+                urls = [u for u in reps.url if u]
             from autotrader.schema import parse_instruments, timeframe_delta
+
             uni = [i.symbol for i in parse_instruments(st.instruments.symbols, st.instruments.default_calendar)]
-            tr = _CountingTrader(urls, uni, state.clock(), timeframe_delta(st.data.timeframe).total_seconds()) if set_replay and urls else None
-            with (tr if tr is not None else _null()):
+            tr = (
+                _CountingTrader(urls, uni, state.clock(), timeframe_delta(st.data.timeframe).total_seconds())
+                if set_replay and urls
+                else None
+            )
+            with tr if tr is not None else _null():
                 d = RolloutController(strategy, st, state=state, registry=reg, log=log, actor='rollout-pipeline').run(v)
             if tr is not None:
-                res.requests = tr.frame(); res.traffic = dict(requests=tr.ok + tr.failed, ok=tr.ok, failed=tr.failed)
-        res.deployment_id = d['id']; res.status = d['status']
+                res.requests = tr.frame()
+                res.traffic = dict(requests=tr.ok + tr.failed, ok=tr.ok, failed=tr.failed)
+        res.deployment_id = d['id']
+        res.status = d['status']
         res.reason = state.audit_log(d['id']).reason.iloc[-1]
         res.plan = d['detail'].get('plan', [])
         res.audit, res.analyses = state.audit_log(d['id']), state.analyses(d['id'])
-        try: res.paired = _paired_pnl(state, store, v, before, res.audit.clock_at.min().timestamp(), state.clock().now())
-        except Exception as e: log(f"paired P&L not available: {e}")
+        try:
+            res.paired = _paired_pnl(state, store, v, before, res.audit.clock_at.min().timestamp(), state.clock().now())
+        except Exception as e:
+            log(f"paired P&L not available: {e}")
     finally:
-        try: n = state.export_signals(store, run_id='rollout-signals'); log(f"signal log: {n} row(s) exported to the store")
-        except Exception as e: log(f"signal log export failed (the next health run retries): {e}")
-        if set_replay: state.set_clock(WallClock(), reason='rollout ended: back to the wall clock')
-    ch = reg.champion(); res.champion_after = ch['version'] if ch else None
+        try:
+            n = state.export_signals(store, run_id='rollout-signals')
+            log(f"signal log: {n} row(s) exported to the store")
+        except Exception as e:
+            log(f"signal log export failed (the next health run retries): {e}")
+        if set_replay:
+            state.set_clock(WallClock(), reason='rollout ended: back to the wall clock')
+    ch = reg.champion()
+    res.champion_after = ch['version'] if ch else None
     res.wall_seconds = time.time() - t0
     return res
 
+
 @contextmanager
-def _null(): yield None
+def _null():
+    yield None
+
 
 @contextmanager
 def _gateway_if_needed(st, gateway: str, log_dir):
@@ -203,28 +353,40 @@ def _gateway_if_needed(st, gateway: str, log_dir):
     state = DeploymentState.from_settings(st)
     reps = state.replicas(max_age=live_age(st))
     if gateway == 'never' or (gateway == 'auto' and len(reps)):
-        yield [u for u in reps.url if u]; return
-    with local_gateway(st._file, log_dir=log_dir) as url: yield [url]
+        yield [u for u in reps.url if u]
+        return
+    with local_gateway(st._file, log_dir=log_dir) as url:
+        yield [url]
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #4207c7e4
 class _CountingTrader(ReplayTrader):
     "A `ReplayTrader` that records every request: clock time, instrument, HTTP status, answering version, error detail."
+
     def __init__(self, *a, **kw):
-        super().__init__(*a, **kw); self.log = []
+        super().__init__(*a, **kw)
+        self.log = []
 
     def _one(self, url, instrument):
         t = self.clock.now()
         try:
             with urllib.request.urlopen(f"{url}/v1/signal/{instrument}", timeout=10) as r:
-                try: body = json.loads(r.read() or b'{}')
-                except ValueError: body = {}
-                self.ok += 1; self.log.append((t, instrument, 200, str(body.get('version', '')), ''))
+                try:
+                    body = json.loads(r.read() or b'{}')
+                except ValueError:
+                    body = {}
+                self.ok += 1
+                self.log.append((t, instrument, 200, str(body.get('version', '')), ''))
         except urllib.error.HTTPError as e:
-            try: detail = str(json.loads(e.read() or b'{}').get('detail', ''))[:160]
-            except (ValueError, AttributeError, OSError): detail = ''
-            self.failed += 1; self.log.append((t, instrument, e.code, '', detail or e.reason))
+            try:
+                b = json.loads(e.read() or b'{}')
+                detail = str(b.get('error') or b.get('detail') or '')[:200]
+            except (ValueError, AttributeError, OSError):
+                detail = ''
+            self.failed += 1
+            self.log.append((t, instrument, e.code, '', detail or e.reason))
         except OSError as e:
-            self.failed += 1; self.log.append((t, instrument, None, '', f"{type(e).__name__}: {e}"[:160]))
+            self.failed += 1
+            self.log.append((t, instrument, None, '', f"{type(e).__name__}: {e}"[:160]))
 
     def _run(self):
         k, t_end, last = 0, time.monotonic() + self.max_seconds, None
@@ -233,94 +395,166 @@ class _CountingTrader(ReplayTrader):
             if b != last:
                 last = b
                 for i in self.instruments:
-                    self._one(self.urls[k % len(self.urls)], i); k += 1
+                    self._one(self.urls[k % len(self.urls)], i)
+                    k += 1
             self._stop.wait(min(0.05, self.bar / max(self.clock.speed, 1e-9) / 4))
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.log, columns=['clock_at', 'instrument', 'code', 'version', 'detail'])
 
+
 def _first_routed(audit: pd.DataFrame, version) -> float | None:
     "Clock time (epoch seconds) of the first routing change that serves `version`, or None."
-    if audit.empty or version is None: return None
+    if audit.empty or version is None:
+        return None
     for r in audit.itertuples():
-        try: routes = json.loads(r.to_state)['routes']
-        except (TypeError, ValueError, KeyError): continue
+        try:
+            routes = json.loads(r.to_state)['routes']
+        except (TypeError, ValueError, KeyError):
+            continue
         if any(str(v).split(' shadow')[0].endswith(f'=v{version}') for v in routes.values()):
             return pd.Timestamp(r.clock_at).timestamp()
     return None
+
+
+def _kind(detail: str, instrument: str) -> str:
+    "A failure's detail without its instrument and times, so answers of one kind group together."
+    d = re.sub(r'\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?', '<time>', str(detail or ''))
+    return d.replace(str(instrument), '<instrument>') if instrument else d
+
 
 def _explain(r, res) -> str:
     "What a group of answers in `traffic_table` means."
     if r.answer.startswith('answered by version'):
         v = r.answer.rsplit(' ', 1)[-1]
-        return ('the new version served' if v == str(res.version) else
-                'the champion served (instruments not on the new version yet, or after a rollback)' if v == str(res.champion_before) else 'served')
-    why = f" ({r.detail})" if r.detail else ''
+        return (
+            'the new version served'
+            if v == str(res.version)
+            else 'the champion served (instruments not on the new version yet, or after a rollback)'
+            if v == str(res.champion_before)
+            else 'served'
+        )
+    why = f" — the gateway said: {r.detail}; instruments: {r.instruments}" if r.detail else f"; instruments: {r.instruments}"
+    if 'no fully-known feature row' in (r.detail or ''):
+        return f"no feature row for that bar yet (a market that was closed, or its bar not stored when asked){why}"
     if r.phase.startswith('before') and r.answer == 'HTTP 503':
-        return ("expected: no version was routed yet (the first version has no champion to serve before the switch)" if not res.champion_before
-                else "the gateway was not ready for these instruments yet") + why
-    if r.answer == 'no answer': return f"the gateway did not answer (connection refused or time-out, e.g. while it started or stopped){why}"
-    if r.answer == 'HTTP 503': return f"no version could serve these requests{why}; the error-rate analysis of the stage counts them"
+        return (
+            "expected: no version was routed yet (the first version has no champion to serve before the switch)"
+            if not res.champion_before
+            else "the gateway was not ready for these instruments yet"
+        ) + why
+    if r.answer == 'no answer':
+        return f"the gateway did not answer (connection refused or time-out, e.g. while it started or stopped){why}"
+    if r.answer == 'HTTP 503':
+        return f"no version could serve these requests{why}; the error-rate analysis of the stage counts them"
     return f"unexpected answer{why}; the error-rate analysis of the stage counts it"
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #b412bb76
-PARAM_SPECS = SPECS['rollout']           # typed: checked by the runner before a kernel starts (pipelines.params)
+PARAM_SPECS = SPECS['rollout']  # typed: checked by the runner before a kernel starts (pipelines.params)
 PARAMS = param_names('rollout')
+
 
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None, log=print) -> RolloutResult:
     "The rollout pipeline: `rollout(settings, **params)` in the run context `ctx`; each controller message is also progress."
     ctx = ctx or RunContext.local('rollout')
     p = {k: v for k, v in (params or {}).items() if k in PARAMS and v is not None}
-    def say(msg): log(msg); _progress(ctx, msg)
+
+    def say(msg):
+        log(msg)
+        _progress(ctx, msg)
+
     return rollout(settings, **p, log=say, log_dir=ctx.run_dir, ctx=ctx)
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #53debdc3
 def plot_timeline(res: RolloutResult):
     "Stage timeline: instruments on the new version over clock time, with the decisions."
     import matplotlib.pyplot as plt
+
     "None when no deployment ran (the report says why in a sentence)."
     a = res.audit
-    if a.empty: return None
+    if a.empty:
+        return None
     fig, ax = plt.subplots(figsize=(9, 2.6))
     tag, snaps = f'=v{res.version}', []
     for r in a.itertuples():
-        try: snaps.append((r.clock_at, json.loads(r.to_state)['routes']))
-        except (TypeError, ValueError, KeyError): continue
+        try:
+            snaps.append((r.clock_at, json.loads(r.to_state)['routes']))
+        except (TypeError, ValueError, KeyError):
+            continue
     # the share of instruments the new version serves, whatever its slot (a relabel at success is no drop);
     # '*' stands for every instrument not routed by name: the instruments of the replay traffic, else those routed by name
     names = set(res.requests.instrument) if len(res.requests) else {k for _, rt in snaps for k in rt if k != '*'}
+
     def share(routes):
         on = {k for k, v in routes.items() if str(v).split(' shadow')[0].endswith(tag)}
-        if not names: return 100.0 * ('*' in on)
+        if not names:
+            return 100.0 * ('*' in on)
         return 100.0 * sum((i in on) if i in routes else ('*' in on) for i in names) / len(names)
+
     pts = [(t, share(rt)) for t, rt in snaps]
     if pts:
-        t, n = zip(*pts); ax.step(t, n, where='post', color='tab:blue', lw=2)
+        t, n = zip(*pts)
+        ax.step(t, n, where='post', color='tab:blue', lw=2)
     ax.set_ylim(-5, 115)
     for r in a.itertuples():
         if r.action.endswith(('.rollback', '.succeeded', '.failed', '.hold', '.stage', '.watch')):
-            col = {'rollback': 'tab:red', 'succeeded': 'tab:green', 'failed': 'tab:red', 'hold': 'tab:orange'}.get(r.action.split('.')[-1], 'grey')
-            ax.axvline(r.clock_at, color=col, ls='--', lw=1); ax.text(r.clock_at, ax.get_ylim()[1] * 0.95, r.action.split('.')[-1], rotation=90, fontsize=7, va='top', color=col)
-    ax.set_ylabel(f'% of instruments\non v{res.version}', fontsize=8); ax.set_ylim(-5, 105); ax.set_title(f"{res.strategy} of v{res.version}: {res.status}", fontsize=10); ax.grid(alpha=0.3)
-    fig.autofmt_xdate(); fig.tight_layout()
+            col = {'rollback': 'tab:red', 'succeeded': 'tab:green', 'failed': 'tab:red', 'hold': 'tab:orange'}.get(
+                r.action.split('.')[-1], 'grey'
+            )
+            ax.axvline(r.clock_at, color=col, ls='--', lw=1)
+            ax.text(
+                r.clock_at,
+                ax.get_ylim()[1] * 0.95,
+                r.action.split('.')[-1],
+                rotation=90,
+                fontsize=7,
+                va='top',
+                color=col,
+            )
+    ax.set_ylabel(f'% of instruments\non v{res.version}', fontsize=8)
+    ax.set_ylim(-5, 105)
+    ax.set_title(f"{res.strategy} of v{res.version}: {res.status}", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
     return fig
+
 
 def paired_pnl_note(res: RolloutResult) -> str:
     "Why there is no paired P&L chart, in a sentence ('' when there is one)."
-    if not res.paired.empty: return ''
-    if res.deployment_id is None: return 'No paired P&L: no deployment ran.'
+    if not res.paired.empty:
+        return ''
+    if res.deployment_id is None:
+        return 'No paired P&L: no deployment ran.'
     if not res.champion_before:
-        return (f'No paired P&L: version {res.version} is the first version, so no champion ran beside it in shadow to '
-                'compare with. The next rollout compares its challenger with this champion bar by bar.')
-    return ('No paired P&L: no bar inside the rollout window has a known outcome yet (an outcome is known one bar '
-            'after the signal); a longer replay ([deploy] replay_hours) or the wall clock gives the comparison.')
+        return (
+            f'No paired P&L: version {res.version} is the first version, so no champion ran beside it in shadow to '
+            'compare with. The next rollout compares its challenger with this champion bar by bar.'
+        )
+    return (
+        'No paired P&L: no bar inside the rollout window has a known outcome yet (an outcome is known one bar '
+        'after the signal); a longer replay ([deploy] replay_hours) or the wall clock gives the comparison.'
+    )
+
 
 def plot_paired_pnl(res: RolloutResult):
     "Cumulative net return of the new version (served) and the champion (shadow) on the same bars; None without data (see `paired_pnl_note`)."
     import matplotlib.pyplot as plt
-    if res.paired.empty: return None
+
+    if res.paired.empty:
+        return None
     fig, ax = plt.subplots(figsize=(9, 2.6))
     for c, col in (('new', 'tab:blue'), ('champion', 'tab:grey')):
-        if c in res.paired: ax.plot(res.paired.index, res.paired[c], label=f"{c} (v{res.version if c == 'new' else res.champion_before})", color=col)
-    ax.legend(fontsize=8); ax.set_ylabel('cumulative return'); ax.grid(alpha=0.3); fig.autofmt_xdate(); fig.tight_layout()
+        if c in res.paired:
+            ax.plot(
+                res.paired.index,
+                res.paired[c],
+                label=f"{c} (v{res.version if c == 'new' else res.champion_before})",
+                color=col,
+            )
+    ax.legend(fontsize=8)
+    ax.set_ylabel('cumulative return')
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
     return fig
