@@ -6,6 +6,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # import the repo's autotrader without installing it
 
+
 def _coverage_of_children():
     """Coverage of the processes the tests start (CLI, papermill kernels, gateways): coverage's `patch = subprocess`
     hands them its configuration; COVERAGE_FILE makes their data files land beside this process's (which pytest-cov
@@ -15,18 +16,21 @@ def _coverage_of_children():
     cov = coverage.Coverage.current()
     if cov is not None: os.environ.setdefault('COVERAGE_FILE', os.path.abspath(cov.config.data_file))
 
+
 _coverage_of_children()
 
 from champion import Champion, copy_champion, shared_champion   # noqa: E402  (tests/ is on sys.path: rootdir conftest)
 
 
-# Seconds per test file in a serial run (measured 2026-12-07 on a shared 2-core machine; `--durations` shows the slow
-# tests). Only the order matters: pytest-xdist hands out work in collection order, so the longest files start first
-# and the short ones fill in at the end (longest-processing-time-first scheduling).
-COST = {'test_deploy.py': 600, 'test_train_pipeline.py': 450, 'test_airflow.py': 400, 'test_schedule.py': 250,
-        'test_ingest.py': 250, 'test_run_all.py': 250, 'test_install.py': 150, 'test_runner.py': 120, 'test_docs.py': 120,
-        'test_monitor_prometheus.py': 120, 'test_jupyterlab.py': 100, 'test_monitor_health.py': 100, 'test_brokers.py': 100,
-        'test_false_promotion.py': 80, 'test_train_registry.py': 60, 'test_reports_site.py': 60, 'test_features.py': 60}
+# Seconds per test file in a serial run before the speed-up (tests/ at d840c0b, `--durations=80`, on a 2-core machine
+# shared with other jobs, about 3.8 times slower than CI; test_airflow, test_monitor_prometheus and test_drills were not
+# measured: guesses). Only the order matters: pytest-xdist hands out work in collection order, so the longest files
+# start first and the short ones fill in at the end (longest-processing-time-first scheduling).
+COST = {'test_train_pipeline.py': 1814, 'test_deploy.py': 630, 'test_run_all.py': 509, 'test_airflow.py': 400,
+        'test_schedule.py': 355, 'test_ingest.py': 262, 'test_install.py': 231, 'test_train_registry.py': 225,
+        'test_drills.py': 200, 'test_runner.py': 174, 'test_monitor_health.py': 107, 'test_monitor_prometheus.py': 100,
+        'test_monitor_alerts.py': 79, 'test_jupyterlab.py': 78, 'test_docs.py': 75, 'test_features.py': 43,
+        'test_brokers.py': 33, 'test_reports_site.py': 26, 'test_false_promotion.py': 25, 'test_train_splits.py': 23}
 
 
 def pytest_collection_modifyitems(config, items):
