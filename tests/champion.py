@@ -2,7 +2,7 @@
 once (the `champion` fixture in conftest.py), and copied where a test changes it (`champion_copy`, or `copy_champion`
 for a module's own copy). Under pytest-xdist the workers share one build: the first to ask builds it under a file
 lock, the others wait for it and read the same folder."""
-import fcntl, json, os, shutil, sqlite3, textwrap
+import fcntl, json, shutil, sqlite3, textwrap
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
