@@ -5,15 +5,28 @@ newest feature rows in memory, a durable signal log, Prometheus metrics. `autotr
 
 # %% ../../nbs/deploy/61_gateway.ipynb #38cb7d99
 from __future__ import annotations
-import asyncio, collections, contextlib, hmac, json, logging, math, os, shutil, socket, tempfile, threading, time
+import collections
+import contextlib
+import hmac
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import Settings, load_settings, secret, SettingsError
 from ..features.store import FeatureStore, bar_close
 from ..train.labels import prob_up
 from ..train.backtest import positions
-from .state import DeploymentState, Routing, latency_bucket, LATENCY_EDGES_MS, iso
+from ..clock import iso
+from .state import DeploymentState, Routing, latency_bucket, LATENCY_EDGES_MS
 from fastcore.basics import patch
 
 # %% auto #0
@@ -24,30 +37,40 @@ __all__ = ['MODEL_TIMEOUT_SECONDS', 'MAX_INFLIGHT', 'MODEL_THREADS', 'GatewayErr
 # %% ../../nbs/deploy/61_gateway.ipynb #cb308a75
 _log = logging.getLogger('autotrader.gateway')
 import warnings
-warnings.filterwarnings('ignore', message='X does not have valid feature names')   # arrays in the fitted order, on purpose
+
+warnings.filterwarnings(
+    'ignore', message='X does not have valid feature names'
+)  # arrays in the fitted order, on purpose
+
 
 class GatewayError(RuntimeError):
     "A version cannot be loaded or served; the message says why."
 
+
 class VersionUnavailable(GatewayError):
     "The version did not answer within its time-out, or has too many calls in flight: not a client's fault."
 
-MODEL_TIMEOUT_SECONDS = 1.0      # a model call not answered by then is a failure of the version (fallback or 503)
-MAX_INFLIGHT = 64                # requests waiting on one version at most (queued, running, or sharing a call): more fail at once
-MODEL_THREADS = 2                # threads calling one version's model: its CPU use, however many requests wait
+
+MODEL_TIMEOUT_SECONDS = 2.0  # a served model call not answered by then is a failure of the version (fallback or 503)
+MAX_INFLIGHT = 64  # requests waiting on one version at most (queued, running, or sharing a call): more fail at once
+MODEL_THREADS = 2  # threads calling one version's model: its CPU use, however many requests wait
+
 
 class _Runner:
     """Calls run by at most `n` daemon threads of their own (started when needed, ended after a minute idle): a caller
     waits for its call with a time-out, and a stuck call holds one of these threads, never a server thread, never the
     process's exit. A call whose caller gave up before it started is dropped (`Future.cancel`)."""
+
     def __init__(self, n: int, name: str):
         import queue
+
         self.n, self.name, self.q = n, name, queue.SimpleQueue()
         self.lock, self.idle, self.threads = threading.Lock(), 0, 0
 
     def submit(self, fn, *args):
         "A `Future` of `fn(*args)`."
         from concurrent.futures import Future
+
         f = Future()
         with self.lock:
             self.q.put((f, fn, args))
@@ -58,35 +81,46 @@ class _Runner:
 
     def _work(self, idle_seconds: float = 60.0):
         import queue
+
         while True:
-            with self.lock: self.idle += 1
-            try: f, fn, args = self.q.get(timeout=idle_seconds)
+            with self.lock:
+                self.idle += 1
+            try:
+                f, fn, args = self.q.get(timeout=idle_seconds)
             except queue.Empty:
                 with self.lock:
                     self.idle -= 1
-                    if self.q.empty(): self.threads -= 1; return
+                    if self.q.empty():
+                        self.threads -= 1
+                        return
                 continue
-            with self.lock: self.idle -= 1
-            if not f.set_running_or_notify_cancel(): continue
-            try: f.set_result(fn(*args))
-            except BaseException as e: f.set_exception(e)
+            with self.lock:
+                self.idle -= 1
+            if not f.set_running_or_notify_cancel():
+                continue
+            try:
+                f.set_result(fn(*args))
+            except BaseException as e:
+                f.set_exception(e)
+
 
 @dataclass
 class ModelHandle:
     "A loaded model version (see above)."
+
     version: str
     run_id: str
     features: list
     classes: list
     dataset: str
     timeframe: str
-    schema: dict                     # feature → MLflow type name ('double', 'long', …)
+    schema: dict  # feature → MLflow type name ('double', 'long', …)
     model: object = field(repr=False, default=None)
     sk: object = field(repr=False, default=None)
     warmed: bool = False
-    by_position: bool = False        # the estimator was fitted on exactly `features`, in order: arrays skip name checks
+    by_position: bool = False  # the estimator was fitted on exactly `features`, in order: arrays skip name checks
     loaded_at: float = field(default_factory=time.time)
-    timeout: float = MODEL_TIMEOUT_SECONDS
+    timeout: float | None = None  # seconds a call may take; None: no limit (the gateway sets one once a version is warm)
     max_inflight: int = MAX_INFLIGHT
     threads: int = MODEL_THREADS
     _slots: object = field(default=None, repr=False, compare=False)
@@ -101,62 +135,100 @@ class ModelHandle:
         own `threads` (2: concurrent calls of a CPU-bound estimator thrash the GIL — a one-row HistGradientBoosting call
         takes 4.5 ms each from 8 threads, 1.7 ms serialised — and a slow version's CPU stays bounded). At most
         `max_inflight` requests wait on a version (more raise `VersionUnavailable` at once, without calling the model),
-        each at most `timeout` seconds (then `VersionUnavailable`; a call not started yet is dropped)."""
-        with self.admitted(): return self.wait(self._runner.submit(self._prob_up, X))
+        each at most `timeout` seconds when set (then `VersionUnavailable`; a call not started yet is dropped): the
+        gateway sets it to `MODEL_TIMEOUT_SECONDS` once the version is warm (a first call may take seconds)."""
+        with self.admitted():
+            return self.wait(self._runner.submit(self._prob_up, X))
 
     @contextlib.contextmanager
     def admitted(self):
         "One of the `max_inflight` places of requests waiting on this version, or `VersionUnavailable` at once."
         if not self._slots.acquire(blocking=False):
-            raise VersionUnavailable(f"v{self.version}: {self.max_inflight} requests already waiting (slow or stuck): not called")
-        try: yield
-        finally: self._slots.release()
+            raise VersionUnavailable(
+                f"v{self.version}: {self.max_inflight} requests already waiting (slow or stuck): not called"
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def wait(self, f):
         "The result of a call of this version (a `Future`), waited for at most `timeout` seconds."
-        try: return f.result(timeout=self.timeout)
+        try:
+            return f.result(timeout=self.timeout)
         except TimeoutError:
-            f.cancel(); raise VersionUnavailable(f"v{self.version}: no answer within {self.timeout:g} s") from None
+            f.cancel()
+            raise VersionUnavailable(f"v{self.version}: no answer within {self.timeout:g} s") from None
 
     def _prob_up(self, X) -> np.ndarray:
         if self.sk is not None and self.by_position:
             raw = self.sk.predict_proba(X.to_numpy(dtype='float64') if isinstance(X, pd.DataFrame) else X)
-        elif self.sk is not None: raw = self.sk.predict_proba(X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.features))
-        else: raw = np.asarray(self.model.predict(X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.features)))
+        elif self.sk is not None:
+            raw = self.sk.predict_proba(X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.features))
+        else:
+            raw = np.asarray(
+                self.model.predict(X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.features))
+            )
         return prob_up(raw, self.classes)
+
 
 def load_version(registry, version) -> ModelHandle:
     "Load model `version` of the registry with its training record (raises `GatewayError` saying what is missing)."
     from mlflow.exceptions import MlflowException
+
     v = str(version).lstrip('v')
-    try: mv = registry.client.get_model_version(registry.model_name, v)
-    except MlflowException: raise GatewayError(f"{registry.model_name} has no version {version!r}") from None
+    try:
+        mv = registry.client.get_model_version(registry.model_name, v)
+    except MlflowException:
+        raise GatewayError(f"{registry.model_name} has no version {version!r}") from None
     with registry._active() as mlflow:
-        try: tr = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/training.json")
-        except Exception as e: raise GatewayError(f"v{v}: its run {mv.run_id} has no training.json (not registered by `autotrader run train`): {e}") from None
-        try: pm = mlflow.pyfunc.load_model(f"models:/{registry.model_name}/{v}")
-        except Exception as e: raise GatewayError(f"v{v}: the model does not load: {type(e).__name__}: {e}") from None
+        try:
+            tr = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/training.json")
+        except Exception as e:
+            raise GatewayError(
+                f"v{v}: its run {mv.run_id} has no training.json (not registered by `autotrader run train`): {e}"
+            ) from None
+        try:
+            pm = mlflow.pyfunc.load_model(f"models:/{registry.model_name}/{v}")
+        except Exception as e:
+            raise GatewayError(f"v{v}: the model does not load: {type(e).__name__}: {e}") from None
     schema = {}
     sig = pm.metadata.get_input_schema()
     if sig is not None and sig.has_input_names():
         schema = {c.name: str(getattr(c.type, 'name', c.type)) for c in sig.inputs}
     if schema and set(schema) != set(tr['features']):
-        raise GatewayError(f"v{v}: its signature ({sorted(schema)}) does not match its training features ({sorted(tr['features'])})")
+        raise GatewayError(
+            f"v{v}: its signature ({sorted(schema)}) does not match its training features ({sorted(tr['features'])})"
+        )
     impl = getattr(pm, '_model_impl', None)
     sk = getattr(impl, 'sklearn_model', None)
-    if sk is not None and not hasattr(sk, 'predict_proba'): sk = None
+    if sk is not None and not hasattr(sk, 'predict_proba'):
+        sk = None
     names = getattr(sk, 'feature_names_in_', None)
-    return ModelHandle(v, mv.run_id, list(tr['features']), list(tr['classes']), f"features/{tr['feature_set']['id']}",
-                       tr['timeframe'], schema or {f: 'double' for f in tr['features']}, pm, sk,
-                       by_position=names is not None and list(names) == list(tr['features']))
+    return ModelHandle(
+        v,
+        mv.run_id,
+        list(tr['features']),
+        list(tr['classes']),
+        f"features/{tr['feature_set']['id']}",
+        tr['timeframe'],
+        schema or {f: 'double' for f in tr['features']},
+        pm,
+        sk,
+        by_position=names is not None and list(names) == list(tr['features']),
+    )
+
 
 def warm_up(h: ModelHandle, rows: pd.DataFrame, n: int = 20) -> dict:
     "Smoke predictions on up to `n` feature rows: all must be finite probabilities; returns {n, p50_ms, p99_ms}."
-    if not len(rows): raise GatewayError(f"v{h.version}: no stored feature rows of {h.dataset} to warm up on")
+    if not len(rows):
+        raise GatewayError(f"v{h.version}: no stored feature rows of {h.dataset} to warm up on")
     X = rows[h.features].iloc[np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(int)].reset_index(drop=True)
     lat = []
     for i in range(len(X)):
-        t = time.perf_counter(); p = h.prob_up(X.iloc[[i]]); lat.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter()
+        p = h.prob_up(X.iloc[[i]])
+        lat.append((time.perf_counter() - t) * 1e3)
         if p.shape != (1,) or not np.isfinite(p).all() or not (0 <= p[0] <= 1):
             raise GatewayError(f"v{h.version}: warm-up prediction {i} is not a finite probability: {p!r}")
     h.warmed = True
@@ -167,8 +239,10 @@ def _ns(s: pd.Series) -> np.ndarray:
     "UTC timestamps → int64 nanoseconds (whatever the frame's time unit)."
     return s.dt.tz_convert('UTC').dt.as_unit('ns').astype('int64').to_numpy()
 
+
 class FeatureCache:
     "Per-instrument close times and feature rows of one store dataset (see above)."
+
     def __init__(self, store: FeatureStore, dataset: str, days: float = 14.0):
         self.store, self.dataset, self.days = store, dataset, days
         self.stamp, self.columns, self.data, self._idx = None, [], {}, {}
@@ -180,8 +254,11 @@ class FeatureCache:
     def refresh(self, now: float | None = None) -> bool:
         "Reload when the store's dataset changed (or on first use); returns whether it reloaded."
         stamp = self._stamp()
-        if stamp == self.stamp and self.data: return False
-        end = pd.Timestamp((self.store._catalog()['datasets'].get(self.dataset) or {}).get('end') or pd.Timestamp.now(tz='UTC'))
+        if stamp == self.stamp and self.data:
+            return False
+        end = pd.Timestamp(
+            (self.store._catalog()['datasets'].get(self.dataset) or {}).get('end') or pd.Timestamp.now(tz='UTC')
+        )
         start = min(end, pd.Timestamp(now, unit='s', tz='UTC') if now else end) - pd.Timedelta(days=self.days)
         df = self.store.read(self.dataset, start=start)
         df = df.drop(columns=[c for c in df.columns if c.startswith('_')])
@@ -190,125 +267,230 @@ class FeatureCache:
         if len(df):
             df = df.assign(_close=bar_close(df)).sort_values(['instrument', '_close'], kind='stable')
             for inst, g in df.groupby('instrument', sort=False):
-                data[str(inst)] = (_ns(g['_close']), _ns(g['timestamp']),
-                                   g[cols].to_numpy(dtype='float64', na_value=np.nan))
+                data[str(inst)] = (
+                    _ns(g['_close']),
+                    _ns(g['timestamp']),
+                    g[cols].to_numpy(dtype='float64', na_value=np.nan),
+                )
         self.columns, self.data, self.stamp, self._idx = cols, data, stamp, {}
         return True
 
-    def instruments(self) -> list[str]: return sorted(self.data)
+    def instruments(self) -> list[str]:
+        return sorted(self.data)
 
     def lookup(self, instrument: str, t: float):
         "(bar open time in ns, feature vector) of the newest row closed at or before epoch time `t`, or None."
         d = self.data.get(instrument)
-        if d is None: return None
+        if d is None:
+            return None
         i = int(np.searchsorted(d[0], int(t * 1e9), side='right')) - 1
         return None if i < 0 else (int(d[1][i]), d[2][i])
 
     def frame(self, instrument: str, row, features: list) -> np.ndarray:
         "A one-row array of `features` (in that order) from a looked-up row."
-        key = tuple(features); idx = self._idx.get(key)
-        if idx is None: idx = self._idx[key] = np.array([self.columns.index(f) for f in features])
+        key = tuple(features)
+        idx = self._idx.get(key)
+        if idx is None:
+            idx = self._idx[key] = np.array([self.columns.index(f) for f in features])
         return row[1][idx][None, :]
 
     def recent(self, n: int = 200) -> pd.DataFrame:
         "Up to `n` recent rows across instruments (for warm-up and smoke tests)."
-        parts = [pd.DataFrame(d[2][-max(1, n // max(1, len(self.data))):], columns=self.columns) for d in self.data.values()]
+        parts = [
+            pd.DataFrame(d[2][-max(1, n // max(1, len(self.data))) :], columns=self.columns) for d in self.data.values()
+        ]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=self.columns)
 
 # %% ../../nbs/deploy/61_gateway.ipynb #318e1662
 def _metrics():
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
     disable_created_metrics()
     r = CollectorRegistry()
     lab = ['endpoint', 'instrument', 'version', 'slot']
     return r, dict(
-        requests=Counter('autotrader_gateway_requests_total', 'Requests answered, by result code.', lab + ['code'], registry=r),
-        errors=Counter('autotrader_gateway_errors_total', 'Requests whose routed version failed (model error, no features).', lab + ['kind'], registry=r),
-        latency=Histogram('autotrader_gateway_request_duration_seconds', 'Time to answer a request (feature lookup, prediction, logging).', lab,
-                          buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5), registry=r),
-        fallbacks=Counter('autotrader_gateway_fallbacks_total', 'Requests answered by the fallback version after the routed one failed.',
-                          ['instrument', 'version', 'fallback_version'], registry=r),
-        ready=Gauge('autotrader_gateway_ready', '1 when the routing is loaded and every routed version is warm (every worker).',
-                    registry=r, multiprocess_mode='livemin'),
-        generation=Gauge('autotrader_gateway_routing_generation', 'Routing generation applied (the lowest of the workers).',
-                         registry=r, multiprocess_mode='livemin'),
-        loaded=Gauge('autotrader_gateway_model_loaded', '1 per slot and version loaded and warm (in every worker).', ['slot', 'version'],
-                     registry=r, multiprocess_mode='livemin'),
-        pending=Gauge('autotrader_gateway_signal_log_pending', 'Signal-log rows not yet written to the deployment state.',
-                      registry=r, multiprocess_mode='livesum'),
-        started=Gauge('autotrader_gateway_start_time_seconds', 'When the replica process started (Unix time; the newest of the workers).',
-                      registry=r, multiprocess_mode='livemax'))
+        requests=Counter(
+            'autotrader_gateway_requests_total', 'Requests answered, by result code.', lab + ['code'], registry=r
+        ),
+        errors=Counter(
+            'autotrader_gateway_errors_total',
+            'Requests whose routed version failed (model error, no features).',
+            lab + ['kind'],
+            registry=r,
+        ),
+        latency=Histogram(
+            'autotrader_gateway_request_duration_seconds',
+            'Time to answer a request (feature lookup, prediction, logging).',
+            lab,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+            registry=r,
+        ),
+        fallbacks=Counter(
+            'autotrader_gateway_fallbacks_total',
+            'Requests answered by the fallback version after the routed one failed.',
+            ['instrument', 'version', 'fallback_version'],
+            registry=r,
+        ),
+        ready=Gauge(
+            'autotrader_gateway_ready',
+            '1 when the routing is loaded and every routed version is warm (every worker).',
+            registry=r,
+            multiprocess_mode='livemin',
+        ),
+        generation=Gauge(
+            'autotrader_gateway_routing_generation',
+            'Routing generation applied (the lowest of the workers).',
+            registry=r,
+            multiprocess_mode='livemin',
+        ),
+        loaded=Gauge(
+            'autotrader_gateway_model_loaded',
+            '1 per slot and version loaded and warm (in every worker).',
+            ['slot', 'version'],
+            registry=r,
+            multiprocess_mode='livemin',
+        ),
+        pending=Gauge(
+            'autotrader_gateway_signal_log_pending',
+            'Signal-log rows not yet written to the deployment state.',
+            registry=r,
+            multiprocess_mode='livesum',
+        ),
+        started=Gauge(
+            'autotrader_gateway_start_time_seconds',
+            'When the replica process started (Unix time; the newest of the workers).',
+            registry=r,
+            multiprocess_mode='livemax',
+        ),
+    )
 
-_PATHS = {'/v1/predict': 'predict', '/healthz': 'healthz', '/readyz': 'readyz', '/metrics': 'metrics', '/v1/routing': 'routing',
-          '/v1/admin/reload': 'admin_reload', '/v1/admin/flush': 'admin_flush'}
+
+_PATHS = {
+    '/v1/predict': 'predict',
+    '/healthz': 'healthz',
+    '/readyz': 'readyz',
+    '/metrics': 'metrics',
+    '/v1/routing': 'routing',
+    '/v1/admin/reload': 'admin_reload',
+    '/v1/admin/flush': 'admin_flush',
+}
+
 
 def _endpoint(path: str) -> str:
     "The `endpoint` label of a request path (a bounded set)."
-    if path.startswith('/v1/signal/'): return 'signal'
-    if path.startswith('/v1/slots/'): return 'slot_signal'
+    if path.startswith('/v1/signal/'):
+        return 'signal'
+    if path.startswith('/v1/slots/'):
+        return 'slot_signal'
     return _PATHS.get(path, 'other')
 
+
 # answers given before a version is known (labels `none`), and per routed instrument, version and slot
-_KNOWN = {'healthz': ('200',), 'readyz': ('200', '503'), 'metrics': ('200',), 'routing': ('200',), 'admin_reload': ('200', '401', '503'),
-          'admin_flush': ('200', '401', '503'), 'slot_signal': ('401', '404', '422', '503'), 'predict': ('400', '413', '422', '503'),
-          'signal': ('503',), 'other': ('404', '405', '500')}
+_KNOWN = {
+    'healthz': ('200',),
+    'readyz': ('200', '503'),
+    'metrics': ('200',),
+    'routing': ('200',),
+    'admin_reload': ('200', '401', '503'),
+    'admin_flush': ('200', '401', '503'),
+    'slot_signal': ('401', '404', '422', '503'),
+    'predict': ('400', '413', '422', '503'),
+    'signal': ('503',),
+    'other': ('404', '405', '500'),
+}
 _SERVED = {'signal': ('200', '500', '503'), 'predict': ('200', '422', '500', '503')}
 _ERRORS = {'signal': ('model', 'no_features'), 'predict': ('model',)}
+
 
 def _zero_counters(m: dict, routes=(), fallbacks=()):
     "Create the label sets an answer can take, at 0: `routes` of (instruments, version, slot), `fallbacks` of (instrument, version, fallback)."
     for ep, codes in _KNOWN.items():
-        for c in codes: m['requests'].labels(ep, 'none', 'none', 'none', c)
+        for c in codes:
+            m['requests'].labels(ep, 'none', 'none', 'none', c)
     for instruments, v, slot in routes:
         for ep in ('signal', 'predict'):
             for i in instruments:
-                for c in _SERVED[ep]: m['requests'].labels(ep, i, v, slot, c)
-                for k in _ERRORS[ep]: m['errors'].labels(ep, i, v, slot, k)
+                for c in _SERVED[ep]:
+                    m['requests'].labels(ep, i, v, slot, c)
+                for k in _ERRORS[ep]:
+                    m['errors'].labels(ep, i, v, slot, k)
             m['requests'].labels(ep, 'unknown', v, slot, '404')
-    for i, v, fb in fallbacks: m['fallbacks'].labels(i, v, fb)
+    for i, v, fb in fallbacks:
+        m['fallbacks'].labels(i, v, fb)
+
 
 def _multiproc_dir() -> str | None:
     "The prometheus_client multiprocess folder of `serve --replicas N` (None: one process)."
     return os.environ.get('PROMETHEUS_MULTIPROC_DIR') or None
 
+
 def _exposition(registry) -> bytes:
     "/metrics: this process's registry, or the sum over every worker of `serve --replicas N` (one port, one view)."
     from prometheus_client import CollectorRegistry, generate_latest
-    if _multiproc_dir() is None: return generate_latest(registry)
+
+    if _multiproc_dir() is None:
+        return generate_latest(registry)
     from prometheus_client import multiprocess
-    r = CollectorRegistry(); multiprocess.MultiProcessCollector(r)
+
+    r = CollectorRegistry()
+    multiprocess.MultiProcessCollector(r)
     return generate_latest(r)
+
 
 class _Stats:
     "Per-second request counts, errors and latency histograms, drained by the flusher."
-    def __init__(self): self.lock, self.buckets = threading.Lock(), {}
+
+    def __init__(self):
+        self.lock, self.buckets = threading.Lock(), {}
+
     def add(self, clock_at: float, instrument: str, version: str, slot: str, ms: float, error: bool):
         k = (int(time.time()), instrument, version, slot)
         with self.lock:
             b = self.buckets.get(k)
-            if b is None: b = self.buckets[k] = [clock_at, 0, 0, np.zeros(len(LATENCY_EDGES_MS), dtype='int64')]
-            b[1] += 1; b[2] += int(error); b[3][latency_bucket(ms)] += 1
+            if b is None:
+                b = self.buckets[k] = [clock_at, 0, 0, np.zeros(len(LATENCY_EDGES_MS), dtype='int64')]
+            b[1] += 1
+            b[2] += int(error)
+            b[3][latency_bucket(ms)] += 1
+
     def drain(self, replica: str) -> list[dict]:
-        with self.lock: items, self.buckets = self.buckets, {}
-        return [dict(replica=replica, wall=float(k[0]), clock_at=b[0], instrument=k[1], version=k[2], slot=k[3],
-                     requests=b[1], errors=b[2], hist=b[3]) for k, b in items.items()]
+        with self.lock:
+            items, self.buckets = self.buckets, {}
+        return [
+            dict(
+                replica=replica,
+                wall=float(k[0]),
+                clock_at=b[0],
+                instrument=k[1],
+                version=k[2],
+                slot=k[3],
+                requests=b[1],
+                errors=b[2],
+                hist=b[3],
+            )
+            for k, b in items.items()
+        ]
 
 # %% ../../nbs/deploy/61_gateway.ipynb #57df30a3
 @dataclass(frozen=True)
 class _Snapshot:
     routing: Routing
-    models: dict          # slot → ModelHandle (only loaded, warm versions)
-    routes: dict          # instrument (or '*') → (slot, shadow slot or None), restricted to loaded slots
+    models: dict  # slot → ModelHandle (only loaded, warm versions)
+    routes: dict  # instrument (or '*') → (slot, shadow slot or None), restricted to loaded slots
 
     def resolve(self, instrument: str):
         r = self.routes.get(instrument) or self.routes.get('*')
-        if r is None: return None
+        if r is None:
+            return None
         return r[0], self.models[r[0]], (r[1], self.models[r[1]]) if r[1] in self.models else None
+
 
 class Gateway:
     "The serving core behind the HTTP app (see above)."
+
     def __init__(self, settings: Settings, url: str | None = None, replica: str | None = None):
         from autotrader.train.registry import ModelRegistry
+
         self.st, self.url = settings, url
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
         self.state = DeploymentState.from_settings(settings)
@@ -319,11 +501,13 @@ class Gateway:
         self.snap, self.applied = None, -1
         self.stats, self.signals, self.memo = _Stats(), collections.deque(), {}
         self.shadow_q, self.shadow_done = collections.deque(), set()
-        self.metrics_registry, self.m = _metrics(); self._loaded_labels = set()
+        self.metrics_registry, self.m = _metrics()
+        self._loaded_labels = set()
         self.started_at, self._stop, self._threads = time.time(), threading.Event(), []
-        self._state_ok, self._state_err = time.monotonic(), None      # the last successful read/write of the state
-        self._flights, self._flights_lock = {}, threading.Lock()         # model calls in progress, shared by their requests
-        self.m['started'].set(self.started_at); _zero_counters(self.m)
+        self._state_ok, self._state_err = time.monotonic(), None  # the last successful read/write of the state
+        self._flights, self._flights_lock = {}, threading.Lock()  # model calls in progress, shared by their requests
+        self.m['started'].set(self.started_at)
+        _zero_counters(self.m)
         self._reload_lock = threading.Lock()
         t = settings.train
         self.position = dict(mode=t.position_mode, band=t.position_band, allow_short=t.allow_short)
@@ -337,55 +521,82 @@ def cache(self: Gateway, dataset: str) -> FeatureCache:
         c.refresh(self.clock.now())
     return c
 
+
 @patch
 def _handle(self: Gateway, version: str) -> ModelHandle | None:
     "The loaded, warm handle of `version` (loading it now if needed); None and a recorded error when it fails."
     h = self.handles.get(version)
-    if h is not None: return h
+    if h is not None:
+        return h
     try:
         h = load_version(self.registry, version)
         warm_up(h, self.cache(h.dataset).recent(200), self.st.deploy.warmup_requests)
+        h.timeout = MODEL_TIMEOUT_SECONDS  # serving: a call not answered by then fails (fallback or 503)
     except Exception as e:
         self.load_errors[version] = f"{type(e).__name__}: {e}"
-        _log.error("cannot load v%s: %s", version, self.load_errors[version]); return None
-    self.load_errors.pop(version, None); self.handles[version] = h
+        _log.error("cannot load v%s: %s", version, self.load_errors[version])
+        return None
+    self.load_errors.pop(version, None)
+    self.handles[version] = h
     return h
+
 
 @patch
 def reload(self: Gateway) -> bool:
     "Apply the routing in force if its generation moved; returns whether the snapshot changed."
     with self._reload_lock:
-        try: g = self.state.generation(); self._state_seen()
-        except Exception as e: self._state_seen(e); return False      # logged once; `ready` says so after 3 heartbeats
-        if g == self.applied and self.snap is not None: return False
-        r = self.state.routing(); now = self.clock.now()
-        keep = {s: v for s, v in r.slots.items() if v['version'] and v['status'] in ('loading', 'live', 'standby')
-                and not (v['status'] == 'standby' and v['retain_until'] and v['retain_until'] < now)}
+        try:
+            g = self.state.generation()
+            self._state_seen()
+        except Exception as e:
+            self._state_seen(e)
+            return False  # logged once; `ready` says so after 3 heartbeats
+        if g == self.applied and self.snap is not None:
+            return False
+        r = self.state.routing()
+        now = self.clock.now()
+        keep = {
+            s: v
+            for s, v in r.slots.items()
+            if v['version']
+            and v['status'] in ('loading', 'live', 'standby')
+            and not (v['status'] == 'standby' and v['retain_until'] and v['retain_until'] < now)
+        }
         models = {}
         for s, v in keep.items():
             h = self._handle(str(v['version']))
-            if h is not None: models[s] = h
+            if h is not None:
+                models[s] = h
         routes, old = {}, self.snap
         for i, x in r.routes.items():
-            if x['slot'] in models: routes[i] = (x['slot'], x['shadow_slot'] if x['shadow_slot'] in models else None)
-            elif old is not None and i in old.routes: routes[i] = old.routes[i]     # keep serving the old version
+            if x['slot'] in models:
+                routes[i] = (x['slot'], x['shadow_slot'] if x['shadow_slot'] in models else None)
+            elif old is not None and i in old.routes:
+                routes[i] = old.routes[i]  # keep serving the old version
         if old is not None:
             for s in {a for a, _ in routes.values()} | {b for _, b in routes.values() if b}:
-                if s not in models and s in old.models: models[s] = old.models[s]
-        self.snap = _Snapshot(r, models, routes); self.applied = g
+                if s not in models and s in old.models:
+                    models[s] = old.models[s]
+        self.snap = _Snapshot(r, models, routes)
+        self.applied = g
         live = {h.version for h in models.values()}
-        for v in [v for v in self.handles if v not in live]: del self.handles[v]      # its threads end when idle
+        for v in [v for v in self.handles if v not in live]:
+            del self.handles[v]  # its threads end when idle
         self.memo = {k: p for k, p in self.memo.items() if k[0] in live}
         self.m['generation'].set(g)
         now_loaded = {(s, h.version) for s, h in models.items()}
-        if _multiproc_dir() is None: self.m['loaded'].clear()
-        else:                                   # shared files keep every label set: unloaded ones go to 0
-            for k in self._loaded_labels - now_loaded: self.m['loaded'].labels(*k).set(0)
-        for k in now_loaded: self.m['loaded'].labels(*k).set(1)
+        if _multiproc_dir() is None:
+            self.m['loaded'].clear()
+        else:  # shared files keep every label set: unloaded ones go to 0
+            for k in self._loaded_labels - now_loaded:
+                self.m['loaded'].labels(*k).set(0)
+        for k in now_loaded:
+            self.m['loaded'].labels(*k).set(1)
         self._loaded_labels = now_loaded
         self._zero_routed(self.snap)
         self.m['ready'].set(1 if self.ready()[0] else 0)
         return True
+
 
 @patch
 def _zero_routed(self: Gateway, snap: _Snapshot):
@@ -396,57 +607,89 @@ def _zero_routed(self: Gateway, snap: _Snapshot):
             h = snap.models[a]
             names = self.cache(h.dataset).instruments() if i == '*' else [i]
             routes.append(((names + ['*']) if i == '*' else names, h.version, a))
-            if b: fbs += [(n, h.version, snap.models[b].version) for n in names]
+            if b:
+                fbs += [(n, h.version, snap.models[b].version) for n in names]
         _zero_counters(self.m, routes, fbs)
-    except Exception as e: _log.warning("could not pre-create the request counters: %s", e)
+    except Exception as e:
+        _log.warning("could not pre-create the request counters: %s", e)
+
 
 @patch
-def _count(self: Gateway, ep: str, code: int, inst: str = 'none', version: str = 'none', slot: str = 'none', error: str | None = None):
+def _count(
+    self: Gateway,
+    ep: str,
+    code: int,
+    inst: str = 'none',
+    version: str = 'none',
+    slot: str = 'none',
+    error: str | None = None,
+):
     "Count one answer of the serving core (and its error), labelled with the routed version and slot."
     self.m['requests'].labels(ep, inst, version, slot, str(code)).inc()
-    if error: self.m['errors'].labels(ep, inst, version, slot, error).inc()
+    if error:
+        self.m['errors'].labels(ep, inst, version, slot, error).inc()
+
 
 @patch
 def ready(self: Gateway) -> tuple[bool, str]:
     "(ready, reason): the deployment state readable, routing loaded and every routed version loaded and warm."
     stale = self._state_stale()
-    if stale: return False, stale
+    if stale:
+        return False, stale
     s = self.snap
-    if s is None: return False, 'routing not loaded yet'
-    if not s.routing.routes: return False, 'no routing in the deployment state: deploy a version (autotrader deploy bluegreen VERSION)'
+    if s is None:
+        return False, 'routing not loaded yet'
+    if not s.routing.routes:
+        return False, 'no routing in the deployment state: deploy a version (autotrader deploy bluegreen VERSION)'
     missing = sorted({x['slot'] for x in s.routing.routes.values()} - set(s.models))
     if missing:
-        errs = '; '.join(f"v{s.routing.slots[m]['version']}: {self.load_errors.get(str(s.routing.slots[m]['version']), 'loading')}"
-                         for m in missing if m in s.routing.slots)
+        errs = '; '.join(
+            f"v{s.routing.slots[m]['version']}: {self.load_errors.get(str(s.routing.slots[m]['version']), 'loading')}"
+            for m in missing
+            if m in s.routing.slots
+        )
         return False, f"slot(s) {', '.join(missing)} not loaded: {errs}"
     return True, 'ok'
+
 
 @patch
 def refresh_features(self: Gateway) -> bool:
     changed = False
-    for c in list(self.caches.values()): changed |= c.refresh(self.clock.now())
-    if changed: self.memo.clear()
+    for c in list(self.caches.values()):
+        changed |= c.refresh(self.clock.now())
+    if changed:
+        self.memo.clear()
     return changed
+
 
 @patch
 def instruments(self: Gateway) -> list[str]:
-    s = self.snap; out = set()
+    s = self.snap
+    out = set()
     if s is not None:
-        for h in s.models.values(): out |= set(self.cache(h.dataset).instruments())
+        for h in s.models.values():
+            out |= set(self.cache(h.dataset).instruments())
     return sorted(out)
+
+
 @patch
 def _state_seen(self: Gateway, error: BaseException | None = None):
     "Record a successful read or write of the deployment state (or a failed one: logged, and kept for `ready`)."
-    if error is None: self._state_ok, self._state_err = time.monotonic(), None
+    if error is None:
+        self._state_ok, self._state_err = time.monotonic(), None
     else:
-        if self._state_err is None: _log.warning("deployment state unreachable (logged once until it answers): %s", error)
+        if self._state_err is None:
+            _log.warning("deployment state unreachable (logged once until it answers): %s", error)
         self._state_err = type(error).__name__
+
 
 @patch
 def _state_stale(self: Gateway) -> str | None:
     "Why this replica is not ready because the state cannot be read (None when it can, or failed for less than 3 heartbeats)."
-    limit = 3 * self.st.deploy.heartbeat_seconds; age = time.monotonic() - self._state_ok
-    if self._state_err is None or age <= limit: return None
+    limit = 3 * self.st.deploy.heartbeat_seconds
+    age = time.monotonic() - self._state_ok
+    if self._state_err is None or age <= limit:
+        return None
     return f"deployment state unreachable for {age:.0f} s (> 3 heartbeats, {limit:g} s): {self._state_err}; still serving the last routing"
 
 # %% ../../nbs/deploy/61_gateway.ipynb #277fd756
@@ -454,63 +697,100 @@ def _state_stale(self: Gateway) -> str | None:
 def flush(self: Gateway):
     "Write pending signal-log rows and statistics to the deployment state."
     sig = []
-    while self.signals: sig.append(self.signals.popleft())
-    try: self.state.log_served(sig, self.stats.drain(self.replica))      # (may write nothing: not a sign of a readable state)
+    while self.signals:
+        sig.append(self.signals.popleft())
+    try:
+        self.state.log_served(
+            sig, self.stats.drain(self.replica)
+        )  # (may write nothing: not a sign of a readable state)
     except Exception as e:
         self._state_seen(e)
         _log.error("signal log flush failed (kept for the next flush): %s", e)
         self.signals.extendleft(reversed(sig))
     self.m['pending'].set(len(self.signals))
 
+
 @patch
 def score_shadows(self: Gateway):
     while self.shadow_q:
         inst, bar, row, shadow_slot, h, slot = self.shadow_q.popleft()
         key = (h.version, inst, bar)
-        if key in self.shadow_done: continue
+        if key in self.shadow_done:
+            continue
         t = time.perf_counter()
-        try: p = float(self._predict(h, inst, bar, row))
-        except Exception as e: _log.warning("shadow v%s failed on %s: %s", h.version, inst, e); continue
+        try:
+            p = float(self._predict(h, inst, bar, row))
+        except Exception as e:
+            _log.warning("shadow v%s failed on %s: %s", h.version, inst, e)
+            continue
         self.shadow_done.add(key)
         self._log_signal(inst, h, shadow_slot, bar, p, (time.perf_counter() - t) * 1e3, shadow=True)
-    if len(self.shadow_done) > 200_000: self.shadow_done.clear()
+    if len(self.shadow_done) > 200_000:
+        self.shadow_done.clear()
+
 
 @patch
 def heartbeat(self: Gateway):
-    s = self.snap; ok = self.ready()[0]
-    loaded = {h.version: {'ready': h.warmed, 'slots': sorted(k for k, x in s.models.items() if x is h)} for h in (s.models.values() if s else [])}
-    for v, e in self.load_errors.items(): loaded.setdefault(v, {'ready': False, 'error': e})
-    try: self.state.heartbeat(self.replica, self.url, self.applied, ok, loaded, self.started_at); self._state_seen()
+    s = self.snap
+    ok = self.ready()[0]
+    loaded = {
+        h.version: {'ready': h.warmed, 'slots': sorted(k for k, x in s.models.items() if x is h)}
+        for h in (s.models.values() if s else [])
+    }
+    for v, e in self.load_errors.items():
+        loaded.setdefault(v, {'ready': False, 'error': e})
+    try:
+        self.state.heartbeat(self.replica, self.url, self.applied, ok, loaded, self.started_at)
+        self._state_seen()
     except Exception as e:
-        self._state_seen(e); self.m['ready'].set(1 if self.ready()[0] else 0); return
+        self._state_seen(e)
+        self.m['ready'].set(1 if self.ready()[0] else 0)
+        return
     self.m['ready'].set(1 if ok else 0)
+
 
 @patch
 def _loop(self: Gateway, every: float, fn):
     while not self._stop.wait(every):
-        try: fn()
-        except Exception as e: _log.exception("gateway background task %s failed: %s", fn.__name__, e)
+        try:
+            fn()
+        except Exception as e:
+            _log.exception("gateway background task %s failed: %s", fn.__name__, e)
+
 
 @patch
 def start(self: Gateway):
     "Load the routing (bootstrapping it from the champion when the state has none) and start the background threads."
     bootstrap_routing(self.state, self.registry)
-    self.reload(); self.heartbeat()
+    self.reload()
+    self.heartbeat()
     d = self.st.deploy
-    for every, fn in ((d.routing_poll_seconds, self.reload), (d.flush_seconds, self.flush), (0.05, self.score_shadows),
-                      (d.feature_poll_seconds, self.refresh_features), (d.heartbeat_seconds, self.heartbeat)):
-        t = threading.Thread(target=self._loop, args=(every, fn), daemon=True, name=f'gateway-{fn.__name__}'); t.start()
+    for every, fn in (
+        (d.routing_poll_seconds, self.reload),
+        (d.flush_seconds, self.flush),
+        (0.05, self.score_shadows),
+        (d.feature_poll_seconds, self.refresh_features),
+        (d.heartbeat_seconds, self.heartbeat),
+    ):
+        t = threading.Thread(target=self._loop, args=(every, fn), daemon=True, name=f'gateway-{fn.__name__}')
+        t.start()
         self._threads.append(t)
+
 
 @patch
 def stop(self: Gateway):
     self._stop.set()
-    for t in self._threads: t.join(timeout=5)
-    self.score_shadows(); self.flush()
-    try: self.state.forget_replica(self.replica)
-    except Exception as e: _log.warning("could not remove replica %s from the state: %s", self.replica, e)
-    if _multiproc_dir() is not None:            # its live gauges leave the shared /metrics view
+    for t in self._threads:
+        t.join(timeout=5)
+    self.score_shadows()
+    self.flush()
+    try:
+        self.state.forget_replica(self.replica)
+    except Exception as e:
+        _log.warning("could not remove replica %s from the state: %s", self.replica, e)
+    if _multiproc_dir() is not None:  # its live gauges leave the shared /metrics view
         from prometheus_client import multiprocess
+
         multiprocess.mark_process_dead(os.getpid())
 
 # %% ../../nbs/deploy/61_gateway.ipynb #51f10304
@@ -519,83 +799,142 @@ def _predict(self: Gateway, h: ModelHandle, inst: str, bar: int, row) -> float:
     "The version's P(up) of one stored row, computed once per (version, instrument, bar): concurrent requests share the call."
     key = (h.version, inst, bar)
     p = self.memo.get(key)
-    if p is not None: return p
+    if p is not None:
+        return p
     from concurrent.futures import Future
+
     with self._flights_lock:
-        f = self._flights.get(key); mine = f is None
-        if mine: f = self._flights[key] = Future()
+        f = self._flights.get(key)
+        mine = f is None
+        if mine:
+            f = self._flights[key] = Future()
     if not mine:
-        with h.admitted(): return h.wait(f)
+        with h.admitted():
+            return h.wait(f)
     try:
         p = float(h.prob_up(self.cache(h.dataset).frame(inst, row, h.features))[0])
-        if not (0.0 <= p <= 1.0): raise GatewayError(f"v{h.version} returned {p!r}, not a probability")
-        if len(self.memo) > 100_000: self.memo.clear()
-        self.memo[key] = p; f.set_result(p)
+        if not (0.0 <= p <= 1.0):
+            raise GatewayError(f"v{h.version} returned {p!r}, not a probability")
+        if len(self.memo) > 100_000:
+            self.memo.clear()
+        self.memo[key] = p
+        f.set_result(p)
         return p
-    except BaseException as e: f.set_exception(e); raise
+    except BaseException as e:
+        f.set_exception(e)
+        raise
     finally:
-        with self._flights_lock: self._flights.pop(key, None)
+        with self._flights_lock:
+            self._flights.pop(key, None)
+
 
 @patch
 def _log_signal(self: Gateway, inst, h, slot, bar, p, ms, shadow=False):
-    self.signals.append(dict(served_at=time.time(), clock_at=self.clock.now(), instrument=inst, timeframe=h.timeframe,
-                             bar=bar / 1e9, version=h.version, slot=slot, shadow=shadow, prob=p,
-                             signal=float(positions([p], **self.position)[0]), latency_ms=ms, replica=self.replica))
+    self.signals.append(
+        dict(
+            served_at=time.time(),
+            clock_at=self.clock.now(),
+            instrument=inst,
+            timeframe=h.timeframe,
+            bar=bar / 1e9,
+            version=h.version,
+            slot=slot,
+            shadow=shadow,
+            prob=p,
+            signal=float(positions([p], **self.position)[0]),
+            latency_ms=ms,
+            replica=self.replica,
+        )
+    )
+
 
 @patch
-def signal(self: Gateway, instrument: str, pinned_slot: str | None = None, as_of: float | None = None) -> tuple[int, dict]:
+def signal(
+    self: Gateway, instrument: str, pinned_slot: str | None = None, as_of: float | None = None
+) -> tuple[int, dict]:
     "Answer GET /v1/signal/{instrument} (or a slot-pinned smoke request, optionally at a past time `as_of`): (HTTP status, body)."
-    t0 = time.perf_counter(); snap = self.snap
+    t0 = time.perf_counter()
+    snap = self.snap
     ep = 'signal' if pinned_slot is None else 'slot_signal'
-    if snap is None: self._count(ep, 503); return 503, {'error': 'routing not loaded yet'}
+    if snap is None:
+        self._count(ep, 503)
+        return 503, {'error': 'routing not loaded yet'}
     if pinned_slot is not None:
         h = snap.models.get(pinned_slot)
         if h is None:
-            self._count(ep, 404); return 404, {'error': f"slot {_quote([pinned_slot])!r} is not loaded here; loaded: {sorted(snap.models)}"}
+            self._count(ep, 404)
+            return 404, {'error': f"slot {_quote([pinned_slot])!r} is not loaded here; loaded: {sorted(snap.models)}"}
         slot, shadow = pinned_slot, None
     else:
         res = snap.resolve(instrument)
         if res is None:
-            self._count(ep, 503); return 503, {'error': 'no route: deploy a version first (autotrader deploy bluegreen VERSION)'}
+            self._count(ep, 503)
+            return 503, {'error': 'no route: deploy a version first (autotrader deploy bluegreen VERSION)'}
         slot, h, shadow = res
     cache = self.cache(h.dataset)
     if instrument not in cache.data:
         self._count(ep, 404, 'unknown', h.version, slot)
-        return 404, {'error': f"unknown instrument {_quote([instrument])!r}; known: {_quote(cache.instruments(), 20) or 'none (no feature rows in the store)'}"}
+        return 404, {
+            'error': f"unknown instrument {_quote([instrument])!r}; known: {_quote(cache.instruments(), 20) or 'none (no feature rows in the store)'}"
+        }
     # only routed requests count in the statistics the rollout analysis reads; a slot-pinned one (the controller's own
     # smoke and integration checks, at any `as_of`) never does
     routed_req = pinned_slot is None
-    now = self.clock.now() if as_of is None or pinned_slot is None else float(as_of); row = cache.lookup(instrument, now)
+    now = self.clock.now() if as_of is None or pinned_slot is None else float(as_of)
+    row = cache.lookup(instrument, now)
     if row is None:
-        if routed_req: self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
+        if routed_req:
+            self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
         self._count(ep, 503, instrument, h.version, slot, 'no_features' if routed_req else None)
         return 503, {'error': f"no fully-known feature row of {instrument} at {iso(now)} in {h.dataset}"}
     bar, served, fb, routed = row[0], h, None, slot
-    try: p = self._predict(h, instrument, bar, row)
+    try:
+        p = self._predict(h, instrument, bar, row)
     except Exception as e:
-        rid = _request_id(); msg = _internal(h, instrument, e, rid)
+        rid = _request_id()
+        msg = _internal(h, instrument, e, rid)
         self.m['errors'].labels(ep, instrument, h.version, routed, 'model').inc()
-        if routed_req: self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
+        if routed_req:
+            self.stats.add(now, instrument, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
         if not (self.st.deploy.fallback and shadow is not None and routed_req):
             code = 503 if isinstance(e, VersionUnavailable) else 500
             self._count(ep, code, instrument, h.version, routed)
             return code, {'error': msg, 'version': h.version, 'slot': slot, 'request_id': rid}
-        fb = h; slot, served = shadow[0], shadow[1]
-        try: p = self._predict(served, instrument, bar, row)
+        fb = h
+        slot, served = shadow[0], shadow[1]
+        try:
+            p = self._predict(served, instrument, bar, row)
         except Exception as e2:
-            _internal(served, instrument, e2, rid); self._count(ep, 500, instrument, h.version, routed)
-            return 500, {'error': f"{msg}; fallback v{served.version} failed too", 'version': h.version, 'request_id': rid}
+            _internal(served, instrument, e2, rid)
+            self._count(ep, 500, instrument, h.version, routed)
+            return 500, {
+                'error': f"{msg}; fallback v{served.version} failed too",
+                'version': h.version,
+                'request_id': rid,
+            }
         self.m['fallbacks'].labels(instrument, fb.version, served.version).inc()
     ms = (time.perf_counter() - t0) * 1e3
     sig = float(positions([p], **self.position)[0])
-    body = dict(instrument=instrument, signal=sig, probability=p, version=served.version, slot=slot,
-                as_of=iso(bar / 1e9), served_at=iso(time.time()), generation=snap.routing.generation)
-    if self.clock.mode != 'wall': body['clock'] = iso(now)
-    if fb is not None: body['fallback_from'] = fb.version
+    body = dict(
+        instrument=instrument,
+        signal=sig,
+        probability=p,
+        version=served.version,
+        slot=slot,
+        as_of=iso(bar / 1e9),
+        served_at=iso(time.time()),
+        generation=snap.routing.generation,
+    )
+    if self.clock.mode != 'wall':
+        body['clock'] = iso(now)
+    if fb is not None:
+        body['fallback_from'] = fb.version
     if routed_req:
-        if fb is None: self.stats.add(now, instrument, h.version, slot, ms, False)
+        if fb is None:
+            self.stats.add(now, instrument, h.version, slot, ms, False)
         self._log_signal(instrument, served, slot, bar, p, ms)
-        if shadow is not None and fb is None: self.shadow_q.append((instrument, bar, row, shadow[0], shadow[1], slot))
+        if shadow is not None and fb is None:
+            self.shadow_q.append((instrument, bar, row, shadow[0], shadow[1], slot))
     # the routed version and slot, also when the fallback answered: errors and requests share their labels
     self._count(ep, 200, instrument, h.version, routed)
     self.m['latency'].labels(ep, instrument, h.version, routed).observe(ms / 1e3)
@@ -604,21 +943,32 @@ def signal(self: Gateway, instrument: str, pinned_slot: str | None = None, as_of
 # %% ../../nbs/deploy/61_gateway.ipynb #b43f20c9
 def bootstrap_routing(state: DeploymentState, registry, actor: str = 'gateway') -> Routing | None:
     "Route `*` to the champion in slot blue when the state has no routing yet (atomic; a no-op otherwise)."
-    try: ch = registry.champion()
-    except Exception: ch = None
-    if ch is None: return None
+    try:
+        ch = registry.champion()
+    except Exception:
+        ch = None
+    if ch is None:
+        return None
     with state.tx() as c:
-        if state.routing(c).routes: return None
-        return state.apply_routing({'blue': {'version': ch['version'], 'status': 'live'}}, {'*': {'slot': 'blue'}},
-                                   action='bootstrap', actor=actor, reason=f"no routing yet: champion v{ch['version']} serves", c=c)
+        if state.routing(c).routes:
+            return None
+        return state.apply_routing(
+            {'blue': {'version': ch['version'], 'status': 'live'}},
+            {'*': {'slot': 'blue'}},
+            action='bootstrap',
+            actor=actor,
+            reason=f"no routing yet: champion v{ch['version']} serves",
+            c=c,
+        )
 
 # %% ../../nbs/deploy/61_gateway.ipynb #7832bbbc
-_MAX_ROWS = 1000                 # rows of one request
-_MAX_BODY = 5_000_000            # bytes of a request body (counted while it is read)
-_MAX_DEPTH = 4                   # JSON nesting: {"rows": [{"feature": 1.0}]} is 3 levels
-_MAX_ABS = 1e15                  # |feature value| above this is out of range (float32 models overflow at 3.4e38)
-_MAX_NAME = 64                   # characters of an instrument name, or of a client's key quoted back
+_MAX_ROWS = 1000  # rows of one request
+_MAX_BODY = 5_000_000  # bytes of a request body (counted while it is read)
+_MAX_DEPTH = 4  # JSON nesting: {"rows": [{"feature": 1.0}]} is 3 levels
+_MAX_ABS = 1e15  # |feature value| above this is out of range (float32 models overflow at 3.4e38)
+_MAX_NAME = 64  # characters of an instrument name, or of a client's key quoted back
 _NUMERIC = {'double', 'float', 'long', 'integer'}
+
 
 def _quote(names, n: int = 5) -> str:
     "Client-given names quoted back in an error, bounded (at most `n`, each cut at `_MAX_NAME` characters)."
@@ -626,78 +976,126 @@ def _quote(names, n: int = 5) -> str:
     out = ', '.join(x[:_MAX_NAME] + ('…' if len(x) > _MAX_NAME else '') for x in names[:n])
     return out + (f" (and {len(names) - n} more)" if len(names) > n else '')
 
+
 def _depth(obj, limit: int) -> int:
     "The nesting depth of parsed JSON, counted up to `limit` + 1 (stops there)."
     deepest, todo = 0, [(obj, 1)]
     while todo:
         o, d = todo.pop()
-        if not isinstance(o, (dict, list)): continue
+        if not isinstance(o, (dict, list)):
+            continue
         deepest = max(deepest, d)
-        if deepest > limit: break
+        if deepest > limit:
+            break
         todo.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
     return deepest
 
+
 def parse_body(raw: bytes):
     "The JSON of a request body; raises ValueError naming the problem (malformed, nested too deeply)."
-    try: body = json.loads(raw or b'null')
-    except RecursionError: raise ValueError(f"JSON nested too deeply (more than {_MAX_DEPTH} levels)") from None
-    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"malformed JSON: {str(e)[:200]}") from None
-    if _depth(body, _MAX_DEPTH) > _MAX_DEPTH: raise ValueError(f"JSON nested too deeply (more than {_MAX_DEPTH} levels)")
+    try:
+        body = json.loads(raw or b'null')
+    except RecursionError:
+        raise ValueError(f"JSON nested too deeply (more than {_MAX_DEPTH} levels)") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"malformed JSON: {str(e)[:200]}") from None
+    if _depth(body, _MAX_DEPTH) > _MAX_DEPTH:
+        raise ValueError(f"JSON nested too deeply (more than {_MAX_DEPTH} levels)")
     return body
+
 
 def validate_rows(body, features: list, schema: dict) -> pd.DataFrame:
     "The body's rows as a frame in `features` order; raises ValueError naming the problem."
     return pd.DataFrame(_rows_array(body, features, schema), columns=features)
 
+
 def _value(at: str, f: str, v, kind: str) -> float:
     "One feature value as a float: a finite number in range of its schema type (JSON null = missing = NaN)."
-    if v is None: return np.nan
+    if v is None:
+        return np.nan
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{at}feature {f!r} must be a number ({kind}), got {type(v).__name__} {json.dumps(v)[:40] if not isinstance(v, (dict, list)) else ''}".rstrip())
+        raise ValueError(
+            f"{at}feature {f!r} must be a number ({kind}), got {type(v).__name__} {json.dumps(v)[:40] if not isinstance(v, (dict, list)) else ''}".rstrip()
+        )
     if isinstance(v, float) and not math.isfinite(v):
         raise ValueError(f"{at}feature {f!r} must be a finite number, got {v} (send null for a missing value)")
-    if abs(v) > _MAX_ABS: raise ValueError(f"{at}feature {f!r} is out of range: |{v:.3g}| > {_MAX_ABS:g}" if isinstance(v, float)
-                                           else f"{at}feature {f!r} is out of range: {len(str(abs(v)))}-digit integer > {_MAX_ABS:g}")
+    if abs(v) > _MAX_ABS:
+        raise ValueError(
+            f"{at}feature {f!r} is out of range: |{v:.3g}| > {_MAX_ABS:g}"
+            if isinstance(v, float)
+            else f"{at}feature {f!r} is out of range: {len(str(abs(v)))}-digit integer > {_MAX_ABS:g}"
+        )
     if kind in ('long', 'integer') and isinstance(v, float) and not v.is_integer():
         raise ValueError(f"{at}feature {f!r} must be an integer ({kind}), got {v}")
     return float(v)
 
+
 def _rows_array(body, features: list, schema: dict) -> np.ndarray:
     "`validate_rows` as a float array (models called by position need no frame)."
-    if not isinstance(body, dict): raise ValueError(f"the body must be a JSON object, got {type(body).__name__}")
+    if not isinstance(body, dict):
+        raise ValueError(f"the body must be a JSON object, got {type(body).__name__}")
     unknown = set(body) - {'features', 'rows', 'instrument'}
-    if unknown: raise ValueError(f"unknown key(s) in the body: {_quote(sorted(unknown))}; expected 'features' or 'rows', and optionally 'instrument'")
-    if ('features' in body) == ('rows' in body): raise ValueError("send exactly one of 'features' (one row) or 'rows' (a list of rows)")
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) in the body: {_quote(sorted(unknown))}; expected 'features' or 'rows', and optionally 'instrument'"
+        )
+    if ('features' in body) == ('rows' in body):
+        raise ValueError("send exactly one of 'features' (one row) or 'rows' (a list of rows)")
     rows = [body['features']] if 'features' in body else body['rows']
-    if not isinstance(rows, list): raise ValueError(f"'rows' must be a list of objects, got {type(rows).__name__}")
-    if not rows: raise ValueError("'rows' is empty")
-    if len(rows) > _MAX_ROWS: raise ValueError(f"too many rows: {len(rows)} > {_MAX_ROWS}")
-    need = set(features); out = np.empty((len(rows), len(features)), dtype='float64')
+    if not isinstance(rows, list):
+        raise ValueError(f"'rows' must be a list of objects, got {type(rows).__name__}")
+    if not rows:
+        raise ValueError("'rows' is empty")
+    if len(rows) > _MAX_ROWS:
+        raise ValueError(f"too many rows: {len(rows)} > {_MAX_ROWS}")
+    need = set(features)
+    out = np.empty((len(rows), len(features)), dtype='float64')
     for n, r in enumerate(rows):
         at = '' if len(rows) == 1 else f"row {n}: "
-        if not isinstance(r, dict): raise ValueError(f"{at}features must be a JSON object of name → number, got {type(r).__name__}")
+        if not isinstance(r, dict):
+            raise ValueError(f"{at}features must be a JSON object of name → number, got {type(r).__name__}")
         miss, extra = sorted(need - set(r)), sorted(set(r) - need)
-        if miss: raise ValueError(f"{at}missing feature(s): {_quote(miss)}")
-        if extra: raise ValueError(f"{at}unexpected feature(s): {_quote(extra)} (this version takes {len(features)} features)")
-        for j, f in enumerate(features): out[n, j] = _value(at, f, r[f], schema.get(f, 'double'))
+        if miss:
+            raise ValueError(f"{at}missing feature(s): {_quote(miss)}")
+        if extra:
+            raise ValueError(
+                f"{at}unexpected feature(s): {_quote(extra)} (this version takes {len(features)} features)"
+            )
+        for j, f in enumerate(features):
+            out[n, j] = _value(at, f, r[f], schema.get(f, 'double'))
     return out
+
 
 def _request_id() -> str:
     import uuid
+
     return uuid.uuid4().hex[:16]
 
+
 _TRACED = set()
+
 
 def _internal(h: ModelHandle, inst: str, e: BaseException, rid: str) -> str:
     """Log a version's failure with a request id (server side, with the exception; its traceback the first time per
     version and exception type); the client gets the id, not the exception."""
-    if isinstance(e, VersionUnavailable): _log.warning("request %s: %s (%s)", rid, e, inst)
+    if isinstance(e, VersionUnavailable):
+        _log.warning("request %s: %s (%s)", rid, e, inst)
     else:
         first = (h.version, type(e).__name__) not in _TRACED
-        if first and len(_TRACED) < 10_000: _TRACED.add((h.version, type(e).__name__))
-        _log.error("request %s: v%s failed on %s: %s: %s", rid, h.version, inst, type(e).__name__, e, exc_info=e if first else None)
+        if first and len(_TRACED) < 10_000:
+            _TRACED.add((h.version, type(e).__name__))
+        _log.error(
+            "request %s: v%s failed on %s: %s: %s",
+            rid,
+            h.version,
+            inst,
+            type(e).__name__,
+            e,
+            exc_info=e if first else None,
+        )
     why = 'unavailable (slow or overloaded)' if isinstance(e, VersionUnavailable) else 'internal error'
     return f"v{h.version} failed: {why} (request id {rid})"
+
 
 def _probabilities(h: ModelHandle, X: np.ndarray) -> np.ndarray:
     "The version's P(up) of each row; a shape or a value that is not a finite probability is the version's failure."
@@ -706,112 +1104,175 @@ def _probabilities(h: ModelHandle, X: np.ndarray) -> np.ndarray:
         raise GatewayError(f"v{h.version} returned {p[:3]!r}…, not {len(X)} probabilities")
     return p
 
+
 def _predict_body(gw: Gateway, body) -> tuple[int, dict]:
-    t0 = time.perf_counter(); snap = gw.snap
-    if snap is None: gw._count('predict', 503); return 503, {'error': 'routing not loaded yet'}
+    t0 = time.perf_counter()
+    snap = gw.snap
+    if snap is None:
+        gw._count('predict', 503)
+        return 503, {'error': 'routing not loaded yet'}
     inst = body.get('instrument') if isinstance(body, dict) else None
     if inst is not None and not isinstance(inst, str):
-        gw._count('predict', 422); return 422, {'error': f"'instrument' must be a string, got {type(inst).__name__}"}
+        gw._count('predict', 422)
+        return 422, {'error': f"'instrument' must be a string, got {type(inst).__name__}"}
     if inst is not None and not 0 < len(inst) <= _MAX_NAME:
-        gw._count('predict', 422); return 422, {'error': f"'instrument' must have 1 to {_MAX_NAME} characters, got {len(inst)}"}
+        gw._count('predict', 422)
+        return 422, {'error': f"'instrument' must have 1 to {_MAX_NAME} characters, got {len(inst)}"}
     res = snap.resolve(inst or '*')
     if res is None:
-        if inst: gw._count('predict', 404, 'unknown'); return 404, {'error': f"no route for instrument {_quote([inst])!r} and no default route"}
-        gw._count('predict', 422); return 422, {'error': "no default route: give 'instrument'"}
+        if inst:
+            gw._count('predict', 404, 'unknown')
+            return 404, {'error': f"no route for instrument {_quote([inst])!r} and no default route"}
+        gw._count('predict', 422)
+        return 422, {'error': "no default route: give 'instrument'"}
     slot, h, shadow = res
     if inst is not None and inst not in gw.cache(h.dataset).data and inst not in snap.routes:
         gw._count('predict', 404, 'unknown', h.version, slot)
         return 404, {'error': f"unknown instrument {_quote([inst])!r}; known: {_quote(gw.instruments(), 20)}"}
     lab = inst or '*'
     # the client's input is checked before any model sees it: a 4xx is never an error of the version
-    try: X = _rows_array(body, h.features, h.schema)
-    except ValueError as e: gw._count('predict', 422, lab, h.version, slot); return 422, {'error': str(e), 'version': h.version}
+    try:
+        X = _rows_array(body, h.features, h.schema)
+    except ValueError as e:
+        gw._count('predict', 422, lab, h.version, slot)
+        return 422, {'error': str(e), 'version': h.version}
     served, fb = h, None
-    try: p = _probabilities(h, X)
-    except Exception as e:                     # the version (or its time-out) failed: counted against it
-        rid = _request_id(); msg = _internal(h, lab, e, rid)
+    try:
+        p = _probabilities(h, X)
+    except Exception as e:  # the version (or its time-out) failed: counted against it
+        rid = _request_id()
+        msg = _internal(h, lab, e, rid)
         gw.m['errors'].labels('predict', lab, h.version, slot, 'model').inc()
         gw.stats.add(gw.clock.now(), lab, h.version, slot, (time.perf_counter() - t0) * 1e3, True)
         X2 = None
         if gw.st.deploy.fallback and shadow is not None:
-            try: X2 = X if shadow[1].features == h.features else _rows_array(body, shadow[1].features, shadow[1].schema)
-            except ValueError: X2 = None       # the body has not what the fallback version takes
+            try:
+                X2 = X if shadow[1].features == h.features else _rows_array(body, shadow[1].features, shadow[1].schema)
+            except ValueError:
+                X2 = None  # the body has not what the fallback version takes
         if X2 is None:
             code = 503 if isinstance(e, VersionUnavailable) else 500
             gw._count('predict', code, lab, h.version, slot)
             return code, {'error': msg, 'version': h.version, 'slot': slot, 'request_id': rid}
         fb, served = h, shadow[1]
-        try: p = _probabilities(served, X2)
+        try:
+            p = _probabilities(served, X2)
         except Exception as e2:
-            _internal(served, lab, e2, rid); gw._count('predict', 500, lab, h.version, slot)
-            return 500, {'error': f"{msg}; fallback v{served.version} failed too", 'version': h.version, 'slot': slot, 'request_id': rid}
+            _internal(served, lab, e2, rid)
+            gw._count('predict', 500, lab, h.version, slot)
+            return 500, {
+                'error': f"{msg}; fallback v{served.version} failed too",
+                'version': h.version,
+                'slot': slot,
+                'request_id': rid,
+            }
         gw.m['fallbacks'].labels(lab, h.version, served.version).inc()
     ms = (time.perf_counter() - t0) * 1e3
-    if fb is None: gw.stats.add(gw.clock.now(), lab, h.version, slot, ms, False)
+    if fb is None:
+        gw.stats.add(gw.clock.now(), lab, h.version, slot, ms, False)
     gw._count('predict', 200, lab, h.version, slot)
     gw.m['latency'].labels('predict', lab, h.version, slot).observe(ms / 1e3)
     sig = positions(p, **gw.position)
     preds = [dict(probability=float(a), signal=float(b)) for a, b in zip(p, sig)]
-    base = dict(instrument=inst, version=served.version, slot=slot if fb is None else shadow[0], served_at=iso(time.time()),
-                generation=snap.routing.generation)
-    if fb is not None: base['fallback_from'] = fb.version
+    base = dict(
+        instrument=inst,
+        version=served.version,
+        slot=slot if fb is None else shadow[0],
+        served_at=iso(time.time()),
+        generation=snap.routing.generation,
+    )
+    if fb is not None:
+        base['fallback_from'] = fb.version
     return 200, ({**base, **preds[0]} if 'features' in body else {**base, 'predictions': preds})
 
 # %% ../../nbs/deploy/61_gateway.ipynb #33d61752
 def _json(status: int, body: dict):
     from starlette.responses import JSONResponse
+
     return JSONResponse(body, status_code=status)
+
 
 def _admin(request) -> tuple[int, dict] | None:
     "None when the request carries the admin token, else the error response."
-    try: token = secret('admin_token', required=False)
-    except SettingsError: token = None
-    if not token: return 503, {'error': 'admin endpoints are disabled: no admin token is configured (set AUTOTRADER_ADMIN_TOKEN in the environment of the gateway)'}
+    try:
+        token = secret('admin_token', required=False)
+    except SettingsError:
+        token = None
+    if not token:
+        return 503, {
+            'error': 'admin endpoints are disabled: no admin token is configured (set AUTOTRADER_ADMIN_TOKEN in the environment of the gateway)'
+        }
     got = request.headers.get('authorization', '')
     if not got.lower().startswith('bearer ') or not hmac.compare_digest(got[7:].strip().encode(), token.encode()):
         return 401, {'error': 'admin operation: send Authorization: Bearer <AUTOTRADER_ADMIN_TOKEN>'}
     return None
 
+
 async def _read_body(request, limit: int = _MAX_BODY) -> bytes | None:
     """The request body, or None when it is larger than `limit` bytes: counted while it is read, never held beyond the
     limit. A declared or streamed excess up to 10× the limit is read and dropped, so the client gets its 413 rather
     than a connection reset while it is still sending; beyond that the connection is closed."""
-    try: declared = int(request.headers.get('content-length', '0'))
-    except ValueError: declared = 0
-    if declared > 10 * limit: return None
+    try:
+        declared = int(request.headers.get('content-length', '0'))
+    except ValueError:
+        declared = 0
+    if declared > 10 * limit:
+        return None
     chunks, n = [], 0
     async for chunk in request.stream():
         n += len(chunk)
-        if n <= limit: chunks.append(chunk)
-        elif n > 10 * limit: return None
+        if n <= limit:
+            chunks.append(chunk)
+        elif n > 10 * limit:
+            return None
     return None if n > limit else b''.join(chunks)
+
 
 def _as_of(q: str | None) -> float | None:
     "The `as_of` query parameter: ISO-8601 or epoch seconds, a finite time between 1970 and 2200 (ValueError otherwise)."
-    if q is None: return None
-    if len(q) > 40: raise ValueError(f"as_of is too long ({len(q)} characters)")
-    try: t = float(q)
+    if q is None:
+        return None
+    if len(q) > 40:
+        raise ValueError(f"as_of is too long ({len(q)} characters)")
+    try:
+        t = float(q)
     except ValueError:
-        try: t = pd.Timestamp(q).timestamp()
-        except (ValueError, TypeError, OverflowError): raise ValueError(f"as_of {q!r} is not a time (ISO-8601 or epoch seconds)") from None
-    if not (math.isfinite(t) and 0 <= t < 7.3e9): raise ValueError(f"as_of {q!r} is out of range (1970 to 2200)")
+        try:
+            t = pd.Timestamp(q).timestamp()
+        except (ValueError, TypeError, OverflowError):
+            raise ValueError(f"as_of {q!r} is not a time (ISO-8601 or epoch seconds)") from None
+    if not (math.isfinite(t) and 0 <= t < 7.3e9):
+        raise ValueError(f"as_of {q!r} is out of range (1970 to 2200)")
     return t
+
 
 class _CountAnswers:
     "ASGI middleware: counts every answer the serving core has not counted (by endpoint and code; 500 when a handler raised)."
-    def __init__(self, app, gateway): self.app, self.gw = app, gateway
+
+    def __init__(self, app, gateway):
+        self.app, self.gw = app, gateway
+
     async def __call__(self, scope, receive, send):
-        if scope['type'] != 'http': return await self.app(scope, receive, send)
+        if scope['type'] != 'http':
+            return await self.app(scope, receive, send)
         code = [500]
+
         async def sent(msg):
-            if msg['type'] == 'http.response.start': code[0] = msg['status']
+            if msg['type'] == 'http.response.start':
+                code[0] = msg['status']
             await send(msg)
-        try: await self.app(scope, receive, sent)
+
+        try:
+            await self.app(scope, receive, sent)
         finally:
             if not scope.get('autotrader.counted'):
-                self.gw.m['requests'].labels(_endpoint(scope.get('path', '')), 'none', 'none', 'none', str(code[0])).inc()
+                self.gw.m['requests'].labels(
+                    _endpoint(scope.get('path', '')), 'none', 'none', 'none', str(code[0])
+                ).inc()
+
 
 _SERVER_THREADS = 3 * MAX_INFLIGHT
+
 
 def create_app(settings=None, url: str | None = None, replica: str | None = None, start: bool = True):
     "The Starlette app of one gateway replica (see above)."
@@ -821,46 +1282,77 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
     from starlette.routing import Route
     from starlette.concurrency import run_in_threadpool
     from prometheus_client import CONTENT_TYPE_LATEST
+
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     gw = Gateway(st, url, replica)
 
     async def signal(request):
         code, body = await run_in_threadpool(gw.signal, request.path_params['instrument'])
-        request.scope['autotrader.counted'] = True          # the core counted it, with the routed version's labels
+        request.scope['autotrader.counted'] = True  # the core counted it, with the routed version's labels
         return _json(code, body)
 
     async def pinned(request):
         err = _admin(request)
-        if err: return _json(*err)
-        try: t = _as_of(request.query_params.get('as_of'))
-        except ValueError as e: return _json(422, {'error': str(e)})
-        code, body = await run_in_threadpool(gw.signal, request.path_params['instrument'], request.path_params['slot'], t)
+        if err:
+            return _json(*err)
+        try:
+            t = _as_of(request.query_params.get('as_of'))
+        except ValueError as e:
+            return _json(422, {'error': str(e)})
+        code, body = await run_in_threadpool(
+            gw.signal, request.path_params['instrument'], request.path_params['slot'], t
+        )
         request.scope['autotrader.counted'] = True
         return _json(code, body)
 
     async def predict(request):
         raw = await _read_body(request)
-        if raw is None: return _json(413, {'error': f'body too large: more than {_MAX_BODY} bytes'})
-        try: body = await run_in_threadpool(parse_body, raw)
-        except ValueError as e: return _json(400, {'error': str(e)})
+        if raw is None:
+            return _json(413, {'error': f'body too large: more than {_MAX_BODY} bytes'})
+        try:
+            body = await run_in_threadpool(parse_body, raw)
+        except ValueError as e:
+            return _json(400, {'error': str(e)})
         code, out = await run_in_threadpool(_predict_body, gw, body)
         request.scope['autotrader.counted'] = True
         return _json(code, out)
 
-    async def healthz(request): return _json(200, {'status': 'alive', 'replica': gw.replica})
+    async def healthz(request):
+        return _json(200, {'status': 'alive', 'replica': gw.replica})
 
     async def readyz(request):
         ok, why = gw.ready()
         return _json(200 if ok else 503, {'ready': ok, 'reason': why, 'generation': gw.applied, 'replica': gw.replica})
 
     async def routing(request):
-        err = _admin(request)                 # versions, slots and the state: operators only
-        if err: return _json(*err)
+        err = _admin(request)  # versions, slots and the state: operators only
+        if err:
+            return _json(*err)
         s = gw.snap
-        served = {i: {'slot': a, 'version': s.models[a].version, 'shadow_slot': b, 'shadow_version': s.models[b].version if b else None}
-                  for i, (a, b) in s.routes.items()} if s else {}
-        return _json(200, {'replica': gw.replica, 'generation': gw.applied, 'served': served,
-                           'state': s.routing.to_dict() if s else None, 'clock': gw.clock.to_dict(), 'now': iso(gw.clock.now())})
+        served = (
+            {
+                i: {
+                    'slot': a,
+                    'version': s.models[a].version,
+                    'shadow_slot': b,
+                    'shadow_version': s.models[b].version if b else None,
+                }
+                for i, (a, b) in s.routes.items()
+            }
+            if s
+            else {}
+        )
+        return _json(
+            200,
+            {
+                'replica': gw.replica,
+                'generation': gw.applied,
+                'served': served,
+                'state': s.routing.to_dict() if s else None,
+                'clock': gw.clock.to_dict(),
+                'now': iso(gw.clock.now()),
+            },
+        )
 
     async def metrics(request):
         body = await run_in_threadpool(_exposition, gw.metrics_registry)
@@ -868,14 +1360,18 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
 
     async def reload(request):
         err = _admin(request)
-        if err: return _json(*err)
-        await run_in_threadpool(gw.refresh_features); changed = await run_in_threadpool(gw.reload)
+        if err:
+            return _json(*err)
+        await run_in_threadpool(gw.refresh_features)
+        changed = await run_in_threadpool(gw.reload)
         return _json(200, {'reloaded': changed, 'generation': gw.applied})
 
     async def flush(request):
         err = _admin(request)
-        if err: return _json(*err)
-        await run_in_threadpool(gw.score_shadows); await run_in_threadpool(gw.flush)
+        if err:
+            return _json(*err)
+        await run_in_threadpool(gw.score_shadows)
+        await run_in_threadpool(gw.flush)
         return _json(200, {'flushed': True})
 
     async def http_error(request, exc: HTTPException):
@@ -886,21 +1382,40 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
         _log.error('request %s: unhandled error on %s: %s', rid, request.url.path[:200], exc, exc_info=exc)
         return _json(500, {'error': f"internal error (request id {rid})", 'request_id': rid})
 
-    routes = [Route('/v1/signal/{instrument:path}', signal), Route('/v1/predict', predict, methods=['POST']),
-              Route('/healthz', healthz), Route('/readyz', readyz), Route('/v1/routing', routing), Route('/metrics', metrics),
-              Route('/v1/slots/{slot}/signal/{instrument:path}', pinned), Route('/v1/admin/reload', reload, methods=['POST']),
-              Route('/v1/admin/flush', flush, methods=['POST'])]
+    routes = [
+        Route('/v1/signal/{instrument:path}', signal),
+        Route('/v1/predict', predict, methods=['POST']),
+        Route('/healthz', healthz),
+        Route('/readyz', readyz),
+        Route('/v1/routing', routing),
+        Route('/metrics', metrics),
+        Route('/v1/slots/{slot}/signal/{instrument:path}', pinned),
+        Route('/v1/admin/reload', reload, methods=['POST']),
+        Route('/v1/admin/flush', flush, methods=['POST']),
+    ]
     from contextlib import asynccontextmanager
+
     @asynccontextmanager
     async def lifespan(app):
-        import anyio.to_thread                  # server threads: a slow version holds at most MAX_INFLIGHT of them
-        lim = anyio.to_thread.current_default_thread_limiter(); lim.total_tokens = max(lim.total_tokens, _SERVER_THREADS)
-        if start: await run_in_threadpool(gw.start)
-        try: yield
-        finally: await run_in_threadpool(gw.stop)
+        import anyio.to_thread  # server threads: a slow version holds at most MAX_INFLIGHT of them
+
+        lim = anyio.to_thread.current_default_thread_limiter()
+        lim.total_tokens = max(lim.total_tokens, _SERVER_THREADS)
+        if start:
+            await run_in_threadpool(gw.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(gw.stop)
+
     from starlette.middleware import Middleware
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error}, lifespan=lifespan,
-                    middleware=[Middleware(_CountAnswers, gateway=gw)])
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: any_error},
+        lifespan=lifespan,
+        middleware=[Middleware(_CountAnswers, gateway=gw)],
+    )
     app.state.gateway = gw
     return app
 
@@ -908,66 +1423,126 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
 def _app_from_env():
     "uvicorn factory of the worker processes of `serve(replicas>1)`."
     port = os.environ.get('AUTOTRADER_GATEWAY_PORT')
-    return create_app(os.environ.get('AUTOTRADER_SETTINGS') or None,
-                      url=os.environ.get('AUTOTRADER_GATEWAY_URL'),
-                      replica=f"{socket.gethostname()}-{os.getpid()}" + (f"-{port}" if port else ''))
+    return create_app(
+        os.environ.get('AUTOTRADER_SETTINGS') or None,
+        url=os.environ.get('AUTOTRADER_GATEWAY_URL'),
+        replica=f"{socket.gethostname()}-{os.getpid()}" + (f"-{port}" if port else ''),
+    )
 
-def serve(settings_path=None, host: str | None = None, port: int | None = None, replicas: int = 1, log_level: str = 'warning',
-          access_log: bool = False):
+
+def serve(
+    settings_path=None,
+    host: str | None = None,
+    port: int | None = None,
+    replicas: int = 1,
+    log_level: str = 'warning',
+    access_log: bool = False,
+):
     "Run the gateway until interrupted (see above); says where it listens and, once ready, what it serves; `access_log`: one line per request."
-    import sys, threading, urllib.request, logging.config, copy
-    def say(msg): print(f"autotrader serve: {msg}", file=sys.stderr, flush=True)
+    import sys
+    import threading
+    import urllib.request
+    import copy
+
+    def say(msg):
+        print(f"autotrader serve: {msg}", file=sys.stderr, flush=True)
+
     def announce(st, url):
         "Wait for /readyz, then log the versions loaded and the routing in force (from the deployment state)."
-        probe, last, deadline = url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://127.0.0.1:'), None, time.monotonic() + 600
+        probe, last, deadline = (
+            url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://127.0.0.1:'),
+            None,
+            time.monotonic() + 600,
+        )
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{probe}/readyz", timeout=5) as r: body = json.loads(r.read())
+                with urllib.request.urlopen(f"{probe}/readyz", timeout=5) as r:
+                    body = json.loads(r.read())
             except urllib.error.HTTPError as e:
-                try: why = json.loads(e.read()).get('reason')
-                except Exception: why = None
-                if why and why != last: say(f"not ready yet: {why}"); last = why
-                time.sleep(0.5); continue
-            except OSError: time.sleep(0.5); continue
+                try:
+                    why = json.loads(e.read()).get('reason')
+                except Exception:
+                    why = None
+                if why and why != last:
+                    say(f"not ready yet: {why}")
+                    last = why
+                time.sleep(0.5)
+                continue
+            except OSError:
+                time.sleep(0.5)
+                continue
             try:
                 r = DeploymentState.from_settings(st).routing()
-                slots = ', '.join(f"v{v.get('version')} in slot {k} ({v.get('status')})" for k, v in sorted(r.slots.items())) or 'none'
-                routes = ', '.join(f"{'every instrument' if i == '*' else i} → {x['slot']}" + (f" (shadow {x['shadow_slot']})" if x.get('shadow_slot') else '')
-                                   for i, x in sorted(r.routes.items())) or 'none'
+                slots = (
+                    ', '.join(
+                        f"v{v.get('version')} in slot {k} ({v.get('status')})" for k, v in sorted(r.slots.items())
+                    )
+                    or 'none'
+                )
+                routes = (
+                    ', '.join(
+                        f"{'every instrument' if i == '*' else i} → {x['slot']}"
+                        + (f" (shadow {x['shadow_slot']})" if x.get('shadow_slot') else '')
+                        for i, x in sorted(r.routes.items())
+                    )
+                    or 'none'
+                )
                 say(f"ready (routing generation {body.get('generation')}): versions loaded: {slots}; routes: {routes}")
-            except Exception as e: say(f"ready; the routing could not be read for this message: {e}")
+            except Exception as e:
+                say(f"ready; the routing could not be read for this message: {e}")
             return
+
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     import uvicorn
+
     st = load_settings(settings_path)
     host, port = host or st.deploy.host, int(port or st.deploy.port)
     url = f"http://{host}:{port}"
     from uvicorn.config import LOGGING_CONFIG
+
     logs = copy.deepcopy(LOGGING_CONFIG)
-    if access_log:      # Common Log Format style: client - - [time] "request line" status
+    if access_log:  # Common Log Format style: client - - [time] "request line" status
         logs['formatters']['access']['fmt'] = '%(client_addr)s - - [%(asctime)s] "%(request_line)s" %(status_code)s'
         logs['formatters']['access']['datefmt'] = '%d/%b/%Y:%H:%M:%S %z'
         logs['formatters']['access']['use_colors'] = False
     logs['loggers']['uvicorn.access']['level'] = 'INFO' if access_log else 'WARNING'
-    for k in ('uvicorn', 'uvicorn.error'): logs['loggers'][k]['level'] = str(log_level).upper()
-    kw = dict(host=host, port=port, log_level=None, access_log=access_log, log_config=logs)   # levels in log_config: uvicorn's log_level would silence the access log
-    try: where = repr(DeploymentState.from_settings(st)).removeprefix('DeploymentState(').removesuffix(')').strip("'")
-    except Exception as e: where = f"unavailable ({e})"
+    for k in ('uvicorn', 'uvicorn.error'):
+        logs['loggers'][k]['level'] = str(log_level).upper()
+    kw = dict(
+        host=host, port=port, log_level=None, access_log=access_log, log_config=logs
+    )  # levels in log_config: uvicorn's log_level would silence the access log
+    try:
+        where = repr(DeploymentState.from_settings(st)).removeprefix('DeploymentState(').removesuffix(')').strip("'")
+    except Exception as e:
+        where = f"unavailable ({e})"
     from autotrader import __version__
-    say(f"autotrader {__version__} gateway listening on {url} ({replicas} replica{'s' * (replicas != 1)}); "
-        f"settings: {st._file or 'embedded defaults'}; deployment state: {where}")
-    say("endpoints: GET /v1/signal/{instrument}, POST /v1/predict, GET /healthz, /readyz, /metrics; GET /v1/slots/{slot}/signal/{instrument}; admin (token): GET /v1/routing, POST /v1/admin/reload, /v1/admin/flush"
-        + ("; access log on" if access_log else "; access log off (--access-log)"))
+
+    say(
+        f"autotrader {__version__} gateway listening on {url} ({replicas} replica{'s' * (replicas != 1)}); "
+        f"settings: {st._file or 'embedded defaults'}; deployment state: {where}"
+    )
+    say(
+        "endpoints: GET /v1/signal/{instrument}, POST /v1/predict, GET /healthz, /readyz, /metrics; GET /v1/slots/{slot}/signal/{instrument}; admin (token): GET /v1/routing, POST /v1/admin/reload, /v1/admin/flush"
+        + ("; access log on" if access_log else "; access log off (--access-log)")
+    )
     threading.Thread(target=announce, args=(st, url), daemon=True, name='serve-announce').start()
-    try: import httptools; kw['http'] = 'httptools'     # noqa: F401
-    except ImportError: pass
+    try:
+        import httptools
+
+        kw['http'] = 'httptools'  # noqa: F401
+    except ImportError:
+        pass
     if replicas > 1:
         os.environ.update(AUTOTRADER_GATEWAY_URL=url, AUTOTRADER_GATEWAY_PORT=str(port))
-        if settings_path or st._file: os.environ['AUTOTRADER_SETTINGS'] = str(Path(settings_path or st._file).resolve())
-        own = _multiproc_dir() is None              # one /metrics view over the workers: prometheus_client's multiprocess files
-        if own: os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='autotrader-gateway-metrics-')
-        try: uvicorn.run('autotrader.deploy.gateway:_app_from_env', factory=True, workers=int(replicas), **kw)
+        if settings_path or st._file:
+            os.environ['AUTOTRADER_SETTINGS'] = str(Path(settings_path or st._file).resolve())
+        own = _multiproc_dir() is None  # one /metrics view over the workers: prometheus_client's multiprocess files
+        if own:
+            os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='autotrader-gateway-metrics-')
+        try:
+            uvicorn.run('autotrader.deploy.gateway:_app_from_env', factory=True, workers=int(replicas), **kw)
         finally:
-            if own: shutil.rmtree(os.environ.pop('PROMETHEUS_MULTIPROC_DIR'), ignore_errors=True)
+            if own:
+                shutil.rmtree(os.environ.pop('PROMETHEUS_MULTIPROC_DIR'), ignore_errors=True)
     else:
         uvicorn.run(create_app(st, url=url, replica=f"{socket.gethostname()}-{os.getpid()}-{port}"), **kw)
