@@ -331,7 +331,7 @@ def run_drills(names, settings=None, timeout: float | None = None, log=print) ->
 
 def _secs(s) -> str:
     if s is None: return '-'
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 def format_table(results: list[DrillResult]) -> str:
     "drill, detected, MTTD, MTTR, alert, runbook: one line per drill."
