@@ -83,3 +83,26 @@ def test_champion_reference_signals_and_importance(tmp_path, monkeypatch):
     assert set(r.importance['current'].index) == set(cols)
     s = read_samples(r.metrics_file)
     assert ('autotrader_model_hit_rate', ()) in s and ('autotrader_model_importance_shift', ()) in s
+
+
+def test_daily_bars_default_windows_conclude_or_say_so(tmp_path):
+    """Daily bars of an exchange calendar with the default windows: the current window is 168 trading days of each
+    instrument, every check has its rows or is inconclusive (never `ok` without them), and the levels come with
+    reasons (issue 20: 0-2 rows and 'overall: OK' before)."""
+    from autotrader.data.connectors import sim_bars
+    from autotrader.features.basic import make_feature_set
+    st = load_settings(overrides={'data.dir': str(tmp_path / 'data'), 'data.timeframe': '1d', 'instruments.symbols': 'SPY:XNYS',
+                                  'features.set': 'basic'}, env={})
+    bars = sim_bars('SPY', 'XNYS', '1d', '2007-01-01', '2015-07-01', seed=3, regime_persistence=1.0, outage_rate=0.0)
+    fs = make_feature_set(st)
+    store = FeatureStore(st.store.dir)
+    with store.transaction('test') as tx:
+        tx.write('bars', bars, kind='bars', version='1')
+        tx.write(f'features/{fs.id}', fs.compute(bars), kind='features', version=fs.version, params=fs.params)
+    r = run_health(st, now='2015-06-06', send=False, write_metrics=False)
+    assert len(r.current) == 168 and r.current.timestamp.nunique() == 168
+    assert r.drift.chunks.min() >= st.drift.min_chunks and set(r.drift.level) <= {'ok', 'warning', 'critical'}
+    assert r.level != 'inconclusive' and all(r.drift.reason.notna())
+    early = run_health(st, now='2008-01-05', send=False, write_metrics=False)     # one year of data: too few chunks
+    assert early.level == 'inconclusive' and early.levels['drift'] == 'inconclusive'
+    assert 'inconclusive' in early.headline() and 'min_chunks' in ' '.join(early.notes)

@@ -5,18 +5,33 @@ promotion gates, the champion comparison, the model card and the promotion decis
 
 # %% ../../nbs/pipelines_lib/73_evaluate.ipynb #539d2498
 from __future__ import annotations
-import json, math, time
+import json
+import math
+import time
 import copy
 from ..features.store import FeatureStore, StoreError
 from ..train.labels import prob_up
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..files import atomic_write
 from ..config import Settings, load_settings
-from ..features.basic import FeatureSet, feature_set as _feature_set
-from ..train.core import (TrainError, TrainingData, train_instruments, backtest_spec, training_data, decision_path,
-                                   _plain, _resolve, _quiet_mlflow, _limited, _read_setting_feature_set)
+from ..schema import timeframe_delta
+from ..features.basic import FeatureSet
+from autotrader.train.core import (
+    TrainError,
+    TrainingData,
+    train_instruments,
+    backtest_spec,
+    training_data,
+    decision_path,
+    _plain,
+    _resolve,
+    _quiet_mlflow,
+    _limited,
+    overrides,
+)
 from ..train.tuning import BacktestSpec, safe_url
 from .context import RunContext
 
@@ -41,52 +56,78 @@ class Evaluation:
     decision_path: Path | None = None
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+
     @property
-    def promote(self) -> bool: return bool(self.decision['promote'])
+    def promote(self) -> bool:
+        return bool(self.decision['promote'])
+
     def run_metrics(self) -> dict:
         "Figures for the run record (`RunContext.record`)."
         p = self.metrics.loc['portfolio']
-        return dict(version=self.version, promote=self.promote, gates_failed=self.gates.failed,
-                    champion=self.champion['version'] if self.champion else None,
-                    **{f'test_{k}': p[k] for k in ('sharpe', 'max_drawdown', 'win_rate', 'deflated_sharpe', 'n_bars')},
-                    **{f'seconds_{k}': round(s, 2) for k, s in self.timings.items()})
+        return dict(
+            version=self.version,
+            promote=self.promote,
+            gates_failed=self.gates.failed,
+            champion=self.champion['version'] if self.champion else None,
+            **{f'test_{k}': p[k] for k in ('sharpe', 'max_drawdown', 'win_rate', 'deflated_sharpe', 'n_bars')},
+            **{f'seconds_{k}': round(s, 2) for k, s in self.timings.items()},
+        )
+
 
 def _load_json(reg, run_id, path) -> dict | None:
     with reg._active() as mlflow:
-        try: return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
-        except Exception: return None
+        try:
+            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+        except Exception:
+            return None
+
 
 def _load_table(reg, run_id, name) -> pd.DataFrame | None:
     import io
+
     with reg._active() as mlflow:
-        try: return pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/tables/{name}.csv")))
-        except Exception: return None
+        try:
+            return pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/tables/{name}.csv")))
+        except Exception:
+            return None
 
 
 def _feature_set_of(tr: dict) -> FeatureSet:
-    f = tr['feature_set']; fs = FeatureSet(f['name'], f['version'], f['params'])
-    if fs.id != f['id']: raise TrainError(f"feature set {f['id']} cannot be rebuilt (this code makes {fs.id})")
+    f = tr['feature_set']
+    fs = FeatureSet(f['name'], f['version'], f['params'])
+    if fs.id != f['id']:
+        raise TrainError(f"feature set {f['id']} cannot be rebuilt (this code makes {fs.id})")
     return fs
+
 
 def _rebuild(st, tr: dict, notes: list) -> TrainingData:
     "The training table of a version, as of its training time (see step 1)."
     fs = _feature_set_of(tr)
-    kw = dict(feature_set=fs, instruments=','.join(tr['instruments']), start=tr['start'], end=tr['end'], as_of=tr['as_of'])
-    st = copy.deepcopy(st); st.train.horizon, st.train.dead_zone, st.train.dead_zone_mode = tr['horizon'], tr['dead_zone'], tr['dead_zone_mode']
+    kw = dict(
+        feature_set=fs, instruments=','.join(tr['instruments']), start=tr['start'], end=tr['end'], as_of=tr['as_of']
+    )
+    st = copy.deepcopy(st)
+    st.train.horizon, st.train.dead_zone, st.train.dead_zone_mode = tr['horizon'], tr['dead_zone'], tr['dead_zone_mode']
     st.data.timeframe = tr['timeframe']
-    try: data = training_data(st, **kw)
+    try:
+        data = training_data(st, **kw)
     except StoreError as e:
         notes.append(f"store snapshot of {tr['as_of']} is gone ({str(e).split(':')[0]}); read by event time instead")
         data = training_data(st, by_commit=False, **kw)
     if data.data_hash != tr['data_hash']:
-        notes.append(f"the rebuilt table differs from the one trained on (data hash {data.data_hash[:12]} ≠ {tr['data_hash'][:12]}): "
-                     "bars were revised or features recomputed since")
+        notes.append(
+            f"the rebuilt table differs from the one trained on (data hash {data.data_hash[:12]} ≠ {tr['data_hash'][:12]}): "
+            "bars were revised or features recomputed since"
+        )
     return data
 
+
 def _test_rows(data: TrainingData, tr: dict) -> pd.DataFrame:
-    w = tr['windows']['test']; s, e = pd.Timestamp(w['start']), pd.Timestamp(w['end'])
+    w = tr['windows']['test']
+    s, e = pd.Timestamp(w['start']), pd.Timestamp(w['end'])
     f = data.frame
     return f[(f.timestamp >= s) & (f.timestamp <= e)].reset_index(drop=True)
+
 
 def _predict(model, X: pd.DataFrame, classes) -> np.ndarray:
     return prob_up(np.asarray(model.predict(X)), classes)
@@ -95,115 +136,265 @@ def _predict(model, X: pd.DataFrame, classes) -> np.ndarray:
 def _champion_metrics(reg, ch: dict, st, test: pd.DataFrame, spec: BacktestSpec, as_of) -> pd.DataFrame:
     "The champion's metrics on the challenger's test rows; raises TrainError saying why it cannot be re-run."
     ctr = _load_json(reg, ch['run_id'], 'training.json')
-    if ctr is None: raise TrainError(f"champion v{ch['version']}: its run has no training.json (not registered by `train`)")
-    fs = _feature_set_of(ctr); ds = f'features/{fs.id}'
+    if ctr is None:
+        raise TrainError(f"champion v{ch['version']}: its run has no training.json (not registered by `train`)")
+    fs = _feature_set_of(ctr)
+    ds = f'features/{fs.id}'
     store = FeatureStore(st.store.dir, st.store.keep_snapshots)
-    kw = dict(instruments=sorted(test.instrument.unique()), start=test.timestamp.min(), end=test.timestamp.max() + pd.Timedelta(1),
-              timeframe=ctr['timeframe'], columns=['instrument', 'timestamp'] + ctr['features'])
+    kw = dict(
+        instruments=sorted(test.instrument.unique()),
+        start=test.timestamp.min(),
+        end=test.timestamp.max() + pd.Timedelta(1),
+        timeframe=ctr['timeframe'],
+        columns=['instrument', 'timestamp'] + ctr['features'],
+    )
     try:
-        try: F = store.read(ds, as_of=as_of, **kw)
+        try:
+            F = store.read(ds, as_of=as_of, **kw)
         except StoreError as e:
-            if 'not in the store' in str(e): raise
+            if 'not in the store' in str(e):
+                raise
             F = store.read(ds, as_of=as_of, by_commit=False, **kw)
-    except StoreError as e: raise TrainError(f"champion v{ch['version']}: {e}") from None
+    except StoreError as e:
+        raise TrainError(f"champion v{ch['version']}: {e}") from None
     m = test[['instrument', 'timestamp']].merge(F, on=['instrument', 'timestamp'], how='left', indicator=True)
     cover = float((m['_merge'] == 'both').mean()) if len(m) else 0.0
-    if cover < 1: raise TrainError(f"champion v{ch['version']}: its features ({ds}) cover {cover:.1%} of the test rows")
+    if cover < 1:
+        raise TrainError(f"champion v{ch['version']}: its features ({ds}) cover {cover:.1%} of the test rows")
     prob = _predict(reg.load_model(ch['version']), m[ctr['features']], ctr['classes'])
     return spec.metrics(spec.run(test, prob), ctr.get('n_trials', 1), ctr.get('trial_sharpe_var', 0.0))
 
 # %% ../../nbs/pipelines_lib/73_evaluate.ipynb #f32ef678
 def _reasons(gates, notes) -> list[str]:
     fmt = lambda v: 'n/a' if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
-    out = [f"{g['gate']}: {fmt(g['value'])} {g['op']} {fmt(g['threshold'])} fails" for g in gates.gates if not g['passed']]
+    out = [
+        f"{g['gate']}: {fmt(g['value'])} {g['op']} {fmt(g['threshold'])} fails" for g in gates.gates if not g['passed']
+    ]
     return (out or [f"all {len(gates.gates)} gates pass"]) + list(notes)
 
 # %% ../../nbs/pipelines_lib/73_evaluate.ipynb #06015858
-def _card(reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp) -> str:
-    from autotrader.train.card import render_card, card_plots, DEFAULT_LIMITATIONS
+def _card(
+    reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp, spec=None, data=None, st=None, ov=None
+) -> str:
+    from autotrader.train.card import render_card, card_plots, DEFAULT_LIMITATIONS, benchmark_table, card_warnings
+
     insts = ', '.join(s.split(':')[0] for s in tr['instruments'])
-    model = dict(name=reg.model_name, version=mv['version'], run_id=mv['run_id'], estimator=tr['estimator'],
-                 selected=tr['selected'], classes=tr['classes'], objective=tr['objective'], study=tr['study'],
-                 trials=tr['n_trials'], seed=tr['seed'], aliases=', '.join(mv.get('aliases') or []),
-                 champion_compared=f"v{champion['version']}" if champion else 'none', params=tr['params'])
-    use = (f"Direction signal — P(close {tr['horizon']} bar(s) ahead > close now) — for {insts} at {tr['timeframe']}, re-decided "
-           f"every bar; positions {tr['backtest']['mode']} (band {tr['backtest']['band']}), costs {tr['backtest']['cost_bps']} bps "
-           "per unit of turnover. For research and paper trading; serves live only as the champion, after the gates and a rollout.")
+    model = dict(
+        name=reg.model_name,
+        version=mv['version'],
+        run_id=mv['run_id'],
+        estimator=tr['estimator'],
+        selected=tr['selected'],
+        classes=tr['classes'],
+        objective=tr['objective'],
+        study=tr['study'],
+        trials=tr['n_trials'],
+        seed=tr['seed'],
+        aliases=', '.join(mv.get('aliases') or []),
+        champion_compared=f"v{champion['version']}" if champion else 'none',
+        params=tr['params'],
+    )
+    use = (
+        f"Direction signal — P(close {tr['horizon']} bar(s) ahead > close now) — for {insts} at {tr['timeframe']}, re-decided "
+        f"every bar; positions {tr['backtest']['mode']} (band {tr['backtest']['band']}), costs {tr['backtest']['cost_bps']} bps "
+        "per unit of turnover. For research and paper trading; serves live only as the champion, after the gates and a rollout."
+    )
     imp_map = None
-    if imp is not None and len(imp): imp_map = dict(zip(imp.iloc[:, 0], imp['importance']))
+    if imp is not None and len(imp):
+        imp_map = dict(zip(imp.iloc[:, 0], imp['importance']))
     plots = card_plots(bt, imp_map, test['y'].to_numpy(), prob)
     windows = tr['windows']
-    data_d = dict(instruments=insts, timeframe=tr['timeframe'], feature_set=tr['feature_set']['id'], dataset=tr['dataset'],
-                  data_hash=tr['data_hash'][:16], feature_set_hash=tr['feature_set_hash'], as_of=tr['as_of'],
-                  rows=tr['rows'], label=f"horizon {tr['horizon']}, dead zone {tr['dead_zone']} ({tr['dead_zone_mode']})",
-                  dropped=tr.get('dropped'), windows=windows)
-    cols = ['deflated_sharpe', 'sharpe', 'expected_max_sharpe', 'n_trials', 'max_drawdown', 'win_rate', 'profit_factor',
-            'total_return', 'ann_vol', 'turnover', 'exposure', 'n_bars']        # the DSR first: luck accounted for
+    ts = data.frame.timestamp if data is not None and len(data.frame) else test.timestamp
+    src = (
+        sorted(map(str, data.frame['source'].dropna().unique())) if data is not None and 'source' in data.frame else []
+    )
+    source = ', '.join(src) or (st.data.source if st is not None else 'unknown')
+    end = ts.max() + timeframe_delta(tr['timeframe'])  # the close of the last bar: what the data knows
+    data_d = dict(
+        source=source,
+        instruments=insts,
+        timeframe=tr['timeframe'],
+        period=f"{ts.min()} → {end}",
+        as_of=str(end),
+        store_snapshot=tr['as_of'],
+        feature_set=tr['feature_set']['id'],
+        dataset=tr['dataset'],
+        data_hash=tr['data_hash'][:16],
+        feature_set_hash=tr['feature_set_hash'],
+        rows=tr['rows'],
+        label=f"horizon {tr['horizon']}, dead zone {tr['dead_zone']} ({tr['dead_zone_mode']})",
+        dropped=tr.get('dropped'),
+        windows=windows,
+    )
+    cols = [
+        'deflated_sharpe',
+        'sharpe',
+        'expected_max_sharpe',
+        'n_trials',
+        'max_drawdown',
+        'win_rate',
+        'profit_factor',
+        'total_return',
+        'ann_vol',
+        'turnover',
+        'exposure',
+        'n_bars',
+    ]  # the DSR first: luck accounted for
     lim = list(DEFAULT_LIMITATIONS) + list(notes)
-    if champion is None: lim.append("No champion was compared (none exists, or this version is the champion).")
-    return render_card(dict(model=model, intended_use=use, data=data_d,
-                            feature_set=dict(id=tr['feature_set']['id'], features=tr['features']),
-                            cv=folds, test_metrics=ev[[c for c in cols if c in ev]], gates=gates, plots=plots, limitations=lim))
+    if champion is None:
+        lim.append("No champion was compared (none exists, or this version is the champion).")
+    bm = benchmark_table(test, bt, spec.cost_bps, spec._pf_bpy(bt)) if spec is not None else None
+    trials = _load_table(reg, mv['run_id'], 'trials')
+    cands = _load_table(reg, mv['run_id'], 'candidates')
+    warns = card_warnings(
+        bm,
+        trials,
+        cands,
+        tr.get('selected'),
+        synthetic='sim' in source.split(', '),
+        overrides=ov if ov is not None else tr.get('overrides') or [],
+    )
+    return render_card(
+        dict(
+            model=model,
+            intended_use=use,
+            data=data_d,
+            benchmarks=bm,
+            warnings=warns,
+            feature_set=dict(id=tr['feature_set']['id'], features=tr['features']),
+            cv=folds,
+            test_metrics=ev[[c for c in cols if c in ev]],
+            gates=gates,
+            plots=plots,
+            limitations=lim,
+        )
+    )
 
 # %% ../../nbs/pipelines_lib/73_evaluate.ipynb #140254ae
 def evaluate_version(settings=None, version=None, write: bool = True, ctx: RunContext | None = None) -> Evaluation:
     "Backtest a registered version on its test window, gate it, render its card, record the decision (see above)."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
-    with _quiet_mlflow(): return _limited(st, _evaluate_version, st, version, write, ctx)
+    with _quiet_mlflow():
+        return _limited(st, _evaluate_version, st, version, write, ctx)
+
 
 def _evaluate_version(st, version, write, ctx=None):
     from autotrader.train.registry import ModelRegistry, metrics_from_frame
     from autotrader.train.gates import gates_from_settings
-    T = {}; t0 = time.perf_counter(); notes = []
+
+    T = {}
+    t0 = time.perf_counter()
+    notes = []
     reg = ModelRegistry.from_settings(st)
-    mv = _resolve(reg, version); v = mv['version']
+    mv = _resolve(reg, version)
+    v = mv['version']
     tr = _load_json(reg, mv['run_id'], 'training.json')
-    if tr is None: raise TrainError(f"{reg.model_name} v{v}: its run has no training.json (it was not registered by `train`)")
+    if tr is None:
+        raise TrainError(f"{reg.model_name} v{v}: its run has no training.json (it was not registered by `train`)")
     data = _rebuild(st, tr, notes)
     test = _test_rows(data, tr)
-    if test.empty: raise TrainError(f"v{v}: no rows in its test window {tr['windows']['test']}")
+    if test.empty:
+        raise TrainError(f"v{v}: no rows in its test window {tr['windows']['test']}")
     ins = train_instruments(st, ','.join(tr['instruments']))
     spec = backtest_spec(st, ins, data.frame.timestamp)
-    T['data'] = time.perf_counter() - t0; t1_ = time.perf_counter()
+    T['data'] = time.perf_counter() - t0
+    t1_ = time.perf_counter()
     prob = _predict(reg.load_model(v), test[tr['features']], tr['classes'])
     bt = spec.run(test, prob)
     ev = spec.metrics(bt, tr['n_trials'], tr['trial_sharpe_var'])
-    champ = reg.champion(); champion = cm = None
+    champ = reg.champion()
+    champion = cm = None
     if champ is not None and champ['version'] != v:
         champion = dict(version=champ['version'], run_id=champ['run_id'])
-        try: cm = _champion_metrics(reg, champ, st, test, spec, tr['as_of'])
+        try:
+            cm = _champion_metrics(reg, champ, st, test, spec, tr['as_of'])
         except TrainError as e:
-            notes.append(f"beats_champion cannot pass: {e}"); cm = {st.gates.champion_metric: float('nan')}
+            notes.append(f"beats_champion cannot pass: {e}")
+            cm = {st.gates.champion_metric: float('nan')}
         champion['metrics'] = _plain(dict(cm.loc['portfolio'])) if isinstance(cm, pd.DataFrame) else None
     gates = gates_from_settings(ev, st, cm)
-    T['backtest'] = time.perf_counter() - t1_; t1_ = time.perf_counter()
+    T['backtest'] = time.perf_counter() - t1_
+    t1_ = time.perf_counter()
     folds, imp = _load_table(reg, mv['run_id'], 'cv_folds'), _load_table(reg, mv['run_id'], 'importance')
-    card = _card(reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp)
+    ov = list(dict.fromkeys((tr.get('overrides') or []) + overrides(st)))  # the training floor then, the gates now
+    card = _card(reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp, spec, data, st, ov)
     p = ev.loc['portfolio']
     in_run = ctx is not None and ctx.in_runner
-    decision = _plain(dict(model=reg.model_name, version=v, run_id=mv['run_id'], promote=gates.passed,
-                           decided_at=gates.decided_at, reasons=_reasons(gates, notes), gates=gates.to_dict(), champion=champion,
-                           test_window=tr['windows']['test'], cost_bps=spec.cost_bps,
-                           metrics={k: p[k] for k in ('deflated_sharpe', 'n_trials', 'expected_max_sharpe', 'sharpe', 'max_drawdown', 'win_rate',
-                                                         'total_return', 'n_bars')},
-                           data_hash=tr['data_hash'], data_hash_matches=data.data_hash == tr['data_hash'],
-                           evaluation_run=ctx.run_id if in_run else None, tracking_uri=safe_url(reg.uri)))
-    ev_ = Evaluation(reg.model_name, v, mv['run_id'], tr, test, bt, ev, gates, decision, card, champion,
-                     cm if isinstance(cm, pd.DataFrame) else None, None, notes, T)
-    if write: _record(ev_, reg, st, metrics_from_frame)
-    if write and in_run: atomic_write(Path(ctx.run_dir) / 'model_card.html', card)
-    T['record'] = time.perf_counter() - t1_; T['total'] = time.perf_counter() - t0
+    decision = _plain(
+        dict(
+            model=reg.model_name,
+            version=v,
+            run_id=mv['run_id'],
+            promote=gates.passed,
+            decided_at=gates.decided_at,
+            reasons=_reasons(gates, notes),
+            gates=gates.to_dict(),
+            champion=champion,
+            test_window=tr['windows']['test'],
+            cost_bps=spec.cost_bps,
+            overrides=ov,
+            metrics={
+                k: p[k]
+                for k in (
+                    'deflated_sharpe',
+                    'n_trials',
+                    'expected_max_sharpe',
+                    'sharpe',
+                    'max_drawdown',
+                    'win_rate',
+                    'total_return',
+                    'n_bars',
+                )
+            },
+            data_hash=tr['data_hash'],
+            data_hash_matches=data.data_hash == tr['data_hash'],
+            evaluation_run=ctx.run_id if in_run else None,
+            tracking_uri=safe_url(reg.uri),
+        )
+    )
+    ev_ = Evaluation(
+        reg.model_name,
+        v,
+        mv['run_id'],
+        tr,
+        test,
+        bt,
+        ev,
+        gates,
+        decision,
+        card,
+        champion,
+        cm if isinstance(cm, pd.DataFrame) else None,
+        None,
+        notes,
+        T,
+    )
+    if write:
+        _record(ev_, reg, st, metrics_from_frame)
+    if write and in_run:
+        atomic_write(Path(ctx.run_dir) / 'model_card.html', card)
+    T['record'] = time.perf_counter() - t1_
+    T['total'] = time.perf_counter() - t0
     return ev_
+
 
 def _record(ev: Evaluation, reg, st, metrics_from_frame):
     "Gate tags, run metrics and artifacts, the decision file (step 4–6)."
     from mlflow.entities import Metric
-    c = reg.client; now = int(time.time() * 1000)
+
+    c = reg.client
+    now = int(time.time() * 1000)
     reg.set_gate_tags(ev.version, ev.gates)
-    m = {**metrics_from_frame(ev.metrics, 'test'), 'gates.passed': float(ev.gates.passed), 'decision.promote': float(ev.promote)}
-    if ev.champion_metrics is not None: m.update(metrics_from_frame(ev.champion_metrics.loc[['portfolio']], 'champion'))
+    m = {
+        **metrics_from_frame(ev.metrics, 'test'),
+        'gates.passed': float(ev.gates.passed),
+        'decision.promote': float(ev.promote),
+    }
+    if ev.champion_metrics is not None:
+        m.update(metrics_from_frame(ev.champion_metrics.loc[['portfolio']], 'champion'))
     items = [Metric(k, float(x), now, 0) for k, x in m.items()]
-    for i in range(0, len(items), 500): c.log_batch(ev.run_id, metrics=items[i:i + 500])
+    for i in range(0, len(items), 500):
+        c.log_batch(ev.run_id, metrics=items[i : i + 500])
     c.log_dict(ev.run_id, ev.gates.to_dict(), 'gates.json')
     c.log_dict(ev.run_id, ev.decision, 'decision.json')
     c.log_text(ev.run_id, ev.metrics.to_csv(), 'tables/test_metrics.csv')
@@ -212,12 +403,16 @@ def _record(ev: Evaluation, reg, st, metrics_from_frame):
     ev.decision['path'] = str(path)
     atomic_write(path, json.dumps(ev.decision, indent=2, allow_nan=False))
     ev.decision_path = path
-    for k, v in {'decision.promote': str(ev.promote).lower(), 'decision.path': str(path),
-                 'decision.decided_at': ev.decision['decided_at']}.items():
+    for k, v in {
+        'decision.promote': str(ev.promote).lower(),
+        'decision.path': str(path),
+        'decision.decided_at': ev.decision['decided_at'],
+    }.items():
         c.set_model_version_tag(reg.model_name, ev.version, k, v)
 
 # %% ../../nbs/pipelines_lib/73_evaluate.ipynb #73ac0b2b
 PARAMS = ('version',)
+
 
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None) -> Evaluation:
     "The evaluate pipeline: `evaluate_version(settings, version)` in the run context `ctx`."
@@ -227,4 +422,5 @@ def run(settings=None, params: dict | None = None, ctx: RunContext | None = None
 def card_iframe(html: str, height: int = 1400) -> str:
     "The model card inside an iframe (its styles stay inside), for a notebook or report."
     import html as _h
+
     return f'<iframe srcdoc="{_h.escape(html, quote=True)}" style="width:100%;height:{height}px;border:1px solid #ddd"></iframe>'

@@ -5,24 +5,44 @@ validation window, the final fit, MLflow logging and registration as `challenger
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #0dbd58a8
 from __future__ import annotations
-import hashlib, json, math, time
+import math
+import time
 from ..config import SettingsError
 from ..schema import timeframe_delta, to_utc
 from ..train.backtest import bars_per_year
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
-from ..config import Settings, load_settings
-from ..train.core import (TrainError, TrainingData, run_settings, train_instruments, backtest_spec, training_data,
-                                   optuna_storage, _quiet_mlflow, _limited)
+import numpy as np
+import pandas as pd
+from autotrader.train.core import (
+    TrainError,
+    TrainingData,
+    run_settings,
+    backtest_spec,
+    training_data,
+    optuna_storage,
+    _quiet_mlflow,
+    _limited,
+    overrides,
+)
 from ..train.splits import Windows, chrono_split, cv_from_settings
-from ..train.tuning import (ESTIMATORS, BacktestSpec, TuningResult, config_hash, cv_score, fold_metrics,
-                                     make_estimator, safe_url, study_name, tune, _inherit_openmp_limit)
+from autotrader.train.tuning import (
+    ESTIMATORS,
+    BacktestSpec,
+    TuningResult,
+    cv_score,
+    fold_metrics,
+    make_estimator,
+    safe_url,
+    study_name,
+    tune,
+    _inherit_openmp_limit,
+)
 from .context import RunContext
 from concurrent.futures import ThreadPoolExecutor
 
 # %% auto #0
-__all__ = ['PARAMS', 'TrainResult', 'train', 'run', 'plot_candidates']
+__all__ = ['PARAMS', 'TrainResult', 'train', 'select_candidate', 'run', 'plot_candidates']
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #b96243ca
 @dataclass
@@ -41,98 +61,226 @@ class TrainResult:
     run_id: str | None = None
     version: str | None = None
     timings: dict = field(default_factory=dict)
+
     def metrics(self) -> dict:
         "Figures for the run record (`RunContext.record`)."
         v = self.candidates.set_index('candidate')
-        return dict(version=self.version, run_id=self.run_id, selected=self.selected, rows=len(self.data.frame),
-                    features=len(self.data.features), instruments=len(self.data.instruments),
-                    n_trials=self.training['n_trials'], tuning_ran=self.tuning.ran, tuning_resumed=self.tuning.resumed,
-                    cv_best=self.tuning.best_value, valid_sharpe=v.loc[self.selected].get('valid.sharpe'),
-                    **{f'seconds_{k}': round(s, 2) for k, s in self.timings.items()})
-    def summary(self) -> pd.Series:
-        return pd.Series(dict(version=self.version, run_id=self.run_id, selected=self.selected, feature_set=self.data.feature_set.id,
-                              data_hash=self.data.data_hash[:16], instruments=', '.join(i.symbol for i in self.data.instruments),
-                              rows=len(self.data.frame), features=len(self.data.features), study=self.tuning.study_name,
-                              trials=f"{self.tuning.n_trials} ({self.tuning.ran} run now, {self.tuning.resumed} resumed)"))
+        return dict(
+            version=self.version,
+            run_id=self.run_id,
+            selected=self.selected,
+            rows=len(self.data.frame),
+            features=len(self.data.features),
+            instruments=len(self.data.instruments),
+            n_trials=self.training['n_trials'],
+            tuning_ran=self.tuning.ran,
+            tuning_resumed=self.tuning.resumed,
+            cv_best=self.tuning.best_value,
+            valid_sharpe=v.loc[self.selected].get('valid.sharpe'),
+            **{f'seconds_{k}': round(s, 2) for k, s in self.timings.items()},
+        )
 
-def _windows_frame(w: Windows) -> pd.DataFrame: return pd.DataFrame(w.to_dict()).T
+    def summary(self) -> pd.Series:
+        return pd.Series(
+            dict(
+                version=self.version,
+                run_id=self.run_id,
+                selected=self.selected,
+                feature_set=self.data.feature_set.id,
+                data_hash=self.data.data_hash[:16],
+                instruments=', '.join(i.symbol for i in self.data.instruments),
+                rows=len(self.data.frame),
+                features=len(self.data.features),
+                study=self.tuning.study_name,
+                trials=f"{self.tuning.n_trials} ({self.tuning.ran} run now, {self.tuning.resumed} resumed)",
+            )
+        )
+
+
+def _windows_frame(w: Windows) -> pd.DataFrame:
+    return pd.DataFrame(w.to_dict()).T
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #684015a1
 def _check_estimators(t):
     for k in ('model', 'baseline'):
         v = getattr(t, k)
         if v not in ESTIMATORS and not (k == 'baseline' and v == 'none'):
-            raise SettingsError(f"[train] {k}: unknown estimator {v!r}; known: {', '.join(ESTIMATORS)}" + (", none" if k == 'baseline' else ''))
+            raise SettingsError(
+                f"[train] {k}: unknown estimator {v!r}; known: {', '.join(ESTIMATORS)}"
+                + (", none" if k == 'baseline' else '')
+            )
+
 
 def _check_windows(data: TrainingData, w: Windows, st):
     n = int(pd.Series(data.frame.timestamp.iloc[w.test]).nunique())
     need = st.train.min_test_timestamps
     if n < need:
-        tl = data.frame.timestamp.nunique(); fs = data.feature_set
-        bars = max(need / st.train.test_size - tl, 0) + (fs.lookback if tl == 0 else 0)   # an empty table: warm-up first
-        try: bpy = min(bars_per_year(data.timeframe, i.calendar) for i in data.instruments)  # days per bar on the calendar
-        except (ValueError, KeyError): bpy = pd.Timedelta(days=365.25) / timeframe_delta(data.timeframe)
+        tl = data.frame.timestamp.nunique()
+        fs = data.feature_set
+        bars = max(need / st.train.test_size - tl, 0) + (fs.lookback if tl == 0 else 0)  # an empty table: warm-up first
+        try:
+            bpy = min(
+                bars_per_year(data.timeframe, i.calendar) for i in data.instruments
+            )  # days per bar on the calendar
+        except (ValueError, KeyError):
+            bpy = pd.Timedelta(days=365.25) / timeframe_delta(data.timeframe)
         more = math.ceil(bars / bpy * 365.25) + 1
-        more_why = (f", counting the {fs.lookback}-bar warm-up of the {fs.name} features (rows before it are not in the table)"
-                    if tl == 0 else '')
-        raise TrainError(f"the test window would hold {n} timestamps ({tl} in the table of {data.dataset}), fewer than "
-                         f"[train] min_test_timestamps = {need}: gates on so short a window promote noise. Ingest about "
-                         f"{more} more days of history{more_why} (e.g. `autotrader run ingest -p backfill=True -p start=<earlier date>`, "
-                         f"or a larger [data] lookback_days on a fresh data folder), or lower min_test_timestamps knowingly.")
+        more_why = (
+            f", counting the {fs.lookback}-bar warm-up of the {fs.name} features (rows before it are not in the table)"
+            if tl == 0
+            else ''
+        )
+        feasible = (
+            [
+                f"set [train] test_size = {need / tl:.2f} (the data you have then gives {need} test timestamps; the "
+                f"training window shrinks to {1 - need / tl - st.train.valid_size:.0%} of the timeline)"
+            ]
+            if tl and need / tl + st.train.valid_size <= 0.6
+            else []
+        )
+        feasible.append(
+            f"lower [train] min_test_timestamps to {n} knowingly (recorded as an override in the decision and the model card)"
+        )
+        raise TrainError(
+            f"the test window would hold {n} timestamps ({tl} in the table of {data.dataset}), fewer than "
+            f"[train] min_test_timestamps = {need}: gates on so short a window promote noise. Ingest about "
+            f"{more} more days of history{more_why} (e.g. `autotrader run ingest -p backfill=True -p start=<earlier date>`, "
+            f"or a larger [data] lookback_days on a fresh data folder), or " + ', or '.join(feasible) + "."
+        )
+
 
 def _importance(model, X, y, seed) -> pd.Series | None:
     from sklearn.inspection import permutation_importance
-    if len(X) < 20 or len(np.unique(y)) < 2: return None
+
+    if len(X) < 20 or len(np.unique(y)) < 2:
+        return None
     if len(X) > 20000:
-        i = np.random.default_rng(seed).choice(len(X), 20000, replace=False); X, y = X.iloc[np.sort(i)], y[np.sort(i)]
+        i = np.random.default_rng(seed).choice(len(X), 20000, replace=False)
+        X, y = X.iloc[np.sort(i)], y[np.sort(i)]
     r = permutation_importance(model, X, y, scoring='neg_log_loss', n_repeats=3, random_state=seed)
     return pd.Series(r.importances_mean, index=X.columns, name='importance').sort_values(ascending=False)
 
+
 def _training_window_tags(data: TrainingData, rows) -> dict:
     ts = data.frame.timestamp.iloc[rows]
-    return {'autotrader.train.feature_set': data.feature_set.id, 'autotrader.train.start': ts.min().isoformat(),
-            'autotrader.train.end': (ts.max() + timeframe_delta(data.timeframe)).isoformat(),
-            'autotrader.train.instruments': ','.join(i.symbol for i in data.instruments),
-            'autotrader.train.timeframe': data.timeframe, 'autotrader.data_hash': data.data_hash}
+    return {
+        'autotrader.train.feature_set': data.feature_set.id,
+        'autotrader.train.start': ts.min().isoformat(),
+        'autotrader.train.end': (ts.max() + timeframe_delta(data.timeframe)).isoformat(),
+        'autotrader.train.instruments': ','.join(i.symbol for i in data.instruments),
+        'autotrader.train.timeframe': data.timeframe,
+        'autotrader.data_hash': data.data_hash,
+    }
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #837574f4
-def train(settings=None, feature_set=None, instruments=None, start=None, end=None, valid_size=None, test_size=None,
-          n_trials=None, timeout=None, model=None, baseline=None, seed=None, objective=None, as_of=None,
-          register: bool = True, ctx: RunContext | None = None) -> TrainResult:
+def train(
+    settings=None,
+    feature_set=None,
+    instruments=None,
+    start=None,
+    end=None,
+    valid_size=None,
+    test_size=None,
+    n_trials=None,
+    timeout=None,
+    model=None,
+    baseline=None,
+    seed=None,
+    objective=None,
+    as_of=None,
+    register: bool = True,
+    ctx: RunContext | None = None,
+) -> TrainResult:
     "Train, log and register a challenger (the steps above). Arguments left None come from the settings."
-    st = run_settings(settings, feature_set=feature_set, valid_size=valid_size, test_size=test_size, n_trials=n_trials,
-                      timeout=timeout, model=model, baseline=baseline, seed=seed, objective=objective)
+    st = run_settings(
+        settings,
+        feature_set=feature_set,
+        valid_size=valid_size,
+        test_size=test_size,
+        n_trials=n_trials,
+        timeout=timeout,
+        model=model,
+        baseline=baseline,
+        seed=seed,
+        objective=objective,
+    )
     return _limited(st, _train, st, instruments, start, end, as_of, register, ctx)
 
+
+def select_candidate(cand: pd.DataFrame, valid_timestamps, z: float = 2.0) -> str:
+    """The candidate with the best cross-validation objective, unless another one's validation Sharpe is better by
+    more than `z` standard errors of a difference of two annualised Sharpe ratios (≈ √(2 / years of validation))."""
+    by_cv = cand.loc[cand['cv.objective'].fillna(-np.inf).idxmax(), 'candidate']
+    if 'valid.sharpe' not in cand or cand['valid.sharpe'].isna().all():
+        return by_cv
+    ts = pd.Series(valid_timestamps)
+    years = max((ts.max() - ts.min()) / pd.Timedelta(days=365.25), 1e-9) if len(ts) > 1 else 1e-9
+    v = cand.set_index('candidate')['valid.sharpe']
+    best = v.idxmax()
+    return best if best != by_cv and v[best] - v[by_cv] > z * math.sqrt(2 / years) else by_cv
+
+
 def _train(st, instruments, start, end, as_of, register, ctx=None) -> TrainResult:
-    T = {}; t0 = time.perf_counter()
-    t = st.train; _check_estimators(t)
+    T = {}
+    t0 = time.perf_counter()
+    t = st.train
+    _check_estimators(t)
     data = training_data(st, instruments=instruments, start=start, end=end, as_of=as_of)
-    try: w = chrono_split(data.frame.timestamp, data.frame.t1, t.valid_size, t.test_size)
-    except ValueError as e: raise TrainError(f"windows: {e}") from None
+    try:
+        w = chrono_split(data.frame.timestamp, data.frame.t1, t.valid_size, t.test_size)
+    except ValueError as e:
+        raise TrainError(f"windows: {e}") from None
     _check_windows(data, w, st)
     spec = backtest_spec(st, data.instruments, data.frame.timestamp)
-    T['data'] = time.perf_counter() - t0; t1_ = time.perf_counter()
+    T['data'] = time.perf_counter() - t0
+    t1_ = time.perf_counter()
     X, y, F = data.X, data.y, data.frame
     tr, va = w.train, w.valid
     cv = cv_from_settings(st, t0=F.timestamp.iloc[tr], t1=F.t1.iloc[tr])
-    cfg = dict(objective=t.objective, cv=repr(cv), spec=spec.to_dict(), seed=t.seed, windows=[t.valid_size, t.test_size],
-               horizon=[t.horizon, t.dead_zone, t.dead_zone_mode], pruning=t.pruning)
+    cfg = dict(
+        objective=t.objective,
+        cv=repr(cv),
+        spec=spec.to_dict(),
+        seed=t.seed,
+        windows=[t.valid_size, t.test_size],
+        horizon=[t.horizon, t.dead_zone, t.dead_zone_mode],
+        pruning=t.pruning,
+    )
     name = study_name(st.mlflow.model_name, t.model, data.data_hash, cfg)
     try:
-        tuning = tune(X.iloc[tr], y[tr], F.iloc[tr], cv, spec, t.model, t.n_trials, t.timeout or None, t.objective, t.seed,
-                      optuna_storage(st), name, t.pruning, t.n_jobs)
+        tuning = tune(
+            X.iloc[tr],
+            y[tr],
+            F.iloc[tr],
+            cv,
+            spec,
+            t.model,
+            t.n_trials,
+            t.timeout or None,
+            t.objective,
+            t.seed,
+            optuna_storage(st),
+            name,
+            t.pruning,
+            t.n_jobs,
+        )
     except ValueError as e:
-        if 'fold' in str(e) or 'timestamps' in str(e): raise TrainError(f"cross-validation: {e}") from None
+        if 'fold' in str(e) or 'timestamps' in str(e):
+            raise TrainError(f"cross-validation: {e}") from None
         raise
-    T['tuning'] = time.perf_counter() - t1_; t1_ = time.perf_counter()
+    T['tuning'] = time.perf_counter() - t1_
+    t1_ = time.perf_counter()
     # candidates: the tuned model and the baseline, scored on the validation window
-    cands = [(f'tuned:{t.model}', t.model, tuning.best_params)] + ([(f'baseline:{t.baseline}', t.baseline, {})] if t.baseline != 'none' else [])
+    cands = [(f'tuned:{t.model}', t.model, tuning.best_params)] + (
+        [(f'baseline:{t.baseline}', t.baseline, {})] if t.baseline != 'none' else []
+    )
     trial_sr = list(tuning.trials.loc[tuning.trials.state.isin(['COMPLETE', 'PRUNED']), 'sharpe'].dropna())
 
     def _candidate(label, est, params):
         row, m = dict(candidate=label, estimator=est), None
-        if label.startswith('tuned'): row['cv.objective'] = tuning.best_value; row['cv.sharpe'] = float(tuning.folds['sharpe'].mean())
+        if label.startswith('tuned'):
+            row['cv.objective'] = tuning.best_value
+            row['cv.sharpe'] = float(tuning.folds['sharpe'].mean())
         else:
             bf = cv_score(make_estimator(est, params, t.seed), X.iloc[tr], y[tr], F.iloc[tr], cv, spec, t.objective)
             row['cv.objective'] = float(bf['neg_log_loss' if t.objective == 'log_loss' else t.objective].mean())
@@ -144,75 +292,176 @@ def _train(st, instruments, start, end, as_of, register, ctx=None) -> TrainResul
         return row, m
 
     fit_rows = np.sort(np.concatenate([tr, va]))
-    with ThreadPoolExecutor(max(1, t.n_jobs), initializer=_inherit_openmp_limit()) as pool:   # independent fits: same results, in parallel
+    with ThreadPoolExecutor(
+        max(1, t.n_jobs), initializer=_inherit_openmp_limit()
+    ) as pool:  # independent fits: same results, in parallel
         outs = list(pool.map(lambda c: _candidate(*c), cands))
-        cand = pd.DataFrame([r for r, _ in outs]); fitted = {r['candidate']: m for r, m in outs}
+        cand = pd.DataFrame([r for r, _ in outs])
+        fitted = {r['candidate']: m for r, m in outs}
         trial_sr += [r['cv.sharpe'] for r, _ in outs if r['candidate'].startswith('baseline')]
-        key = 'valid.' + ('neg_log_loss' if t.objective == 'log_loss' else t.objective)
-        selected = cand.loc[cand[key].fillna(-np.inf).idxmax(), 'candidate'] if len(va) else cands[0][0]
+        selected = select_candidate(cand, F.timestamp.iloc[va]) if len(va) else cands[0][0]
         est, params = next((e, p) for l, e, p in cands if l == selected)
         imp = pool.submit(_importance, fitted[selected], X.iloc[va], y[va], t.seed) if len(va) else None
         final = pool.submit(lambda: make_estimator(est, params, t.seed).fit(X.iloc[fit_rows], y[fit_rows])).result()
         importance = imp.result() if imp is not None else None
-    T['select_fit'] = time.perf_counter() - t1_; t1_ = time.perf_counter()
+    T['select_fit'] = time.perf_counter() - t1_
+    t1_ = time.perf_counter()
     n_total = int(tuning.n_trials + (1 if t.baseline != 'none' else 0))
     sr_var = float(np.var(trial_sr, ddof=1)) if len(trial_sr) > 1 else 0.0
     fs = data.feature_set
-    training = dict(model_name=st.mlflow.model_name, estimator=est, params=params, selected=selected,
-                    classes=[int(c) if isinstance(c, (int, np.integer)) else c for c in final.classes_], seed=t.seed,
-                    feature_set=dict(id=fs.id, name=fs.name, version=fs.version, params=fs.params), dataset=data.dataset,
-                    features=data.features, instruments=[f'{i.symbol}:{i.calendar}' for i in data.instruments],
-                    timeframe=data.timeframe, horizon=t.horizon, dead_zone=t.dead_zone, dead_zone_mode=t.dead_zone_mode,
-                    start=None if start is None else to_utc(start).isoformat(), end=None if end is None else to_utc(end).isoformat(),
-                    as_of=data.as_of.isoformat(), data_hash=data.data_hash, feature_set_hash=data.feature_set_hash,
-                    rows=len(F), windows=w.to_dict(), n_trials=n_total, trial_sharpe_var=sr_var, objective=t.objective,
-                    backtest=spec.to_dict(), study=name, storage=safe_url(optuna_storage(st)), dropped=data.dropped,
-                    notes=data.notes, pipeline_run=ctx.run_id if ctx is not None and ctx.in_runner else None)
+    training = dict(
+        model_name=st.mlflow.model_name,
+        estimator=est,
+        params=params,
+        selected=selected,
+        classes=[int(c) if isinstance(c, (int, np.integer)) else c for c in final.classes_],
+        seed=t.seed,
+        feature_set=dict(id=fs.id, name=fs.name, version=fs.version, params=fs.params),
+        dataset=data.dataset,
+        features=data.features,
+        instruments=[f'{i.symbol}:{i.calendar}' for i in data.instruments],
+        timeframe=data.timeframe,
+        horizon=t.horizon,
+        dead_zone=t.dead_zone,
+        dead_zone_mode=t.dead_zone_mode,
+        start=None if start is None else to_utc(start).isoformat(),
+        end=None if end is None else to_utc(end).isoformat(),
+        as_of=data.as_of.isoformat(),
+        data_hash=data.data_hash,
+        feature_set_hash=data.feature_set_hash,
+        rows=len(F),
+        windows=w.to_dict(),
+        n_trials=n_total,
+        trial_sharpe_var=sr_var,
+        objective=t.objective,
+        backtest=spec.to_dict(),
+        study=name,
+        storage=safe_url(optuna_storage(st)),
+        dropped=data.dropped,
+        notes=data.notes,
+        overrides=overrides(st),
+        pipeline_run=ctx.run_id if ctx is not None and ctx.in_runner else None,
+    )
     res = TrainResult(data, w, tuning, cand, selected, est, params, final, importance, spec, training, timings=T)
     if register:
-        with _quiet_mlflow(): _log_and_register(res, st)
-    T['mlflow'] = time.perf_counter() - t1_; T['total'] = time.perf_counter() - t0
+        with _quiet_mlflow():
+            _log_and_register(res, st)
+    T['mlflow'] = time.perf_counter() - t1_
+    T['total'] = time.perf_counter() - t0
     return res
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #9e2f969e
 def _log_and_register(res: TrainResult, st):
     from autotrader.train.registry import ModelRegistry
     import autotrader
-    reg = ModelRegistry.from_settings(st); tr = res.training; t = st.train
-    params = {'model': {'estimator': res.estimator, 'selected': res.selected, **{f'param.{k}': v for k, v in res.params.items()},
-                        'classes': tr['classes']},
-              'data': {k: tr[k] for k in ('dataset', 'instruments', 'timeframe', 'start', 'end', 'as_of', 'rows')},
-              'label': {'horizon': t.horizon, 'dead_zone': t.dead_zone, 'dead_zone_mode': t.dead_zone_mode},
-              'windows': {k: f"{v['start']}..{v['end']} ({v['rows']} rows, {v['purged']} purged)" for k, v in tr['windows'].items()},
-              'cv': {'scheme': t.cv_scheme, 'folds': t.cv_folds, 'embargo': t.embargo, 'max_train_bars': t.max_train_bars},
-              'tuning': {'objective': t.objective, 'n_trials': t.n_trials, 'timeout': t.timeout, 'pruning': t.pruning,
-                         'seed': t.seed, 'n_jobs': t.n_jobs, 'threads': t.threads, 'study': tr['study'], 'storage': tr['storage']},
-              'backtest': {'cost_bps': tr['backtest']['cost_bps'], 'mode': t.position_mode, 'band': t.position_band,
-                           'allow_short': t.allow_short}}
+
+    reg = ModelRegistry.from_settings(st)
+    tr = res.training
+    t = st.train
+    params = {
+        'model': {
+            'estimator': res.estimator,
+            'selected': res.selected,
+            **{f'param.{k}': v for k, v in res.params.items()},
+            'classes': tr['classes'],
+        },
+        'data': {k: tr[k] for k in ('dataset', 'instruments', 'timeframe', 'start', 'end', 'as_of', 'rows')},
+        'label': {'horizon': t.horizon, 'dead_zone': t.dead_zone, 'dead_zone_mode': t.dead_zone_mode},
+        'windows': {
+            k: f"{v['start']}..{v['end']} ({v['rows']} rows, {v['purged']} purged)" for k, v in tr['windows'].items()
+        },
+        'cv': {'scheme': t.cv_scheme, 'folds': t.cv_folds, 'embargo': t.embargo, 'max_train_bars': t.max_train_bars},
+        'tuning': {
+            'objective': t.objective,
+            'n_trials': t.n_trials,
+            'timeout': t.timeout,
+            'pruning': t.pruning,
+            'seed': t.seed,
+            'n_jobs': t.n_jobs,
+            'threads': t.threads,
+            'study': tr['study'],
+            'storage': tr['storage'],
+        },
+        'backtest': {
+            'cost_bps': tr['backtest']['cost_bps'],
+            'mode': t.position_mode,
+            'band': t.position_band,
+            'allow_short': t.allow_short,
+        },
+    }
     cand = res.candidates.set_index('candidate')
-    metrics = {'tuning': {'n_trials': tr['n_trials'], 'trial_sharpe_var': tr['trial_sharpe_var'], 'best_value': res.tuning.best_value,
-                          'ran': res.tuning.ran, 'resumed': res.tuning.resumed, 'seconds': res.tuning.seconds},
-               'cv': {k: float(res.tuning.folds[k].mean()) for k in ('sharpe', 'win_rate', 'neg_log_loss', 'roc_auc') if k in res.tuning.folds},
-               'valid': {c.split(':')[0] + '.' + k.split('.', 1)[1]: v for c, r in cand.iterrows() for k, v in r.items() if k.startswith('valid.')},
-               'data': {'rows': tr['rows'], 'features': len(tr['features'])}}
-    tables = {'trials': res.tuning.trials, 'cv_folds': res.tuning.folds, 'candidates': res.candidates,
-              'windows': _windows_frame(res.windows), 'data_summary': res.data.summary()}
-    if res.importance is not None: tables['importance'] = res.importance.to_frame()
+    metrics = {
+        'tuning': {
+            'n_trials': tr['n_trials'],
+            'trial_sharpe_var': tr['trial_sharpe_var'],
+            'best_value': res.tuning.best_value,
+            'ran': res.tuning.ran,
+            'resumed': res.tuning.resumed,
+            'seconds': res.tuning.seconds,
+        },
+        'cv': {
+            k: float(res.tuning.folds[k].mean())
+            for k in ('sharpe', 'win_rate', 'neg_log_loss', 'roc_auc')
+            if k in res.tuning.folds
+        },
+        'valid': {
+            c.split(':')[0] + '.' + k.split('.', 1)[1]: v
+            for c, r in cand.iterrows()
+            for k, v in r.items()
+            if k.startswith('valid.')
+        },
+        'data': {'rows': tr['rows'], 'features': len(tr['features'])},
+    }
+    tables = {
+        'trials': res.tuning.trials,
+        'cv_folds': res.tuning.folds,
+        'candidates': res.candidates,
+        'windows': _windows_frame(res.windows),
+        'data_summary': res.data.summary(),
+    }
+    if res.importance is not None:
+        tables['importance'] = res.importance.to_frame()
     tags = {'autotrader.stage': 'train', 'autotrader.feature_set_hash': res.data.feature_set_hash}
-    if tr.get('pipeline_run'): tags['autotrader.pipeline_run'] = tr['pipeline_run']
-    run = reg.log_run(params, metrics, tags, run_name=f"train-{res.estimator}", data_hash=res.data.data_hash,
-                      feature_set=res.data.feature_set.id, model=res.model, input_example=res.data.X.head(5), tables=tables,
-                      git_dir=Path(autotrader.__file__).resolve().parent)
+    if tr.get('pipeline_run'):
+        tags['autotrader.pipeline_run'] = tr['pipeline_run']
+    run = reg.log_run(
+        params,
+        metrics,
+        tags,
+        run_name=f"train-{res.estimator}",
+        data_hash=res.data.data_hash,
+        feature_set=res.data.feature_set.id,
+        model=res.model,
+        input_example=res.data.X.head(5),
+        tables=tables,
+        git_dir=Path(autotrader.__file__).resolve().parent,
+    )
     reg.client.log_dict(run.run_id, tr, 'training.json')
     fit_rows = np.sort(np.concatenate([res.windows.train, res.windows.valid]))
-    res.version = reg.register(run, alias='challenger', tags=_training_window_tags(res.data, fit_rows),
-                               description=f"{res.selected} on {res.data.dataset}, {len(res.data.frame)} rows")
+    res.version = reg.register(
+        run,
+        alias='challenger',
+        tags=_training_window_tags(res.data, fit_rows),
+        description=f"{res.selected} on {res.data.dataset}, {len(res.data.frame)} rows",
+    )
     res.run_id = run.run_id
     return res
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #013d6a70
-PARAMS = ('feature_set', 'instruments', 'start', 'end', 'valid_size', 'test_size', 'n_trials', 'timeout', 'model',
-          'baseline', 'seed')
+PARAMS = (
+    'feature_set',
+    'instruments',
+    'start',
+    'end',
+    'valid_size',
+    'test_size',
+    'n_trials',
+    'timeout',
+    'model',
+    'baseline',
+    'seed',
+)
+
 
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None) -> TrainResult:
     "The train pipeline: `train(settings, **params)` in the run context `ctx`."
@@ -223,11 +472,18 @@ def run(settings=None, params: dict | None = None, ctx: RunContext | None = None
 def plot_candidates(res: TrainResult):
     "Validation Sharpe ratio (after costs) and CV objective of each candidate."
     import matplotlib.pyplot as plt
+
     c = res.candidates
     fig, ax = plt.subplots(1, 2, figsize=(9, 2.4))
-    for a, col, title in [(ax[0], 'cv.objective', f'CV {res.tuning.objective} (train window)'),
-                          (ax[1], 'valid.sharpe', 'Sharpe after costs (validation window)')]:
-        if col in c: a.barh(c['candidate'], c[col], color=['tab:green' if x == res.selected else 'tab:grey' for x in c['candidate']])
-        a.set_title(title, fontsize=9); a.grid(alpha=0.3)
+    for a, col, title in [
+        (ax[0], 'cv.objective', f'CV {res.tuning.objective} (train window)'),
+        (ax[1], 'valid.sharpe', 'Sharpe after costs (validation window)'),
+    ]:
+        if col in c:
+            a.barh(
+                c['candidate'], c[col], color=['tab:green' if x == res.selected else 'tab:grey' for x in c['candidate']]
+            )
+        a.set_title(title, fontsize=9)
+        a.grid(alpha=0.3)
     fig.tight_layout()
     return fig

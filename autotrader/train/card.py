@@ -5,62 +5,89 @@ cross-validation, test metrics, gates, plots, limitations), logged with the run 
 
 # %% ../../nbs/train/45_card.ipynb #b9502263
 from __future__ import annotations
-import base64, html, io, math
+import base64
+import io
+import math
 from datetime import datetime, timezone
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['DEFAULT_LIMITATIONS', 'METRIC_NOTES', 'fig_to_data_uri', 'plot_equity', 'plot_drawdown', 'plot_importance',
-           'calibration_table', 'plot_calibration', 'card_plots', 'render_card']
+           'calibration_table', 'plot_calibration', 'card_plots', 'render_card', 'benchmark_table', 'card_warnings']
 
 # %% ../../nbs/train/45_card.ipynb #3c7f8421
 def fig_to_data_uri(fig, dpi: int = 90) -> str:
     "PNG data URI of a matplotlib figure."
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=dpi, bbox_inches='tight')
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
+
 
 def _fig(w=7.5, h=3.0):
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(w, h)); ax = fig.subplots(); ax.grid(alpha=0.3)
+
+    fig = Figure(figsize=(w, h))
+    ax = fig.subplots()
+    ax.grid(alpha=0.3)
     return fig, ax
+
 
 def plot_equity(bt: pd.DataFrame) -> str:
     "Equity curves (after costs) of each instrument and the portfolio of a `train.backtest.backtest` frame."
     from autotrader.train.backtest import portfolio
+
     fig, ax = _fig()
     for i, g in bt.groupby('instrument', sort=True):
         ax.plot(g['timestamp'], np.cumprod(1 + g['net'].to_numpy()), lw=0.8, alpha=0.7, label=str(i))
     pf = portfolio(bt)
     ax.plot(pf.index, np.cumprod(1 + pf['net'].to_numpy()), lw=1.8, color='black', label='portfolio')
-    ax.set_title('Equity after costs (start = 1)'); ax.legend(fontsize=7, ncol=3); fig.autofmt_xdate()
+    ax.set_title('Equity after costs (start = 1)')
+    ax.legend(fontsize=7, ncol=3)
+    fig.autofmt_xdate()
     return fig_to_data_uri(fig)
+
 
 def plot_drawdown(bt: pd.DataFrame) -> str:
     "Drawdown of the equal-weight portfolio."
     from autotrader.train.backtest import portfolio
-    pf = portfolio(bt); eq = np.cumprod(1 + pf['net'].to_numpy())
+
+    pf = portfolio(bt)
+    eq = np.cumprod(1 + pf['net'].to_numpy())
     dd = 1 - eq / np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
     fig, ax = _fig(h=2.2)
-    ax.fill_between(pf.index, -dd, 0, color='tab:red', alpha=0.5); ax.set_title('Portfolio drawdown')
-    ax.yaxis.set_major_formatter(lambda v, _: f'{v:.0%}'); fig.autofmt_xdate()
+    ax.fill_between(pf.index, -dd, 0, color='tab:red', alpha=0.5)
+    ax.set_title('Portfolio drawdown')
+    ax.yaxis.set_major_formatter(lambda v, _: f'{v:.0%}')
+    fig.autofmt_xdate()
     return fig_to_data_uri(fig)
+
 
 def plot_importance(importance, top: int = 20) -> str:
     "Horizontal bars of the `top` largest importances of a {feature: importance} mapping or Series."
     s = pd.Series(importance, dtype='float64').dropna()
     s = s.reindex(s.abs().sort_values(ascending=False).index[:top])[::-1]
     fig, ax = _fig(h=max(1.5, 0.25 * len(s) + 0.6))
-    ax.barh([str(i) for i in s.index], s.to_numpy(), color='tab:blue'); ax.set_title('Feature importance')
+    ax.barh([str(i) for i in s.index], s.to_numpy(), color='tab:blue')
+    ax.set_title('Feature importance')
     return fig_to_data_uri(fig)
+
 
 def calibration_table(y, prob, n_bins: int = 10) -> pd.DataFrame:
     "Equal-count bins of P(up): mean predicted, observed up frequency, count."
     y, p = np.asarray(y, dtype='float64'), np.asarray(prob, dtype='float64')
-    ok = ~np.isnan(p) & ~np.isnan(y); y, p = (y[ok] > 0).astype(float), p[ok]
-    if not len(p): return pd.DataFrame(columns=['predicted', 'observed', 'count'])
+    ok = ~np.isnan(p) & ~np.isnan(y)
+    y, p = (y[ok] > 0).astype(float), p[ok]
+    if not len(p):
+        return pd.DataFrame(columns=['predicted', 'observed', 'count'])
     bins = pd.qcut(pd.Series(p).rank(method='first'), min(n_bins, len(p)), labels=False)
-    return pd.DataFrame({'p': p, 'y': y, 'b': bins.to_numpy()}).groupby('b').agg(
-        predicted=('p', 'mean'), observed=('y', 'mean'), count=('y', 'size')).reset_index(drop=True)
+    return (
+        pd.DataFrame({'p': p, 'y': y, 'b': bins.to_numpy()})
+        .groupby('b')
+        .agg(predicted=('p', 'mean'), observed=('y', 'mean'), count=('y', 'size'))
+        .reset_index(drop=True)
+    )
+
 
 def plot_calibration(y, prob, n_bins: int = 10) -> str:
     "Reliability diagram of P(up) against observed up moves."
@@ -68,16 +95,23 @@ def plot_calibration(y, prob, n_bins: int = 10) -> str:
     fig, ax = _fig(4.0, 3.5)
     lo, hi = (min(t.predicted.min(), t.observed.min()), max(t.predicted.max(), t.observed.max())) if len(t) else (0, 1)
     ax.plot([lo, hi], [lo, hi], ls='--', color='grey', lw=1)
-    ax.plot(t.predicted, t.observed, marker='o'); ax.set_xlabel('predicted P(up)'); ax.set_ylabel('observed up frequency')
+    ax.plot(t.predicted, t.observed, marker='o')
+    ax.set_xlabel('predicted P(up)')
+    ax.set_ylabel('observed up frequency')
     ax.set_title('Calibration')
     return fig_to_data_uri(fig)
+
 
 def card_plots(bt: pd.DataFrame | None = None, importance=None, y=None, prob=None) -> dict:
     "The standard plots that the inputs given allow: {title: data URI}."
     out = {}
-    if bt is not None and len(bt): out['Equity'] = plot_equity(bt); out['Drawdown'] = plot_drawdown(bt)
-    if importance is not None and len(importance): out['Feature importance'] = plot_importance(importance)
-    if y is not None and prob is not None: out['Calibration'] = plot_calibration(y, prob)
+    if bt is not None and len(bt):
+        out['Equity'] = plot_equity(bt)
+        out['Drawdown'] = plot_drawdown(bt)
+    if importance is not None and len(importance):
+        out['Feature importance'] = plot_importance(importance)
+    if y is not None and prob is not None:
+        out['Calibration'] = plot_calibration(y, prob)
     return out
 
 # %% ../../nbs/train/45_card.ipynb #efe84c85
@@ -105,10 +139,11 @@ body{font-family:system-ui,-apple-system,sans-serif;margin:2em auto;max-width:11
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{padding:.25em .7em;border-bottom:1px solid #e5e5e5;text-align:right}
 th:first-child,td:first-child{text-align:left}.kv td{text-align:left}.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}
-.verdict{font-size:1.3em}.dsr{font-size:1.1em}img{max-width:100%;margin:.5em 0}.muted{color:#666}
+.warn{background:#fff4e5;border:1px solid #f0a020;padding:.4em 1em;margin:.8em 0}.verdict{font-size:1.3em}.dsr{font-size:1.1em}img{max-width:100%;margin:.5em 0}.muted{color:#666}
 </style></head><body>
 <h1>{{ title }}</h1>
-<p class="muted">Model card generated {{ generated }}</p>
+<p class="muted">Model card generated {{ generated }}{% if data and data.as_of %} · data up to {{ data.as_of }}{% endif %}</p>
+{% if warnings %}<div class="warn"><b>Read this first</b><ul>{% for w in warnings %}<li>{{ w }}</li>{% endfor %}</ul></div>{% endif %}
 {% if gates %}<p class="verdict">Gates: <span class="{{ 'pass' if gates.passed else 'fail' }}">{{ 'PASSED' if gates.passed else 'FAILED' }}</span>
 {% if gates.failed %} — failed: {{ gates.failed | join(', ') }}{% endif %}</p>{% endif %}
 {% if dsr %}<p class="dsr">Deflated Sharpe ratio <b>{{ fmt(dsr.value) }}</b>{% if dsr.gate %} (gate &gt; {{ fmt(dsr.gate.threshold) }}:
@@ -127,6 +162,10 @@ th:first-child,td:first-child{text-align:left}.kv td{text-align:left}.pass{color
 {% if cv %}<h2>Cross-validation</h2>{{ cv }}{% endif %}
 {% if test_metrics %}<h2>Test window metrics (after costs)</h2>{{ test_metrics }}
 <ul class="muted">{% for n in metric_notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
+{% if benchmarks %}<h2>Benchmarks: the same window, the same costs</h2>{{ benchmarks }}
+<p class="muted">Buy-and-hold at the strategy's net position holds each instrument's mean net position of the strategy all the time:
+the same exposure without timing. A strategy that does not beat it shows exposure, not skill. Cost drag: costs per year as a
+return; turnover: sum of |position changes| per year.</p>{% endif %}
 {% if gates %}<h2>Promotion gates</h2><table><tr><th>gate</th><th>value</th><th></th><th>threshold</th><th>verdict</th></tr>
 {% for g in gates.gates %}<tr><td>{{ g.gate }}</td><td>{{ fmt(g.value) }}</td><td>{{ g.op }}</td><td>{{ fmt(g.threshold) }}</td>
 <td class="{{ 'pass' if g.passed else 'fail' }}">{{ 'pass' if g.passed else 'FAIL' }}</td></tr>{% endfor %}</table>{% endif %}
@@ -134,45 +173,171 @@ th:first-child,td:first-child{text-align:left}.kv td{text-align:left}.pass{color
 <h2>Limitations</h2><ul>{% for l in limitations %}<li>{{ l }}</li>{% endfor %}</ul>
 </body></html>"""
 
+
 def _fmt(v):
-    if v is None: return '–'
-    if isinstance(v, (bool, np.bool_)): return str(bool(v))
-    if isinstance(v, (int, np.integer)): return str(int(v))
-    if isinstance(v, (float, np.floating)): return '–' if math.isnan(v) else f'{v:.4g}'
+    if v is None:
+        return '–'
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return '–' if math.isnan(v) else f'{v:.4g}'
     return str(v)
+
 
 def _table(t):
     from markupsafe import Markup
-    if t is None: return None
+
+    if t is None:
+        return None
     df = t if isinstance(t, pd.DataFrame) else pd.DataFrame(list(t))
-    if df.empty: return None
-    return Markup(df.to_html(border=0, na_rep='–', float_format=lambda x: f'{x:.4g}', escape=True,
-                             index=not isinstance(df.index, pd.RangeIndex)))
+    if df.empty:
+        return None
+    return Markup(
+        df.to_html(
+            border=0,
+            na_rep='–',
+            float_format=lambda x: f'{x:.4g}',
+            escape=True,
+            index=not isinstance(df.index, pd.RangeIndex),
+        )
+    )
+
 
 def _dsr(test_metrics, gates):
     "The portfolio's deflated Sharpe ratio, its trials and SR_0, and its gate (None without a DSR figure)."
     row = {}
-    if isinstance(test_metrics, pd.DataFrame) and 'portfolio' in test_metrics.index: row = dict(test_metrics.loc['portfolio'])
-    elif isinstance(test_metrics, dict): row = dict(test_metrics)
+    if isinstance(test_metrics, pd.DataFrame) and 'portfolio' in test_metrics.index:
+        row = dict(test_metrics.loc['portfolio'])
+    elif isinstance(test_metrics, dict):
+        row = dict(test_metrics)
     gate = next((x for x in (gates or {}).get('gates', []) if x.get('gate') == 'deflated_sharpe'), None)
     v = row.get('deflated_sharpe', gate['value'] if gate else None)
-    if v is None and gate is None: return None
-    return dict(value=v, gate=gate, sharpe=row.get('sharpe'), sr0=row.get('expected_max_sharpe'), n_trials=row.get('n_trials'))
+    if v is None and gate is None:
+        return None
+    return dict(
+        value=v, gate=gate, sharpe=row.get('sharpe'), sr0=row.get('expected_max_sharpe'), n_trials=row.get('n_trials')
+    )
+
 
 def render_card(card: dict) -> str:
     "Self-contained HTML model card from a dict (see the table above)."
     import jinja2
+
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
     g = card.get('gates')
-    if g is not None and hasattr(g, 'to_dict'): g = g.to_dict()
+    if g is not None and hasattr(g, 'to_dict'):
+        g = g.to_dict()
     dsr = _dsr(card.get('test_metrics'), g)
     for uri in (card.get('plots') or {}).values():
-        if not str(uri).startswith('data:image/'): raise ValueError("plots must be data URIs (use card_plots / fig_to_data_uri)")
+        if not str(uri).startswith('data:image/'):
+            raise ValueError("plots must be data URIs (use card_plots / fig_to_data_uri)")
     m = card.get('model') or {}
-    title = card.get('title') or ' '.join(str(x) for x in [m.get('name', 'model'), f"v{m['version']}" if m.get('version') else ''] if x)
+    title = card.get('title') or ' '.join(
+        str(x) for x in [m.get('name', 'model'), f"v{m['version']}" if m.get('version') else ''] if x
+    )
     return env.from_string(_TEMPLATE).render(
-        title=title, generated=datetime.now(timezone.utc).isoformat(timespec='seconds'), model=m,
-        intended_use=card.get('intended_use'), data=card.get('data'), feature_set=card.get('feature_set'),
-        cv=_table(card.get('cv')), test_metrics=_table(card.get('test_metrics')), gates=g, fmt=_fmt, dsr=dsr,
+        title=title,
+        generated=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        model=m,
+        intended_use=card.get('intended_use'),
+        data=card.get('data'),
+        feature_set=card.get('feature_set'),
+        cv=_table(card.get('cv')),
+        test_metrics=_table(card.get('test_metrics')),
+        gates=g,
+        fmt=_fmt,
+        dsr=dsr,
+        benchmarks=_table(card.get('benchmarks')),
+        warnings=card.get('warnings') or [],
         metric_notes=card.get('metric_notes') or METRIC_NOTES,
-        plots=card.get('plots') or {}, limitations=card.get('limitations') or DEFAULT_LIMITATIONS)
+        plots=card.get('plots') or {},
+        limitations=card.get('limitations') or DEFAULT_LIMITATIONS,
+    )
+
+# %% ../../nbs/train/45_card.ipynb #6c73a8f2
+def benchmark_table(frame: pd.DataFrame, bt: pd.DataFrame, cost_bps=2.0, bars_per_year: float = 8766.0) -> pd.DataFrame:
+    """The strategy's portfolio beside benchmarks on the same window and costs — buy-and-hold, buy-and-hold at the
+    strategy's own mean net position per instrument (its exposure, no timing), always flat — with gross and net
+    Sharpe, annual return, cost drag and turnover per year, exposure and drawdown. `frame`: instrument, timestamp,
+    next_ret; `bt`: the strategy's `backtest` frame."""
+    from autotrader.train.backtest import backtest, portfolio, performance
+
+    f = frame[['instrument', 'timestamp', 'next_ret']]
+    net_pos = bt.groupby('instrument')['position'].mean()
+
+    def row(b):
+        pf = portfolio(b)
+        A = float(bars_per_year)
+        n = performance(pf['net'], pf['position'], pf['turnover'], A)
+        g = performance(pf['gross'], pf['position'], pf['turnover'], A)
+        return dict(
+            sharpe_net=n['sharpe'],
+            sharpe_gross=g['sharpe'],
+            return_annual=n['ann_return'],
+            cost_drag_annual=float(pf['cost'].mean() * A),
+            turnover_annual=n['turnover_annual'],
+            exposure=n['exposure'],
+            vol_annual=n['ann_vol'],
+            max_drawdown=n['max_drawdown'],
+        )
+
+    rows = {'strategy': row(bt)}
+    for name, pos in (
+        ('buy and hold', 1.0),
+        ("buy and hold at the strategy's net position", f['instrument'].map(net_pos).fillna(0.0).clip(-1, 1)),
+        ('always flat', 0.0),
+    ):
+        rows[name] = row(backtest(f.assign(_p=pos), position='_p', cost_bps=cost_bps))
+    return pd.DataFrame(rows).T.rename_axis('portfolio')
+
+
+def card_warnings(
+    benchmarks: pd.DataFrame | None = None,
+    trials=None,
+    candidates=None,
+    selected: str | None = None,
+    synthetic: bool = False,
+    overrides=None,
+) -> list[str]:
+    "What a reader must not miss (see above): synthetic data, no skill beyond exposure, costs that eat the edge, losing trials, a selection against CV, overridden gates."
+    out = []
+    if synthetic:
+        out.append(
+            "SYNTHETIC DATA: trained and tested on the simulated market (source = sim), which has a planted predictable "
+            "component ([sim] alpha). Its figures say the pipeline works, nothing about a real market."
+        )
+    if benchmarks is not None and len(benchmarks):
+        s, b = benchmarks.loc['strategy'], benchmarks.loc["buy and hold at the strategy's net position"]
+        if np.isfinite(s.sharpe_net) and np.isfinite(b.sharpe_net) and s.sharpe_net <= b.sharpe_net:
+            out.append(
+                f"No skill beyond exposure: net Sharpe {s.sharpe_net:.2f} vs {b.sharpe_net:.2f} for buy-and-hold at the same net position."
+            )
+        if np.isfinite(s.sharpe_gross) and s.sharpe_gross > 0 and not s.sharpe_net > 0:
+            out.append(
+                f"Costs eat the edge: gross Sharpe {s.sharpe_gross:.2f}, net {s.sharpe_net:.2f} "
+                f"(cost drag {s.cost_drag_annual:.1%} a year at turnover {s.turnover_annual:.0f} a year)."
+            )
+    if trials is not None and len(trials) and 'sharpe' in trials:
+        sr = pd.to_numeric(trials['sharpe'], errors='coerce').dropna()
+        if len(sr) and (sr <= 0).all():
+            out.append(
+                f"Every one of the {len(sr)} tuning trials lost money in cross-validation (best CV Sharpe {sr.max():.2f})."
+            )
+    if candidates is not None and len(candidates) and 'cv.sharpe' in candidates and selected:
+        c = candidates.set_index('candidate')
+        base = c[c.index.str.startswith('baseline')]
+        if (
+            selected in c.index
+            and len(base)
+            and not selected.startswith('baseline')
+            and c.loc[selected, 'cv.sharpe'] < base['cv.sharpe'].iloc[0]
+        ):
+            out.append(
+                f"The chosen model's CV Sharpe ({c.loc[selected, 'cv.sharpe']:.2f}) is worse than the baseline's "
+                f"({base['cv.sharpe'].iloc[0]:.2f}): it was chosen on its validation window alone."
+            )
+    for o in overrides or []:
+        out.append(f"Overridden: {o}")
+    return out

@@ -6,73 +6,130 @@ drivers themselves are in `autotrader.pipelines` (`train`, `evaluate`)."""
 
 # %% ../../nbs/train/47_core.ipynb #4262e5fc
 from __future__ import annotations
-import copy, hashlib, json, math, os, time
+import copy
+import hashlib
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from ..files import atomic_write
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import SCHEMA, Settings, SettingsError, load_settings, _convert
-from ..schema import Instrument, exchange_code, parse_instruments, to_utc, timeframe_delta
-from ..features.basic import FeatureSet, feature_set as _feature_set, make_feature_set
-from ..features.store import FeatureStore, StoreError, frame_hash, training_set
-from .labels import make_labels, prob_up
-from .splits import Windows, chrono_split, cv_from_settings
+from ..schema import Instrument, exchange_code, parse_instruments, to_utc
+from ..features.basic import FeatureSet, make_feature_set
+from ..features.store import FeatureStore, frame_hash, training_set
+from .labels import make_labels
 from .backtest import bars_per_year, observed_bars_per_year
-from .tuning import (ESTIMATORS, BacktestSpec, TuningResult, config_hash, cv_score, fold_metrics,
-                                     make_estimator, safe_url, study_name, tune, _inherit_openmp_limit)
-from concurrent.futures import ThreadPoolExecutor
+from autotrader.train.tuning import (
+    BacktestSpec,
+)
 
 # %% auto #0
-__all__ = ['TrainError', 'run_settings', 'train_instruments', 'cost_model', 'backtest_spec', 'TrainingData', 'training_data',
-           'optuna_storage', 'decision_path', 'PromotionRefused', 'read_decision', 'apply_decision']
+__all__ = ['LENIENT', 'TrainError', 'run_settings', 'overrides', 'train_instruments', 'cost_model', 'backtest_spec',
+           'TrainingData', 'training_data', 'optuna_storage', 'decision_path', 'PromotionRefused', 'read_decision',
+           'apply_decision']
 
 # %% ../../nbs/train/47_core.ipynb #c2463b65
 class TrainError(RuntimeError):
     "Training or evaluation cannot run as asked (no data, too little data, nothing registered, …); the message says what to do."
 
-_PARAMS = {'feature_set': 'features.set', 'valid_size': 'train.valid_size', 'test_size': 'train.test_size',
-           'n_trials': 'train.n_trials', 'timeout': 'train.timeout', 'model': 'train.model', 'baseline': 'train.baseline',
-           'seed': 'train.seed', 'objective': 'train.objective', 'horizon': 'train.horizon', 'cv_folds': 'train.cv_folds'}
+
+_PARAMS = {
+    'feature_set': 'features.set',
+    'valid_size': 'train.valid_size',
+    'test_size': 'train.test_size',
+    'n_trials': 'train.n_trials',
+    'timeout': 'train.timeout',
+    'model': 'train.model',
+    'baseline': 'train.baseline',
+    'seed': 'train.seed',
+    'objective': 'train.objective',
+    'horizon': 'train.horizon',
+    'cv_folds': 'train.cv_folds',
+}
+
 
 def run_settings(settings=None, **params) -> Settings:
     "A copy of `settings` (a `Settings`, a path or None = the usual lookup) with the non-None `params` applied (see `_PARAMS`)."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     st = copy.deepcopy(st)
     for name, v in params.items():
-        if name not in _PARAMS: raise TypeError(f"unknown parameter {name!r}; known: {', '.join(_PARAMS)}")
-        if v is None: continue
+        if name not in _PARAMS:
+            raise TypeError(f"unknown parameter {name!r}; known: {', '.join(_PARAMS)}")
+        if v is None:
+            continue
         sec, key = _PARAMS[name].split('.')
         setattr(getattr(st, sec), key, _convert(sec, key, SCHEMA[sec][key], v, st.base_dir, f'parameter {name}'))
     return st
+
+# %% ../../nbs/train/47_core.ipynb #8b6fe6cb
+LENIENT = {
+    ('train', 'min_test_timestamps'): 'lower',
+    ('gates', 'min_sharpe'): 'lower',
+    ('gates', 'max_drawdown'): 'higher',
+    ('gates', 'min_win_rate'): 'lower',
+    ('gates', 'min_deflated_sharpe'): 'lower',
+    ('gates', 'champion_margin'): 'lower',
+}
+
+
+def overrides(settings) -> list[str]:
+    "Every gate or floor set more leniently than its shipped default, as '[section] key = value (default d)': recorded in the decision and the card."
+    from autotrader.config import SCHEMA
+
+    out = []
+    for (s, k), way in LENIENT.items():
+        v, d = getattr(getattr(settings, s), k), SCHEMA[s][k].default
+        if (v < d) if way == 'lower' else (v > d):
+            out.append(f"[{s}] {k} = {v:g} (default {d:g})")
+    return out
 
 # %% ../../nbs/train/47_core.ipynb #64a33d5b
 def train_instruments(settings, instruments=None) -> list[Instrument]:
     "Instruments to train on (see above)."
     cal = {i.symbol: i for i in parse_instruments(settings.instruments.symbols, settings.instruments.default_calendar)}
     src = instruments if instruments not in (None, '', []) else (settings.train.instruments or None)
-    if src is None: return list(cal.values())
-    try: return [cal.get(i.symbol, i) for i in parse_instruments(src, settings.instruments.default_calendar)]
-    except ValueError as e: raise TrainError(f"instruments: {e}") from None
+    if src is None:
+        return list(cal.values())
+    try:
+        return [cal.get(i.symbol, i) for i in parse_instruments(src, settings.instruments.default_calendar)]
+    except ValueError as e:
+        raise TrainError(f"instruments: {e}") from None
+
 
 def cost_model(settings, instruments) -> dict:
     "{symbol: cost in bps per unit of turnover} (see above)."
     over = {}
     for item in settings.train.cost_bps_overrides:
         k, eq, v = str(item).partition('=')
-        try: bps = float(v) if eq else float('nan')
-        except ValueError: bps = float('nan')
+        try:
+            bps = float(v) if eq else float('nan')
+        except ValueError:
+            bps = float('nan')
         if not (bps >= 0) or not k.strip():
-            raise SettingsError(f"[train] cost_bps_overrides: {item!r} is not KEY=BPS with BPS >= 0 (KEY an instrument or a calendar)")
+            raise SettingsError(
+                f"[train] cost_bps_overrides: {item!r} is not KEY=BPS with BPS >= 0 (KEY an instrument or a calendar)"
+            )
         over[k.strip()] = bps
-    def code(k):                                    # a calendar key by exchange: equity_us, XNYS and NYSE are one
-        try: return exchange_code(k)
-        except ValueError: return None              # an instrument name
+
+    def code(k):  # a calendar key by exchange: equity_us, XNYS and NYSE are one
+        try:
+            return exchange_code(k)
+        except ValueError:
+            return None  # an instrument name
+
     by_code = {}
-    for k, bps in over.items(): by_code.setdefault(code(k), bps)
+    for k, bps in over.items():
+        by_code.setdefault(code(k), bps)
     by_code.pop(None, None)
-    return {i.symbol: over.get(i.symbol, over.get(i.calendar, by_code.get(code(i.calendar), float(settings.train.cost_bps))))
-            for i in instruments}
+    return {
+        i.symbol: over.get(
+            i.symbol, over.get(i.calendar, by_code.get(code(i.calendar), float(settings.train.cost_bps)))
+        )
+        for i in instruments
+    }
+
 
 def backtest_spec(settings, instruments, timestamps=None) -> BacktestSpec:
     "The `BacktestSpec` of `[train]` for these instruments; `timestamps` (of the whole table) fix the portfolio's bars per year."
@@ -96,129 +153,203 @@ class TrainingData:
     feature_set_hash: str
     dropped: dict
     notes: list = field(default_factory=list)
+
     @property
-    def X(self) -> pd.DataFrame: return self.frame[self.features]
+    def X(self) -> pd.DataFrame:
+        return self.frame[self.features]
+
     @property
-    def y(self) -> np.ndarray: return self.frame['y'].to_numpy()
+    def y(self) -> np.ndarray:
+        return self.frame['y'].to_numpy()
+
     def summary(self) -> pd.DataFrame:
         "Rows, time range and share of up labels per instrument."
         g = self.frame.groupby('instrument')
-        return pd.DataFrame({'rows': g.size(), 'start': g.timestamp.min(), 'end': g.timestamp.max(), 'up_share': g.y.apply(lambda s: (s > 0).mean())})
+        return pd.DataFrame(
+            {
+                'rows': g.size(),
+                'start': g.timestamp.min(),
+                'end': g.timestamp.max(),
+                'up_share': g.y.apply(lambda s: (s > 0).mean()),
+            }
+        )
+
 
 def _read_setting_feature_set(settings, name=None) -> FeatureSet:
     st = settings if name is None else run_settings(settings, feature_set=name)
-    try: return make_feature_set(st)
-    except ValueError as e: raise TrainError(str(e)) from None
+    try:
+        return make_feature_set(st)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
 
-def training_data(settings=None, feature_set=None, instruments=None, start=None, end=None, as_of=None,
-                  by_commit: bool = True) -> TrainingData:
+
+def training_data(
+    settings=None, feature_set=None, instruments=None, start=None, end=None, as_of=None, by_commit: bool = True
+) -> TrainingData:
     "The training table (see above): `feature_set` is a name (its parameters from `[features]`) or a `FeatureSet`."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     fs = feature_set if isinstance(feature_set, FeatureSet) else _read_setting_feature_set(st, feature_set)
     ins = train_instruments(st, instruments)
     store = FeatureStore(st.store.dir, st.store.keep_snapshots)
-    have = store.datasets(); ds = f'features/{fs.id}'
+    have = store.datasets()
+    ds = f'features/{fs.id}'
     if 'bars' not in have:
         raise TrainError(f"the store {store.root} holds no bars yet: run `autotrader run ingest` first")
     if ds not in have:
         other = ', '.join(d for d in have if d.startswith('features/')) or 'none'
-        raise TrainError(f"the store has no {ds} (feature set {fs.name!r} with these [features] parameters); it has: {other}. "
-                         f"Compute it with `AUTOTRADER__FEATURES__SET={fs.name} autotrader run ingest -p backfill=True -p start=<first day>`.")
-    t = st.train; as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz='UTC')
+        raise TrainError(
+            f"the store has no {ds} (feature set {fs.name!r} with these [features] parameters); it has: {other}. "
+            f"Compute it with `AUTOTRADER__FEATURES__SET={fs.name} autotrader run ingest -p backfill=True -p start=<first day>`."
+        )
+    t = st.train
+    as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz='UTC')
     lab = lambda b: make_labels(b, t.horizon, t.dead_zone, t.dead_zone_mode)
-    tr = training_set(store, ds, t.horizon, [i.symbol for i in ins], start, end, st.data.timeframe, as_of=as_of,
-                      by_commit=by_commit, labels=lab)
+    tr = training_set(
+        store,
+        ds,
+        t.horizon,
+        [i.symbol for i in ins],
+        start,
+        end,
+        st.data.timeframe,
+        as_of=as_of,
+        by_commit=by_commit,
+        labels=lab,
+    )
     notes = []
     present = set(tr['instrument']) if len(tr) else set()
     missing = [i.symbol for i in ins if i.symbol not in present]
     if not present:
-        raise TrainError(f"{ds} has no labelled {st.data.timeframe} rows for {', '.join(i.symbol for i in ins)} "
-                         f"in [{start or 'start'}, {end or 'end'}) as of {as_of}: ingest them first")
-    if missing: notes.append(f"no data for {', '.join(missing)}: trained without them")
+        raise TrainError(
+            f"{ds} has no labelled {st.data.timeframe} rows for {', '.join(i.symbol for i in ins)} "
+            f"in [{start or 'start'}, {end or 'end'}) as of {as_of}: ingest them first"
+        )
+    if missing:
+        notes.append(f"no data for {', '.join(missing)}: trained without them")
     ins = [i for i in ins if i.symbol in present]
     cols = [c for c in fs.columns if c in tr]
     empty = [c for c in cols if tr[c].isna().all()]
     feats = [c for c in cols if c not in empty]
     keep = tr[feats].notna().all(axis=1).to_numpy()
-    frame = tr.loc[keep, ['instrument', 'timestamp', 'timeframe', 't1', 'fwd_ret', 'next_ret', 'y'] + feats].reset_index(drop=True)
+    frame = tr.loc[
+        keep, ['instrument', 'timestamp', 'timeframe', 't1', 'fwd_ret', 'next_ret', 'y'] + feats
+    ].reset_index(drop=True)
     dropped = dict(rows_missing_features=int((~keep).sum()), columns_all_missing=empty)
     dh = frame_hash(frame[['instrument', 'timestamp', 't1', 'y', 'next_ret'] + feats])
-    fh = hashlib.sha256(json.dumps([fs.name, fs.version, fs.params, feats], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    fh = hashlib.sha256(
+        json.dumps([fs.name, fs.version, fs.params, feats], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
     return TrainingData(frame, feats, fs, ds, ins, st.data.timeframe, as_of, dh, fh, dropped, notes)
 
 # %% ../../nbs/train/47_core.ipynb #b89b140b
 class _quiet_mlflow:
     "Silence MLflow's event log (database creation, 'Created version …') for the duration: reports show our own summary."
+
     def __enter__(self):
-        try:       # MLflow's own reference-counted switch (its model logging toggles the event log itself)
+        try:  # MLflow's own reference-counted switch (its model logging toggles the event log itself)
             from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally as B
+
             self.cm = B(disable_event_logs=True, disable_warnings=False, reroute_warnings=False)
-        except ImportError: self.cm = None
-        if self.cm is not None: self.cm.__enter__()
+        except ImportError:
+            self.cm = None
+        if self.cm is not None:
+            self.cm.__enter__()
+
     def __exit__(self, *a):
-        if self.cm is not None: self.cm.__exit__(*a)
+        if self.cm is not None:
+            self.cm.__exit__(*a)
+
 
 def optuna_storage(settings) -> str:
     "`[train] optuna_storage`, or the SQLite file in the data folder."
-    if settings.train.optuna_storage: return settings.train.optuna_storage
-    d = Path(settings.data.dir).resolve(); d.mkdir(parents=True, exist_ok=True)
+    if settings.train.optuna_storage:
+        return settings.train.optuna_storage
+    d = Path(settings.data.dir).resolve()
+    d.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{d / 'optuna.db'}"
+
 
 def _limited(st, fn, *args):
     "Run `fn(*args)` with `[train] threads` threads in OpenMP / BLAS pools."
-    import sklearn.ensemble, sklearn.linear_model      # noqa: load the OpenMP / BLAS runtimes first: threadpoolctl limits only loaded ones
     from threadpoolctl import threadpool_limits
-    if not st.train.threads: return fn(*args)
-    with threadpool_limits(limits=st.train.threads): return fn(*args)
+
+    if not st.train.threads:
+        return fn(*args)
+    with threadpool_limits(limits=st.train.threads):
+        return fn(*args)
 
 # %% ../../nbs/train/47_core.ipynb #2a17cf74
 def _resolve(reg, version) -> dict:
     if version in (None, '', 'challenger', 'champion'):
         v = reg.version(version or 'challenger')
-        if v is None: raise TrainError(f"{reg.model_name} has no {version or 'challenger'}: run `autotrader run train` first")
+        if v is None:
+            raise TrainError(f"{reg.model_name} has no {version or 'challenger'}: run `autotrader run train` first")
         return v
     from mlflow.exceptions import MlflowException
-    try: return reg._mv(reg.client.get_model_version(reg.model_name, str(version)))
-    except MlflowException: raise TrainError(f"{reg.model_name} has no version {version!r}") from None
+
+    try:
+        return reg._mv(reg.client.get_model_version(reg.model_name, str(version)))
+    except MlflowException:
+        raise TrainError(f"{reg.model_name} has no version {version!r}") from None
+
 
 def decision_path(settings, version, model_name: str | None = None) -> Path:
     "`<data.dir>/decisions/<model>/<version>.json`."
-    return Path(settings.data.dir).resolve() / 'decisions' / (model_name or settings.mlflow.model_name) / f'{version}.json'
+    return (
+        Path(settings.data.dir).resolve() / 'decisions' / (model_name or settings.mlflow.model_name) / f'{version}.json'
+    )
+
 
 def _plain(o):
     "JSON-safe copy (NaN/inf → None, numpy scalars unwrapped)."
-    if isinstance(o, dict): return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_plain(v) for v in o]
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (float, np.floating)): return float(o) if math.isfinite(o) else None
-    if isinstance(o, (pd.Timestamp, datetime)): return o.isoformat()
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, (pd.Timestamp, datetime)):
+        return o.isoformat()
     return o
 
 # %% ../../nbs/train/47_core.ipynb #e484a1b1
 class PromotionRefused(TrainError):
     "The recorded decision does not allow promoting this version; the message gives its reasons."
 
+
 def read_decision(settings=None, version=None) -> dict:
     "The recorded decision of `version` (default: the current challenger)."
     from autotrader.train.registry import ModelRegistry
+
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     reg = ModelRegistry.from_settings(st)
     v = _resolve(reg, version)['version'] if version is None or not str(version).isdigit() else str(version)
     p = decision_path(st, v, reg.model_name)
-    if not p.exists(): raise TrainError(f"{reg.model_name} v{v} has no recorded decision ({p}): run `autotrader run evaluate` first")
+    if not p.exists():
+        raise TrainError(f"{reg.model_name} v{v} has no recorded decision ({p}): run `autotrader run evaluate` first")
     return json.loads(p.read_text())
+
 
 def apply_decision(settings=None, version=None) -> str | None:
     "Point `champion` at `version` when its decision says promote (see above); returns the previous champion or None."
     from autotrader.train.registry import ModelRegistry
+
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     reg = ModelRegistry.from_settings(st)
-    mv = _resolve(reg, version); d = read_decision(st, mv['version'])
+    mv = _resolve(reg, version)
+    d = read_decision(st, mv['version'])
     if d.get('run_id') != mv['run_id']:
-        raise PromotionRefused(f"the decision for v{mv['version']} was made for run {d.get('run_id')}, not this version's run {mv['run_id']}")
+        raise PromotionRefused(
+            f"the decision for v{mv['version']} was made for run {d.get('run_id')}, not this version's run {mv['run_id']}"
+        )
     if not d.get('promote'):
-        raise PromotionRefused(f"{reg.model_name} v{mv['version']} is not to be promoted: " + '; '.join(d.get('reasons', [])))
+        raise PromotionRefused(
+            f"{reg.model_name} v{mv['version']} is not to be promoted: " + '; '.join(d.get('reasons', []))
+        )
     prev = reg.promote(mv['version'])
-    reg.client.set_model_version_tag(reg.model_name, mv['version'], 'decision.applied_at',
-                                     datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    reg.client.set_model_version_tag(
+        reg.model_name, mv['version'], 'decision.applied_at', datetime.now(timezone.utc).isoformat(timespec='seconds')
+    )
     return prev
