@@ -40,7 +40,9 @@ def until(cond, timeout: float = 60, what: str = 'condition'):
 def route(w, slots: dict, routes: dict):
     "Apply a routing (replacing every route) and make the in-process gateway take it now."
     w.state.apply_routing(slots, routes, action='test', actor='test', reason='test routing', replace_routes=True)
-    assert w.gw.reload()
+    g = w.state.generation()
+    w.gw.reload()                                    # (or the gateway's routing poll did already)
+    until(lambda: w.gw.applied >= g, 60, 'the routing applied')
     missing = [s for s in slots if slots[s] and s not in w.gw.snap.models]
     assert not missing, (missing, w.gw.load_errors)
 
