@@ -7,8 +7,9 @@ pipeline or parameter, refused secret parameter; nothing ran); 3 the pipeline ti
 
 # %% ../nbs/90_cli.ipynb #9dbbc887
 from __future__ import annotations
-import argparse, ast, sys
-from pathlib import Path
+import argparse
+import ast
+import sys
 
 from . import __version__
 from .config import SCHEMA, SettingsError, load_settings, settings_template
@@ -28,34 +29,57 @@ _EPILOG = """exit codes:
 
 Secrets (API keys, tokens, webhook URLs) are never parameters: set them in the environment."""
 
+
 def _param(s: str) -> tuple[str, object]:
     "'key=value' → (key, value): a Python literal when `value` is one, else the string."
     k, eq, v = s.partition('=')
-    if not eq or not k.strip().isidentifier(): raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
-    try: v = ast.literal_eval(v)
-    except Exception: pass
+    if not eq or not k.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
+    try:
+        v = ast.literal_eval(v)
+    except Exception:
+        pass
     return k.strip(), v
 
 # %% ../nbs/90_cli.ipynb #b484a139
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog='autotrader', description='AutoTrader: notebook-first ML trading pipelines.',
-                                epilog=_EPILOG, formatter_class=fmt)
+    p = argparse.ArgumentParser(
+        prog='autotrader',
+        description='AutoTrader: notebook-first ML trading pipelines.',
+        epilog=_EPILOG,
+        formatter_class=fmt,
+    )
     p.add_argument('--version', action='version', version=f'autotrader {__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
     settings = dict(metavar='PATH', help='settings file (default: $AUTOTRADER_SETTINGS, then ./settings.ini)')
 
     r = sub.add_parser('run', help='run a pipeline notebook', epilog=_EPILOG, formatter_class=fmt)
-    r.add_argument('pipeline', help='pipeline name (see `autotrader pipelines`), path to a .ipynb, or all: the whole lifecycle (ingest, train, evaluate, rollout, health)')
-    r.add_argument('-p', '--param', dest='params', action='append', type=_param, default=[], metavar='KEY=VALUE',
-                   help='pipeline parameter (repeatable); a Python literal or a string')
+    r.add_argument(
+        'pipeline',
+        help='pipeline name (see `autotrader pipelines`), path to a .ipynb, or all: the whole lifecycle (ingest, train, evaluate, rollout, health)',
+    )
+    r.add_argument(
+        '-p',
+        '--param',
+        dest='params',
+        action='append',
+        type=_param,
+        default=[],
+        metavar='KEY=VALUE',
+        help='pipeline parameter (repeatable); a Python literal or a string',
+    )
     r.add_argument('--settings', **settings)
     r.add_argument('--reports', metavar='DIR', help='reports folder (default: [reports] dir)')
-    r.add_argument('--timeout', type=float, metavar='S', help='time-out of the whole run in seconds (default: [runner] timeout)')
+    r.add_argument(
+        '--timeout', type=float, metavar='S', help='time-out of the whole run in seconds (default: [runner] timeout)'
+    )
     r.add_argument('--run-id', metavar='ID', help='run id (default: UTC time + random suffix)')
     r.add_argument('--kernel', metavar='NAME', help='Jupyter kernel (default: [runner] kernel)')
     r.add_argument('--no-progress', action='store_true', help='no progress bar')
-    r.add_argument('--no-input', action='store_true', help='render the report without the code cells (default: [reports] no_input)')
+    r.add_argument(
+        '--no-input', action='store_true', help='render the report without the code cells (default: [reports] no_input)'
+    )
 
     sub.add_parser('pipelines', help='list the available pipelines')
 
@@ -68,32 +92,64 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument('--reports', metavar='DIR', help='reports folder (default: [reports] dir)')
     i.add_argument('--settings', **settings)
 
-    ar = sub.add_parser('archive', help='check the raw archive', formatter_class=fmt,
-                        epilog='exit codes: 0 every object intact; 1 corrupt, truncated or unreadable objects (listed); 2 usage or settings error')
-    ar.add_argument('action', choices=['verify'], help="verify: check every object's size and sha256, list the bad ones, remove stale temporary files")
+    ar = sub.add_parser(
+        'archive',
+        help='check the raw archive',
+        formatter_class=fmt,
+        epilog='exit codes: 0 every object intact; 1 corrupt, truncated or unreadable objects (listed); 2 usage or settings error',
+    )
+    ar.add_argument(
+        'action',
+        choices=['verify'],
+        help="verify: check every object's size and sha256, list the bad ones, remove stale temporary files",
+    )
     ar.add_argument('--source', help='only the objects of this source')
     ar.add_argument('--instrument', help='only the objects of this instrument (with --source)')
-    ar.add_argument('--tmp-grace-hours', type=float, default=24.0, metavar='H',
-                    help='remove temporary files of crashed archive writes older than H hours (default: 24)')
+    ar.add_argument(
+        '--tmp-grace-hours',
+        type=float,
+        default=24.0,
+        metavar='H',
+        help='remove temporary files of crashed archive writes older than H hours (default: 24)',
+    )
     ar.add_argument('--keep-tmp', action='store_true', help='list stale temporary files without removing them')
     ar.add_argument('--settings', **settings)
 
-    sr = sub.add_parser('store', help='recover the feature store', formatter_class=fmt,
-                        epilog='exit codes: 0 rebuilt; 1 the archive could not be read or held nothing to rebuild; 2 usage or settings error, or a store exists and --force is missing')
-    sr.add_argument('action', choices=['rebuild'], help='rebuild: the feature store and its catalog from the raw archive alone')
+    sr = sub.add_parser(
+        'store',
+        help='recover the feature store',
+        formatter_class=fmt,
+        epilog='exit codes: 0 rebuilt; 1 the archive could not be read or held nothing to rebuild; 2 usage or settings error, or a store exists and --force is missing',
+    )
+    sr.add_argument(
+        'action', choices=['rebuild'], help='rebuild: the feature store and its catalog from the raw archive alone'
+    )
     sr.add_argument('--timeframe', metavar='TF', help='timeframe of the bars to rebuild (default: [data] timeframe)')
-    sr.add_argument('--source', action='append', metavar='NAME', help='only payloads of this source (repeatable; default: all in the archive)')
+    sr.add_argument(
+        '--source',
+        action='append',
+        metavar='NAME',
+        help='only payloads of this source (repeatable; default: all in the archive)',
+    )
     sr.add_argument('--instruments', metavar='A,B', help='only these instruments (default: all in the archive)')
     sr.add_argument('--force', action='store_true', help='replace an existing store (it is moved aside, not deleted)')
     sr.add_argument('--settings', **settings)
 
-    sc = sub.add_parser('schedule', help='the local scheduler, and the schedules as crontab lines or Airflow DAGs', formatter_class=fmt,
-                        epilog='run: the local scheduler (APScheduler) until Ctrl-C; list: schedules and next runs (UTC); crontab: the equivalent crontab lines; '
-                               'airflow: one Apache Airflow 3 DAG per pipeline in --out; trigger: run PIPELINE now as a schedule does (retries, then its triggers)')
+    sc = sub.add_parser(
+        'schedule',
+        help='the local scheduler, and the schedules as crontab lines or Airflow DAGs',
+        formatter_class=fmt,
+        epilog='run: the local scheduler (APScheduler) until Ctrl-C; list: schedules and next runs (UTC); crontab: the equivalent crontab lines; '
+        'airflow: one Apache Airflow 3 DAG per pipeline in --out; trigger: run PIPELINE now as a schedule does (retries, then its triggers)',
+    )
     sc.add_argument('action', choices=['run', 'list', 'crontab', 'airflow', 'trigger'])
     sc.add_argument('pipeline', nargs='?', help='trigger: the pipeline to run')
-    sc.add_argument('--out', metavar='DIR', default='airflow-dags', help='airflow: folder of the DAG files (default: airflow-dags)')
-    sc.add_argument('--for-seconds', type=float, metavar='S', help='run: stop after S seconds (default: until Ctrl-C or SIGTERM)')
+    sc.add_argument(
+        '--out', metavar='DIR', default='airflow-dags', help='airflow: folder of the DAG files (default: airflow-dags)'
+    )
+    sc.add_argument(
+        '--for-seconds', type=float, metavar='S', help='run: stop after S seconds (default: until Ctrl-C or SIGTERM)'
+    )
     sc.add_argument('--reports', metavar='DIR', help='reports folder (default: [reports] dir)')
     sc.add_argument('--settings', **settings)
     _deploy_parsers(sub, settings, fmt)
@@ -103,112 +159,185 @@ def _parser() -> argparse.ArgumentParser:
 # %% ../nbs/90_cli.ipynb #d3b1e9a0
 def _deploy_parsers(sub, settings, fmt):
     "`autotrader serve` and `autotrader deploy …` (the signal gateway and blue/green deployments)."
-    sv = sub.add_parser('serve', help='run the signal gateway (GET /v1/signal/{instrument}, POST /v1/predict, /readyz, /metrics)')
+    sv = sub.add_parser(
+        'serve', help='run the signal gateway (GET /v1/signal/{instrument}, POST /v1/predict, /readyz, /metrics)'
+    )
     sv.add_argument('--host', help='address to bind (default: [deploy] host)')
     sv.add_argument('--port', type=int, help='port (default: [deploy] port)')
-    sv.add_argument('--replicas', type=int, default=1, metavar='N', help='worker processes sharing the port, each a replica (default: 1)')
+    sv.add_argument(
+        '--replicas',
+        type=int,
+        default=1,
+        metavar='N',
+        help='worker processes sharing the port, each a replica (default: 1)',
+    )
     sv.add_argument('--access-log', action='store_true', help='log every request (client, time, request line, status)')
     sv.add_argument('--settings', **settings)
-    d = sub.add_parser('deploy', help='deploy model versions on the gateway: blue/green, status, rollback, history', formatter_class=fmt,
-                       epilog='bluegreen VERSION: load VERSION in slot green, wait for every replica, switch, watch, then promote '
-                              '(alias champion) or roll back automatically. canary VERSION: pre-deployment checks, then stages of '
-                              'instruments ([canary] stages), each judged against the champion on the same bars. promote: finish the '
-                              'active canary now. abort / rollback: end the active deployment, every instrument back on the champion; '
-                              'rollback --to VERSION (none active): make VERSION live and champion again. resume: continue an '
-                              'interrupted deployment from its stored state.')
-    d.add_argument('action', choices=['status', 'bluegreen', 'canary', 'promote', 'rollback', 'resume', 'abort', 'history'])
+    d = sub.add_parser(
+        'deploy',
+        help='deploy model versions on the gateway: blue/green, status, rollback, history',
+        formatter_class=fmt,
+        epilog='bluegreen VERSION: load VERSION in slot green, wait for every replica, switch, watch, then promote '
+        '(alias champion) or roll back automatically. canary VERSION: pre-deployment checks, then stages of '
+        'instruments ([canary] stages), each judged against the champion on the same bars. promote: finish the '
+        'active canary now. abort / rollback: end the active deployment, every instrument back on the champion; '
+        'rollback --to VERSION (none active): make VERSION live and champion again. resume: continue an '
+        'interrupted deployment from its stored state.',
+    )
+    d.add_argument(
+        'action', choices=['status', 'bluegreen', 'canary', 'promote', 'rollback', 'resume', 'abort', 'history']
+    )
     d.add_argument('version', nargs='?', help='bluegreen, canary: the model version (7, v7, challenger)')
     d.add_argument('--to', metavar='VERSION', help='rollback: the version to make live (default: previous-champion)')
-    d.add_argument('--force', action='store_true', help='bluegreen, canary: deploy a version evaluate did not clear (audited)')
+    d.add_argument(
+        '--force', action='store_true', help='bluegreen, canary: deploy a version evaluate did not clear (audited)'
+    )
     d.add_argument('--limit', type=int, default=30, help='history: the newest N audit records (default: 30)')
     d.add_argument('--json', action='store_true', help='status, history: JSON for scripts instead of tables')
     d.add_argument('--settings', **settings)
 
+
 def _cmd_serve(a) -> int:
     from autotrader.deploy.gateway import serve
-    if a.replicas < 1: print('autotrader: error: --replicas must be >= 1', file=sys.stderr); return EXIT_USAGE
-    serve(a.settings, a.host, a.port, a.replicas, access_log=a.access_log); return EXIT_OK
+
+    if a.replicas < 1:
+        print('autotrader: error: --replicas must be >= 1', file=sys.stderr)
+        return EXIT_USAGE
+    serve(a.settings, a.host, a.port, a.replicas, access_log=a.access_log)
+    return EXIT_OK
+
 
 def _history(log) -> list[dict]:
     "Audit records as plain data, oldest first: ids as integers, times in ISO 8601, states parsed from JSON."
     import json
+
     def val(x):
-        if x is None or (isinstance(x, float) and x != x): return None
+        if x is None or (isinstance(x, float) and x != x):
+            return None
         if isinstance(x, str) and x[:1] in '{[':
-            try: return json.loads(x)
-            except ValueError: return x
+            try:
+                return json.loads(x)
+            except ValueError:
+                return x
         return x
+
     out = []
     for r in log.sort_values('id').to_dict('records'):
-        out.append(dict(id=int(r['id']), at=_iso(r.get('at')), clock_at=_iso(r.get('clock_at')), actor=val(r.get('actor')),
-                        action=val(r.get('action')), deployment=None if val(r.get('deployment_id')) is None else int(r['deployment_id']),
-                        from_state=val(r.get('from_state')), to_state=val(r.get('to_state')), reason=val(r.get('reason'))))
+        out.append(
+            dict(
+                id=int(r['id']),
+                at=_iso(r.get('at')),
+                clock_at=_iso(r.get('clock_at')),
+                actor=val(r.get('actor')),
+                action=val(r.get('action')),
+                deployment=None if val(r.get('deployment_id')) is None else int(r['deployment_id']),
+                from_state=val(r.get('from_state')),
+                to_state=val(r.get('to_state')),
+                reason=val(r.get('reason')),
+            )
+        )
     return out
+
 
 def _iso(t):
     import pandas as pd
-    if t is None or (isinstance(t, float) and t != t): return None
+
+    if t is None or (isinstance(t, float) and t != t):
+        return None
     t = pd.Timestamp(t, unit='s', tz='UTC') if isinstance(t, (int, float)) else pd.Timestamp(t)
     return None if pd.isna(t) else (t.tz_convert('UTC') if t.tzinfo else t).isoformat(timespec='seconds')
 
+
 def _change(r) -> str:
     "from → to in a few words: statuses as they are, routing as instrument: slot=version."
+
     def short(x):
         if isinstance(x, dict):
             routes = x.get('routes')
-            if isinstance(routes, dict): return ', '.join(f"{'all' if k == '*' else k}: {v}" for k, v in routes.items()) or 'no routes'
+            if isinstance(routes, dict):
+                return ', '.join(f"{'all' if k == '*' else k}: {v}" for k, v in routes.items()) or 'no routes'
             return ', '.join(f'{k}={v}' for k, v in x.items() if not isinstance(v, (dict, list)))
         return '' if x is None else str(x)
+
     a, b = short(r['from_state']), short(r['to_state'])
     return f"{a} → {b}" if a and b else b or a
 
+
 def _history_table(rows: list[dict]) -> str:
     "The audit records as a table that fits the terminal: the reason and change wrap under their row."
-    import shutil, textwrap
-    if not rows: return 'no deployment has been recorded yet'
+    import shutil
+    import textwrap
+
+    if not rows:
+        return 'no deployment has been recorded yet'
     width = shutil.get_terminal_size((120, 20)).columns
     head = ['id', 'time (UTC)', 'actor', 'action', 'deployment']
-    cells = [[str(r['id']), (r['at'] or '')[:19].replace('T', ' '), r['actor'] or '—', r['action'] or '—',
-              '—' if r['deployment'] is None else f"#{r['deployment']}"] for r in rows]
+    cells = [
+        [
+            str(r['id']),
+            (r['at'] or '')[:19].replace('T', ' '),
+            r['actor'] or '—',
+            r['action'] or '—',
+            '—' if r['deployment'] is None else f"#{r['deployment']}",
+        ]
+        for r in rows
+    ]
     w = [max(len(x) for x in col) for col in zip(head, *cells)]
     out = ['  '.join(x.ljust(n) for x, n in zip(head, w)).rstrip()]
     for r, c in zip(rows, cells):
         out.append('  '.join(x.ljust(n) for x, n in zip(c, w)).rstrip())
         for label, text in (('change', _change(r)), ('reason', r['reason'] or '')):
-            if text: out += textwrap.wrap(f"{label}: {text}", max(width - 6, 40), initial_indent='    ', subsequent_indent='      ')
+            if text:
+                out += textwrap.wrap(
+                    f"{label}: {text}", max(width - 6, 40), initial_indent='    ', subsequent_indent='      '
+                )
     return '\n'.join(out)
+
 
 def _cmd_deploy(a) -> int:
     import json
     from autotrader.deploy import bluegreen as B
     from autotrader.deploy.state import DeploymentState, StateError
+
     try:
         if a.action == 'status':
             s = B.deploy_status(a.settings)
-            print(json.dumps(s, indent=2) if a.json else B.format_status(s)); return EXIT_OK
+            print(json.dumps(s, indent=2) if a.json else B.format_status(s))
+            return EXIT_OK
         if a.action == 'history':
             rows = _history(DeploymentState.from_settings(load_settings(a.settings)).audit_log(limit=a.limit))
-            print(json.dumps(rows, indent=2) if a.json else _history_table(rows)); return EXIT_OK
+            print(json.dumps(rows, indent=2) if a.json else _history_table(rows))
+            return EXIT_OK
         from autotrader.deploy.controller import deployment_action
+
         st = load_settings(a.settings)
         if a.action in ('bluegreen', 'canary') and not a.version:
-            print(f'autotrader: error: deploy {a.action} needs a VERSION', file=sys.stderr); return EXIT_USAGE
+            print(f'autotrader: error: deploy {a.action} needs a VERSION', file=sys.stderr)
+            return EXIT_USAGE
         if a.action == 'rollback':
             active = DeploymentState.from_settings(st).deployment()
-            if a.to or active is None or active['kind'] != 'canary': print(B.rollback_to(st, a.to)); return EXIT_OK
-            a.action = 'abort'                          # a canary's rollback: every instrument back on the champion
+            if a.to or active is None or active['kind'] != 'canary':
+                print(B.rollback_to(st, a.to))
+                return EXIT_OK
+            a.action = 'abort'  # a canary's rollback: every instrument back on the champion
         d = deployment_action(a.action, st, a.version, force=a.force)
-        if d is None: print(f'no active deployment to {a.action}'); return EXIT_OK
+        if d is None:
+            print(f'no active deployment to {a.action}')
+            return EXIT_OK
     except StateError as e:
-        print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
+        print(f'autotrader: error: {e}', file=sys.stderr)
+        return EXIT_USAGE
     print(f"deployment {d['id']}: {d['status']}")
     return EXIT_OK if d['status'] == 'succeeded' else EXIT_FAILED
 
 # %% ../nbs/90_cli.ipynb #4b61492c
 def _ini_value(v) -> str:
-    if isinstance(v, bool): return str(v).lower()
-    if isinstance(v, (list, tuple)): return ', '.join(map(str, v))
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (list, tuple)):
+        return ', '.join(map(str, v))
     return '' if v is None else str(v)
+
 
 def _show_settings(st) -> str:
     src = st._file.resolve() if st._file else 'none (embedded defaults)'
@@ -219,154 +348,285 @@ def _show_settings(st) -> str:
         lines.append('')
     return '\n'.join(lines)
 
+
 def _cmd_settings(a) -> int:
-    if a.action == 'template': print(settings_template()); return EXIT_OK
+    if a.action == 'template':
+        print(settings_template())
+        return EXIT_OK
     st = load_settings(a.settings)
-    if a.action == 'show': print(_show_settings(st))
-    else: print(f"OK: {st._file.resolve() if st._file else 'no settings file; embedded defaults'}")
+    if a.action == 'show':
+        print(_show_settings(st))
+    else:
+        print(f"OK: {st._file.resolve() if st._file else 'no settings file; embedded defaults'}")
     return EXIT_OK
 
 # %% ../nbs/90_cli.ipynb #10f03094
 def _cmd_run(a) -> int:
     from autotrader.ops.runner import run_pipeline
-    if a.pipeline == 'all': return _cmd_run_all(a)
-    r = run_pipeline(a.pipeline, dict(a.params), settings_path=a.settings, reports_dir=a.reports, timeout=a.timeout,
-                     run_id=a.run_id, kernel=a.kernel, progress=not a.no_progress, no_input=a.no_input or None)
+
+    if a.pipeline == 'all':
+        return _cmd_run_all(a)
+    r = run_pipeline(
+        a.pipeline,
+        dict(a.params),
+        settings_path=a.settings,
+        reports_dir=a.reports,
+        timeout=a.timeout,
+        run_id=a.run_id,
+        kernel=a.kernel,
+        progress=not a.no_progress,
+        no_input=a.no_input or None,
+    )
     print(f"run dir: {r.run_dir}\nstatus:  {r.status}\nreport:  {r.report}")
-    if r.summary: print(f"summary: {r.summary}")            # what happened, in a sentence
+    if r.summary:
+        print(f"summary: {r.summary}")  # what happened, in a sentence
     warnings = (r.metrics or {}).get('warnings')
-    for w in warnings if isinstance(warnings, list) else []: print(f"warning: {w}")
-    if r.error: print(f"error:   {r.error}")
-    if r.sla_missed: print(f"sla:     missed ({r.duration_s:g} s > {r.sla_s:g} s)")
-    print(f"record:  {r.run_dir / 'run.json'}")   # last line: read by the Airflow DAGs
+    for w in warnings if isinstance(warnings, list) else []:
+        print(f"warning: {w}")
+    if r.error:
+        print(f"error:   {r.error}")
+    if r.sla_missed:
+        print(f"sla:     missed ({r.duration_s:g} s > {r.sla_s:g} s)")
+    print(f"record:  {r.run_dir / 'run.json'}")  # last line: read by the Airflow DAGs
     return _STATUS_EXIT[r.status]
+
 
 def _cmd_run_all(a) -> int:
     from autotrader.ops.lifecycle import run_all
+
     if a.params or a.run_id or a.timeout or a.kernel:
-        print('autotrader: error: run all takes no -p, --run-id, --timeout or --kernel (set them per pipeline in settings)', file=sys.stderr); return EXIT_USAGE
-    lc = run_all(settings_path=a.settings, reports_dir=a.reports, progress=not a.no_progress, no_input=a.no_input or None)
+        print(
+            'autotrader: error: run all takes no -p, --run-id, --timeout or --kernel (set them per pipeline in settings)',
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    lc = run_all(
+        settings_path=a.settings, reports_dir=a.reports, progress=not a.no_progress, no_input=a.no_input or None
+    )
     print(f"wall time: {lc.wall_s / 60:.1f} min ({lc.wall_s:.0f} s)\nindex:     {lc.index}")
-    if lc.champion is not None: print(f"champion:  version {lc.champion} (alias champion; `autotrader serve` serves it)")
-    if lc.failed: print(f"FAILED at {lc.failed.name}: {lc.failed.note or lc.failed.status}; report: {lc.failed.run.report if lc.failed.run else '-'}")
+    if lc.champion is not None:
+        print(f"champion:  version {lc.champion} (alias champion; `autotrader serve` serves it)")
+    if lc.failed:
+        print(
+            f"FAILED at {lc.failed.name}: {lc.failed.note or lc.failed.status}; report: {lc.failed.run.report if lc.failed.run else '-'}"
+        )
     return _STATUS_EXIT[lc.failed.status] if lc.failed else EXIT_OK
+
 
 def _cmd_pipelines(a) -> int:
     from autotrader.ops.runner import list_pipelines
-    print('\n'.join(list_pipelines()) or '(no pipelines found)'); return EXIT_OK
+
+    print('\n'.join(list_pipelines()) or '(no pipelines found)')
+    return EXIT_OK
+
 
 def _cmd_reports(a) -> int:
     from autotrader.ops.runner import write_index
-    print(write_index(a.reports if a.reports else load_settings(a.settings).reports.dir)); return EXIT_OK
+
+    print(write_index(a.reports if a.reports else load_settings(a.settings).reports.dir))
+    return EXIT_OK
+
 
 _COMMANDS = dict(run=_cmd_run, pipelines=_cmd_pipelines, settings=_cmd_settings, reports=_cmd_reports)
+
 
 def _cmd_archive(a) -> int:
     from autotrader.ops.recovery import verify_archive
     from autotrader.data.archive import ArchiveError
-    try: rep = verify_archive(load_settings(a.settings), a.source, a.instrument, a.tmp_grace_hours, clean_tmp=not a.keep_tmp)
-    except (ArchiveError, ValueError) as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_FAILED
-    print(rep.summary()); return EXIT_OK if rep.ok else EXIT_FAILED
+
+    try:
+        rep = verify_archive(
+            load_settings(a.settings), a.source, a.instrument, a.tmp_grace_hours, clean_tmp=not a.keep_tmp
+        )
+    except (ArchiveError, ValueError) as e:
+        print(f'autotrader: error: {e}', file=sys.stderr)
+        return EXIT_FAILED
+    print(rep.summary())
+    return EXIT_OK if rep.ok else EXIT_FAILED
+
 
 def _cmd_store(a) -> int:
     from autotrader.ops.recovery import rebuild_store
     from autotrader.data.archive import ArchiveError
-    try: r = rebuild_store(load_settings(a.settings), a.timeframe, a.source, a.instruments, force=a.force)
-    except (FileExistsError, ValueError) as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
-    except ArchiveError as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_FAILED
-    print(r.summary()); return EXIT_OK
+
+    try:
+        r = rebuild_store(load_settings(a.settings), a.timeframe, a.source, a.instruments, force=a.force)
+    except (FileExistsError, ValueError) as e:
+        print(f'autotrader: error: {e}', file=sys.stderr)
+        return EXIT_USAGE
+    except ArchiveError as e:
+        print(f'autotrader: error: {e}', file=sys.stderr)
+        return EXIT_FAILED
+    print(r.summary())
+    return EXIT_OK
+
+
 _COMMANDS.update(archive=_cmd_archive, store=_cmd_store)
+
 
 def _cmd_schedule(a) -> int:
     from autotrader.ops import scheduler as S
-    if a.action == 'run': S.run_scheduler(a.settings, a.reports, a.for_seconds); return EXIT_OK
-    if a.action == 'list': print(S.format_table(S.schedule_table(a.settings))); return EXIT_OK
-    if a.action == 'crontab': print(S.crontab_lines(a.settings, a.reports), end=''); return EXIT_OK
+
+    if a.action == 'run':
+        S.run_scheduler(a.settings, a.reports, a.for_seconds)
+        return EXIT_OK
+    if a.action == 'list':
+        print(S.format_table(S.schedule_table(a.settings)))
+        return EXIT_OK
+    if a.action == 'crontab':
+        print(S.crontab_lines(a.settings, a.reports), end='')
+        return EXIT_OK
     if a.action == 'airflow':
         from autotrader.ops.airflow_dags import export_airflow
-        print('\n'.join(map(str, export_airflow(a.out, a.settings, a.reports)))); return EXIT_OK
-    if not a.pipeline: print('autotrader: error: schedule trigger needs a PIPELINE', file=sys.stderr); return EXIT_USAGE
+
+        print('\n'.join(map(str, export_airflow(a.out, a.settings, a.reports))))
+        return EXIT_OK
+    if not a.pipeline:
+        print('autotrader: error: schedule trigger needs a PIPELINE', file=sys.stderr)
+        return EXIT_USAGE
     stages = S.trigger(a.pipeline, a.settings, a.reports)
     bad = next((s for s in stages if s.status not in ('ok', 'skipped')), None)
     return _STATUS_EXIT[bad.status] if bad else EXIT_OK
+
+
 _COMMANDS.update(schedule=_cmd_schedule)
 _COMMANDS.update(serve=_cmd_serve, deploy=_cmd_deploy)
 
 # %% ../nbs/90_cli.ipynb #5a7c1d2e
 def _stack_parsers(sub, settings, fmt):
     "`autotrader stack …` (the local operations stack) and `autotrader drill …` (incident drills on it)."
-    k = sub.add_parser('stack', help='the local operations stack: gateway, scheduler, Prometheus, Alertmanager, node-exporter, alert receiver',
-                       formatter_class=fmt,
-                       epilog='up: start what is not running (127.0.0.1; the configuration of ops/docker and ops/prometheus); status: every '
-                              "component's address, pids and up/down (--json); down: stop them all; receiver: the alert receiver in the "
-                              'foreground (Alertmanager webhook → the [alerts] sinks). Exit codes: 0 ok (status: every component up); '
-                              '1 a component is down or failed to start; 2 usage or settings error, or a missing Debian package (named)')
+    k = sub.add_parser(
+        'stack',
+        help='the local operations stack: gateway, scheduler, Prometheus, Alertmanager, node-exporter, alert receiver',
+        formatter_class=fmt,
+        epilog='up: start what is not running (127.0.0.1; the configuration of ops/docker and ops/prometheus); status: every '
+        "component's address, pids and up/down (--json); down: stop them all; receiver: the alert receiver in the "
+        'foreground (Alertmanager webhook → the [alerts] sinks). Exit codes: 0 ok (status: every component up); '
+        '1 a component is down or failed to start; 2 usage or settings error, or a missing Debian package (named)',
+    )
     k.add_argument('action', choices=['up', 'status', 'down', 'receiver'])
     k.add_argument('--json', action='store_true', help='status: JSON, one object per component')
     k.add_argument('--replicas', type=int, metavar='N', help='up: gateway replicas (default: 2)')
-    k.add_argument('--port', action='append', default=[], type=_param, metavar='NAME=PORT',
-                   help='up: pin a port (receiver, alertmanager, node-exporter, gateway, prometheus; repeatable); receiver: its port (default 9095)')
-    k.add_argument('--scrape-interval', metavar='DURATION', help="up: Prometheus scrape and evaluation interval (default: the shipped 15s)")
+    k.add_argument(
+        '--port',
+        action='append',
+        default=[],
+        type=_param,
+        metavar='NAME=PORT',
+        help='up: pin a port (receiver, alertmanager, node-exporter, gateway, prometheus; repeatable); receiver: its port (default 9095)',
+    )
+    k.add_argument(
+        '--scrape-interval',
+        metavar='DURATION',
+        help="up: Prometheus scrape and evaluation interval (default: the shipped 15s)",
+    )
     k.add_argument('--no-scheduler', action='store_true', help='up: without the scheduler')
     k.add_argument('--host', default='127.0.0.1', help='receiver: address to bind (default: 127.0.0.1)')
     k.add_argument('--settings', **settings)
-    dr = sub.add_parser('drill', help='incident drills on the running stack: MTTD and MTTR', formatter_class=fmt,
-                        epilog='list: the drills; run NAME… | run all: inject each incident, measure time to the alert delivered by '
-                               'Alertmanager to the receiver (MTTD) and to service restored and the alert resolved (MTTR), clean up. '
-                               'Exit codes: 0 every drill detected and recovered; 1 one was not; 2 usage or settings error, or the stack is not up')
+    dr = sub.add_parser(
+        'drill',
+        help='incident drills on the running stack: MTTD and MTTR',
+        formatter_class=fmt,
+        epilog='list: the drills; run NAME… | run all: inject each incident, measure time to the alert delivered by '
+        'Alertmanager to the receiver (MTTD) and to service restored and the alert resolved (MTTR), clean up. '
+        'Exit codes: 0 every drill detected and recovered; 1 one was not; 2 usage or settings error, or the stack is not up',
+    )
     dr.add_argument('action', choices=['list', 'run'])
     dr.add_argument('names', nargs='*', metavar='NAME', help='run: drill names, or all')
-    dr.add_argument('--json', action='store_true', help='run: a JSON list of objects (drill, detected, mttd_s, mttr_s, alert, runbook, …)')
-    dr.add_argument('--timeout', type=float, metavar='S', help='run: give up on one drill after S seconds (default: per drill)')
+    dr.add_argument(
+        '--json',
+        action='store_true',
+        help='run: a JSON list of objects (drill, detected, mttd_s, mttr_s, alert, runbook, …)',
+    )
+    dr.add_argument(
+        '--timeout', type=float, metavar='S', help='run: give up on one drill after S seconds (default: per drill)'
+    )
     dr.add_argument('--settings', **settings)
+
 
 def _cmd_stack(a) -> int:
     import json as _json
     from autotrader.ops import stack as K
+
     try:
         if a.action == 'receiver':
             from autotrader.monitor.receiver import AlertReceiver
-            import signal as _signal, threading
+            import signal as _signal
+            import threading
+
             port = dict(a.port).get('receiver', dict(a.port).get('port', 9095))
-            rcv = AlertReceiver(a.settings, a.host, int(port)).start(); stop = threading.Event()
-            for s in (_signal.SIGINT, _signal.SIGTERM): _signal.signal(s, lambda *_: stop.set())
+            rcv = AlertReceiver(a.settings, a.host, int(port)).start()
+            stop = threading.Event()
+            for s in (_signal.SIGINT, _signal.SIGTERM):
+                _signal.signal(s, lambda *_: stop.set())
             print(f'alert receiver on {rcv.url} (the [alerts] sinks; stop with Ctrl-C)', flush=True)
-            stop.wait(); rcv.stop(); return EXIT_OK
-        if a.action == 'down': K.stack_down(a.settings); return EXIT_OK
+            stop.wait()
+            rcv.stop()
+            return EXIT_OK
+        if a.action == 'down':
+            K.stack_down(a.settings)
+            return EXIT_OK
         if a.action == 'up':
-            opt = K.StackOptions(ports={k: int(v) for k, v in a.port}, scrape_interval=a.scrape_interval, scheduler=not a.no_scheduler)
-            if a.replicas: opt.replicas = a.replicas
-            if a.replicas is None and not a.port and not a.scrape_interval and not a.no_scheduler: opt = None   # the last `up`'s options
+            opt = K.StackOptions(
+                ports={k: int(v) for k, v in a.port}, scrape_interval=a.scrape_interval, scheduler=not a.no_scheduler
+            )
+            if a.replicas:
+                opt.replicas = a.replicas
+            if a.replicas is None and not a.port and not a.scrape_interval and not a.no_scheduler:
+                opt = None  # the last `up`'s options
             rows = K.stack_up(a.settings, opt)
-        else: rows = K.stack_status(a.settings)
-    except K.StackError as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
+        else:
+            rows = K.stack_status(a.settings)
+    except K.StackError as e:
+        print(f'autotrader: error: {e}', file=sys.stderr)
+        return EXIT_USAGE
     print(_json.dumps(rows, indent=2) if a.json else K.format_status(rows))
     return EXIT_OK if all(r['up'] for r in rows) else EXIT_FAILED
+
 
 def _cmd_drill(a) -> int:
     import json as _json
     from autotrader.ops import drills as D
-    if a.action == 'list': print(D.format_list()); return EXIT_OK
-    if not a.names: print('autotrader: error: drill run needs drill NAMEs or all', file=sys.stderr); return EXIT_USAGE
-    try: res = D.run_drills(a.names, a.settings, timeout=a.timeout, log=(lambda *x: print(*x, file=sys.stderr)) if a.json else print)
-    except D.DrillError as e: print(f'autotrader: error: {e}', file=sys.stderr); return EXIT_USAGE
+
+    if a.action == 'list':
+        print(D.format_list())
+        return EXIT_OK
+    if not a.names:
+        print('autotrader: error: drill run needs drill NAMEs or all', file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        res = D.run_drills(
+            a.names, a.settings, timeout=a.timeout, log=(lambda *x: print(*x, file=sys.stderr)) if a.json else print
+        )
+    except D.DrillError as e:
+        print(f'autotrader: error: {e}', file=sys.stderr)
+        return EXIT_USAGE
     print(_json.dumps([r.to_dict() for r in res], indent=2) if a.json else D.format_table(res))
     return EXIT_OK if all(r.detected and r.recovered for r in res) else EXIT_FAILED
+
+
 _COMMANDS.update(stack=_cmd_stack, drill=_cmd_drill)
 
 # %% ../nbs/90_cli.ipynb #89203791
 def main(argv: list[str] | None = None) -> int:
     "The `autotrader` command; returns the exit code."
-    try: args = _parser().parse_args(argv)
-    except SystemExit as e: return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
-    try: return _COMMANDS[args.command](args)
-    except SettingsError as e: msg = f'settings: {e}'
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
+    try:
+        return _COMMANDS[args.command](args)
+    except SettingsError as e:
+        msg = f'settings: {e}'
     except Exception as e:
         from autotrader.ops.runner import PipelineError
-        if not isinstance(e, PipelineError): raise
+
+        if not isinstance(e, PipelineError):
+            raise
         msg = str(e)
     print(f'autotrader: error: {msg}', file=sys.stderr)
     return EXIT_USAGE
 
 # %% ../nbs/90_cli.ipynb #3c04f432
-if __name__ == '__main__': sys.exit(main())
+if __name__ == '__main__':
+    sys.exit(main())

@@ -5,7 +5,8 @@ tests step. Everything that decides on a window or a timer (watch windows, canar
 
 # %% ../nbs/03_clock.ipynb #790b3177
 from __future__ import annotations
-import math, time
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -15,50 +16,88 @@ __all__ = ['WallClock', 'ReplayClock', 'ManualClock', 'clock_from_dict', 'iso']
 # %% ../nbs/03_clock.ipynb #fa61fdc1
 class WallClock:
     "Wall time (epoch seconds)."
+
     mode, speed = 'wall', 1.0
-    def now(self) -> float: return time.time()
-    def sleep(self, seconds: float): time.sleep(max(0.0, seconds))
-    def to_dict(self) -> dict: return {'mode': 'wall'}
-    def __repr__(self): return 'WallClock()'
+
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float):
+        time.sleep(max(0.0, seconds))
+
+    def to_dict(self) -> dict:
+        return {'mode': 'wall'}
+
+    def __repr__(self):
+        return 'WallClock()'
 
 # %% ../nbs/03_clock.ipynb #22b5ff89
 @dataclass
 class ReplayClock:
     "Clock time = `start` + (wall time − `origin`) × `speed`."
+
     start: float
     speed: float = 3600.0
     origin: float = field(default_factory=time.time)
     mode = 'replay'
+
     def __post_init__(self):
-        if not self.speed > 0: raise ValueError(f"replay speed must be > 0, got {self.speed}")
-    def now(self) -> float: return self.start + (time.time() - self.origin) * self.speed
-    def sleep(self, seconds: float): time.sleep(max(0.0, seconds) / self.speed)
-    def to_dict(self) -> dict: return {'mode': 'replay', 'start': self.start, 'speed': self.speed, 'origin': self.origin}
+        if not self.speed > 0:
+            raise ValueError(f"replay speed must be > 0, got {self.speed}")
+
+    def now(self) -> float:
+        return self.start + (time.time() - self.origin) * self.speed
+
+    def sleep(self, seconds: float):
+        time.sleep(max(0.0, seconds) / self.speed)
+
+    def to_dict(self) -> dict:
+        return {'mode': 'replay', 'start': self.start, 'speed': self.speed, 'origin': self.origin}
 
 # %% ../nbs/03_clock.ipynb #6a3f9d8a
 @dataclass
 class ManualClock:
     "A clock that tests step: `now()` stays put until `advance()`/`sleep()`/`set()` move it on."
+
     t: float = 0.0
     mode = 'manual'
     speed = math.inf
-    def now(self) -> float: return self.t
+
+    def now(self) -> float:
+        return self.t
+
     def advance(self, seconds: float) -> float:
-        if seconds < 0: raise ValueError(f"a clock does not go back ({seconds} s)")
-        self.t += float(seconds); return self.t
-    def sleep(self, seconds: float): self.advance(max(0.0, seconds))
-    def set(self, t: float) -> float: return self.advance(max(0.0, float(t) - self.t))
-    def to_dict(self) -> dict: return {'mode': 'manual', 't': self.t}
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back ({seconds} s)")
+        self.t += float(seconds)
+        return self.t
+
+    def sleep(self, seconds: float):
+        self.advance(max(0.0, seconds))
+
+    def set(self, t: float) -> float:
+        return self.advance(max(0.0, float(t) - self.t))
+
+    def to_dict(self) -> dict:
+        return {'mode': 'manual', 't': self.t}
 
 # %% ../nbs/03_clock.ipynb #c1249967
 def clock_from_dict(d: dict | None):
     "The clock a `to_dict()` describes (None or {} = wall)."
     mode = (d or {}).get('mode', 'wall')
-    if mode == 'wall': return WallClock()
-    if mode == 'manual': return ManualClock(float(d['t']))
-    if mode == 'replay': return ReplayClock(float(d['start']), float(d['speed']), float(d['origin']))
+    if mode == 'wall':
+        return WallClock()
+    if mode == 'manual':
+        return ManualClock(float(d['t']))
+    if mode == 'replay':
+        return ReplayClock(float(d['start']), float(d['speed']), float(d['origin']))
     raise ValueError(f"unknown clock mode {mode!r}: wall, replay or manual")
+
 
 def iso(t: float | None) -> str | None:
     "Epoch seconds → ISO-8601 UTC (seconds)."
-    return None if t is None or not math.isfinite(t) else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec='seconds')
+    return (
+        None
+        if t is None or not math.isfinite(t)
+        else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec='seconds')
+    )

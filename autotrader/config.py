@@ -4,8 +4,10 @@
 
 # %% ../nbs/00_config.ipynb #52b65536
 from __future__ import annotations
-import configparser, os, re
-from dataclasses import dataclass, field
+import configparser
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,9 +20,11 @@ __all__ = ['TIMEFRAMES', 'SCHEMA', 'SECRETS', 'SettingsError', 'Key', 'looks_sec
 class SettingsError(ValueError):
     "A settings file, an environment override or a secret is wrong; the message names the key."
 
+
 @dataclass(frozen=True)
 class Key:
     "One setting: its type (`str`, `int`, `float`, `bool`, `list`, `intlist`, `path`), default and doc."
+
     type: str
     default: Any
     doc: str
@@ -31,49 +35,96 @@ TIMEFRAMES = {'1m': 60, '5m': 300, '15m': 900, '30m': 1800, '1h': 3600, '4h': 14
 
 # pipeline specs: schedule (cron, UTC; empty = triggered only), retries, retry delay (s), time-out (s), triggers, trigger condition
 # (a wall-clock canary watches 3 h by default and may hold an inconclusive stage up to [deploy] max_hold_minutes: rollout's time-out is 28 h)
-_PIPELINE_DEFAULTS = {'ingest': ('0 2 * * *', 2, 300, 7200, '', ''), 'train': ('0 3 * * 0', 1, 600, 21600, 'evaluate', ''),
-                      'evaluate': ('', 1, 300, 3600, 'rollout', 'promote'), 'rollout': ('', 0, 60, 100800, '', ''),
-                      'health': ('0 * * * *', 1, 60, 900, '', '')}
+_PIPELINE_DEFAULTS = {
+    'ingest': ('0 2 * * *', 2, 300, 7200, '', ''),
+    'train': ('0 3 * * 0', 1, 600, 21600, 'evaluate', ''),
+    'evaluate': ('', 1, 300, 3600, 'rollout', 'promote'),
+    'rollout': ('', 0, 60, 100800, '', ''),
+    'health': ('0 * * * *', 1, 60, 900, '', ''),
+}
+
 
 def _pipeline_keys(name, schedule, retries, delay, timeout, triggers, when) -> dict:
-    return {'notebook': Key('str', name, 'Pipeline notebook: a name from `autotrader pipelines` or a path to an .ipynb.'),
-            'schedule': Key('str', schedule, 'Cron expression (minute hour day month weekday, UTC); empty = no schedule (run by a trigger or by hand).'),
-            'retries': Key('int', retries, 'Attempts after a failed or timed-out run.'),
-            'retry_delay': Key('int', delay, 'Seconds before the first retry; doubled before each further one (exponential back-off).'),
-            'timeout': Key('int', timeout, 'Time-out of one attempt, in seconds; 0 = [runner] timeout.'),
-            'parameters': Key('list', '', 'Default parameters of scheduled and triggered runs, KEY=VALUE comma separated.'),
-            'triggers': Key('list', triggers, 'Pipelines run after a successful run of this one, comma separated.'),
-            'trigger_when': Key('str', when, 'Run the triggers only when this metric of the run is true (e.g. promote); empty = after every successful run.')}
+    return {
+        'notebook': Key('str', name, 'Pipeline notebook: a name from `autotrader pipelines` or a path to an .ipynb.'),
+        'schedule': Key(
+            'str',
+            schedule,
+            'Cron expression (minute hour day month weekday, UTC); empty = no schedule (run by a trigger or by hand).',
+        ),
+        'retries': Key('int', retries, 'Attempts after a failed or timed-out run.'),
+        'retry_delay': Key(
+            'int', delay, 'Seconds before the first retry; doubled before each further one (exponential back-off).'
+        ),
+        'timeout': Key('int', timeout, 'Time-out of one attempt, in seconds; 0 = [runner] timeout.'),
+        'parameters': Key('list', '', 'Default parameters of scheduled and triggered runs, KEY=VALUE comma separated.'),
+        'triggers': Key('list', triggers, 'Pipelines run after a successful run of this one, comma separated.'),
+        'trigger_when': Key(
+            'str',
+            when,
+            'Run the triggers only when this metric of the run is true (e.g. promote); empty = after every successful run.',
+        ),
+    }
+
 
 SCHEMA: dict[str, dict[str, Key]] = {
     'data': {
-        'dir': Key('path', 'autotrader-data', 'Folder for local state: archive, store, watermarks (relative to this file).'),
+        'dir': Key(
+            'path', 'autotrader-data', 'Folder for local state: archive, store, watermarks (relative to this file).'
+        ),
         'source': Key('str', 'sim', 'Market-data source: sim, file, binance, oanda, ibkr.'),
         'timeframe': Key('str', '1h', 'Bar size.', tuple(TIMEFRAMES)),
-        'lookback_days': Key('int', 180, 'First ingest of an instrument with no watermark and no start: this many days back from end (180 days of 1h bars: enough for training with a test window the gates can trust).'),
-        'start': Key('str', '', 'Default range start (ISO date/time, UTC); empty = from the watermark or lookback_days.'),
+        'lookback_days': Key(
+            'int',
+            180,
+            'First ingest of an instrument with no watermark and no start: this many days back from end (180 days of 1h bars: enough for training with a test window the gates can trust).',
+        ),
+        'start': Key(
+            'str', '', 'Default range start (ISO date/time, UTC); empty = from the watermark or lookback_days.'
+        ),
         'end': Key('str', '', 'Default range end (ISO date/time, UTC, exclusive); empty = the last closed bar.'),
     },
     'instruments': {
-        'symbols': Key('list', 'BTC-USD:crypto, ETH-USD:crypto, SOL-USD:crypto, EUR-USD:fx, SPY:equity_us',
-                       'Instruments as SYMBOL or SYMBOL:CALENDAR, comma separated. Calendars: crypto, fx, always, or an exchange code of exchange_calendars (XNYS, XLON, XTKS, …; equity_us = XNYS).'),
-        'default_calendar': Key('str', 'crypto', 'Calendar of a symbol given without one: crypto, fx, always, equity_us (= XNYS) or an exchange code of exchange_calendars (XNYS, XLON, …).'),
+        'symbols': Key(
+            'list',
+            'BTC-USD:crypto, ETH-USD:crypto, SOL-USD:crypto, EUR-USD:fx, SPY:equity_us',
+            'Instruments as SYMBOL or SYMBOL:CALENDAR, comma separated. Calendars: crypto, fx, always, or an exchange code of exchange_calendars (XNYS, XLON, XTKS, …; equity_us = XNYS).',
+        ),
+        'default_calendar': Key(
+            'str',
+            'crypto',
+            'Calendar of a symbol given without one: crypto, fx, always, equity_us (= XNYS) or an exchange code of exchange_calendars (XNYS, XLON, …).',
+        ),
     },
     'sim': {
         'seed': Key('int', 42, 'Seed of the synthetic market; same seed, same bars.'),
-        'alpha': Key('float', 0.3, 'Planted predictable component: AR(1) coefficient of standardised returns. 0 = pure random walk; 0.3 = the demo value (the next bar\'s sign is predictable 60 % of the time: a model passes the promotion gates).'),
-        'vol_scale': Key('float', 1.0, 'Multiplier on each calendar\'s base volatility (crypto 60 %, fx 8 %, equities 25 % a year).'),
-        'regime_persistence': Key('float', 0.97, 'Daily probability of staying in the current volatility regime (low, normal, high).'),
+        'alpha': Key(
+            'float',
+            0.3,
+            'Planted predictable component: AR(1) coefficient of standardised returns. 0 = pure random walk; 0.3 = the demo value (the next bar\'s sign is predictable 60 % of the time: a model passes the promotion gates).',
+        ),
+        'vol_scale': Key(
+            'float', 1.0, 'Multiplier on each calendar\'s base volatility (crypto 60 %, fx 8 %, equities 25 % a year).'
+        ),
+        'regime_persistence': Key(
+            'float', 0.97, 'Daily probability of staying in the current volatility regime (low, normal, high).'
+        ),
         'outage_rate': Key('float', 0.02, 'Probability that a day has a data outage (a block of missing bars).'),
     },
     'file': {
         'path': Key('str', '', 'CSV or Parquet file (gzipped or not) read by source=file; a glob is allowed.'),
         'format': Key('str', 'auto', 'File format.', ('auto', 'csv', 'parquet')),
-        'columns': Key('str', '', 'Column mapping CANONICAL=FILE, comma separated (e.g. timestamp=Date,close=Adj Close); common names are detected without it.'),
+        'columns': Key(
+            'str',
+            '',
+            'Column mapping CANONICAL=FILE, comma separated (e.g. timestamp=Date,close=Adj Close); common names are detected without it.',
+        ),
         'timezone': Key('str', 'UTC', 'Time zone of timestamps that carry none.'),
         'instrument': Key('str', '', 'Instrument of a file without an instrument column (default: the file name).'),
         'delimiter': Key('str', 'auto', 'CSV delimiter; auto = sniffed from the file.'),
-        'timestamp_format': Key('str', '', 'strftime format of the timestamps (e.g. %d.%m.%Y %H:%M:%S.%f); empty = detected.'),
+        'timestamp_format': Key(
+            'str', '', 'strftime format of the timestamps (e.g. %d.%m.%Y %H:%M:%S.%f); empty = detected.'
+        ),
     },
     'validation': {
         'spike_z': Key('float', 12.0, 'Return spike: robust z-score (median/MAD over the trailing window) above this.'),
@@ -83,7 +134,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'stale_action': Key('str', 'quarantine', 'What a stale bar does.', ('quarantine', 'flag')),
         'volume_spike_z': Key('float', 25.0, 'Volume spike: robust z-score of log volume above this.'),
         'volume_spike_action': Key('str', 'flag', 'What a volume spike does.', ('quarantine', 'flag')),
-        'max_quarantine_share': Key('float', 0.5, 'Fail the run (store nothing) when more than this share of the bars is quarantined: the source is broken, not the bars.'),
+        'max_quarantine_share': Key(
+            'float',
+            0.5,
+            'Fail the run (store nothing) when more than this share of the bars is quarantined: the source is broken, not the bars.',
+        ),
         'min_completeness': Key('float', 0.95, 'Warn when fewer than this share of the calendar\'s bars arrived.'),
     },
     'archive': {
@@ -91,97 +146,283 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'dir': Key('path', '', 'Local archive folder; empty = <data.dir>/archive.'),
         'bucket': Key('str', '', 'S3 bucket (backend = s3).'),
         'prefix': Key('str', 'raw', 'Key prefix inside the bucket.'),
-        'endpoint_url': Key('str', '', 'S3 endpoint (MinIO, moto); empty = AWS. Credentials come from the standard AWS environment variables.'),
+        'endpoint_url': Key(
+            'str',
+            '',
+            'S3 endpoint (MinIO, moto); empty = AWS. Credentials come from the standard AWS environment variables.',
+        ),
         'region': Key('str', 'us-east-1', 'S3 region.'),
-        'compresslevel': Key('int', 1, 'gzip level of archived objects (1 fastest, 9 smallest; 1 is 4–6× faster than 6 for a 9 % larger archive).'),
+        'compresslevel': Key(
+            'int',
+            1,
+            'gzip level of archived objects (1 fastest, 9 smallest; 1 is 4–6× faster than 6 for a 9 % larger archive).',
+        ),
     },
     'store': {
         'dir': Key('path', '', 'Feature store folder; empty = <data.dir>/store.'),
         'keep_snapshots': Key('int', 10, 'Catalog snapshots kept for audit; files no snapshot references are removed.'),
     },
     'features': {
-        'set': Key('str', 'standard', 'Feature set computed by the ingest pipeline: standard (technical, microstructure and regime features) or basic (returns, volatility).'),
+        'set': Key(
+            'str',
+            'standard',
+            'Feature set computed by the ingest pipeline: standard (technical, microstructure and regime features) or basic (returns, volatility).',
+        ),
         'return_horizons': Key('intlist', '1, 4, 24', 'Log-return horizons, in bars.'),
         'vol_windows': Key('intlist', '24, 96', 'Rolling volatility windows, in bars.'),
-        'ma_windows': Key('intlist', '20, 50, 200', 'standard: windows of the moving averages whose distance is a feature, in bars.'),
-        'micro_window': Key('int', 24, 'standard: window of the microstructure features (spreads, illiquidity, imbalances, VWAP), in bars.'),
-        'regime_window': Key('int', 720, 'standard: trailing window on which volatility-regime quantiles are re-learnt at every bar, in bars (a feature set looks back about twice this).'),
+        'ma_windows': Key(
+            'intlist', '20, 50, 200', 'standard: windows of the moving averages whose distance is a feature, in bars.'
+        ),
+        'micro_window': Key(
+            'int',
+            24,
+            'standard: window of the microstructure features (spreads, illiquidity, imbalances, VWAP), in bars.',
+        ),
+        'regime_window': Key(
+            'int',
+            720,
+            'standard: trailing window on which volatility-regime quantiles are re-learnt at every bar, in bars (a feature set looks back about twice this).',
+        ),
     },
     'reports': {
         'dir': Key('path', 'reports', 'Folder of executed notebooks and HTML reports.'),
-        'no_input': Key('bool', False, 'Render reports without the code cells (outputs only, for readers who are not developers); the executed notebook keeps everything.'),
+        'no_input': Key(
+            'bool',
+            False,
+            'Render reports without the code cells (outputs only, for readers who are not developers); the executed notebook keeps everything.',
+        ),
     },
     'runner': {
         'kernel': Key('str', 'python3', 'Jupyter kernel that executes pipeline notebooks.'),
         'timeout': Key('int', 3600, 'Time-out of one pipeline run, in seconds.'),
     },
     'train': {
-        'horizon': Key('int', 1, 'Label horizon h in bars: the target is the forward log return log(close[t+h] / close[t]) of each instrument.'),
-        'dead_zone': Key('float', 0.0, 'Dead zone of the direction label: a |forward log return| below this is no direction (see dead_zone_mode); 0 = none.'),
-        'dead_zone_mode': Key('str', 'drop', 'drop = rows inside the dead zone are left out; flat = they get class 0 (labels -1, 0, 1).', ('drop', 'flat')),
-        'valid_size': Key('float', 0.1, 'Share of the timeline (distinct timestamps) in the validation window, between train and test.'),
-        'test_size': Key('float', 0.2, 'Share of the timeline in the final out-of-sample test window (never seen by tuning).'),
-        'cv_scheme': Key('str', 'walk_forward', 'Cross-validation on the training window: walk_forward (train only before each validation block) or kfold (purged k-fold, train on both sides).', ('walk_forward', 'kfold')),
+        'horizon': Key(
+            'int',
+            1,
+            'Label horizon h in bars: the target is the forward log return log(close[t+h] / close[t]) of each instrument.',
+        ),
+        'dead_zone': Key(
+            'float',
+            0.0,
+            'Dead zone of the direction label: a |forward log return| below this is no direction (see dead_zone_mode); 0 = none.',
+        ),
+        'dead_zone_mode': Key(
+            'str',
+            'drop',
+            'drop = rows inside the dead zone are left out; flat = they get class 0 (labels -1, 0, 1).',
+            ('drop', 'flat'),
+        ),
+        'valid_size': Key(
+            'float',
+            0.1,
+            'Share of the timeline (distinct timestamps) in the validation window, between train and test.',
+        ),
+        'test_size': Key(
+            'float', 0.2, 'Share of the timeline in the final out-of-sample test window (never seen by tuning).'
+        ),
+        'cv_scheme': Key(
+            'str',
+            'walk_forward',
+            'Cross-validation on the training window: walk_forward (train only before each validation block) or kfold (purged k-fold, train on both sides).',
+            ('walk_forward', 'kfold'),
+        ),
         'cv_folds': Key('int', 5, 'Folds of the purged cross-validation.'),
-        'embargo': Key('float', 0.01, 'Embargo after each validation block: a share of the timeline (< 1) or a number of bars (>= 1).'),
-        'max_train_bars': Key('int', 0, 'Walk-forward training window: 0 = expanding (every bar before validation); n > 0 = rolling (the last n bars).'),
-        'position_mode': Key('str', 'threshold', 'Backtest positions from P(up): threshold = +1 / -1 / 0 outside / inside the band; sized = 2p - 1.', ('threshold', 'sized')),
+        'embargo': Key(
+            'float',
+            0.01,
+            'Embargo after each validation block: a share of the timeline (< 1) or a number of bars (>= 1).',
+        ),
+        'max_train_bars': Key(
+            'int',
+            0,
+            'Walk-forward training window: 0 = expanding (every bar before validation); n > 0 = rolling (the last n bars).',
+        ),
+        'position_mode': Key(
+            'str',
+            'threshold',
+            'Backtest positions from P(up): threshold = +1 / -1 / 0 outside / inside the band; sized = 2p - 1.',
+            ('threshold', 'sized'),
+        ),
         'position_band': Key('float', 0.0, 'No position while |P(up) - 0.5| <= this.'),
         'allow_short': Key('bool', True, 'Allow short positions (false: negative positions become flat).'),
-        'cost_bps': Key('float', 2.0, 'Transaction cost in basis points per unit of turnover |position[t] - position[t-1]|, for instruments without an override.'),
-        'cost_bps_overrides': Key('list', 'fx=0.5, equity_us=0.5', 'Costs per calendar or per instrument, KEY=BPS comma separated (an instrument name wins over its calendar): FX majors and large-cap equities trade far cheaper than crypto.'),
-        'instruments': Key('list', '', 'Instruments to train on (SYMBOL or SYMBOL:CALENDAR); empty = all of [instruments] symbols.'),
-        'model': Key('str', 'hgb', 'Estimator tuned with optuna: hgb (histogram gradient boosting) or logistic (standardised logistic regression).'),
-        'baseline': Key('str', 'logistic', 'Baseline fit with default parameters and compared with the tuned model on the validation window (the better one is registered); none = no baseline.'),
-        'objective': Key('str', 'sharpe', 'What tuning maximises, averaged over CV folds: sharpe (portfolio Sharpe ratio after costs), log_loss (its negative) or roc_auc.', ('sharpe', 'log_loss', 'roc_auc')),
+        'cost_bps': Key(
+            'float',
+            2.0,
+            'Transaction cost in basis points per unit of turnover |position[t] - position[t-1]|, for instruments without an override.',
+        ),
+        'cost_bps_overrides': Key(
+            'list',
+            'fx=0.5, equity_us=0.5',
+            'Costs per calendar or per instrument, KEY=BPS comma separated (an instrument name wins over its calendar): FX majors and large-cap equities trade far cheaper than crypto.',
+        ),
+        'instruments': Key(
+            'list', '', 'Instruments to train on (SYMBOL or SYMBOL:CALENDAR); empty = all of [instruments] symbols.'
+        ),
+        'model': Key(
+            'str',
+            'hgb',
+            'Estimator tuned with optuna: hgb (histogram gradient boosting) or logistic (standardised logistic regression).',
+        ),
+        'baseline': Key(
+            'str',
+            'logistic',
+            'Baseline fit with default parameters and compared with the tuned model on the validation window (the better one is registered); none = no baseline.',
+        ),
+        'objective': Key(
+            'str',
+            'sharpe',
+            'What tuning maximises, averaged over CV folds: sharpe (portfolio Sharpe ratio after costs), log_loss (its negative) or roc_auc.',
+            ('sharpe', 'log_loss', 'roc_auc'),
+        ),
         'n_trials': Key('int', 30, 'Optuna trials per study (a resumed study runs only the missing ones).'),
-        'timeout': Key('int', 1800, 'Time budget of the new optuna trials of one training run, in seconds (checked between trials); 0 = none.'),
-        'pruning': Key('bool', True, 'Prune trials whose running mean over the first CV folds is below the median of earlier trials.'),
-        'seed': Key('int', 0, 'Seed of the TPE sampler and of the estimators: same data, settings and seed, same model.'),
-        'threads': Key('int', 1, 'Threads of one model fit (OpenMP / BLAS); 0 = every core. On 2 vCPUs one thread fits gradient boosting faster than two.'),
-        'n_jobs': Key('int', 2, 'Optuna trials evaluated at once (threads, each fitting with `threads` threads); for a given n_jobs the same seed gives the same study. Set it to the number of cores.'),
-        'optuna_storage': Key('str', '', 'Optuna storage URL; empty = sqlite:///<data.dir>/optuna.db. postgresql://user@host/db lets many workers tune one study (password from PGPASSWORD or ~/.pgpass, never here).'),
-        'min_test_timestamps': Key('int', 500, 'Refuse to train when the test window would hold fewer distinct timestamps: gates on a short window promote noise.'),
+        'timeout': Key(
+            'int',
+            1800,
+            'Time budget of the new optuna trials of one training run, in seconds (checked between trials); 0 = none.',
+        ),
+        'pruning': Key(
+            'bool',
+            True,
+            'Prune trials whose running mean over the first CV folds is below the median of earlier trials.',
+        ),
+        'seed': Key(
+            'int', 0, 'Seed of the TPE sampler and of the estimators: same data, settings and seed, same model.'
+        ),
+        'threads': Key(
+            'int',
+            1,
+            'Threads of one model fit (OpenMP / BLAS); 0 = every core. On 2 vCPUs one thread fits gradient boosting faster than two.',
+        ),
+        'n_jobs': Key(
+            'int',
+            2,
+            'Optuna trials evaluated at once (threads, each fitting with `threads` threads); for a given n_jobs the same seed gives the same study. Set it to the number of cores.',
+        ),
+        'optuna_storage': Key(
+            'str',
+            '',
+            'Optuna storage URL; empty = sqlite:///<data.dir>/optuna.db. postgresql://user@host/db lets many workers tune one study (password from PGPASSWORD or ~/.pgpass, never here).',
+        ),
+        'min_test_timestamps': Key(
+            'int',
+            500,
+            'Refuse to train when the test window would hold fewer distinct timestamps: gates on a short window promote noise.',
+        ),
     },
     'gates': {
-        'min_sharpe': Key('float', 2.0, 'Promotion gate: annualised Sharpe ratio after costs on the test window must exceed this.'),
-        'max_drawdown': Key('float', 0.15, 'Promotion gate: maximum drawdown (a fraction) on the test window must stay below this.'),
-        'min_win_rate': Key('float', 0.55, 'Promotion gate: share of the bars with a non-zero net return (the bars that close a position and pay its cost included) that are positive must exceed this.'),
-        'min_deflated_sharpe': Key('float', 0.95, 'Promotion gate: deflated Sharpe ratio (the probability that the true Sharpe ratio exceeds what the best of the tuning trials would reach by luck) must exceed this; 0 = not gated.'),
-        'scope': Key('str', 'portfolio', 'Gate the equal-weight portfolio, or the portfolio and every instrument.', ('portfolio', 'each_instrument')),
-        'champion_metric': Key('str', 'sharpe', 'The challenger must beat the champion on this test-window metric.', ('sharpe', 'sortino', 'deflated_sharpe', 'total_return')),
+        'min_sharpe': Key(
+            'float', 2.0, 'Promotion gate: annualised Sharpe ratio after costs on the test window must exceed this.'
+        ),
+        'max_drawdown': Key(
+            'float', 0.15, 'Promotion gate: maximum drawdown (a fraction) on the test window must stay below this.'
+        ),
+        'min_win_rate': Key(
+            'float',
+            0.55,
+            'Promotion gate: share of the bars with a non-zero net return (the bars that close a position and pay its cost included) that are positive must exceed this.',
+        ),
+        'min_deflated_sharpe': Key(
+            'float',
+            0.95,
+            'Promotion gate: deflated Sharpe ratio (the probability that the true Sharpe ratio exceeds what the best of the tuning trials would reach by luck) must exceed this; 0 = not gated.',
+        ),
+        'scope': Key(
+            'str',
+            'portfolio',
+            'Gate the equal-weight portfolio, or the portfolio and every instrument.',
+            ('portfolio', 'each_instrument'),
+        ),
+        'champion_metric': Key(
+            'str',
+            'sharpe',
+            'The challenger must beat the champion on this test-window metric.',
+            ('sharpe', 'sortino', 'deflated_sharpe', 'total_return'),
+        ),
         'champion_margin': Key('float', 0.0, 'By at least this much (in the units of champion_metric).'),
     },
     'mlflow': {
-        'tracking_uri': Key('str', '', 'MLflow tracking + registry URI (e.g. http://127.0.0.1:5000); empty = sqlite:///<data.dir>/mlflow.db.'),
-        'artifact_dir': Key('path', '', 'Artifact folder of new experiments on the embedded SQLite backend; empty = <data.dir>/mlruns.'),
+        'tracking_uri': Key(
+            'str',
+            '',
+            'MLflow tracking + registry URI (e.g. http://127.0.0.1:5000); empty = sqlite:///<data.dir>/mlflow.db.',
+        ),
+        'artifact_dir': Key(
+            'path', '', 'Artifact folder of new experiments on the embedded SQLite backend; empty = <data.dir>/mlruns.'
+        ),
         'experiment': Key('str', 'autotrader', 'MLflow experiment of training runs.'),
-        'model_name': Key('str', 'autotrader', 'Registered model name; versions carry the aliases challenger and champion.'),
-        'serialization': Key('str', 'skops', 'Format of logged scikit-learn models (skops loads without executing pickled code).', ('skops', 'cloudpickle')),
+        'model_name': Key(
+            'str', 'autotrader', 'Registered model name; versions carry the aliases challenger and champion.'
+        ),
+        'serialization': Key(
+            'str',
+            'skops',
+            'Format of logged scikit-learn models (skops loads without executing pickled code).',
+            ('skops', 'cloudpickle'),
+        ),
     },
     'binance': {
-        'sandbox': Key('bool', False, 'Use the Binance spot testnet (testnet.binance.vision) instead of api.binance.com.'),
-        'api_url': Key('str', '', 'Base URL replacing https://api.binance.com (or the testnet host), e.g. a proxy or a local test server; empty = the real API.'),
-        'symbol_map': Key('list', '', 'Instrument → Binance symbol, comma separated (e.g. BTC-USD=BTC/USDT); without it BTC/USDT, BTC-USDT and BTCUSDT all mean the BTCUSDT market.'),
+        'sandbox': Key(
+            'bool', False, 'Use the Binance spot testnet (testnet.binance.vision) instead of api.binance.com.'
+        ),
+        'api_url': Key(
+            'str',
+            '',
+            'Base URL replacing https://api.binance.com (or the testnet host), e.g. a proxy or a local test server; empty = the real API.',
+        ),
+        'symbol_map': Key(
+            'list',
+            '',
+            'Instrument → Binance symbol, comma separated (e.g. BTC-USD=BTC/USDT); without it BTC/USDT, BTC-USDT and BTCUSDT all mean the BTCUSDT market.',
+        ),
         'page_limit': Key('int', 1000, 'Klines per request (1–1000).'),
         'timeout': Key('float', 30.0, 'HTTP time-out of one request, in seconds.'),
-        'retries': Key('int', 5, 'Retries of one request after a network error, HTTP 429, 418 or 5xx, a malformed or truncated body.'),
-        'backoff_base': Key('float', 0.5, 'Exponential backoff with full jitter: the n-th retry waits up to backoff_base × 2^n seconds…'),
+        'retries': Key(
+            'int',
+            5,
+            'Retries of one request after a network error, HTTP 429, 418 or 5xx, a malformed or truncated body.',
+        ),
+        'backoff_base': Key(
+            'float', 0.5, 'Exponential backoff with full jitter: the n-th retry waits up to backoff_base × 2^n seconds…'
+        ),
         'backoff_max': Key('float', 30.0, '…and never more than this (seconds), unless the server sends Retry-After.'),
         'ban_wait': Key('float', 120.0, 'Wait after HTTP 418 (IP ban) without a Retry-After header, in seconds.'),
-        'max_retry_after': Key('float', 300.0, 'A Retry-After longer than this (seconds) fails the run at once instead of waiting.'),
+        'max_retry_after': Key(
+            'float', 300.0, 'A Retry-After longer than this (seconds) fails the run at once instead of waiting.'
+        ),
     },
     'oanda': {
-        'environment': Key('str', 'practice', 'Oanda v20 environment (the token must belong to it).', ('practice', 'live')),
-        'api_url': Key('str', '', 'Base URL replacing the environment\'s REST host, e.g. a proxy or a local test server; empty = Oanda.'),
-        'price': Key('str', 'mid', 'Candle prices: mid, or bid_ask (mid OHLC plus bid and ask closes in columns bid, ask).', ('mid', 'bid_ask')),
-        'symbol_map': Key('list', '', 'Instrument → Oanda instrument, comma separated (e.g. GER40=DE30_EUR); without it EUR-USD, EUR/USD and EURUSD mean EUR_USD.'),
+        'environment': Key(
+            'str', 'practice', 'Oanda v20 environment (the token must belong to it).', ('practice', 'live')
+        ),
+        'api_url': Key(
+            'str',
+            '',
+            'Base URL replacing the environment\'s REST host, e.g. a proxy or a local test server; empty = Oanda.',
+        ),
+        'price': Key(
+            'str',
+            'mid',
+            'Candle prices: mid, or bid_ask (mid OHLC plus bid and ask closes in columns bid, ask).',
+            ('mid', 'bid_ask'),
+        ),
+        'symbol_map': Key(
+            'list',
+            '',
+            'Instrument → Oanda instrument, comma separated (e.g. GER40=DE30_EUR); without it EUR-USD, EUR/USD and EURUSD mean EUR_USD.',
+        ),
         'page_count': Key('int', 5000, 'Candles per request (1–5000).'),
         'timeout': Key('float', 30.0, 'HTTP time-out of one request, in seconds.'),
-        'retries': Key('int', 5, 'Retries of one request after a network error, HTTP 429 or 5xx, a malformed or truncated body.'),
-        'backoff_base': Key('float', 0.5, 'Exponential backoff with full jitter: the n-th retry waits up to backoff_base × 2^n seconds…'),
+        'retries': Key(
+            'int', 5, 'Retries of one request after a network error, HTTP 429 or 5xx, a malformed or truncated body.'
+        ),
+        'backoff_base': Key(
+            'float', 0.5, 'Exponential backoff with full jitter: the n-th retry waits up to backoff_base × 2^n seconds…'
+        ),
         'backoff_max': Key('float', 30.0, '…and never more than this (seconds), unless the server sends Retry-After.'),
-        'max_retry_after': Key('float', 300.0, 'A Retry-After longer than this (seconds) fails the run at once instead of waiting.'),
+        'max_retry_after': Key(
+            'float', 300.0, 'A Retry-After longer than this (seconds) fails the run at once instead of waiting.'
+        ),
     },
     'ibkr': {
         'host': Key('str', '127.0.0.1', 'Host of TWS or IB Gateway.'),
@@ -189,8 +430,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'client_id': Key('int', 17, 'API client id (unique per connection to the same TWS / Gateway).'),
         'connect_timeout': Key('float', 10.0, 'Time-out of connecting, in seconds.'),
         'request_timeout': Key('float', 120.0, 'Time-out of one historical-data request, in seconds.'),
-        'what_to_show': Key('str', 'auto', 'Bar prices; auto = TRADES for stocks, MIDPOINT for FX, AGGTRADES for crypto.',
-                            ('auto', 'TRADES', 'MIDPOINT', 'BID', 'ASK', 'BID_ASK', 'ADJUSTED_LAST', 'AGGTRADES')),
+        'what_to_show': Key(
+            'str',
+            'auto',
+            'Bar prices; auto = TRADES for stocks, MIDPOINT for FX, AGGTRADES for crypto.',
+            ('auto', 'TRADES', 'MIDPOINT', 'BID', 'ASK', 'BID_ASK', 'ADJUSTED_LAST', 'AGGTRADES'),
+        ),
         'use_rth': Key('bool', True, 'Regular trading hours only (stocks).'),
         'exchange': Key('str', 'SMART', 'Exchange of stock contracts.'),
         'currency': Key('str', 'USD', 'Currency of stock contracts.'),
@@ -199,42 +444,107 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'pacing_requests': Key('int', 60, 'IB pacing: at most this many historical requests…'),
         'pacing_window': Key('float', 600.0, '…in any window of this many seconds.'),
         'pacing_identical': Key('float', 15.0, 'IB pacing: no identical historical request within this many seconds.'),
-        'retries': Key('int', 5, 'Retries of one request after a disconnect, a time-out or a pacing violation (reconnecting as needed).'),
-        'backoff_base': Key('float', 2.0, 'Exponential backoff with full jitter: the n-th retry waits up to backoff_base × 2^n seconds…'),
+        'retries': Key(
+            'int',
+            5,
+            'Retries of one request after a disconnect, a time-out or a pacing violation (reconnecting as needed).',
+        ),
+        'backoff_base': Key(
+            'float', 2.0, 'Exponential backoff with full jitter: the n-th retry waits up to backoff_base × 2^n seconds…'
+        ),
         'backoff_max': Key('float', 60.0, '…and never more than this (seconds).'),
     },
     'drift': {
-        'current_bars': Key('int', 168, 'Current window of the health checks: the last this many bars of each instrument, counted on its calendar up to now (168 = a week of hourly bars, 8 months of daily bars: enough rows for every check).'),
-        'reference_bars': Key('int', 2000, 'Reference when there is no champion yet (or it records no training window): this many bars of each instrument before the current window (at least min_chunks x current_bars, so every threshold can be calibrated).'),
-        'current_hours': Key('int', 0, 'Current window in hours up to now instead of current_bars; 0 = use current_bars.'),
-        'reference_days': Key('int', 0, 'Reference (no champion) in days before the current window instead of reference_bars; 0 = use reference_bars.'),
+        'current_bars': Key(
+            'int',
+            168,
+            'Current window of the health checks: the last this many bars of each instrument, counted on its calendar up to now (168 = a week of hourly bars, 8 months of daily bars: enough rows for every check).',
+        ),
+        'reference_bars': Key(
+            'int',
+            2000,
+            'Reference when there is no champion yet (or it records no training window): this many bars of each instrument before the current window (at least min_chunks x current_bars, so every threshold can be calibrated).',
+        ),
+        'current_hours': Key(
+            'int', 0, 'Current window in hours up to now instead of current_bars; 0 = use current_bars.'
+        ),
+        'reference_days': Key(
+            'int',
+            0,
+            'Reference (no champion) in days before the current window instead of reference_bars; 0 = use reference_bars.',
+        ),
         'features': Key('list', '', 'Features checked, comma separated; empty = every column of the feature set.'),
         'bins': Key('int', 10, 'PSI/JS bins of a numerical feature, learnt on the reference.'),
-        'binning': Key('str', 'quantile', 'quantile = bins of equal reference mass; equal_width = equal widths between the reference min and max.', ('quantile', 'equal_width')),
+        'binning': Key(
+            'str',
+            'quantile',
+            'quantile = bins of equal reference mass; equal_width = equal widths between the reference min and max.',
+            ('quantile', 'equal_width'),
+        ),
         'epsilon': Key('float', 0.0001, 'PSI: the share that replaces an empty bin\'s 0 (no renormalisation).'),
-        'max_categories': Key('int', 50, 'Categorical features: bins for the most frequent reference categories; rarer ones are pooled.'),
+        'max_categories': Key(
+            'int', 50, 'Categorical features: bins for the most frequent reference categories; rarer ones are pooled.'
+        ),
         'psi_warning': Key('float', 0.2, 'Warning when a feature\'s PSI exceeds this.'),
         'psi_critical': Key('float', 0.3, 'Critical when a feature\'s PSI exceeds this.'),
         'ks_warning': Key('float', 0.2, 'Warning when the Kolmogorov-Smirnov statistic exceeds this.'),
         'ks_critical': Key('float', 0.3, 'Critical when the Kolmogorov-Smirnov statistic exceeds this.'),
         'js_warning': Key('float', 0.05, 'Warning when the Jensen-Shannon divergence (bits) exceeds this.'),
         'js_critical': Key('float', 0.1, 'Critical when the Jensen-Shannon divergence (bits) exceeds this.'),
-        'min_rows': Key('int', 100, 'A feature with fewer non-missing current rows cannot be judged: level inconclusive (never ok).'),
-        'max_pvalue': Key('float', 0.01, 'Reported significance level of the KS (correlations: Fisher z) tests at the effective sample size; the alert decision is the reference band.'),
-        'band_sd': Key('float', 3.0, 'Reference band: a statistic alerts only beyond mean + band_sd sd (log scale) of what chunks of the reference the size of the current window produce, and beyond the family-wise threshold of those chunks.'),
-        'min_chunks': Key('int', 5, 'Fewer reference chunks of the current window size: no band, the check is inconclusive.'),
+        'min_rows': Key(
+            'int', 100, 'A feature with fewer non-missing current rows cannot be judged: level inconclusive (never ok).'
+        ),
+        'max_pvalue': Key(
+            'float',
+            0.01,
+            'Reported significance level of the KS (correlations: Fisher z) tests at the effective sample size; the alert decision is the reference band.',
+        ),
+        'band_sd': Key(
+            'float',
+            3.0,
+            'Reference band: a statistic alerts only beyond mean + band_sd sd (log scale) of what chunks of the reference the size of the current window produce, and beyond the family-wise threshold of those chunks.',
+        ),
+        'min_chunks': Key(
+            'int', 5, 'Fewer reference chunks of the current window size: no band, the check is inconclusive.'
+        ),
     },
     'quality': {
-        'missing_warning': Key('float', 0.05, 'Warning when a feature\'s share of missing (NaN) current values exceeds this.'),
-        'missing_critical': Key('float', 0.10, 'Critical when a feature\'s share of missing current values exceeds this.'),
-        'range_margin': Key('float', 0.1, 'Training range of a feature: [min, max] of the reference, widened by this share of max - min on each side.'),
-        'range_warning': Key('float', 0.01, 'Warning when a feature\'s share of current values outside the training range (infinities included) exceeds this.'),
+        'missing_warning': Key(
+            'float', 0.05, 'Warning when a feature\'s share of missing (NaN) current values exceeds this.'
+        ),
+        'missing_critical': Key(
+            'float', 0.10, 'Critical when a feature\'s share of missing current values exceeds this.'
+        ),
+        'range_margin': Key(
+            'float',
+            0.1,
+            'Training range of a feature: [min, max] of the reference, widened by this share of max - min on each side.',
+        ),
+        'range_warning': Key(
+            'float',
+            0.01,
+            'Warning when a feature\'s share of current values outside the training range (infinities included) exceeds this.',
+        ),
         'range_critical': Key('float', 0.05, 'Critical when that share exceeds this.'),
-        'corr_warning': Key('float', 0.3, 'Warning when a pairwise feature correlation moved by more than this (absolute) from the reference.'),
+        'corr_warning': Key(
+            'float',
+            0.3,
+            'Warning when a pairwise feature correlation moved by more than this (absolute) from the reference.',
+        ),
         'corr_critical': Key('float', 0.5, 'Critical when a pairwise correlation moved by more than this.'),
-        'freshness_warning_hours': Key('float', 26.0, 'Warning when the newest bar of an instrument is older than this many hours of its calendar\'s trading time (the daily 02:00 ingest leaves up to ~26 h).'),
-        'freshness_critical_hours': Key('float', 50.0, 'Critical when the newest bar is older than this many trading hours.'),
-        'frozen_share': Key('float', 0.25, 'Critical (frozen feed) when more than this share of a feature\'s current values repeat the previous value of the instrument, beyond the reference band.'),
+        'freshness_warning_hours': Key(
+            'float',
+            26.0,
+            'Warning when the newest bar of an instrument is older than this many hours of its calendar\'s trading time (the daily 02:00 ingest leaves up to ~26 h).',
+        ),
+        'freshness_critical_hours': Key(
+            'float', 50.0, 'Critical when the newest bar is older than this many trading hours.'
+        ),
+        'frozen_share': Key(
+            'float',
+            0.25,
+            'Critical (frozen feed) when more than this share of a feature\'s current values repeat the previous value of the instrument, beyond the reference band.',
+        ),
     },
     'health': {
         'performance_days': Key('int', 30, 'Model performance: logged signals of the last this many days.'),
@@ -242,25 +552,59 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'min_signals': Key('int', 50, 'Fewer signals with a known outcome: performance is shown but raises no alert.'),
         'hit_rate_warning': Key('float', 0.5, 'Warning when the hit rate of logged signals is below this.'),
         'hit_rate_critical': Key('float', 0.45, 'Critical when the hit rate is below this.'),
-        'sharpe_warning': Key('float', 0.0, 'Warning when the realised annualised Sharpe ratio of logged signals is below this.'),
+        'sharpe_warning': Key(
+            'float', 0.0, 'Warning when the realised annualised Sharpe ratio of logged signals is below this.'
+        ),
         'sharpe_critical': Key('float', -1.0, 'Critical when the realised Sharpe ratio is below this.'),
-        'importance_warning': Key('float', 0.3, 'Warning when the feature-importance shift (total variation distance of normalised importances, 0-1) exceeds this.'),
+        'importance_warning': Key(
+            'float',
+            0.3,
+            'Warning when the feature-importance shift (total variation distance of normalised importances, 0-1) exceeds this.',
+        ),
         'importance_critical': Key('float', 0.5, 'Critical when the feature-importance shift exceeds this.'),
-        'importance_rows': Key('int', 2000, 'At most this many current rows for the permutation importance of the champion.'),
-        'inconclusive_runs': Key('int', 3, 'A warning alert (check inconclusive) when a check stays inconclusive this many health runs in a row.'),
+        'importance_rows': Key(
+            'int', 2000, 'At most this many current rows for the permutation importance of the champion.'
+        ),
+        'inconclusive_runs': Key(
+            'int',
+            3,
+            'A warning alert (check inconclusive) when a check stays inconclusive this many health runs in a row.',
+        ),
     },
     'alerts': {
-        'sinks': Key('list', 'log, file', 'Enabled sinks: log, file, slack, pagerduty, email. The JSONL file is always written: it is the outbox that keeps undelivered alerts.'),
-        'file': Key('path', '', 'JSONL outbox of alerts with their per-sink delivery status; empty = <data.dir>/alerts/alerts.jsonl.'),
-        'route_critical': Key('list', 'log, file, slack, pagerduty, email', 'Sinks that receive critical alerts (when enabled).'),
+        'sinks': Key(
+            'list',
+            'log, file',
+            'Enabled sinks: log, file, slack, pagerduty, email. The JSONL file is always written: it is the outbox that keeps undelivered alerts.',
+        ),
+        'file': Key(
+            'path',
+            '',
+            'JSONL outbox of alerts with their per-sink delivery status; empty = <data.dir>/alerts/alerts.jsonl.',
+        ),
+        'route_critical': Key(
+            'list', 'log, file, slack, pagerduty, email', 'Sinks that receive critical alerts (when enabled).'
+        ),
         'route_warning': Key('list', 'log, file, slack, email', 'Sinks that receive warnings (when enabled).'),
         'route_info': Key('list', 'log, file', 'Sinks that receive info alerts (when enabled).'),
-        'cooldown_minutes': Key('int', 240, 'An alert with the same key and the same or a lower level within this many minutes is suppressed (recorded, not sent).'),
-        'retry_hours': Key('float', 168.0, 'Undelivered alerts are retried on every run for this many hours, then marked expired (they stay in the file).'),
+        'cooldown_minutes': Key(
+            'int',
+            240,
+            'An alert with the same key and the same or a lower level within this many minutes is suppressed (recorded, not sent).',
+        ),
+        'retry_hours': Key(
+            'float',
+            168.0,
+            'Undelivered alerts are retried on every run for this many hours, then marked expired (they stay in the file).',
+        ),
         'keep_days': Key('int', 90, 'Alerts older than this with nothing left to deliver are removed from the file.'),
         'timeout': Key('float', 10.0, 'Time-out of one delivery (HTTP or SMTP), in seconds.'),
         'source': Key('str', '', 'Name of this installation in messages (PagerDuty source); empty = the host name.'),
-        'pagerduty_url': Key('str', 'https://events.pagerduty.com/v2/enqueue', 'PagerDuty Events API v2 endpoint. The routing key comes from AUTOTRADER_PAGERDUTY_ROUTING_KEY.'),
+        'pagerduty_url': Key(
+            'str',
+            'https://events.pagerduty.com/v2/enqueue',
+            'PagerDuty Events API v2 endpoint. The routing key comes from AUTOTRADER_PAGERDUTY_ROUTING_KEY.',
+        ),
         'smtp_host': Key('str', 'localhost', 'SMTP server of e-mail alerts.'),
         'smtp_port': Key('int', 25, 'SMTP port (587 for STARTTLS, 465 for SSL).'),
         'smtp_security': Key('str', 'none', 'SMTP transport security.', ('none', 'starttls', 'ssl')),
@@ -269,92 +613,261 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'smtp_to': Key('list', '', 'Recipients of e-mail alerts, comma separated.'),
     },
     'metrics': {
-        'textfile_dir': Key('path', '', 'Prometheus text files for the node-exporter textfile collector; empty = <data.dir>/metrics.'),
-        'sla_seconds': Key('list', 'ingest=7200, train=21600, evaluate=3600, health=900, rollout=14400', 'SLA of each pipeline (NAME=seconds), enforced by the runner under every engine: a run that takes longer is recorded as an SLA miss and alerted; a failed run counts as a miss too.'),
+        'textfile_dir': Key(
+            'path', '', 'Prometheus text files for the node-exporter textfile collector; empty = <data.dir>/metrics.'
+        ),
+        'sla_seconds': Key(
+            'list',
+            'ingest=7200, train=21600, evaluate=3600, health=900, rollout=14400',
+            'SLA of each pipeline (NAME=seconds), enforced by the runner under every engine: a run that takes longer is recorded as an SLA miss and alerted; a failed run counts as a miss too.',
+        ),
     },
     'deploy': {
-        'state_url': Key('str', '', 'Deployment state (routing, slots, deployments, analysis results, audit log, signal log): SQLAlchemy URL; empty = sqlite:///<data.dir>/deploy.db (WAL). postgresql+psycopg://user@host:5432/db when several gateway replicas share it (password from PGPASSWORD or ~/.pgpass, never here).'),
+        'state_url': Key(
+            'str',
+            '',
+            'Deployment state (routing, slots, deployments, analysis results, audit log, signal log): SQLAlchemy URL; empty = sqlite:///<data.dir>/deploy.db (WAL). postgresql+psycopg://user@host:5432/db when several gateway replicas share it (password from PGPASSWORD or ~/.pgpass, never here).',
+        ),
         'host': Key('str', '127.0.0.1', 'Address `autotrader serve` binds.'),
         'port': Key('int', 8080, 'Port of `autotrader serve` (replicas started with --replicas share it).'),
-        'routing_poll_seconds': Key('float', 1.0, 'A replica checks the routing generation this often: a routing change reaches every replica within this delay (plus the load and warm-up of a version it has not loaded).'),
-        'heartbeat_seconds': Key('float', 2.0, 'A replica reports its loaded versions and readiness this often; one silent for 3 heartbeats is no longer counted.'),
-        'flush_seconds': Key('float', 0.5, 'Served signals and request statistics are written to the deployment state this often (in batches).'),
-        'feature_poll_seconds': Key('float', 5.0, 'The gateway checks the feature store for a new commit this often and reloads its in-memory feature rows when there is one.'),
-        'feature_cache_days': Key('int', 14, 'Days of feature rows held in memory per instrument (the newest fully-known row is served from them).'),
-        'warmup_requests': Key('int', 20, 'Smoke predictions on stored feature rows before a loaded version may take traffic (all must be finite probabilities).'),
-        'fallback': Key('bool', True, 'When the routed version raises, answer with the shadow/standby version of that route (marked fallback) and count the error against the routed version.'),
+        'routing_poll_seconds': Key(
+            'float',
+            1.0,
+            'A replica checks the routing generation this often: a routing change reaches every replica within this delay (plus the load and warm-up of a version it has not loaded).',
+        ),
+        'heartbeat_seconds': Key(
+            'float',
+            2.0,
+            'A replica reports its loaded versions and readiness this often; one silent for 3 heartbeats is no longer counted.',
+        ),
+        'flush_seconds': Key(
+            'float',
+            0.5,
+            'Served signals and request statistics are written to the deployment state this often (in batches).',
+        ),
+        'feature_poll_seconds': Key(
+            'float',
+            5.0,
+            'The gateway checks the feature store for a new commit this often and reloads its in-memory feature rows when there is one.',
+        ),
+        'feature_cache_days': Key(
+            'int',
+            14,
+            'Days of feature rows held in memory per instrument (the newest fully-known row is served from them).',
+        ),
+        'warmup_requests': Key(
+            'int',
+            20,
+            'Smoke predictions on stored feature rows before a loaded version may take traffic (all must be finite probabilities).',
+        ),
+        'fallback': Key(
+            'bool',
+            True,
+            'When the routed version raises, answer with the shadow/standby version of that route (marked fallback) and count the error against the routed version.',
+        ),
         'watch_minutes': Key('float', 60.0, 'Blue/green: watch window after the switch, in minutes of clock time.'),
-        'baseline_minutes': Key('float', 60.0, 'Blue/green: blue is measured over this many minutes before the switch (error rate and p99 latency baselines).'),
-        'analysis_seconds': Key('float', 60.0, 'Analysis runs this often (clock time) inside a watch window or canary stage; a clear breach (error rate, latency) rolls back at once.'),
-        'max_error_ratio': Key('float', 2.0, 'Blue/green: roll back when green\'s error rate exceeds this multiple of blue\'s baseline (and error_rate_floor).'),
-        'error_rate_floor': Key('float', 0.001, 'Error rates at or below this never count as a breach (a baseline of 0 errors would make any error one).'),
-        'max_latency_ratio': Key('float', 1.5, 'Blue/green: roll back when green\'s p99 latency exceeds this multiple of blue\'s baseline (and latency_floor_ms).'),
-        'latency_floor_ms': Key('float', 25.0, 'p99 latencies at or below this never count as a breach (a few-millisecond baseline doubles under a busy CPU: noise, not a regression).'),
-        'min_sharpe_ratio': Key('float', 0.8, 'Blue/green: roll back when the Sharpe ratio of green\'s served signals falls below this share of blue\'s on the same bars (blue scored in shadow), i.e. a drop of more than 1 - this of |blue|.'),
-        'min_requests': Key('int', 50, 'Fewer requests in an analysis window: error rate and latency are inconclusive.'),
-        'min_signals': Key('int', 30, 'Fewer paired outcomes (distinct instrument-bars) than this: the P&L check is inconclusive.'),
-        'pnl_alpha': Key('float', 0.05, 'Error rate of the sequential P&L check (a confidence sequence: valid however often the analysis looks).'),
-        'on_inconclusive': Key('str', 'hold', 'A window that ends inconclusive never passes: hold = keep watching (traffic stays, breaches still roll back) until conclusive or max_hold_minutes; rollback = roll back at once.', ('hold', 'rollback')),
-        'max_hold_minutes': Key('float', 1440.0, 'An inconclusive deployment is rolled back after holding this long past its window.'),
-        'retention_hours': Key('float', 24.0, 'The replaced version stays loaded (standby) this long for an instant rollback.'),
+        'baseline_minutes': Key(
+            'float',
+            60.0,
+            'Blue/green: blue is measured over this many minutes before the switch (error rate and p99 latency baselines).',
+        ),
+        'analysis_seconds': Key(
+            'float',
+            60.0,
+            'Analysis runs this often (clock time) inside a watch window or canary stage; a clear breach (error rate, latency) rolls back at once.',
+        ),
+        'max_error_ratio': Key(
+            'float',
+            2.0,
+            'Blue/green: roll back when green\'s error rate exceeds this multiple of blue\'s baseline (and error_rate_floor).',
+        ),
+        'error_rate_floor': Key(
+            'float',
+            0.001,
+            'Error rates at or below this never count as a breach (a baseline of 0 errors would make any error one).',
+        ),
+        'max_latency_ratio': Key(
+            'float',
+            1.5,
+            'Blue/green: roll back when green\'s p99 latency exceeds this multiple of blue\'s baseline (and latency_floor_ms).',
+        ),
+        'latency_floor_ms': Key(
+            'float',
+            25.0,
+            'p99 latencies at or below this never count as a breach (a few-millisecond baseline doubles under a busy CPU: noise, not a regression).',
+        ),
+        'min_sharpe_ratio': Key(
+            'float',
+            0.8,
+            'Blue/green: roll back when the Sharpe ratio of green\'s served signals falls below this share of blue\'s on the same bars (blue scored in shadow), i.e. a drop of more than 1 - this of |blue|.',
+        ),
+        'min_requests': Key(
+            'int', 50, 'Fewer requests in an analysis window: error rate and latency are inconclusive.'
+        ),
+        'min_signals': Key(
+            'int', 30, 'Fewer paired outcomes (distinct instrument-bars) than this: the P&L check is inconclusive.'
+        ),
+        'pnl_alpha': Key(
+            'float',
+            0.05,
+            'Error rate of the sequential P&L check (a confidence sequence: valid however often the analysis looks).',
+        ),
+        'on_inconclusive': Key(
+            'str',
+            'hold',
+            'A window that ends inconclusive never passes: hold = keep watching (traffic stays, breaches still roll back) until conclusive or max_hold_minutes; rollback = roll back at once.',
+            ('hold', 'rollback'),
+        ),
+        'max_hold_minutes': Key(
+            'float', 1440.0, 'An inconclusive deployment is rolled back after holding this long past its window.'
+        ),
+        'retention_hours': Key(
+            'float', 24.0, 'The replaced version stays loaded (standby) this long for an instant rollback.'
+        ),
         'ready_timeout': Key('float', 300.0, 'Seconds to wait for every replica to load and warm up a new version.'),
-        'clock': Key('str', 'wall', 'Clock of watch windows, canary stages and retention: wall, or replay (walks stored bars at replay_speed x; tests and demos).', ('wall', 'replay')),
+        'clock': Key(
+            'str',
+            'wall',
+            'Clock of watch windows, canary stages and retention: wall, or replay (walks stored bars at replay_speed x; tests and demos).',
+            ('wall', 'replay'),
+        ),
         'replay_speed': Key('float', 7200.0, 'Replay clock: clock seconds per wall second.'),
-        'replay_start': Key('str', '', 'Replay clock start (ISO, UTC); empty = replay_hours before the newest stored bar.'),
-        'replay_hours': Key('float', 240.0, 'Replay clock: default start this many hours before the newest stored bar (a canary with holds walks a few days of bars).'),
+        'replay_start': Key(
+            'str', '', 'Replay clock start (ISO, UTC); empty = replay_hours before the newest stored bar.'
+        ),
+        'replay_hours': Key(
+            'float',
+            240.0,
+            'Replay clock: default start this many hours before the newest stored bar (a canary with holds walks a few days of bars).',
+        ),
     },
     'canary': {
-        'stages': Key('list', 'canary=0.05:60, low=0.25:30, medium=0.5:30, full=1.0:60', 'Canary stages NAME=FRACTION:MINUTES (clock time): the share of instruments on the new version and how long each stage is watched; the last must be 1.0.'),
-        'min_instruments': Key('int', 2, 'Instruments of the first stage at least (later stages add at least one each).'),
-        'volume_days': Key('int', 30, 'Days of stored bars that rank instruments by traded value and volatility (canary: high volume, low risk).'),
-        'max_error_rate': Key('float', 0.01, 'Roll back when an instrument on the new version fails more than this share of its requests.'),
-        'max_p99_ms': Key('float', 200.0, 'Roll back when an instrument\'s p99 latency on the new version exceeds this (ms).'),
-        'max_sharpe_drop': Key('float', 0.2, 'Roll back when the Sharpe ratio of the new version\'s served signals falls more than this share of |champion| below the champion\'s, scored in shadow on the same bars.'),
-        'smoke_latency_ms': Key('float', 50.0, 'Pre-deployment smoke test: p99 of single predictions must stay within this (ms).'),
-        'integration_bars': Key('int', 24, 'Pre-deployment integration check: the last this many stored bars of every instrument are replayed through the loaded slot.'),
-        'min_pass_rate': Key('float', 0.95, 'Pre-deployment integration check: at least this share of the replayed bars must get a finite probability.'),
+        'stages': Key(
+            'list',
+            'canary=0.05:60, low=0.25:30, medium=0.5:30, full=1.0:60',
+            'Canary stages NAME=FRACTION:MINUTES (clock time): the share of instruments on the new version and how long each stage is watched; the last must be 1.0.',
+        ),
+        'min_instruments': Key(
+            'int', 2, 'Instruments of the first stage at least (later stages add at least one each).'
+        ),
+        'volume_days': Key(
+            'int',
+            30,
+            'Days of stored bars that rank instruments by traded value and volatility (canary: high volume, low risk).',
+        ),
+        'max_error_rate': Key(
+            'float', 0.01, 'Roll back when an instrument on the new version fails more than this share of its requests.'
+        ),
+        'max_p99_ms': Key(
+            'float', 200.0, 'Roll back when an instrument\'s p99 latency on the new version exceeds this (ms).'
+        ),
+        'max_sharpe_drop': Key(
+            'float',
+            0.2,
+            'Roll back when the Sharpe ratio of the new version\'s served signals falls more than this share of |champion| below the champion\'s, scored in shadow on the same bars.',
+        ),
+        'smoke_latency_ms': Key(
+            'float', 50.0, 'Pre-deployment smoke test: p99 of single predictions must stay within this (ms).'
+        ),
+        'integration_bars': Key(
+            'int',
+            24,
+            'Pre-deployment integration check: the last this many stored bars of every instrument are replayed through the loaded slot.',
+        ),
+        'min_pass_rate': Key(
+            'float',
+            0.95,
+            'Pre-deployment integration check: at least this share of the replayed bars must get a finite probability.',
+        ),
     },
     'schedule': {
-        'jobstore': Key('path', '', 'SQLite job store of `autotrader schedule run` (APScheduler); empty = <data.dir>/scheduler.db.'),
-        'misfire_grace': Key('int', 0, 'A run missed (scheduler down) by more than this many seconds is skipped; 0 = always make up missed runs, coalesced into one catch-up run per pipeline.'),
+        'jobstore': Key(
+            'path', '', 'SQLite job store of `autotrader schedule run` (APScheduler); empty = <data.dir>/scheduler.db.'
+        ),
+        'misfire_grace': Key(
+            'int',
+            0,
+            'A run missed (scheduler down) by more than this many seconds is skipped; 0 = always make up missed runs, coalesced into one catch-up run per pipeline.',
+        ),
     },
     'airflow': {
-        'run_with': Key('str', 'command', 'How a task of the DAGs exported by `autotrader schedule airflow` runs the kit: command = `command` on the Airflow worker, in the folder $AUTOTRADER_HOME (or that of $AUTOTRADER_SETTINGS) of the worker\'s environment; ecs = the kit\'s image as an ECS task (Amazon provider\'s EcsRunTaskOperator; the ecs_* keys).', ('command', 'ecs')),
-        'command': Key('str', 'autotrader', 'run_with = command: the kit\'s command on the worker (found on its PATH, or a path on the worker); never a path of the exporting machine.'),
+        'run_with': Key(
+            'str',
+            'command',
+            'How a task of the DAGs exported by `autotrader schedule airflow` runs the kit: command = `command` on the Airflow worker, in the folder $AUTOTRADER_HOME (or that of $AUTOTRADER_SETTINGS) of the worker\'s environment; ecs = the kit\'s image as an ECS task (Amazon provider\'s EcsRunTaskOperator; the ecs_* keys).',
+            ('command', 'ecs'),
+        ),
+        'command': Key(
+            'str',
+            'autotrader',
+            'run_with = command: the kit\'s command on the worker (found on its PATH, or a path on the worker); never a path of the exporting machine.',
+        ),
         'ecs_cluster': Key('str', '', 'run_with = ecs: ECS cluster name or ARN (Terraform output cluster_name).'),
-        'ecs_task_definition': Key('str', '', 'run_with = ecs: task definition family[:revision] or ARN of the pipeline tasks (Terraform output pipeline_task_definition).'),
-        'ecs_container': Key('str', 'runner', 'run_with = ecs: container of that task definition whose command is replaced by `autotrader run …`.'),
+        'ecs_task_definition': Key(
+            'str',
+            '',
+            'run_with = ecs: task definition family[:revision] or ARN of the pipeline tasks (Terraform output pipeline_task_definition).',
+        ),
+        'ecs_container': Key(
+            'str',
+            'runner',
+            'run_with = ecs: container of that task definition whose command is replaced by `autotrader run …`.',
+        ),
         'ecs_subnets': Key('list', '', 'run_with = ecs: private subnets of the tasks, comma separated.'),
         'ecs_security_groups': Key('list', '', 'run_with = ecs: security groups of the tasks, comma separated.'),
-        'ecs_log_group': Key('str', '', 'run_with = ecs: CloudWatch log group of the container: Airflow shows the task\'s log and reads its last line (the run\'s metrics, for trigger_when).'),
-        'ecs_log_stream_prefix': Key('str', 'runner', 'run_with = ecs: awslogs-stream-prefix of the container\'s log configuration.'),
-        'aws_conn_id': Key('str', 'aws_default', 'run_with = ecs: Airflow connection of the AWS credentials (MWAA: its execution role).'),
+        'ecs_log_group': Key(
+            'str',
+            '',
+            'run_with = ecs: CloudWatch log group of the container: Airflow shows the task\'s log and reads its last line (the run\'s metrics, for trigger_when).',
+        ),
+        'ecs_log_stream_prefix': Key(
+            'str', 'runner', 'run_with = ecs: awslogs-stream-prefix of the container\'s log configuration.'
+        ),
+        'aws_conn_id': Key(
+            'str',
+            'aws_default',
+            'run_with = ecs: Airflow connection of the AWS credentials (MWAA: its execution role).',
+        ),
         'region': Key('str', '', 'run_with = ecs: AWS region; empty = the connection\'s.'),
-        'retry_backoff': Key('float', 2.0, 'Multiplier of the retry delay between attempts (Airflow\'s retry_exponential_backoff): 2.0 doubles it, as [pipeline_*] retry_delay says; 1.0 = constant.'),
+        'retry_backoff': Key(
+            'float',
+            2.0,
+            'Multiplier of the retry delay between attempts (Airflow\'s retry_exponential_backoff): 2.0 doubles it, as [pipeline_*] retry_delay says; 1.0 = constant.',
+        ),
     },
     **{f'pipeline_{n}': _pipeline_keys(n, *d) for n, d in _PIPELINE_DEFAULTS.items()},
 }
 
 # %% ../nbs/00_config.ipynb #25f0173f
 SECRETS = {
-    'binance_api_key': 'AUTOTRADER_BINANCE_API_KEY', 'binance_api_secret': 'AUTOTRADER_BINANCE_API_SECRET',
-    'oanda_token': 'AUTOTRADER_OANDA_TOKEN', 'slack_webhook_url': 'AUTOTRADER_SLACK_WEBHOOK_URL',
-    'pagerduty_routing_key': 'AUTOTRADER_PAGERDUTY_ROUTING_KEY', 'smtp_password': 'AUTOTRADER_SMTP_PASSWORD',
-    'aws_secret_access_key': 'AWS_SECRET_ACCESS_KEY', 'aws_session_token': 'AWS_SESSION_TOKEN',
+    'binance_api_key': 'AUTOTRADER_BINANCE_API_KEY',
+    'binance_api_secret': 'AUTOTRADER_BINANCE_API_SECRET',
+    'oanda_token': 'AUTOTRADER_OANDA_TOKEN',
+    'slack_webhook_url': 'AUTOTRADER_SLACK_WEBHOOK_URL',
+    'pagerduty_routing_key': 'AUTOTRADER_PAGERDUTY_ROUTING_KEY',
+    'smtp_password': 'AUTOTRADER_SMTP_PASSWORD',
+    'aws_secret_access_key': 'AWS_SECRET_ACCESS_KEY',
+    'aws_session_token': 'AWS_SESSION_TOKEN',
     'admin_token': 'AUTOTRADER_ADMIN_TOKEN',
 }
 _SECRET_NAME = re.compile(r'(secret|token|passw|pwd|api_?key|private_?key|credential|webhook|routing_?key|auth)', re.I)
+
 
 def looks_secret(name: str) -> bool:
     "True when a key or parameter *name* looks like it holds a secret."
     return bool(_SECRET_NAME.search(str(name)))
 
+
 def secret(name: str, required: bool = True) -> str | None:
     "Read the secret `name` (a key of `SECRETS`) from its environment variable."
-    if name not in SECRETS: raise SettingsError(f"unknown secret {name!r}; known: {', '.join(SECRETS)}")
-    var = SECRETS[name]; v = os.environ.get(var)
-    if not v and required: raise SettingsError(f"secret {name!r} is not set: export {var}=… (secrets come from the environment only)")
+    if name not in SECRETS:
+        raise SettingsError(f"unknown secret {name!r}; known: {', '.join(SECRETS)}")
+    var = SECRETS[name]
+    v = os.environ.get(var)
+    if not v and required:
+        raise SettingsError(f"secret {name!r} is not set: export {var}=… (secrets come from the environment only)")
     return v or None
+
 
 def secret_values(env=None) -> list[str]:
     "Values of every secret present in the environment (to scrub them from outputs)."
@@ -365,22 +878,31 @@ def secret_values(env=None) -> list[str]:
 # %% ../nbs/00_config.ipynb #79e3ca5b
 _TRUE, _FALSE = {'1', 'true', 'yes', 'on'}, {'0', 'false', 'no', 'off'}
 
+
 def _convert(section, key, spec: Key, raw, base: Path, origin: str):
     where = f"[{section}] {key} (from {origin})"
     s = str(raw).strip()
     try:
-        if spec.type == 'str': v = s
-        elif spec.type == 'int': v = int(s)
+        if spec.type == 'str':
+            v = s
+        elif spec.type == 'int':
+            v = int(s)
         elif spec.type == 'float':
             v = float(s)
-            if v != v: raise ValueError('NaN')
+            if v != v:
+                raise ValueError('NaN')
         elif spec.type == 'bool':
-            if s.lower() not in _TRUE | _FALSE: raise ValueError('not a boolean')
+            if s.lower() not in _TRUE | _FALSE:
+                raise ValueError('not a boolean')
             v = s.lower() in _TRUE
-        elif spec.type == 'list': v = [x.strip() for x in s.split(',') if x.strip()]
-        elif spec.type == 'intlist': v = [int(x) for x in s.split(',') if x.strip()]
-        elif spec.type == 'path': v = (base / Path(s).expanduser()) if s else None
-        else: raise AssertionError(spec.type)
+        elif spec.type == 'list':
+            v = [x.strip() for x in s.split(',') if x.strip()]
+        elif spec.type == 'intlist':
+            v = [int(x) for x in s.split(',') if x.strip()]
+        elif spec.type == 'path':
+            v = (base / Path(s).expanduser()) if s else None
+        else:
+            raise AssertionError(spec.type)
     except (ValueError, TypeError) as e:
         raise SettingsError(f"{where}: {s!r} is not a valid {spec.type}") from None
     if spec.choices and v not in spec.choices:
@@ -390,21 +912,30 @@ def _convert(section, key, spec: Key, raw, base: Path, origin: str):
 # %% ../nbs/00_config.ipynb #39fe1784
 class Settings(SimpleNamespace):
     "Typed settings: `settings.data.dir`, `settings.get('data', 'dir')`."
-    def get(self, section, key): return getattr(getattr(self, section), key)
+
+    def get(self, section, key):
+        return getattr(getattr(self, section), key)
+
     def as_dict(self):
-        return {s: {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(getattr(self, s)).items()}
-                for s in SCHEMA}
-    def __repr__(self): return f"Settings(file={self._file})"
+        return {
+            s: {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(getattr(self, s)).items()} for s in SCHEMA
+        }
+
+    def __repr__(self):
+        return f"Settings(file={self._file})"
+
 
 def _find_file(path, env=None):
     env = os.environ if env is None else env
-    if path: 
+    if path:
         p = Path(path)
-        if not p.is_file(): raise SettingsError(f"settings file not found: {p}")
+        if not p.is_file():
+            raise SettingsError(f"settings file not found: {p}")
         return p
     if env.get('AUTOTRADER_SETTINGS'):
         p = Path(env['AUTOTRADER_SETTINGS'])
-        if not p.is_file(): raise SettingsError(f"AUTOTRADER_SETTINGS points to a missing file: {p}")
+        if not p.is_file():
+            raise SettingsError(f"AUTOTRADER_SETTINGS points to a missing file: {p}")
         return p
     p = Path('settings.ini')
     return p if p.is_file() else None
@@ -412,11 +943,17 @@ def _find_file(path, env=None):
 # %% ../nbs/00_config.ipynb #9c2bf7d8
 def _check_name(section, key, origin):
     if looks_secret(key):
-        raise SettingsError(f"[{section}] {key} (from {origin}) looks like a secret: secrets are read from the "
-                            f"environment only (see autotrader.config.SECRETS), never from settings")
-    if section not in SCHEMA: raise SettingsError(f"unknown section [{section}] (from {origin}); known: {', '.join(SCHEMA)}")
+        raise SettingsError(
+            f"[{section}] {key} (from {origin}) looks like a secret: secrets are read from the "
+            f"environment only (see autotrader.config.SECRETS), never from settings"
+        )
+    if section not in SCHEMA:
+        raise SettingsError(f"unknown section [{section}] (from {origin}); known: {', '.join(SCHEMA)}")
     if key not in SCHEMA[section]:
-        raise SettingsError(f"unknown key [{section}] {key} (from {origin}); known in [{section}]: {', '.join(SCHEMA[section])}")
+        raise SettingsError(
+            f"unknown key [{section}] {key} (from {origin}); known in [{section}]: {', '.join(SCHEMA[section])}"
+        )
+
 
 def load_settings(path=None, overrides: dict | None = None, env: dict | None = None) -> Settings:
     "Embedded defaults < settings file < `AUTOTRADER__SECTION__KEY` environment < `overrides` ({'section.key': value})."
@@ -425,32 +962,50 @@ def load_settings(path=None, overrides: dict | None = None, env: dict | None = N
     base = f.resolve().parent if f else Path.cwd()
     raw = {s: {k: (spec.default, 'default') for k, spec in keys.items()} for s, keys in SCHEMA.items()}
     if f:
-        cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=('#', ';'), strict=True)  # ' # …' after a value is a comment
+        cp = configparser.ConfigParser(
+            interpolation=None, inline_comment_prefixes=('#', ';'), strict=True
+        )  # ' # …' after a value is a comment
         cp.optionxform = str
-        try: cp.read_string(f.read_text(encoding='utf-8'), source=str(f))
-        except configparser.Error as e: raise SettingsError(f"{f}: {e}".replace('\n', ' ')) from None
+        try:
+            cp.read_string(f.read_text(encoding='utf-8'), source=str(f))
+        except configparser.Error as e:
+            raise SettingsError(f"{f}: {e}".replace('\n', ' ')) from None
         for s in cp.sections():
             for k, v in cp.items(s):
-                _check_name(s, k, f.name); raw[s][k] = (v, f.name)
+                _check_name(s, k, f.name)
+                raw[s][k] = (v, f.name)
     for var, v in env.items():
-        if not var.startswith('AUTOTRADER__'): continue
-        parts = var[len('AUTOTRADER__'):].lower().split('__')
-        if len(parts) != 2: raise SettingsError(f"environment variable {var}: expected AUTOTRADER__SECTION__KEY")
-        _check_name(*parts, var); raw[parts[0]][parts[1]] = (v, var)
+        if not var.startswith('AUTOTRADER__'):
+            continue
+        parts = var[len('AUTOTRADER__') :].lower().split('__')
+        if len(parts) != 2:
+            raise SettingsError(f"environment variable {var}: expected AUTOTRADER__SECTION__KEY")
+        _check_name(*parts, var)
+        raw[parts[0]][parts[1]] = (v, var)
     for sk, v in (overrides or {}).items():
-        if '.' not in sk: raise SettingsError(f"override {sk!r}: expected section.key")
-        s, k = sk.split('.', 1); _check_name(s, k, 'override'); raw[s][k] = (v, 'override')
+        if '.' not in sk:
+            raise SettingsError(f"override {sk!r}: expected section.key")
+        s, k = sk.split('.', 1)
+        _check_name(s, k, 'override')
+        raw[s][k] = (v, 'override')
     out = {}
     for s, keys in raw.items():
-        out[s] = SimpleNamespace(**{k: _convert(s, k, SCHEMA[s][k], v, base, origin) for k, (v, origin) in keys.items()})
-    st = Settings(**out); st._file = f; st.base_dir = base
+        out[s] = SimpleNamespace(
+            **{k: _convert(s, k, SCHEMA[s][k], v, base, origin) for k, (v, origin) in keys.items()}
+        )
+    st = Settings(**out)
+    st._file = f
+    st.base_dir = base
     _resolve_defaults(st)
     return st
 
+
 def _resolve_defaults(st):
     "Derived paths: archive and store live under data.dir unless set."
-    if st.archive.dir is None: st.archive.dir = st.data.dir / 'archive'
-    if st.store.dir is None: st.store.dir = st.data.dir / 'store'
+    if st.archive.dir is None:
+        st.archive.dir = st.data.dir / 'archive'
+    if st.store.dir is None:
+        st.store.dir = st.data.dir / 'store'
     if st.archive.backend == 's3' and not st.archive.bucket:
         raise SettingsError("[archive] bucket: required when [archive] backend = s3")
 
@@ -459,12 +1014,16 @@ def _fmt(spec: Key):
     d = spec.default
     return ', '.join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)
 
+
 def settings_template() -> str:
     "The documented settings.ini: every section and key, its doc, choices and default."
-    lines = ["# AutoTrader runtime settings. Every key is optional: the value shown is the default.",
-             "# Override any key with the environment variable AUTOTRADER__SECTION__KEY.",
-             "# Secrets (API keys, tokens, webhook URLs, passwords) are NEVER set here: they are read from",
-             "# the environment only, e.g. AUTOTRADER_OANDA_TOKEN, AUTOTRADER_BINANCE_API_KEY, AWS_SECRET_ACCESS_KEY.", ""]
+    lines = [
+        "# AutoTrader runtime settings. Every key is optional: the value shown is the default.",
+        "# Override any key with the environment variable AUTOTRADER__SECTION__KEY.",
+        "# Secrets (API keys, tokens, webhook URLs, passwords) are NEVER set here: they are read from",
+        "# the environment only, e.g. AUTOTRADER_OANDA_TOKEN, AUTOTRADER_BINANCE_API_KEY, AWS_SECRET_ACCESS_KEY.",
+        "",
+    ]
     for s, keys in SCHEMA.items():
         lines.append(f"[{s}]")
         for k, spec in keys.items():

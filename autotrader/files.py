@@ -4,7 +4,9 @@
 
 # %% ../nbs/02_files.ipynb #1ace2840
 from __future__ import annotations
-import os, stat, tempfile
+import os
+import stat
+import tempfile
 from pathlib import Path
 
 # %% auto #0
@@ -16,31 +18,46 @@ def _umask() -> int:
     try:
         with open('/proc/self/status') as f:
             for line in f:
-                if line.startswith('Umask:'): return int(line.split()[1], 8)
-    except (OSError, ValueError): pass
-    m = os.umask(0o022); os.umask(m); return m
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
 
 def _mode(path: Path) -> int:
     "The mode `open(path, 'w')` would leave: the existing file's, else 0666 & ~umask."
-    try: return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError: return 0o666 & ~_umask()
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
 
 def atomic_write(path, data: bytes | str, durable: bool = True) -> Path:
     "Write `data` (bytes, or text as UTF-8) to `path` atomically; create the folder; `durable` fsyncs file and folder."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str): data = data.encode('utf-8')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode('utf-8')
     mode = _mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
-            os.fchmod(f.fileno(), mode)            # mkstemp creates 0600
+            os.fchmod(f.fileno(), mode)  # mkstemp creates 0600
             f.write(data)
-            if durable: f.flush(); os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+        Path(tmp).unlink(missing_ok=True)
+        raise
     if durable:
         dfd = os.open(path.parent, os.O_RDONLY)
-        try: os.fsync(dfd)
-        finally: os.close(dfd)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     return path

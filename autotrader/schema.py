@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from functools import lru_cache
 from zoneinfo import ZoneInfo
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from .config import TIMEFRAMES
 
 # %% auto #0
@@ -23,8 +24,10 @@ PRICE_COLUMNS = ['open', 'high', 'low', 'close']
 OPTIONAL_COLUMNS = ['trades', 'vwap', 'bid', 'ask']
 TS_DTYPE = 'datetime64[ns, UTC]'
 
+
 class SchemaError(ValueError):
     "A frame does not have the canonical bar schema; the message names the column."
+
 
 def empty_bars() -> pd.DataFrame:
     "A canonical bar frame with no rows."
@@ -32,30 +35,38 @@ def empty_bars() -> pd.DataFrame:
     d['timestamp'] = pd.Series([], dtype=TS_DTYPE)
     return canonical(pd.DataFrame(d))
 
+
 def canonical(df: pd.DataFrame) -> pd.DataFrame:
     "Coerce `df` to the canonical dtypes and column order; raise `SchemaError` naming a missing or uncoercible column."
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
-    if missing: raise SchemaError(f"missing column(s): {', '.join(missing)}")
+    if missing:
+        raise SchemaError(f"missing column(s): {', '.join(missing)}")
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     ts = df['timestamp']
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         raise SchemaError(f"column 'timestamp' must be time-zone aware (got {ts.dtype})")
-    out['timestamp'] = ts.dt.tz_convert('UTC').astype(TS_DTYPE).array   # .array: no per-row Timestamp objects
-    for c in ('instrument', 'timeframe', 'source'): out[c] = df[c].astype(str).array
+    out['timestamp'] = ts.dt.tz_convert('UTC').astype(TS_DTYPE).array  # .array: no per-row Timestamp objects
+    for c in ('instrument', 'timeframe', 'source'):
+        out[c] = df[c].astype(str).array
     for c in PRICE_COLUMNS + ['volume'] + [c for c in OPTIONAL_COLUMNS if c in df.columns]:
-        try: out[c] = pd.to_numeric(df[c].to_numpy(), errors='raise').astype('float64')
-        except (ValueError, TypeError) as e: raise SchemaError(f"column {c!r} is not numeric: {e}") from None
+        try:
+            out[c] = pd.to_numeric(df[c].to_numpy(), errors='raise').astype('float64')
+        except (ValueError, TypeError) as e:
+            raise SchemaError(f"column {c!r} is not numeric: {e}") from None
     return out[BAR_COLUMNS + [c for c in OPTIONAL_COLUMNS if c in out.columns]]
 
 # %% ../nbs/01_schema.ipynb #0f25b513
 def timeframe_delta(tf: str) -> pd.Timedelta:
     "The bar length of a timeframe such as '1m', '1h', '1d'."
-    if tf not in TIMEFRAMES: raise ValueError(f"unknown timeframe {tf!r}; known: {', '.join(TIMEFRAMES)}")
+    if tf not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {tf!r}; known: {', '.join(TIMEFRAMES)}")
     return pd.Timedelta(seconds=TIMEFRAMES[tf])
+
 
 def to_utc(t) -> pd.Timestamp | None:
     "A timestamp in UTC (naive input is taken as UTC); None and '' stay None."
-    if t is None or (isinstance(t, str) and not t.strip()): return None
+    if t is None or (isinstance(t, str) and not t.strip()):
+        return None
     t = pd.Timestamp(t)
     return t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')
 
@@ -64,15 +75,19 @@ CALENDARS = ('crypto', 'fx', 'equity_us', 'always')
 CALENDAR_ALIASES = {'equity_us': 'XNYS'}
 _NY = ZoneInfo('America/New_York')
 
+
 @dataclass(frozen=True)
 class Instrument:
     symbol: str
     calendar: str = 'crypto'
 
+
 def _xc():
     "exchange_calendars, imported on first use (it takes a fraction of a second: only exchange calendars pay it)."
     import exchange_calendars
+
     return exchange_calendars
+
 
 @lru_cache(maxsize=None)
 def _exchange_names() -> dict:
@@ -80,34 +95,48 @@ def _exchange_names() -> dict:
     xc = _xc()
     return {n.upper(): xc.resolve_alias(n) for n in xc.get_calendar_names(include_aliases=True)}
 
+
 def check_calendar(name: str) -> str:
     "The canonical spelling of a calendar: `crypto`, `fx`, `always`, `equity_us`, or an exchange_calendars code (`xlon` → `XLON`, `NYSE` → `XNYS`)."
     name = str(name).strip()
-    if name in CALENDARS: return name
+    if name in CALENDARS:
+        return name
     code = _exchange_names().get(name.upper())
     if code is None:
         xs = sorted({n for n in _exchange_names().values() if n.startswith('X')})
-        raise ValueError(f"unknown calendar {name!r}; known: {', '.join(CALENDARS)}, or an exchange code of exchange_calendars "
-                         f"({', '.join(xs[:6])}, …, {xs[-1]}; {len(xs)} in all)")
+        raise ValueError(
+            f"unknown calendar {name!r}; known: {', '.join(CALENDARS)}, or an exchange code of exchange_calendars "
+            f"({', '.join(xs[:6])}, …, {xs[-1]}; {len(xs)} in all)"
+        )
     return code
+
 
 def exchange_code(calendar: str) -> str | None:
     "The exchange_calendars code behind a calendar (`equity_us` → `XNYS`), None for `crypto`, `fx`, `always`."
-    if calendar in ('crypto', 'fx', 'always'): return None
+    if calendar in ('crypto', 'fx', 'always'):
+        return None
     return CALENDAR_ALIASES.get(calendar) or check_calendar(calendar)
+
 
 def parse_instruments(items, default_calendar='crypto') -> list[Instrument]:
     "Parse 'SYM' / 'SYM:calendar' items (a list or a comma-separated string)."
-    if isinstance(items, str): items = [x for x in items.split(',')]
+    if isinstance(items, str):
+        items = [x for x in items.split(',')]
     out = []
     for it in items:
-        if isinstance(it, Instrument): out.append(it); continue
+        if isinstance(it, Instrument):
+            out.append(it)
+            continue
         it = str(it).strip()
-        if not it: continue
+        if not it:
+            continue
         sym, _, cal = it.partition(':')
-        try: cal = check_calendar(cal.strip() or default_calendar)
-        except ValueError as e: raise ValueError(f"instrument {it!r}: {e}") from None
-        if not sym.strip(): raise ValueError(f"instrument {it!r}: empty symbol")
+        try:
+            cal = check_calendar(cal.strip() or default_calendar)
+        except ValueError as e:
+            raise ValueError(f"instrument {it!r}: {e}") from None
+        if not sym.strip():
+            raise ValueError(f"instrument {it!r}: empty symbol")
         out.append(Instrument(sym.strip(), cal))
     return out
 
@@ -116,25 +145,28 @@ def _i8(col) -> np.ndarray:
     "int64 ns since the epoch (UTC) of a time-zone aware datetime column."
     return pd.DatetimeIndex(col).tz_convert('UTC').as_unit('ns').asi8 if len(col) else np.zeros(0, 'i8')
 
+
 class _Schedule(NamedTuple):
-    days: np.ndarray      # session dates, 00:00 UTC
-    opens: np.ndarray     # session opens and closes (UTC)
+    days: np.ndarray  # session dates, 00:00 UTC
+    opens: np.ndarray  # session opens and closes (UTC)
     closes: np.ndarray
-    starts: np.ndarray    # trading periods: a session, or its two halves around a lunch break
+    starts: np.ndarray  # trading periods: a session, or its two halves around a lunch break
     ends: np.ndarray
-    offset: np.ndarray    # local time − UTC at each period's start
+    offset: np.ndarray  # local time − UTC at each period's start
     tz: object
     breaks: bool
+
 
 @lru_cache(maxsize=None)
 def _sessions(code: str) -> _Schedule:
     "An exchange's sessions from exchange_calendars as int64 ns arrays (built once per process)."
     xc = _xc()
     end = (pd.Timestamp.now(tz='UTC') + pd.Timedelta(days=3 * 366)).strftime('%Y-%m-%d')
-    with warnings.catch_warnings():            # exchange_calendars' own use of a pandas API that pandas 3.1 deprecates
+    with warnings.catch_warnings():  # exchange_calendars' own use of a pandas API that pandas 3.1 deprecates
         warnings.filterwarnings('ignore', message='Series.values returning')
-        try: cal = xc.get_calendar(code, start='1990-01-01', end=end)
-        except ValueError:                     # the calendar's rules start later than 1990
+        try:
+            cal = xc.get_calendar(code, start='1990-01-01', end=end)
+        except ValueError:  # the calendar's rules start later than 1990
             lo = xc.get_calendar(code).bound_min()
             cal = xc.get_calendar(code, start=max(lo, pd.Timestamp('1990-01-01')).strftime('%Y-%m-%d'), end=end)
     s = cal.schedule
@@ -142,15 +174,19 @@ def _sessions(code: str) -> _Schedule:
     starts, ends, breaks = opens, closes, 'break_start' in s and bool(s['break_start'].notna().any())
     if breaks:
         has = s['break_start'].notna().to_numpy()
-        first_end = closes.copy(); first_end[has] = _i8(s['break_start'][has])
+        first_end = closes.copy()
+        first_end[has] = _i8(s['break_start'][has])
         starts, ends = np.concatenate([opens, _i8(s['break_end'][has])]), np.concatenate([first_end, closes[has]])
-        o = np.argsort(starts, kind='stable'); starts, ends = starts[o], ends[o]
+        o = np.argsort(starts, kind='stable')
+        starts, ends = starts[o], ends[o]
     local = pd.to_datetime(starts, unit='ns', utc=True).tz_convert(cal.tz).tz_localize(None).as_unit('ns').asi8
     return _Schedule(days, opens, closes, starts, ends, local - starts, cal.tz, breaks)
+
 
 def _in_period(x: _Schedule, t: np.ndarray) -> np.ndarray:
     i = np.searchsorted(x.starts, t, 'right') - 1
     return (i >= 0) & (t < x.ends[np.maximum(i, 0)])
+
 
 def _grid(base: np.ndarray, n: np.ndarray, step: int) -> np.ndarray:
     "base[i] + k·step for k < n[i], for every i (vectorised)."
@@ -158,82 +194,103 @@ def _grid(base: np.ndarray, n: np.ndarray, step: int) -> np.ndarray:
     k = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
     return np.repeat(base, n) + k * step
 
+
 @lru_cache(maxsize=None)
 def _on_clock(code: str, step: int) -> bool:
     "Does every trading period start on the local clock grid of `step`? Then the open and clock grids are one."
     x = _sessions(code)
     return bool(((x.starts + x.offset) % step == 0).all())
 
+
 def _exchange_bars(code, step: int, start: int, end: int, align: str) -> np.ndarray:
-    x = _sessions(code); out = []
-    if align != 'open' and _on_clock(code, step): align = 'open'
-    if align in ('open', 'any'):               # from each session's open, every step, inside its trading periods
+    x = _sessions(code)
+    out = []
+    if align != 'open' and _on_clock(code, step):
+        align = 'open'
+    if align in ('open', 'any'):  # from each session's open, every step, inside its trading periods
         i0, i1 = np.searchsorted(x.closes, start, 'right'), np.searchsorted(x.opens, end, 'left')
         o, c = x.opens[i0:i1], x.closes[i0:i1]
         g = _grid(o, -(-(c - o) // step), step)
         out.append(g[_in_period(x, g)] if x.breaks else g)
-    if align in ('clock', 'any'):              # each period's start, then the local clock
+    if align in ('clock', 'any'):  # each period's start, then the local clock
         i0, i1 = np.searchsorted(x.ends, start, 'right'), np.searchsorted(x.starts, end, 'left')
         S, E, off = x.starts[i0:i1], x.ends[i0:i1], x.offset[i0:i1]
-        c = ((S + off) // step + 1) * step - off            # the first local clock boundary after the start
+        c = ((S + off) // step + 1) * step - off  # the first local clock boundary after the start
         n = 1 + np.maximum(0, -(-(E - c) // step))
-        g = _grid(c - step, n, step); g[np.cumsum(n) - n] = S  # S, c, c + step, … < E: sorted, no set operation
+        g = _grid(c - step, n, step)
+        g[np.cumsum(n) - n] = S  # S, c, c + step, … < E: sorted, no set operation
         out.append(g)
     ts = out[0]
-    if len(out) > 1 and not (len(out[0]) == len(out[1]) and (out[0] == out[1]).all()):   # both grids, when they differ
-        ts = np.sort(np.concatenate(out)); ts = ts[np.r_[True, ts[1:] != ts[:-1]]] if len(ts) else ts
+    if len(out) > 1 and not (len(out[0]) == len(out[1]) and (out[0] == out[1]).all()):  # both grids, when they differ
+        ts = np.sort(np.concatenate(out))
+        ts = ts[np.r_[True, ts[1:] != ts[:-1]]] if len(ts) else ts
     return ts[(ts >= start) & (ts < end)]
+
 
 def _span(start, end, step):
     s = start.ceil(step) if step < pd.Timedelta(days=1) else start.ceil('D')
     return pd.date_range(s, end, freq=step, inclusive='left') if s < end else pd.DatetimeIndex([], tz='UTC')
+
 
 def expected_bars(calendar: str, timeframe: str, start, end, align: str = 'open') -> pd.DatetimeIndex:
     """Open times (UTC) of the bars the calendar expects in [start, end). Exchange calendars, intraday: `align='open'`
     — bars every `timeframe` from each session's open (09:30, 10:30, … for 1h on XNYS); `'clock'` — the open, then
     on the exchange's local clock (IB: 09:30, 10:00, 11:00, …); `'any'` — either."""
     step, start, end = timeframe_delta(timeframe), to_utc(start), to_utc(end)
-    if align not in ('open', 'clock', 'any'): raise ValueError(f"align must be 'open', 'clock' or 'any', got {align!r}")
+    if align not in ('open', 'clock', 'any'):
+        raise ValueError(f"align must be 'open', 'clock' or 'any', got {align!r}")
     code = exchange_code(calendar)
     if code is not None:
         if step >= pd.Timedelta(days=1):
             days = _sessions(code).days
             ts = days[(days >= start.value) & (days < end.value)]
-        else: ts = _exchange_bars(code, step.value, start.value, end.value, align)
+        else:
+            ts = _exchange_bars(code, step.value, start.value, end.value, align)
         return pd.DatetimeIndex(pd.to_datetime(ts, unit='ns', utc=True))
     idx = _span(start, end, step)
-    if calendar in ('crypto', 'always'): return idx
+    if calendar in ('crypto', 'always'):
+        return idx
     return idx[is_open(calendar, idx, timeframe)]
+
 
 def session_opens(calendar: str, start, end) -> pd.DatetimeIndex | None:
     "Opens (UTC) of an exchange calendar's sessions in [start, end); None for crypto, fx, always."
     code = exchange_code(calendar)
-    if code is None: return None
-    o = _sessions(code).opens; start, end = to_utc(start), to_utc(end)
+    if code is None:
+        return None
+    o = _sessions(code).opens
+    start, end = to_utc(start), to_utc(end)
     return pd.DatetimeIndex(pd.to_datetime(o[(o >= start.value) & (o < end.value)], unit='ns', utc=True))
+
 
 def bar_dates(calendar: str, ts) -> pd.DatetimeIndex:
     """The trading date (as 00:00 UTC) of daily bars: a bar stamped 00:00 UTC is that date; any other stamp is read on the
     exchange's local clock (a local midnight in Tokyo, a 16:00 close in New York). 24/7 and FX calendars: the UTC date."""
     ts = pd.DatetimeIndex(ts)
-    if ts.tz is None: ts = ts.tz_localize('UTC')
+    if ts.tz is None:
+        ts = ts.tz_localize('UTC')
     utc = ts.tz_convert('UTC').as_unit('ns').normalize()
     code = exchange_code(calendar)
-    if code is None or not len(ts): return utc
+    if code is None or not len(ts):
+        return utc
     local = ts.tz_convert(_sessions(code).tz).tz_localize(None).as_unit('ns').normalize().tz_localize('UTC')
     return utc.where(ts == utc, local)
+
 
 def is_open(calendar: str, ts: pd.DatetimeIndex, timeframe: str = '1h') -> np.ndarray:
     "Boolean mask: does the calendar expect a bar opening at each timestamp (in a session; daily: on a session's date)?"
     ts = pd.DatetimeIndex(ts)
-    if calendar in ('crypto', 'always'): return np.ones(len(ts), bool)
+    if calendar in ('crypto', 'always'):
+        return np.ones(len(ts), bool)
     daily = timeframe_delta(timeframe) >= pd.Timedelta(days=1)
     code = exchange_code(calendar)
     if code is not None:
         x = _sessions(code)
-        if daily: return np.asarray(bar_dates(calendar, ts).isin(pd.to_datetime(x.days, unit='ns', utc=True)))
+        if daily:
+            return np.asarray(bar_dates(calendar, ts).isin(pd.to_datetime(x.days, unit='ns', utc=True)))
         return _in_period(x, ts.tz_convert('UTC').as_unit('ns').asi8)
-    if daily: return np.asarray(ts.day_of_week < 5)
+    if daily:
+        return np.asarray(ts.day_of_week < 5)
     ny = ts.tz_convert(_NY)
     dow, minutes = np.asarray(ny.day_of_week), np.asarray(ny.hour * 60 + ny.minute)
     return ~((dow == 5) | ((dow == 4) & (minutes >= 17 * 60)) | ((dow == 6) & (minutes < 17 * 60)))
@@ -241,5 +298,6 @@ def is_open(calendar: str, ts: pd.DatetimeIndex, timeframe: str = '1h') -> np.nd
 # %% ../nbs/01_schema.ipynb #b2e6d0f4
 def annual_bars(calendar: str, timeframe: str, years: int = 5, end='2025-01-01') -> float:
     "Bars a year of the calendar holds at `timeframe`: the mean over the `years` before `end` (exchanges: their sessions)."
-    end = to_utc(end); start = end - pd.DateOffset(years=years)
+    end = to_utc(end)
+    start = end - pd.DateOffset(years=years)
     return len(expected_bars(calendar, timeframe, start, end)) / years

@@ -5,7 +5,13 @@ content-addressed, partitioned by source / instrument / date, in a local folder 
 
 # %% ../../nbs/data/10_archive.ipynb #61d7aaa4
 from __future__ import annotations
-import base64, datetime, gzip, hashlib, logging, os, re, tempfile, zlib
+import base64
+import datetime
+import gzip
+import hashlib
+import logging
+import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from ..files import atomic_write
@@ -16,63 +22,82 @@ __all__ = ['ArchiveError', 'RawPayload', 'ArchiveResult', 'archive_key', 'LocalA
 # %% ../../nbs/data/10_archive.ipynb #48dbf2b1
 _log = logging.getLogger(__name__)
 
+
 class ArchiveError(RuntimeError):
     "The archive cannot store or return an object; the message names the key, path or bucket."
+
 
 @dataclass
 class RawPayload:
     "Bytes exactly as a source delivered them, before any parsing."
-    source: str          # 'sim', 'file', 'binance', ...
-    instrument: str      # e.g. 'BTC-USD'; '_multi' when one payload holds several instruments
+
+    source: str  # 'sim', 'file', 'binance', ...
+    instrument: str  # e.g. 'BTC-USD'; '_multi' when one payload holds several instruments
     date: datetime.date  # partition date (UTC date of the first bar in the payload, or the fetch date)
     data: bytes
-    ext: str             # 'csv', 'json', 'parquet', ... (the uncompressed content's extension)
+    ext: str  # 'csv', 'json', 'parquet', ... (the uncompressed content's extension)
     meta: dict = field(default_factory=dict)
+
 
 @dataclass
 class ArchiveResult:
     "Where `put` stored a payload, and whether it wrote anything."
-    key: str        # '{source}/{instrument}/{date}/{sha256}.{ext}.gz', relative to the archive root / prefix
+
+    key: str  # '{source}/{instrument}/{date}/{sha256}.{ext}.gz', relative to the archive root / prefix
     sha256: str
-    size: int       # compressed bytes stored
-    new: bool       # False when an identical object already existed (nothing written)
+    size: int  # compressed bytes stored
+    new: bool  # False when an identical object already existed (nothing written)
 
 # %% ../../nbs/data/10_archive.ipynb #e9a77523
 _UNSAFE = re.compile(r'[^A-Za-z0-9._-]')
 _EXT = re.compile(r'^[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$')
-_NAME = re.compile(r'^([0-9a-f]{64})\.([A-Za-z0-9]+(?:\.[A-Za-z0-9]+)*)\.gz$')   # an object's file name
+_NAME = re.compile(r'^([0-9a-f]{64})\.([A-Za-z0-9]+(?:\.[A-Za-z0-9]+)*)\.gz$')  # an object's file name
 _DATE = re.compile(r'^\d{4}-\d{2}-\d{2}$')
+
 
 def _part(value, what) -> str:
     s = _UNSAFE.sub('_', str(value).strip())
-    if s in ('', '.', '..'): raise ArchiveError(f"invalid {what} {value!r} for an archive key")
+    if s in ('', '.', '..'):
+        raise ArchiveError(f"invalid {what} {value!r} for an archive key")
     return s
+
 
 def _day(d) -> str:
     if isinstance(d, datetime.datetime):
         d = (d.astimezone(datetime.timezone.utc) if d.tzinfo else d).date()
     elif isinstance(d, str):
-        try: d = datetime.date.fromisoformat(d)
-        except ValueError: raise ArchiveError(f"invalid date {d!r} for an archive key") from None
-    if not isinstance(d, datetime.date): raise ArchiveError(f"invalid date {d!r} for an archive key")
+        try:
+            d = datetime.date.fromisoformat(d)
+        except ValueError:
+            raise ArchiveError(f"invalid date {d!r} for an archive key") from None
+    if not isinstance(d, datetime.date):
+        raise ArchiveError(f"invalid date {d!r} for an archive key")
     return d.isoformat()
+
 
 def _sha(data) -> str:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ArchiveError(f"payload data must be bytes, not {type(data).__name__}")
     return hashlib.sha256(data).hexdigest()
 
+
 def archive_key(p: RawPayload) -> str:
     "The content-addressed key of `p`: `{source}/{instrument}/{YYYY-MM-DD}/{sha256}.{ext}.gz`."
     ext = str(p.ext).strip().lstrip('.')
-    if not _EXT.match(ext): raise ArchiveError(f"invalid extension {p.ext!r} for an archive key")
+    if not _EXT.match(ext):
+        raise ArchiveError(f"invalid extension {p.ext!r} for an archive key")
     return f"{_part(p.source, 'source')}/{_part(p.instrument, 'instrument')}/{_day(p.date)}/{_sha(p.data)}.{ext}.gz"
+
 
 def _check_key(key) -> str:
     "`key` if it is a well-formed archive key (so it can never escape the archive root)."
     parts = str(key).split('/')
-    if (len(parts) != 4 or any(x in ('', '.', '..') or _UNSAFE.search(x) for x in parts[:2])
-            or not _DATE.match(parts[2]) or not _NAME.match(parts[3])):
+    if (
+        len(parts) != 4
+        or any(x in ('', '.', '..') or _UNSAFE.search(x) for x in parts[:2])
+        or not _DATE.match(parts[2])
+        or not _NAME.match(parts[3])
+    ):
         raise ArchiveError(f"not an archive key: {key!r} (expected source/instrument/YYYY-MM-DD/<sha256>.<ext>.gz)")
     return str(key)
 
@@ -80,14 +105,18 @@ def _check_key(key) -> str:
 def _gzip(data: bytes, level: int) -> bytes:
     return gzip.compress(bytes(data), compresslevel=level, mtime=0)
 
+
 def _unpack(key: str, blob: bytes, where: str) -> bytes:
     "Decompress an archived object and verify its sha256 against its key."
-    try: data = gzip.decompress(blob)
+    try:
+        data = gzip.decompress(blob)
     except (OSError, EOFError, zlib.error) as e:
         raise ArchiveError(f"archive object {key} in {where} is not valid gzip: {e}") from None
     want, got = _NAME.match(key.rsplit('/', 1)[-1]).group(1), hashlib.sha256(data).hexdigest()
-    if got != want: raise ArchiveError(f"archive object {key} in {where} is corrupt: sha256 {got} != {want}")
+    if got != want:
+        raise ArchiveError(f"archive object {key} in {where} is corrupt: sha256 {got} != {want}")
     return data
+
 
 def _level(compresslevel) -> int:
     if not isinstance(compresslevel, int) or not 0 <= compresslevel <= 9:
@@ -97,121 +126,199 @@ def _level(compresslevel) -> int:
 # %% ../../nbs/data/10_archive.ipynb #3589713b
 class LocalArchive:
     "Raw archive in a local folder: `root/{source}/{instrument}/{date}/{sha256}.{ext}.gz`."
+
     def __init__(self, root, compresslevel=6):
         self.root, self.compresslevel = Path(root), _level(compresslevel)
 
-    def __repr__(self): return f"LocalArchive({str(self.root)!r})"
-    def _path(self, key) -> Path: return self.root / _check_key(key)
+    def __repr__(self):
+        return f"LocalArchive({str(self.root)!r})"
+
+    def _path(self, key) -> Path:
+        return self.root / _check_key(key)
 
     def put(self, p: RawPayload) -> ArchiveResult:
         "Store `p` (atomically, verified); `new=False` when an identical object already exists."
-        key = archive_key(p); sha = key.rsplit('/', 1)[1][:64]; path = self._path(key)
+        key = archive_key(p)
+        sha = key.rsplit('/', 1)[1][:64]
+        path = self._path(key)
         if path.exists():
             try:
                 self.get(key)
                 return ArchiveResult(key, sha, path.stat().st_size, False)
-            except ArchiveError as e: _log.warning("rewriting a corrupt archive object: %s", e)
+            except ArchiveError as e:
+                _log.warning("rewriting a corrupt archive object: %s", e)
         blob = _gzip(p.data, self.compresslevel)
         try:
             atomic_write(path, blob)
-        except OSError as e: raise ArchiveError(f"cannot write archive object {key} to {path}: {e}") from e
+        except OSError as e:
+            raise ArchiveError(f"cannot write archive object {key} to {path}: {e}") from e
         self.get(key)
         return ArchiveResult(key, sha, len(blob), True)
 
     def get(self, key) -> bytes:
         "The decompressed bytes stored under `key`, sha256-verified."
         path = self._path(key)
-        try: blob = path.read_bytes()
-        except FileNotFoundError: raise ArchiveError(f"no archive object {key} in {self.root}") from None
-        except OSError as e: raise ArchiveError(f"cannot read archive object {key} at {path}: {e}") from e
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise ArchiveError(f"no archive object {key} in {self.root}") from None
+        except OSError as e:
+            raise ArchiveError(f"cannot read archive object {key} at {path}: {e}") from e
         return _unpack(key, blob, str(self.root))
 
-    def exists(self, key) -> bool: return self._path(key).is_file()
+    def exists(self, key) -> bool:
+        return self._path(key).is_file()
 
     def list(self, source=None, instrument=None) -> list[str]:
         "Keys of the stored objects (temporary files excluded), sorted; optionally of one source / instrument."
-        pat = '/'.join([_part(source, 'source') if source is not None else '*',
-                        _part(instrument, 'instrument') if instrument is not None else '*', '*', '*.gz'])
+        pat = '/'.join(
+            [
+                _part(source, 'source') if source is not None else '*',
+                _part(instrument, 'instrument') if instrument is not None else '*',
+                '*',
+                '*.gz',
+            ]
+        )
         return sorted(k for k in (p.relative_to(self.root).as_posix() for p in self.root.glob(pat)) if _is_key(k))
 
+
 def _is_key(k) -> bool:
-    try: _check_key(k); return True
-    except ArchiveError: return False
+    try:
+        _check_key(k)
+        return True
+    except ArchiveError:
+        return False
 
 # %% ../../nbs/data/10_archive.ipynb #a48c947c
 class S3Archive:
     "Raw archive in an S3 bucket: `s3://{bucket}/{prefix}/{source}/{instrument}/{date}/{sha256}.{ext}.gz`."
+
     def __init__(self, bucket, prefix='raw', endpoint_url=None, region='us-east-1', compresslevel=6, client=None):
-        if not bucket: raise ArchiveError("S3 archive: a bucket is required ([archive] bucket)")
+        if not bucket:
+            raise ArchiveError("S3 archive: a bucket is required ([archive] bucket)")
         self.bucket, self.prefix = bucket, (prefix or '').strip('/')
         self.endpoint_url, self.region = endpoint_url or None, region
         self.compresslevel, self._client = _level(compresslevel), client
 
-    def __repr__(self): return f"S3Archive({self._where()!r})"
-    def _where(self): return f"s3://{self.bucket}/{self.prefix} at {self.endpoint_url or 'AWS'}"
-    def _k(self, key): return f"{self.prefix}/{key}" if self.prefix else key
+    def __repr__(self):
+        return f"S3Archive({self._where()!r})"
+
+    def _where(self):
+        return f"s3://{self.bucket}/{self.prefix} at {self.endpoint_url or 'AWS'}"
+
+    def _k(self, key):
+        return f"{self.prefix}/{key}" if self.prefix else key
 
     @property
     def client(self):
         if self._client is None:
             import boto3
             from botocore.config import Config
-            c = boto3.client('s3', endpoint_url=self.endpoint_url, region_name=self.region,
-                             config=Config(retries={'max_attempts': 5, 'mode': 'standard'}, connect_timeout=10, read_timeout=60))
-            self._call('bucket check', c.head_bucket, missing=('403', 'AccessDenied'), Bucket=self.bucket)  # 403: objects may still be usable
+
+            c = boto3.client(
+                's3',
+                endpoint_url=self.endpoint_url,
+                region_name=self.region,
+                config=Config(retries={'max_attempts': 5, 'mode': 'standard'}, connect_timeout=10, read_timeout=60),
+            )
+            self._call(
+                'bucket check', c.head_bucket, missing=('403', 'AccessDenied'), Bucket=self.bucket
+            )  # 403: objects may still be usable
             self._client = c
         return self._client
 
     def _call(self, what, fn, missing=(), **kw):
         "Call boto3: `None` for an error code in `missing`; any other error → ArchiveError naming bucket, endpoint and key."
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-        try: return fn(**kw)
+
+        try:
+            return fn(**kw)
         except ClientError as e:
-            err = e.response.get('Error', {}); code = str(err.get('Code'))
-            if code in missing: return None
+            err = e.response.get('Error', {})
+            code = str(err.get('Code'))
+            if code in missing:
+                return None
             if code == 'NoSuchBucket' or (code in ('404', 'NotFound') and 'Key' not in kw):
-                raise ArchiveError(f"S3 bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'}") from None
-            raise ArchiveError(f"S3 {what} failed in {self._where()}: {code} {err.get('Message', '')}".rstrip()) from None
+                raise ArchiveError(
+                    f"S3 bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'}"
+                ) from None
+            raise ArchiveError(
+                f"S3 {what} failed in {self._where()}: {code} {err.get('Message', '')}".rstrip()
+            ) from None
         except NoCredentialsError:
-            raise ArchiveError(f"S3 {what} in {self._where()}: no AWS credentials (set AWS_ACCESS_KEY_ID and "
-                               "AWS_SECRET_ACCESS_KEY, or an AWS profile / role)") from None
-        except BotoCoreError as e: raise ArchiveError(f"S3 {what} failed in {self._where()}: {e}") from None
+            raise ArchiveError(
+                f"S3 {what} in {self._where()}: no AWS credentials (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or an AWS profile / role)"
+            ) from None
+        except BotoCoreError as e:
+            raise ArchiveError(f"S3 {what} failed in {self._where()}: {e}") from None
 
     def _head(self, key):
-        return self._call(f'head of {key}', self.client.head_object, missing=('404', 'NoSuchKey', 'NotFound'),
-                          Bucket=self.bucket, Key=self._k(key))
+        return self._call(
+            f'head of {key}',
+            self.client.head_object,
+            missing=('404', 'NoSuchKey', 'NotFound'),
+            Bucket=self.bucket,
+            Key=self._k(key),
+        )
 
     def put(self, p: RawPayload) -> ArchiveResult:
         "Upload `p` (ContentMD5, verified); `new=False` when an object with the same sha256 already exists."
-        key = archive_key(p); sha = key.rsplit('/', 1)[1][:64]
+        key = archive_key(p)
+        sha = key.rsplit('/', 1)[1][:64]
         h = self._head(key)
         if h is not None and h.get('Metadata', {}).get('sha256') == sha:
             return ArchiveResult(key, sha, h['ContentLength'], False)
         blob = _gzip(p.data, self.compresslevel)
         md5 = base64.b64encode(hashlib.md5(blob).digest()).decode()
-        self._call(f'upload of {key}', self.client.put_object, Bucket=self.bucket, Key=self._k(key), Body=blob,
-                   ContentMD5=md5, ContentType='application/gzip', Metadata={'sha256': sha})
+        self._call(
+            f'upload of {key}',
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self._k(key),
+            Body=blob,
+            ContentMD5=md5,
+            ContentType='application/gzip',
+            Metadata={'sha256': sha},
+        )
         h = self._head(key)
         got = None if h is None else (h['ContentLength'], h.get('Metadata', {}).get('sha256'))
         if got != (len(blob), sha):
-            raise ArchiveError(f"upload of {key} to {self._where()} not verified: stored (size, sha256) {got} != {(len(blob), sha)}")
+            raise ArchiveError(
+                f"upload of {key} to {self._where()} not verified: stored (size, sha256) {got} != {(len(blob), sha)}"
+            )
         return ArchiveResult(key, sha, len(blob), True)
 
     def get(self, key) -> bytes:
         "The decompressed bytes stored under `key`, sha256-verified."
-        r = self._call(f'download of {key}', self.client.get_object, missing=('404', 'NoSuchKey'),
-                       Bucket=self.bucket, Key=self._k(_check_key(key)))
-        if r is None: raise ArchiveError(f"no archive object {key} in {self._where()}")
+        r = self._call(
+            f'download of {key}',
+            self.client.get_object,
+            missing=('404', 'NoSuchKey'),
+            Bucket=self.bucket,
+            Key=self._k(_check_key(key)),
+        )
+        if r is None:
+            raise ArchiveError(f"no archive object {key} in {self._where()}")
         return _unpack(key, self._call(f'download of {key}', r['Body'].read), self._where())
 
-    def exists(self, key) -> bool: return self._head(_check_key(key)) is not None
+    def exists(self, key) -> bool:
+        return self._head(_check_key(key)) is not None
 
     def list(self, source=None, instrument=None) -> list[str]:
         "Keys of the stored objects, sorted; optionally of one source / instrument."
         base = f"{self.prefix}/" if self.prefix else ''
-        sub = '' if source is None else _part(source, 'source') + '/' + ('' if instrument is None else _part(instrument, 'instrument') + '/')
-        pages = lambda **kw: [o['Key'] for pg in self.client.get_paginator('list_objects_v2').paginate(**kw) for o in pg.get('Contents', [])]
-        keys = [k[len(base):] for k in self._call('list', pages, Bucket=self.bucket, Prefix=base + sub)]
+        sub = (
+            ''
+            if source is None
+            else _part(source, 'source') + '/' + ('' if instrument is None else _part(instrument, 'instrument') + '/')
+        )
+        pages = lambda **kw: [
+            o['Key']
+            for pg in self.client.get_paginator('list_objects_v2').paginate(**kw)
+            for o in pg.get('Contents', [])
+        ]
+        keys = [k[len(base) :] for k in self._call('list', pages, Bucket=self.bucket, Prefix=base + sub)]
         inst = None if instrument is None else _part(instrument, 'instrument')
         return sorted(k for k in keys if _is_key(k) and (inst is None or k.split('/')[1] == inst))
 
@@ -220,9 +327,11 @@ def make_archive(settings=None) -> LocalArchive | S3Archive:
     "The archive `settings.archive` describes (default: `load_settings()`)."
     if settings is None:
         from autotrader.config import load_settings
+
         settings = load_settings()
     a = settings.archive
-    if a.backend == 'local': return LocalArchive(a.dir, a.compresslevel)
+    if a.backend == 'local':
+        return LocalArchive(a.dir, a.compresslevel)
     if a.backend == 's3':
         return S3Archive(a.bucket, a.prefix, a.endpoint_url or None, a.region or 'us-east-1', a.compresslevel)
     raise ArchiveError(f"[archive] backend {a.backend!r}: expected local or s3")

@@ -5,10 +5,18 @@
 
 # %% ../../nbs/data/13_brokers.ipynb #0c9fbef7
 from __future__ import annotations
-import datetime as dt, email.utils, json, logging, math, random, re, time
+import datetime as dt
+import email.utils
+import json
+import logging
+import math
+import random
+import re
+import time
 from collections import deque
 from dataclasses import dataclass
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import secret
 from ..schema import Instrument, canonical, expected_bars, timeframe_delta, to_utc
 from .archive import RawPayload
@@ -22,40 +30,59 @@ __all__ = ['OANDA_GRANULARITY', 'IB_BAR_SIZE', 'IB_CHUNK_DAYS', 'Transient', 'Re
 # %% ../../nbs/data/13_brokers.ipynb #62eb13d1
 _log = logging.getLogger(__name__)
 
+
 class Transient(Exception):
     "A failure worth retrying: network fault, truncated or malformed body, HTTP 429/418/5xx, IB pacing or disconnect."
+
     def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(reason); self.reason, self.status, self.retry_after = reason, status, retry_after
+        super().__init__(reason)
+        self.reason, self.status, self.retry_after = reason, status, retry_after
+
 
 @dataclass
 class RetryPolicy:
     "Exponential backoff with full jitter; `Retry-After` honoured; HTTP 418 waits `ban_wait`."
-    retries: int = 5              # retries after the first attempt
-    base: float = 0.5             # the n-th retry waits up to base * 2**n seconds ...
-    cap: float = 30.0             # ... and at most this
-    ban_wait: float = 120.0       # HTTP 418 without Retry-After
-    max_wait: float = 300.0       # a longer Retry-After fails at once
+
+    retries: int = 5  # retries after the first attempt
+    base: float = 0.5  # the n-th retry waits up to base * 2**n seconds ...
+    cap: float = 30.0  # ... and at most this
+    ban_wait: float = 120.0  # HTTP 418 without Retry-After
+    max_wait: float = 300.0  # a longer Retry-After fails at once
 
     @classmethod
     def from_settings(cls, s):
-        return cls(s.retries, s.backoff_base, s.backoff_max, getattr(s, 'ban_wait', cls.ban_wait),
-                   getattr(s, 'max_retry_after', cls.max_wait))
+        return cls(
+            s.retries,
+            s.backoff_base,
+            s.backoff_max,
+            getattr(s, 'ban_wait', cls.ban_wait),
+            getattr(s, 'max_retry_after', cls.max_wait),
+        )
 
     def delay(self, attempt: int, status=None, retry_after=None, rng=random) -> float:
         "Seconds to wait before retry number `attempt` (0-based)."
-        if retry_after is not None: return max(0.0, float(retry_after))
-        if status == 418: return self.ban_wait
-        return rng.uniform(0, min(self.cap, self.base * 2 ** attempt))
+        if retry_after is not None:
+            return max(0.0, float(retry_after))
+        if status == 418:
+            return self.ban_wait
+        return rng.uniform(0, min(self.cap, self.base * 2**attempt))
+
 
 def parse_retry_after(value, now=None) -> float | None:
     "Seconds from a `Retry-After` header value: delta-seconds or an HTTP date; None when absent or unreadable."
-    if value is None or not str(value).strip(): return None
+    if value is None or not str(value).strip():
+        return None
     v = str(value).strip()
-    try: return max(0.0, float(v))
-    except ValueError: pass
-    try: when = email.utils.parsedate_to_datetime(v)
-    except (TypeError, ValueError): return None
-    if when.tzinfo is None: when = when.replace(tzinfo=dt.timezone.utc)
+    try:
+        return max(0.0, float(v))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(v)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
     now = now or dt.datetime.now(dt.timezone.utc)
     return max(0.0, (when - now).total_seconds())
 
@@ -64,49 +91,73 @@ def with_retries(call, policy: RetryPolicy, what: str, sleep=time.sleep, rng=ran
     "`call()`, retried on `Transient` as `policy` says; then `ConnectorError` naming `what`, the last failure and the attempts."
     last = None
     for attempt in range(policy.retries + 1):
-        try: return call()
-        except Transient as e: last = e
-        if attempt == policy.retries: break
+        try:
+            return call()
+        except Transient as e:
+            last = e
+        if attempt == policy.retries:
+            break
         wait = policy.delay(attempt, last.status, last.retry_after, rng)
         if wait > policy.max_wait:
-            raise ConnectorError(f"{what}: {last.reason}; the server asks to wait {wait:.0f} s (Retry-After), more than "
-                                 f"max_retry_after = {policy.max_wait:g} s: giving up after {attempt + 1} attempt(s)") from None
+            raise ConnectorError(
+                f"{what}: {last.reason}; the server asks to wait {wait:.0f} s (Retry-After), more than "
+                f"max_retry_after = {policy.max_wait:g} s: giving up after {attempt + 1} attempt(s)"
+            ) from None
         _log.warning("%s: %s; retry %d/%d in %.2f s", what, last.reason, attempt + 1, policy.retries, wait)
         sleep(wait)
     n = policy.retries + 1
-    raise ConnectorError(f"{what}: failed after {n} attempt{'s' * (n > 1)} (1 + {policy.retries} retries); "
-                         f"last failure: {last.reason}") from None
+    raise ConnectorError(
+        f"{what}: failed after {n} attempt{'s' * (n > 1)} (1 + {policy.retries} retries); last failure: {last.reason}"
+    ) from None
 
 # %% ../../nbs/data/13_brokers.ipynb #2c608499
 class _HttpLog:
     "Keeps the last response a `requests.Session` received (a response hook)."
-    def __init__(self, session): self.last = None; session.hooks['response'].append(self._hook)
-    def _hook(self, r, *args, **kwargs): self.last = r
-    def reset(self): self.last = None
+
+    def __init__(self, session):
+        self.last = None
+        session.hooks['response'].append(self._hook)
+
+    def _hook(self, r, *args, **kwargs):
+        self.last = r
+
+    def reset(self):
+        self.last = None
+
     def retry_after(self):
         return parse_retry_after(self.last.headers.get('Retry-After')) if self.last is not None else None
+
 
 def _retryable_status(status) -> bool:
     return status is not None and (status in (408, 418, 425, 429) or 500 <= status <= 599)
 
+
 def _snippet(resp, n=200) -> str:
     "The start of an error response's body, for messages (never needed for parsing)."
-    try: return resp.content[:n].decode('utf-8', 'replace').strip()
-    except Exception: return ''
+    try:
+        return resp.content[:n].decode('utf-8', 'replace').strip()
+    except Exception:
+        return ''
+
 
 def _json_body(body: bytes):
     "Parsed JSON of a page; a body that is not JSON (malformed, cut short) is a transient failure."
-    try: return json.loads(body)
+    try:
+        return json.loads(body)
     except ValueError as e:
         raise Transient(f"malformed JSON ({len(body)} bytes, {e.msg} at char {e.pos}: {body[:60]!r})", 200) from None
 
-def _ms(ts) -> int: return int(pd.Timestamp(ts).value // 1_000_000)
+
+def _ms(ts) -> int:
+    return int(pd.Timestamp(ts).value // 1_000_000)
+
 
 def _symbol_map(items) -> dict:
     out = {}
     for it in items or []:
         k, eq, v = str(it).partition('=')
-        if not eq or not k.strip() or not v.strip(): raise ConnectorError(f"symbol_map: bad item {it!r} (expected INSTRUMENT=BROKER_SYMBOL)")
+        if not eq or not k.strip() or not v.strip():
+            raise ConnectorError(f"symbol_map: bad item {it!r} (expected INSTRUMENT=BROKER_SYMBOL)")
         out[k.strip()] = v.strip()
     return out
 
@@ -114,34 +165,52 @@ def _symbol_map(items) -> dict:
 def _empty_page(con, ins: Instrument, timeframe: str, cursor, end, tries: int, what: str) -> bool:
     "An empty page at `cursor`: True = ask once more; False = the range ends here (with a warning when bars were expected)."
     n = len(expected_bars(ins.calendar, timeframe, cursor, end, align='any'))
-    if not n: return False
+    if not n:
+        return False
     if tries < 1:
-        con.sleep(con.policy.delay(0)); return True
-    con.warnings.append(f"{con.name} {ins.symbol}: {what} returned no bars twice while the {ins.calendar} calendar expects "
-                        f"{n} up to {pd.Timestamp(end):%Y-%m-%d %H:%M} UTC; stored up to {pd.Timestamp(cursor):%Y-%m-%d %H:%M}, "
-                        f"the next run asks again from there")
+        con.sleep(con.policy.delay(0))
+        return True
+    con.warnings.append(
+        f"{con.name} {ins.symbol}: {what} returned no bars twice while the {ins.calendar} calendar expects "
+        f"{n} up to {pd.Timestamp(end):%Y-%m-%d %H:%M} UTC; stored up to {pd.Timestamp(cursor):%Y-%m-%d %H:%M}, "
+        f"the next run asks again from there"
+    )
     return False
 
 # %% ../../nbs/data/13_brokers.ipynb #4238c48a
 _SPOT_HOST = re.compile(r'^https?://(api\.binance\.com|testnet\.binance\.vision)(?=/)')
 
+
 def binance_symbol(symbol: str, symbol_map=()) -> str:
     "The ccxt symbol of an instrument: `BTC-USDT`, `btc_usdt` → `BTC/USDT`; `BTCUSDT` is kept (a market id)."
     s = _symbol_map(symbol_map).get(symbol, symbol).strip()
-    if '/' in s: return s.upper()
+    if '/' in s:
+        return s.upper()
     parts = re.split(r'[-_ ]', s)
     return '/'.join(parts).upper() if len(parts) == 2 and all(parts) else s.upper()
+
 
 def binance_exchange(settings):
     "A sync `ccxt.binance` client configured from `settings.binance`."
     import ccxt
+
     b = settings.binance
-    ex = ccxt.binance({'enableRateLimit': True, 'timeout': int(b.timeout * 1000),
-                       'apiKey': secret('binance_api_key', required=False) or '',
-                       'secret': secret('binance_api_secret', required=False) or '',
-                       'options': {'fetchMarkets': {'types': ['spot']}, 'fetchCurrencies': False, 'fetchMargins': False,
-                                   'adjustForTimeDifference': False}})
-    if b.sandbox: ex.set_sandbox_mode(True)
+    ex = ccxt.binance(
+        {
+            'enableRateLimit': True,
+            'timeout': int(b.timeout * 1000),
+            'apiKey': secret('binance_api_key', required=False) or '',
+            'secret': secret('binance_api_secret', required=False) or '',
+            'options': {
+                'fetchMarkets': {'types': ['spot']},
+                'fetchCurrencies': False,
+                'fetchMargins': False,
+                'adjustForTimeDifference': False,
+            },
+        }
+    )
+    if b.sandbox:
+        ex.set_sandbox_mode(True)
     if b.api_url:
         base = b.api_url.rstrip('/')
         ex.urls['api'] = {k: (_SPOT_HOST.sub(base, v) if isinstance(v, str) else v) for k, v in ex.urls['api'].items()}
@@ -151,183 +220,256 @@ def binance_exchange(settings):
 @register_connector
 class BinanceConnector(Connector):
     "Binance spot klines via ccxt (settings `[binance]`; no API key needed for market data)."
+
     name = 'binance'
     sleep = staticmethod(time.sleep)
 
     def __init__(self, settings):
-        super().__init__(settings); self._ex = self._http = None
+        super().__init__(settings)
+        self._ex = self._http = None
         self.policy = RetryPolicy.from_settings(settings.binance)
 
     @property
     def exchange(self):
         if self._ex is None:
-            self._ex = binance_exchange(self.settings); self._http = _HttpLog(self._ex.session)
+            self._ex = binance_exchange(self.settings)
+            self._http = _HttpLog(self._ex.session)
         return self._ex
 
     def _call(self, what, fn):
         "Run a ccxt call; turn its failure into `Transient` (retryable) or `ConnectorError`."
         import ccxt
+
         self._http.reset()
-        try: return fn()
-        except Transient: raise
+        try:
+            return fn()
+        except Transient:
+            raise
         except ccxt.BaseError as e:
-            r = self._http.last; status = r.status_code if r is not None else None
+            r = self._http.last
+            status = r.status_code if r is not None else None
             if _retryable_status(status):
-                raise Transient(f"HTTP {status} {r.reason}: {_snippet(r)}".rstrip(': '), status, self._http.retry_after()) from None
+                raise Transient(
+                    f"HTTP {status} {r.reason}: {_snippet(r)}".rstrip(': '), status, self._http.retry_after()
+                ) from None
             if isinstance(e, ccxt.NetworkError) and (status is None or status < 300):
                 raise Transient(f"network error ({type(e).__name__}: {str(e)[:200]})", status) from None
             detail = f"HTTP {status}: {_snippet(r)}" if status else f"{type(e).__name__}: {e}"
             raise ConnectorError(f"{what}: {detail}") from None
-        except Exception as e:               # ccxt tripped over an unexpected body: malformed or cut short?
+        except Exception as e:  # ccxt tripped over an unexpected body: malformed or cut short?
             r = self._http.last
             if r is not None and r.status_code == 200:
-                try: body = r.content
-                except Exception: raise Transient(f"network error ({type(e).__name__}: {str(e)[:200]})", 200) from None
+                try:
+                    body = r.content
+                except Exception:
+                    raise Transient(f"network error ({type(e).__name__}: {str(e)[:200]})", 200) from None
                 _json_body(body)
             raise ConnectorError(f"{what}: {type(e).__name__}: {e}") from None
 
     def _markets(self):
         ex = self.exchange
         if not ex.markets:
-            with_retries(lambda: self._call('binance GET /api/v3/exchangeInfo', ex.load_markets), self.policy,
-                         f"binance GET {ex.urls['api']['public']}/exchangeInfo", self.sleep)
+            with_retries(
+                lambda: self._call('binance GET /api/v3/exchangeInfo', ex.load_markets),
+                self.policy,
+                f"binance GET {ex.urls['api']['public']}/exchangeInfo",
+                self.sleep,
+            )
         return ex.markets
 
     def market(self, symbol: str) -> dict:
         "The ccxt market of an instrument; a clear error when Binance has none."
         markets, ex = self._markets(), self.exchange
         s = binance_symbol(symbol, self.settings.binance.symbol_map)
-        if s in markets: return markets[s]
+        if s in markets:
+            return markets[s]
         by_id = ex.markets_by_id.get(s.replace('/', '')) if ex.markets_by_id else None
-        if by_id: return by_id[0] if isinstance(by_id, list) else by_id
+        if by_id:
+            return by_id[0] if isinstance(by_id, list) else by_id
         base = s.split('/')[0]
         hint = sorted(m for m in markets if m.startswith(base + '/'))[:5]
-        raise ConnectorError(f"binance: no spot market {s!r} for instrument {symbol!r}"
-                             f"{'; markets for ' + base + ': ' + ', '.join(hint) if hint else ''}. "
-                             f"Set [instruments] symbols or map it with [binance] symbol_map = {symbol}=BASE/QUOTE")
+        raise ConnectorError(
+            f"binance: no spot market {s!r} for instrument {symbol!r}"
+            f"{'; markets for ' + base + ': ' + ', '.join(hint) if hint else ''}. "
+            f"Set [instruments] symbols or map it with [binance] symbol_map = {symbol}=BASE/QUOTE"
+        )
 
     def _page(self, market, timeframe, since, end_ms, limit):
         ex = self.exchange
-        self._call(f"binance GET /api/v3/klines {market['symbol']}",
-                   lambda: ex.fetch_ohlcv(market['symbol'], timeframe, since=since, limit=limit, params={'until': end_ms - 1}))
+        self._call(
+            f"binance GET /api/v3/klines {market['symbol']}",
+            lambda: ex.fetch_ohlcv(market['symbol'], timeframe, since=since, limit=limit, params={'until': end_ms - 1}),
+        )
         r = self._http.last
         body = r.content
         rows = _json_body(body)
-        if not isinstance(rows, list) or not all(isinstance(x, list) and len(x) >= 7 and isinstance(x[0], int) for x in rows):
+        if not isinstance(rows, list) or not all(
+            isinstance(x, list) and len(x) >= 7 and isinstance(x[0], int) for x in rows
+        ):
             raise Transient(f"unexpected JSON (not a list of klines: {body[:60]!r})", r.status_code)
         return body, rows, r.url
 
     def fetch_raw(self, instruments, timeframe, start, end):
         b = self.settings.binance
-        if not 1 <= b.page_limit <= 1000: raise ConnectorError(f"[binance] page_limit = {b.page_limit}: must be 1–1000")
+        if not 1 <= b.page_limit <= 1000:
+            raise ConnectorError(f"[binance] page_limit = {b.page_limit}: must be 1–1000")
         start, end = to_utc(start), min(to_utc(end), self.latest_closed(timeframe))
         step, out = _ms(pd.Timestamp(0, tz='UTC') + timeframe_delta(timeframe)), []
         for ins in instruments:
             m = self.market(ins.symbol)
             since, end_ms, empties = _ms(start), _ms(end), 0
-            while since < end_ms:                                    # page by the last bar received (see above)
+            while since < end_ms:  # page by the last bar received (see above)
                 what = f"binance GET /api/v3/klines ({m['id']} {timeframe} from {pd.Timestamp(since, unit='ms', tz='UTC'):%Y-%m-%d %H:%M})"
-                body, rows, url = with_retries(lambda: self._page(m, timeframe, since, end_ms, b.page_limit), self.policy, what, self.sleep)
+                body, rows, url = with_retries(
+                    lambda: self._page(m, timeframe, since, end_ms, b.page_limit), self.policy, what, self.sleep
+                )
                 first = rows[0][0] if rows else since
-                out.append(RawPayload('binance', ins.symbol, pd.Timestamp(first, unit='ms', tz='UTC').date(), body, 'json',
-                                      {'timeframe': timeframe, 'url': url, 'market': m['id'], 'fetched_at': _ms(pd.Timestamp.now(tz='UTC'))}))
+                out.append(
+                    RawPayload(
+                        'binance',
+                        ins.symbol,
+                        pd.Timestamp(first, unit='ms', tz='UTC').date(),
+                        body,
+                        'json',
+                        {
+                            'timeframe': timeframe,
+                            'url': url,
+                            'market': m['id'],
+                            'fetched_at': _ms(pd.Timestamp.now(tz='UTC')),
+                        },
+                    )
+                )
                 if not rows:
                     if _empty_page(self, ins, timeframe, pd.Timestamp(since, unit='ms', tz='UTC'), end, empties, what):
-                        empties += 1; continue
+                        empties += 1
+                        continue
                     break
                 empties, last = 0, int(rows[-1][0])
-                if last < since: raise ConnectorError(f"{what}: the server returned bars before startTime (last {last} < {since})")
+                if last < since:
+                    raise ConnectorError(f"{what}: the server returned bars before startTime (last {last} < {since})")
                 since = last + step
         return out
 
     def parse(self, payloads, timeframe):
-        step = _ms(pd.Timestamp(0, tz='UTC') + timeframe_delta(timeframe)); frames = []
+        step = _ms(pd.Timestamp(0, tz='UTC') + timeframe_delta(timeframe))
+        frames = []
         for p in payloads:
-            try: rows = json.loads(p.data)
-            except ValueError as e: raise ConnectorError(f"binance {p.instrument}: archived page {p.meta.get('url', '')} is not JSON ({e})") from None
-            if not rows: continue
+            try:
+                rows = json.loads(p.data)
+            except ValueError as e:
+                raise ConnectorError(
+                    f"binance {p.instrument}: archived page {p.meta.get('url', '')} is not JSON ({e})"
+                ) from None
+            if not rows:
+                continue
             a = pd.DataFrame([r[:7] for r in rows], columns=['t', 'open', 'high', 'low', 'close', 'volume', 'ct'])
             t = pd.to_numeric(a.t, errors='coerce')
             df = pd.DataFrame({'timestamp': pd.to_datetime(t, unit='ms', utc=True)})
-            err = pd.Series('', index=a.index, dtype=object); err[t.isna().to_numpy()] = 'unparseable_timestamp'
+            err = pd.Series('', index=a.index, dtype=object)
+            err[t.isna().to_numpy()] = 'unparseable_timestamp'
             for c in ('open', 'high', 'low', 'close', 'volume'):
                 df[c] = pd.to_numeric(a[c], errors='coerce')
                 err[(df[c].isna() & (err == '')).to_numpy()] = f'non_numeric_{c}'
             ct = pd.to_numeric(a.ct, errors='coerce').fillna(t + step - 1)
             closed = (ct < p.meta['fetched_at']) if 'fetched_at' in p.meta else pd.Series(True, index=a.index)
             self._leave_out('forming', int((~closed).sum()))
-            df = df.assign(instrument=p.instrument, timeframe=timeframe, source='binance', _error=err)[closed.to_numpy()]
+            df = df.assign(instrument=p.instrument, timeframe=timeframe, source='binance', _error=err)[
+                closed.to_numpy()
+            ]
             frames.append(df)
-        if not frames: return _with_error(canonical(_empty()))
+        if not frames:
+            return _with_error(canonical(_empty()))
         df = pd.concat(frames, ignore_index=True)
         return _with_error(canonical(df), df['_error'].to_numpy())
 
 # %% ../../nbs/data/13_brokers.ipynb #db1e0c49
 OANDA_GRANULARITY = {'1m': 'M1', '5m': 'M5', '15m': 'M15', '30m': 'M30', '1h': 'H1', '4h': 'H4', '1d': 'D'}
 
+
 def oanda_instrument(symbol: str, symbol_map=()) -> str:
     "Oanda's instrument name: `EUR-USD`, `eur/usd`, `EURUSD` → `EUR_USD`."
     s = _symbol_map(symbol_map).get(symbol, symbol).strip()
     s = re.sub(r'[-/. ]', '_', s).upper()
-    if '_' not in s and len(s) == 6 and s.isalpha(): s = f'{s[:3]}_{s[3:]}'
+    if '_' not in s and len(s) == 6 and s.isalpha():
+        s = f'{s[:3]}_{s[3:]}'
     return s
 
-def _rfc3339(ts) -> str: return pd.Timestamp(ts).tz_convert('UTC').strftime('%Y-%m-%dT%H:%M:%SZ')
+
+def _rfc3339(ts) -> str:
+    return pd.Timestamp(ts).tz_convert('UTC').strftime('%Y-%m-%dT%H:%M:%SZ')
+
 
 def oanda_params(cursor, end, timeframe, price='M', page_count=5000) -> dict:
     "Query of the next candles page from `cursor` towards `end` (exclusive)."
     step = timeframe_delta(timeframe)
     q = {'granularity': OANDA_GRANULARITY[timeframe], 'price': price, 'from': _rfc3339(cursor)}
-    if timeframe == '1d': q.update(dailyAlignment=0, alignmentTimezone='UTC')
-    if math.ceil((end - cursor) / step) <= page_count: q['to'] = _rfc3339(end)
-    else: q['count'] = page_count
+    if timeframe == '1d':
+        q.update(dailyAlignment=0, alignmentTimezone='UTC')
+    if math.ceil((end - cursor) / step) <= page_count:
+        q['to'] = _rfc3339(end)
+    else:
+        q['count'] = page_count
     return q
 
 # %% ../../nbs/data/13_brokers.ipynb #d7001324
 def _oanda_api(settings):
     from oandapyV20 import API
     from oandapyV20.oandapyV20 import TRADING_ENVIRONMENTS
-    o = settings.oanda; env = o.environment
+
+    o = settings.oanda
+    env = o.environment
     if o.api_url:
         env = f'autotrader:{o.api_url.rstrip("/")}'
         TRADING_ENVIRONMENTS.setdefault(env, {'api': o.api_url.rstrip('/'), 'stream': o.api_url.rstrip('/')})
     token = secret('oanda_token', required=not o.api_url)
     return API(access_token=token or '', environment=env, request_params={'timeout': o.timeout})
 
+
 @register_connector
 class OandaConnector(Connector):
     "Oanda v20 candles via oandapyV20 (settings `[oanda]`; token in AUTOTRADER_OANDA_TOKEN)."
+
     name = 'oanda'
     sleep = staticmethod(time.sleep)
 
     def __init__(self, settings):
-        super().__init__(settings); self._api = self._http = None
+        super().__init__(settings)
+        self._api = self._http = None
         self.policy = RetryPolicy.from_settings(settings.oanda)
 
     @property
     def api(self):
-        if self._api is None: self._api = _oanda_api(self.settings); self._http = _HttpLog(self._api.client)
+        if self._api is None:
+            self._api = _oanda_api(self.settings)
+            self._http = _HttpLog(self._api.client)
         return self._api
 
     def _page(self, inst, params):
         import requests
         from oandapyV20.endpoints.instruments import InstrumentsCandles
         from oandapyV20.exceptions import V20Error
+
         api, path = self.api, f'/v3/instruments/{inst}/candles'
         self._http.reset()
-        try: api.request(InstrumentsCandles(inst, params=dict(params)))
+        try:
+            api.request(InstrumentsCandles(inst, params=dict(params)))
         except V20Error as e:
             status = int(e.code)
-            try: msg = json.loads(e.msg).get('errorMessage', e.msg)
-            except (ValueError, AttributeError): msg = str(e.msg)[:200]
-            if _retryable_status(status): raise Transient(f"HTTP {status}: {msg}", status, self._http.retry_after()) from None
+            try:
+                msg = json.loads(e.msg).get('errorMessage', e.msg)
+            except (ValueError, AttributeError):
+                msg = str(e.msg)[:200]
+            if _retryable_status(status):
+                raise Transient(f"HTTP {status}: {msg}", status, self._http.retry_after()) from None
             if status == 401:
-                raise ConnectorError(f"oanda GET {path}: HTTP 401 {msg} — check AUTOTRADER_OANDA_TOKEN and [oanda] environment "
-                                     f"= {self.settings.oanda.environment} (practice tokens do not work live, nor the reverse)") from None
+                raise ConnectorError(
+                    f"oanda GET {path}: HTTP 401 {msg} — check AUTOTRADER_OANDA_TOKEN and [oanda] environment "
+                    f"= {self.settings.oanda.environment} (practice tokens do not work live, nor the reverse)"
+                ) from None
             raise ConnectorError(f"oanda GET {path}: HTTP {status}: {msg} (query {params})") from None
         except requests.RequestException as e:
             raise Transient(f"network error ({type(e).__name__}: {str(e)[:200]})") from None
-        except ValueError as e:   # oandapyV20 json.loads a body that is not JSON
+        except ValueError as e:  # oandapyV20 json.loads a body that is not JSON
             raise Transient(f"malformed JSON ({e})", 200) from None
         body = self._http.last.content
         data = _json_body(body)
@@ -337,67 +479,114 @@ class OandaConnector(Connector):
 
     def fetch_raw(self, instruments, timeframe, start, end):
         o = self.settings.oanda
-        if not 1 <= o.page_count <= 5000: raise ConnectorError(f"[oanda] page_count = {o.page_count}: must be 1–5000")
-        if timeframe not in OANDA_GRANULARITY: raise ConnectorError(f"oanda: no granularity for timeframe {timeframe!r}")
+        if not 1 <= o.page_count <= 5000:
+            raise ConnectorError(f"[oanda] page_count = {o.page_count}: must be 1–5000")
+        if timeframe not in OANDA_GRANULARITY:
+            raise ConnectorError(f"oanda: no granularity for timeframe {timeframe!r}")
         price = 'MBA' if o.price == 'bid_ask' else 'M'
         start, end = to_utc(start), min(to_utc(end), self.latest_closed(timeframe))
         step, out = timeframe_delta(timeframe), []
         for ins in instruments:
             inst, cursor, empties = oanda_instrument(ins.symbol, o.symbol_map), start, 0
-            while cursor < end:                                      # page by the last candle received (see above)
+            while cursor < end:  # page by the last candle received (see above)
                 q = oanda_params(cursor, end, timeframe, price, o.page_count)
                 what = f"oanda GET /v3/instruments/{inst}/candles ({q['granularity']} from {q['from']})"
                 body, data, url = with_retries(lambda: self._page(inst, q), self.policy, what, self.sleep)
                 candles = data['candles']
                 first = pd.Timestamp(candles[0]['time']) if candles and 'time' in candles[0] else cursor
-                out.append(RawPayload('oanda', ins.symbol, first.tz_convert('UTC').date(), body, 'json',
-                                      {'timeframe': timeframe, 'url': url, 'instrument': inst}))
+                out.append(
+                    RawPayload(
+                        'oanda',
+                        ins.symbol,
+                        first.tz_convert('UTC').date(),
+                        body,
+                        'json',
+                        {'timeframe': timeframe, 'url': url, 'instrument': inst},
+                    )
+                )
                 if not candles:
-                    if _empty_page(self, ins, timeframe, cursor, end, empties, what): empties += 1; continue
+                    if _empty_page(self, ins, timeframe, cursor, end, empties, what):
+                        empties += 1
+                        continue
                     break
-                if not candles[-1].get('complete', False): break        # the candle still forming: the end of the data
+                if not candles[-1].get('complete', False):
+                    break  # the candle still forming: the end of the data
                 empties, last = 0, pd.Timestamp(candles[-1]['time']).tz_convert('UTC')
-                if last < cursor: raise ConnectorError(f"{what}: the server returned candles before 'from'")
+                if last < cursor:
+                    raise ConnectorError(f"{what}: the server returned candles before 'from'")
                 cursor = last + step
         return out
 
     def parse(self, payloads, timeframe):
         bid_ask, rows = self.settings.oanda.price == 'bid_ask', []
         for p in payloads:
-            try: data = json.loads(p.data)
-            except ValueError as e: raise ConnectorError(f"oanda {p.instrument}: archived page {p.meta.get('url', '')} is not JSON ({e})") from None
+            try:
+                data = json.loads(p.data)
+            except ValueError as e:
+                raise ConnectorError(
+                    f"oanda {p.instrument}: archived page {p.meta.get('url', '')} is not JSON ({e})"
+                ) from None
             for c in data.get('candles', []):
-                if not c.get('complete', False): self._leave_out('incomplete', 1); continue
+                if not c.get('complete', False):
+                    self._leave_out('incomplete', 1)
+                    continue
                 px, err = {}, ''
                 for side in ('mid', 'bid', 'ask'):
-                    if isinstance(c.get(side), dict): px[side] = {k: pd.to_numeric(c[side].get(k), errors='coerce') for k in 'ohlc'}
-                mid = px.get('mid') or ({k: (px['bid'][k] + px['ask'][k]) / 2 for k in 'ohlc'} if 'bid' in px and 'ask' in px else None)
-                if mid is None: mid, err = dict.fromkeys('ohlc', np.nan), 'missing_prices'
-                r = dict(timestamp=c.get('time'), open=mid['o'], high=mid['h'], low=mid['l'], close=mid['c'],
-                         volume=pd.to_numeric(c.get('volume'), errors='coerce'), instrument=p.instrument, _error=err)
-                if bid_ask: r.update(bid=px.get('bid', {}).get('c', np.nan), ask=px.get('ask', {}).get('c', np.nan))
+                    if isinstance(c.get(side), dict):
+                        px[side] = {k: pd.to_numeric(c[side].get(k), errors='coerce') for k in 'ohlc'}
+                mid = px.get('mid') or (
+                    {k: (px['bid'][k] + px['ask'][k]) / 2 for k in 'ohlc'} if 'bid' in px and 'ask' in px else None
+                )
+                if mid is None:
+                    mid, err = dict.fromkeys('ohlc', np.nan), 'missing_prices'
+                r = dict(
+                    timestamp=c.get('time'),
+                    open=mid['o'],
+                    high=mid['h'],
+                    low=mid['l'],
+                    close=mid['c'],
+                    volume=pd.to_numeric(c.get('volume'), errors='coerce'),
+                    instrument=p.instrument,
+                    _error=err,
+                )
+                if bid_ask:
+                    r.update(bid=px.get('bid', {}).get('c', np.nan), ask=px.get('ask', {}).get('c', np.nan))
                 rows.append(r)
         if not rows:
             e = _empty()
-            if bid_ask: e = e.assign(bid=pd.Series([], dtype='float64'), ask=pd.Series([], dtype='float64'))
+            if bid_ask:
+                e = e.assign(bid=pd.Series([], dtype='float64'), ask=pd.Series([], dtype='float64'))
             return _with_error(canonical(e))
         df = pd.DataFrame(rows)
         df['timestamp'] = pd.to_datetime(df.timestamp, utc=True, errors='coerce', format='ISO8601')
         err = df.pop('_error').astype(object)
         err[(err == '') & df.timestamp.isna()] = 'unparseable_timestamp'
-        for c in ('open', 'high', 'low', 'close', 'volume'): err[(err == '') & df[c].isna()] = f'non_numeric_{c}'
+        for c in ('open', 'high', 'low', 'close', 'volume'):
+            err[(err == '') & df[c].isna()] = f'non_numeric_{c}'
         return _with_error(canonical(df.assign(timeframe=timeframe, source='oanda')), err.to_numpy())
 
 # %% ../../nbs/data/13_brokers.ipynb #9a34c32b
-IB_BAR_SIZE = {'1m': '1 min', '5m': '5 mins', '15m': '15 mins', '30m': '30 mins', '1h': '1 hour', '4h': '4 hours', '1d': '1 day'}
+IB_BAR_SIZE = {
+    '1m': '1 min',
+    '5m': '5 mins',
+    '15m': '15 mins',
+    '30m': '30 mins',
+    '1h': '1 hour',
+    '4h': '4 hours',
+    '1d': '1 day',
+}
 IB_CHUNK_DAYS = {'1m': 1, '5m': 7, '15m': 7, '30m': 30, '1h': 30, '4h': 30, '1d': 365}
 
-def _duration(days: int) -> str: return '1 Y' if days >= 365 else f'{days} D'
+
+def _duration(days: int) -> str:
+    return '1 Y' if days >= 365 else f'{days} D'
+
 
 def ib_chunks(start, end, timeframe) -> list[tuple[pd.Timestamp, str]]:
     "`(endDateTime, durationStr)` of the requests covering `[start, end)`, oldest first."
     start, end = to_utc(start), to_utc(end)
-    if timeframe not in IB_CHUNK_DAYS: raise ConnectorError(f"ibkr: no bar size for timeframe {timeframe!r}")
+    if timeframe not in IB_CHUNK_DAYS:
+        raise ConnectorError(f"ibkr: no bar size for timeframe {timeframe!r}")
     full, out, e = IB_CHUNK_DAYS[timeframe], [], end
     while e > start:
         days = min(full, max(1, math.ceil((e - start) / pd.Timedelta(days=1))))
@@ -408,24 +597,36 @@ def ib_chunks(start, end, timeframe) -> list[tuple[pd.Timestamp, str]]:
 # %% ../../nbs/data/13_brokers.ipynb #939deb20
 class IBPacer:
     "IB historical-data pacing: ≤ `max_requests` per `window` s, no identical request within `identical` s, ≤ `burst` per contract within `burst_window` s."
+
     def __init__(self, max_requests=60, window=600.0, identical=15.0, burst=6, burst_window=2.0):
-        self.max_requests, self.window, self.identical, self.burst, self.burst_window = max_requests, window, identical, burst, burst_window
-        self.sent: deque = deque()           # (time, request key, contract key), oldest first
+        self.max_requests, self.window, self.identical, self.burst, self.burst_window = (
+            max_requests,
+            window,
+            identical,
+            burst,
+            burst_window,
+        )
+        self.sent: deque = deque()  # (time, request key, contract key), oldest first
 
     def _prune(self, now):
         horizon = max(self.window, self.identical, self.burst_window)
-        while self.sent and self.sent[0][0] <= now - horizon: self.sent.popleft()
+        while self.sent and self.sent[0][0] <= now - horizon:
+            self.sent.popleft()
 
     def delay(self, key, contract, now: float) -> float:
         "Seconds to wait before sending request `key` for `contract` at time `now` (0: send now)."
-        self._prune(now); waits = [0.0]
+        self._prune(now)
+        waits = [0.0]
         recent = [t for t, _, _ in self.sent if t > now - self.window]
-        if len(recent) >= self.max_requests: waits.append(recent[-self.max_requests] + self.window - now)
+        if len(recent) >= self.max_requests:
+            waits.append(recent[-self.max_requests] + self.window - now)
         same = [t for t, k, _ in self.sent if k == key and t > now - self.identical]
-        if same: waits.append(same[-1] + self.identical - now)
+        if same:
+            waits.append(same[-1] + self.identical - now)
         mine = [t for t, _, c in self.sent if c == contract and t > now - self.burst_window]
-        if len(mine) >= self.burst: waits.append(mine[-self.burst] + self.burst_window - now)
-        return max(waits) if max(waits) > 1e-9 else 0.0          # float dust is no wait
+        if len(mine) >= self.burst:
+            waits.append(mine[-self.burst] + self.burst_window - now)
+        return max(waits) if max(waits) > 1e-9 else 0.0  # float dust is no wait
 
     def record(self, key, contract, now: float):
         "Note that request `key` for `contract` was sent at `now`."
@@ -435,7 +636,9 @@ class IBPacer:
         "Sleep until the request may go out, record it, and return the total wait."
         total, now = 0.0, clock()
         while (d := self.delay(key, contract, now)) > 0:
-            sleep(d); total += d; now = max(clock(), now + d)      # time advances by the sleep, even a simulated one
+            sleep(d)
+            total += d
+            now = max(clock(), now + d)  # time advances by the sleep, even a simulated one
         self.record(key, contract, now)
         return total
 
@@ -445,38 +648,57 @@ def ib_contract_spec(ins: Instrument, k) -> dict:
     s = _symbol_map(k.symbol_map).get(ins.symbol, ins.symbol).strip()
     if ins.calendar == 'fx':
         pair = re.sub(r'[^A-Za-z]', '', s).upper()
-        if len(pair) != 6: raise ConnectorError(f"ibkr: FX instrument {ins.symbol!r} is not a currency pair like EUR-USD")
+        if len(pair) != 6:
+            raise ConnectorError(f"ibkr: FX instrument {ins.symbol!r} is not a currency pair like EUR-USD")
         return dict(secType='CASH', symbol=pair[:3], currency=pair[3:], exchange='IDEALPRO')
     if ins.calendar == 'crypto':
         parts = [x for x in re.split(r'[-/_. ]', s.upper()) if x]
         base, quote = (parts + ['USD'])[:2] if len(parts) <= 2 else (None, None)
-        if not base: raise ConnectorError(f"ibkr: crypto instrument {ins.symbol!r}: expected BASE-QUOTE like BTC-USD")
+        if not base:
+            raise ConnectorError(f"ibkr: crypto instrument {ins.symbol!r}: expected BASE-QUOTE like BTC-USD")
         return dict(secType='CRYPTO', symbol=base, currency=quote, exchange=k.crypto_exchange)
     return dict(secType='STK', symbol=s, currency=k.currency, exchange=k.exchange)
 
+
 def ib_what_to_show(spec: dict, setting: str) -> str:
-    if setting != 'auto': return setting
+    if setting != 'auto':
+        return setting
     return {'CASH': 'MIDPOINT', 'CRYPTO': 'AGGTRADES'}.get(spec['secType'], 'TRADES')
 
 # %% ../../nbs/data/13_brokers.ipynb #19e0c987
 _IB_RETRY_CODES = {162, 165, 366, 502, 504, 1100, 1102, 2103, 2105, 2110, 10182}
 
+
 def _ib_bar_json(bars, request: dict) -> bytes:
     "IB bars (BarData) and the request that returned them, as deterministic JSON."
-    rows = [dict(date=b.date.isoformat(), open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume,
-                 average=b.average, barCount=b.barCount) for b in bars]
+    rows = [
+        dict(
+            date=b.date.isoformat(),
+            open=b.open,
+            high=b.high,
+            low=b.low,
+            close=b.close,
+            volume=b.volume,
+            average=b.average,
+            barCount=b.barCount,
+        )
+        for b in bars
+    ]
     return json.dumps({'request': request, 'bars': rows}, sort_keys=True, separators=(',', ':')).encode()
+
 
 @register_connector
 class IBKRConnector(Connector):
     "Interactive Brokers historical bars via ib_async from TWS / IB Gateway (settings `[ibkr]`)."
+
     name = 'ibkr'
-    ib_factory = None                    # None: ib_async.IB
+    ib_factory = None  # None: ib_async.IB
     clock = staticmethod(time.monotonic)
     sleep = staticmethod(time.sleep)
 
     def __init__(self, settings, ib=None):
-        super().__init__(settings); k = settings.ibkr
+        super().__init__(settings)
+        k = settings.ibkr
         self._ib = ib
         self.policy = RetryPolicy.from_settings(k)
         self.pacer = IBPacer(k.pacing_requests, k.pacing_window, k.pacing_identical)
@@ -486,43 +708,64 @@ class IBKRConnector(Connector):
         if self._ib is None:
             if self.ib_factory is None:
                 from ib_async import IB
+
                 self._ib = IB()
-            else: self._ib = self.ib_factory()
+            else:
+                self._ib = self.ib_factory()
         self._ib.RaiseRequestErrors = True
         return self._ib
 
     def _ensure_connected(self):
         ib, k = self.ib, self.settings.ibkr
-        if ib.isConnected(): return
-        try: ib.connect(k.host, k.port, clientId=k.client_id, timeout=k.connect_timeout, readonly=True)
+        if ib.isConnected():
+            return
+        try:
+            ib.connect(k.host, k.port, clientId=k.client_id, timeout=k.connect_timeout, readonly=True)
         except (ConnectionError, OSError, TimeoutError) as e:
-            try: ib.disconnect()
-            except Exception: pass
-            raise Transient(f"cannot connect to TWS/Gateway at {k.host}:{k.port} clientId {k.client_id} ({type(e).__name__}: {e})") from None
+            try:
+                ib.disconnect()
+            except Exception:
+                pass
+            raise Transient(
+                f"cannot connect to TWS/Gateway at {k.host}:{k.port} clientId {k.client_id} ({type(e).__name__}: {e})"
+            ) from None
 
     def _ib_call(self, what, fn):
         "Connect if needed, run `fn`; IB errors become `Transient` (retry, reconnecting) or `ConnectorError`."
         from ib_async.wrapper import RequestError
+
         self._ensure_connected()
-        try: return fn()
+        try:
+            return fn()
         except RequestError as e:
             msg = f"IB error {e.code}: {e.message}"
             low = e.message.lower()
-            if e.code == 162 and 'no data' in low: return []
-            if e.code in _IB_RETRY_CODES and 'permission' not in low: raise Transient(msg) from None
+            if e.code == 162 and 'no data' in low:
+                return []
+            if e.code in _IB_RETRY_CODES and 'permission' not in low:
+                raise Transient(msg) from None
             raise ConnectorError(f"{what}: {msg}") from None
         except (ConnectionError, OSError, TimeoutError) as e:
-            try: self.ib.disconnect()
-            except Exception: pass
+            try:
+                self.ib.disconnect()
+            except Exception:
+                pass
             raise Transient(f"connection lost ({type(e).__name__}: {e})") from None
 
     def contract(self, ins: Instrument):
         "The qualified ib_async contract of an instrument."
         from ib_async import Contract
-        spec = ib_contract_spec(ins, self.settings.ibkr); c = Contract(**spec)
+
+        spec = ib_contract_spec(ins, self.settings.ibkr)
+        c = Contract(**spec)
         what = f"ibkr qualifyContracts({spec})"
-        got = with_retries(lambda: self._ib_call(what, lambda: self.ib.qualifyContracts(c)), self.policy, what, self.sleep)
-        if not got: raise ConnectorError(f"ibkr: no contract for instrument {ins.symbol!r} ({spec}); map it with [ibkr] symbol_map")
+        got = with_retries(
+            lambda: self._ib_call(what, lambda: self.ib.qualifyContracts(c)), self.policy, what, self.sleep
+        )
+        if not got:
+            raise ConnectorError(
+                f"ibkr: no contract for instrument {ins.symbol!r} ({spec}); map it with [ibkr] symbol_map"
+            )
         return got[0]
 
     def _chunk(self, contract, end, duration, timeframe, wts):
@@ -530,9 +773,16 @@ class IBKRConnector(Connector):
         key = (contract.conId, contract.symbol, str(end), duration, IB_BAR_SIZE[timeframe], wts, k.use_rth)
         self.pacer.wait(key, (contract.conId, wts), self.clock, self.sleep)
         t0 = self.clock()
-        bars = self.ib.reqHistoricalData(contract, endDateTime=end.to_pydatetime(), durationStr=duration,
-                                         barSizeSetting=IB_BAR_SIZE[timeframe], whatToShow=wts, useRTH=k.use_rth,
-                                         formatDate=2, timeout=k.request_timeout)
+        bars = self.ib.reqHistoricalData(
+            contract,
+            endDateTime=end.to_pydatetime(),
+            durationStr=duration,
+            barSizeSetting=IB_BAR_SIZE[timeframe],
+            whatToShow=wts,
+            useRTH=k.use_rth,
+            formatDate=2,
+            timeout=k.request_timeout,
+        )
         if not bars and k.request_timeout and self.clock() - t0 >= 0.95 * k.request_timeout:
             raise Transient(f"no answer within request_timeout = {k.request_timeout:g} s")
         return list(bars)
@@ -546,32 +796,62 @@ class IBKRConnector(Connector):
             wts = ib_what_to_show(ib_contract_spec(ins, k), k.what_to_show)
             for e, d in ib_chunks(start, end, timeframe):
                 what = f"ibkr reqHistoricalData({c.symbol} {c.secType}, end {e:%Y-%m-%d %H:%M} UTC, {d}, {IB_BAR_SIZE[timeframe]}, {wts})"
-                bars = with_retries(lambda: self._ib_call(what, lambda: self._chunk(c, e, d, timeframe, wts)), self.policy, what, self.sleep)
-                req = dict(conId=c.conId, symbol=c.symbol, secType=c.secType, exchange=c.exchange, currency=c.currency,
-                           endDateTime=e.isoformat(), durationStr=d, barSizeSetting=IB_BAR_SIZE[timeframe], whatToShow=wts,
-                           useRTH=k.use_rth)
-                first = _ib_ts(bars[0].date) if bars else e - pd.Timedelta(days=365 if d == '1 Y' else int(d.split()[0]))
-                out.append(RawPayload('ibkr', ins.symbol, first.date(), _ib_bar_json(bars, req), 'json',
-                                      {'timeframe': timeframe, 'request': req}))
+                bars = with_retries(
+                    lambda: self._ib_call(what, lambda: self._chunk(c, e, d, timeframe, wts)),
+                    self.policy,
+                    what,
+                    self.sleep,
+                )
+                req = dict(
+                    conId=c.conId,
+                    symbol=c.symbol,
+                    secType=c.secType,
+                    exchange=c.exchange,
+                    currency=c.currency,
+                    endDateTime=e.isoformat(),
+                    durationStr=d,
+                    barSizeSetting=IB_BAR_SIZE[timeframe],
+                    whatToShow=wts,
+                    useRTH=k.use_rth,
+                )
+                first = (
+                    _ib_ts(bars[0].date) if bars else e - pd.Timedelta(days=365 if d == '1 Y' else int(d.split()[0]))
+                )
+                out.append(
+                    RawPayload(
+                        'ibkr',
+                        ins.symbol,
+                        first.date(),
+                        _ib_bar_json(bars, req),
+                        'json',
+                        {'timeframe': timeframe, 'request': req},
+                    )
+                )
         return out
 
     def parse(self, payloads, timeframe):
         frames = []
         for p in payloads:
-            try: bars = json.loads(p.data)['bars']
-            except (ValueError, KeyError, TypeError) as e: raise ConnectorError(f"ibkr {p.instrument}: archived chunk is not IB bar JSON ({e})") from None
-            if not bars: continue
+            try:
+                bars = json.loads(p.data)['bars']
+            except (ValueError, KeyError, TypeError) as e:
+                raise ConnectorError(f"ibkr {p.instrument}: archived chunk is not IB bar JSON ({e})") from None
+            if not bars:
+                continue
             df = pd.DataFrame(bars)
             df['timestamp'] = [_ib_ts(x) for x in df['date']]
-            df['volume'] = pd.to_numeric(df['volume'], errors='coerce').clip(lower=0)   # MIDPOINT bars: volume -1
+            df['volume'] = pd.to_numeric(df['volume'], errors='coerce').clip(lower=0)  # MIDPOINT bars: volume -1
             frames.append(df.assign(instrument=p.instrument, timeframe=timeframe, source='ibkr'))
-        if not frames: return _with_error(canonical(_empty()))
+        if not frames:
+            return _with_error(canonical(_empty()))
         df = pd.concat(frames, ignore_index=True)
-        n = len(df); df = df.drop_duplicates(['instrument', 'timestamp'], keep='last')
-        self._leave_out('overlap', n - len(df))                 # a bar two chunks both returned
+        n = len(df)
+        df = df.drop_duplicates(['instrument', 'timestamp'], keep='last')
+        self._leave_out('overlap', n - len(df))  # a bar two chunks both returned
         df = canonical(df.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True))
         err = np.where(df[['open', 'high', 'low', 'close', 'volume']].isna().any(axis=1), 'non_numeric_value', '')
         return _with_error(df, err)
+
 
 def _ib_ts(d) -> pd.Timestamp:
     "A bar's UTC open time: formatDate=2 gives aware datetimes intraday and dates (UTC midnight) for daily bars."

@@ -5,16 +5,32 @@ Brokers plug into the same interface."""
 
 # %% ../../nbs/data/11_connectors.ipynb #eb42ac70
 from __future__ import annotations
-import csv, glob, gzip, hashlib, io, re, zlib
+import csv
+import glob
+import gzip
+import hashlib
+import io
+import re
+import zlib
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-import numpy as np, pandas as pd
-from ..config import TIMEFRAMES
-from ..schema import (BAR_COLUMNS, TS_DTYPE, Instrument, SchemaError, canonical, exchange_code, expected_bars,
-                               is_open, session_opens, timeframe_delta, to_utc)
+import numpy as np
+import pandas as pd
+from autotrader.schema import (
+    BAR_COLUMNS,
+    TS_DTYPE,
+    Instrument,
+    canonical,
+    exchange_code,
+    is_open,
+    session_opens,
+    timeframe_delta,
+    to_utc,
+)
 from .archive import RawPayload
-import pyarrow as _pa, pyarrow.csv as _pacsv
+import pyarrow as _pa
+import pyarrow.csv as _pacsv
 
 # %% auto #0
 __all__ = ['CONNECTORS', 'ConnectorError', 'Connector', 'register_connector', 'get_connector', 'sim_bars', 'SimConnector',
@@ -24,38 +40,52 @@ __all__ = ['CONNECTORS', 'ConnectorError', 'Connector', 'register_connector', 'g
 class ConnectorError(RuntimeError):
     "A source could not deliver or its payload could not be parsed; the message names the source and what is wrong."
 
+
 class Connector:
     "Base class of market-data sources. Subclasses set `name` and implement `fetch_raw` and `parse`."
+
     name = 'base'
-    incremental = True        # False: the source is a whole dataset (a file); ranges filter it
+    incremental = True  # False: the source is a whole dataset (a file); ranges filter it
+
     def __init__(self, settings):
         self.settings = settings
-        self.left_out: dict[str, int] = {}   # rows the source sent that parse deliberately dropped, by reason
-        self.warnings: list[str] = []        # what the run should tell its user (a broker page that ended early, …)
+        self.left_out: dict[str, int] = {}  # rows the source sent that parse deliberately dropped, by reason
+        self.warnings: list[str] = []  # what the run should tell its user (a broker page that ended early, …)
+
     def _leave_out(self, reason: str, n: int):
         "Count `n` rows the source delivered that `parse` leaves out on purpose (a still-forming bar, an overlap)."
-        if n: self.left_out[reason] = self.left_out.get(reason, 0) + int(n)
+        if n:
+            self.left_out[reason] = self.left_out.get(reason, 0) + int(n)
+
     def latest_closed(self, timeframe: str, now=None) -> pd.Timestamp:
         "Open time of the bar still forming at `now`: ranges ending here hold closed bars only."
         now = to_utc(now) or pd.Timestamp.now(tz='UTC')
         return now.floor(timeframe_delta(timeframe))
+
     def default_start(self, end: pd.Timestamp) -> pd.Timestamp | None:
         "Start of a first ingest (no watermark, no explicit start)."
         return end - pd.Timedelta(days=self.settings.data.lookback_days)
+
     def discover(self) -> list[Instrument] | None:
         "Instruments the source holds, when it knows (files); None otherwise."
         return None
+
     def fetch_raw(self, instruments: list[Instrument], timeframe: str, start, end) -> list[RawPayload]:
         raise NotImplementedError
+
     def parse(self, payloads: list[RawPayload], timeframe: str) -> pd.DataFrame:
         "Canonical columns plus `_error` (why a row could not be parsed, '' when it could). Not yet validated."
         raise NotImplementedError
 
+
 CONNECTORS: dict[str, type] = {}
+
 
 def register_connector(cls):
     "Class decorator: make a connector available as `[data] source = <cls.name>`."
-    CONNECTORS[cls.name] = cls; return cls
+    CONNECTORS[cls.name] = cls
+    return cls
+
 
 def get_connector(name: str, settings) -> Connector:
     "The connector `[data] source = name` names. Broker connectors (binance, oanda, ibkr) register on first request."
@@ -72,24 +102,32 @@ _BASE_VOL = {'crypto': 0.60, 'fx': 0.08, 'equity_us': 0.25, 'always': 0.30}
 _BASE_PRICE = {'crypto': 2000.0, 'fx': 1.2, 'equity_us': 150.0, 'always': 100.0}
 _REGIMES = np.array([0.6, 1.0, 2.0])
 
+
 def _iseed(seed, symbol) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{symbol}".encode()).digest()[:8], 'little')
+
 
 @lru_cache(maxsize=64)
 def _daily(seed, symbol, calendar, vol_scale, persistence, alpha):
     "Regime, daily vol and day-start log-price for every day from the anchor."
     rng = np.random.default_rng([_iseed(seed, symbol), 0])
     u, jumps = rng.random(_HORIZON_DAYS), rng.integers(0, 3, _HORIZON_DAYS)
-    regime = np.empty(_HORIZON_DAYS, np.int8); r = 1
+    regime = np.empty(_HORIZON_DAYS, np.int8)
+    r = 1
     for i in range(_HORIZON_DAYS):
-        if u[i] > persistence: r = jumps[i]
+        if u[i] > persistence:
+            r = jumps[i]
         regime[i] = r
     sd = _BASE_VOL[calendar] * vol_scale / np.sqrt(365.0) * _REGIMES[regime]
     e = rng.standard_normal(_HORIZON_DAYS)
     if alpha:  # daily bars: the predictable component acts from day to day
-        z = np.empty_like(e); z[0] = e[0]; c = np.sqrt(1 - alpha ** 2)
-        for i in range(1, len(e)): z[i] = alpha * z[i - 1] + c * e[i]
-    else: z = e
+        z = np.empty_like(e)
+        z[0] = e[0]
+        c = np.sqrt(1 - alpha**2)
+        for i in range(1, len(e)):
+            z[i] = alpha * z[i - 1] + c * e[i]
+    else:
+        z = e
     level = np.log(_BASE_PRICE[calendar] * np.exp(rng.uniform(-0.5, 0.5)))
     logp0 = level + np.concatenate([[0.0], np.cumsum(sd * z)[:-1]])
     return regime, sd, sd * z, logp0
@@ -101,56 +139,88 @@ def _profile(n):
     p = 1 + 0.5 * np.cos(2 * np.pi * (h - 15) / 24)
     return p / p.mean()
 
+
 def _ar(e, alpha):
-    if not alpha: return e
-    z = np.empty_like(e); z[0] = e[0]; c = np.sqrt(1 - alpha ** 2)
+    if not alpha:
+        return e
+    z = np.empty_like(e)
+    z[0] = e[0]
+    c = np.sqrt(1 - alpha**2)
     # z_t = alpha z_{t-1} + c e_t as a linear filter (fast): scipy-free recursion by blocks
-    for i in range(1, len(e)): z[i] = alpha * z[i - 1] + c * e[i]
+    for i in range(1, len(e)):
+        z[i] = alpha * z[i - 1] + c * e[i]
     return z
 
 # %% ../../nbs/data/11_connectors.ipynb #6c20c986
 try:
     from scipy.signal import lfilter as _lfilter
+
     def _ar(e, alpha):
-        if not alpha: return e
-        c = np.sqrt(1 - alpha ** 2)
-        z = _lfilter([c], [1, -alpha], e); z0 = e[0]
+        if not alpha:
+            return e
+        c = np.sqrt(1 - alpha**2)
+        z = _lfilter([c], [1, -alpha], e)
+        z0 = e[0]
         return z + (z0 - z[0]) * alpha ** np.arange(len(e))  # same start as the loop: z_0 = e_0
-except ImportError: pass
+except ImportError:
+    pass
 
 # %% ../../nbs/data/11_connectors.ipynb #e4745608
 def _kind(calendar) -> str:
     "The sim's base volatility and price level: exchanges trade like `equity_us`."
     return calendar if calendar in _BASE_VOL else 'equity_us'
 
+
 def _session_offsets(calendar, start, end, step) -> dict:
     "Exchanges: {day number: shift that puts one of the day's slots on the session's open}; other calendars: {}."
-    if step >= pd.Timedelta(days=1) or exchange_code(calendar) is None: return {}
+    if step >= pd.Timedelta(days=1) or exchange_code(calendar) is None:
+        return {}
     o = session_opens(calendar, start.floor('D') - pd.Timedelta(days=1), end + pd.Timedelta(days=1))
     days = (o.floor('D') - _ANCHOR).days
     return {int(d): pd.Timedelta((x - x.floor('D')).value % step.value) for d, x in zip(days, o)}
 
-def sim_bars(symbol: str, calendar: str, timeframe: str, start, end, seed=42, alpha=0.2, vol_scale=1.0,
-             regime_persistence=0.97, outage_rate=0.02) -> pd.DataFrame:
+
+def sim_bars(
+    symbol: str,
+    calendar: str,
+    timeframe: str,
+    start,
+    end,
+    seed=42,
+    alpha=0.2,
+    vol_scale=1.0,
+    regime_persistence=0.97,
+    outage_rate=0.02,
+) -> pd.DataFrame:
     "Synthetic bars for one instrument in [start, end): canonical columns, source 'sim'."
     start, end, step = to_utc(start), to_utc(end), timeframe_delta(timeframe)
     if start < _ANCHOR or end > _ANCHOR + pd.Timedelta(days=_HORIZON_DAYS - 1):
-        raise ConnectorError(f"sim: range {start}..{end} outside {_ANCHOR.date()}..{(_ANCHOR + pd.Timedelta(days=_HORIZON_DAYS - 1)).date()}")
+        raise ConnectorError(
+            f"sim: range {start}..{end} outside {_ANCHOR.date()}..{(_ANCHOR + pd.Timedelta(days=_HORIZON_DAYS - 1)).date()}"
+        )
     regime, sd, dret, logp0 = _daily(seed, symbol, _kind(calendar), vol_scale, regime_persistence, alpha)
     shift = _session_offsets(calendar, start, end, step)
-    n = max(1, int(pd.Timedelta(days=1) / step)); prof = _profile(n); iseed = _iseed(seed, symbol)
+    n = max(1, int(pd.Timedelta(days=1) / step))
+    prof = _profile(n)
+    iseed = _iseed(seed, symbol)
     d0, d1 = (start.floor('D') - _ANCHOR).days, ((end - pd.Timedelta(1)).floor('D') - _ANCHOR).days
     parts = []
     for d in range(d0, d1 + 1):
         rng = np.random.default_rng([iseed, 1, n, d])
-        e, ex_h, ex_l, vn, u = (rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n),
-                                rng.standard_normal(n), rng.random(3))
+        e, ex_h, ex_l, vn, u = (
+            rng.standard_normal(n),
+            rng.standard_normal(n),
+            rng.standard_normal(n),
+            rng.standard_normal(n),
+            rng.random(3),
+        )
         if n > 1:
             var = prof * (sd[d] ** 2 / n)
             x = np.sqrt(var) * _ar(e, alpha)
             x = x + var / var.sum() * (dret[d] - x.sum())
         else:
-            var = np.array([sd[d] ** 2]); x = np.array([dret[d]])
+            var = np.array([sd[d] ** 2])
+            x = np.array([dret[d]])
         path = logp0[d] + np.concatenate([[0.0], np.cumsum(x)])
         o, c = np.exp(path[:-1]), np.exp(path[1:])
         s = np.sqrt(var)
@@ -161,9 +231,15 @@ def sim_bars(symbol: str, calendar: str, timeframe: str, start, end, seed=42, al
         ts = pd.date_range(day + shift.get(d, pd.Timedelta(0)), periods=n, freq=step)
         keep = np.ones(n, bool)
         if u[0] < outage_rate:
-            k = max(1, int(n * (0.01 + 0.04 * u[1]))); i0 = int(u[2] * (n - k + 1)); keep[i0:i0 + k] = False
+            k = max(1, int(n * (0.01 + 0.04 * u[1])))
+            i0 = int(u[2] * (n - k + 1))
+            keep[i0 : i0 + k] = False
         parts.append(pd.DataFrame({'timestamp': ts, 'open': o, 'high': hi, 'low': lo, 'close': c, 'volume': vol})[keep])
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['timestamp', 'open', 'high', 'low', 'close', 'volume'])
+    df = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=['timestamp', 'open', 'high', 'low', 'close', 'volume'])
+    )
     df['timestamp'] = pd.DatetimeIndex(df['timestamp']).as_unit('ns')
     df = df[(df.timestamp >= start) & (df.timestamp < end)]
     df = df[is_open(calendar, pd.DatetimeIndex(df.timestamp), timeframe)]
@@ -174,39 +250,73 @@ def sim_bars(symbol: str, calendar: str, timeframe: str, start, end, seed=42, al
 @register_connector
 class SimConnector(Connector):
     "Seeded synthetic bars (settings `[sim]`)."
+
     name = 'sim'
+
     def _kw(self):
         s = self.settings.sim
-        return dict(seed=s.seed, alpha=s.alpha, vol_scale=s.vol_scale, regime_persistence=s.regime_persistence,
-                    outage_rate=s.outage_rate)
+        return dict(
+            seed=s.seed,
+            alpha=s.alpha,
+            vol_scale=s.vol_scale,
+            regime_persistence=s.regime_persistence,
+            outage_rate=s.outage_rate,
+        )
+
     def fetch_raw(self, instruments, timeframe, start, end):
         out = []
         for ins in instruments:
             df = sim_bars(ins.symbol, ins.calendar, timeframe, start, end, **self._kw())
-            if df.empty: continue
+            if df.empty:
+                continue
             ms = df.timestamp.astype('int64').to_numpy() // 1_000_000
             day = ms // 86_400_000
             for d in np.unique(day):
-                m = day == d; part = df[m]
+                m = day == d
+                part = df[m]
                 buf = io.BytesIO()
-                _pacsv.write_csv(_pa.table({'ts_ms': ms[m], 'open': part.open.values, 'high': part.high.values,
-                                            'low': part.low.values, 'close': part.close.values, 'volume': part.volume.values}),
-                                 buf, _pacsv.WriteOptions(quoting_header='none'))   # exact float text, 10× faster than to_csv
-                out.append(RawPayload('sim', ins.symbol, date(1970, 1, 1) + pd.Timedelta(days=int(d)).to_pytimedelta(),
-                                      buf.getvalue(), 'csv', {'timeframe': timeframe}))
+                _pacsv.write_csv(
+                    _pa.table(
+                        {
+                            'ts_ms': ms[m],
+                            'open': part.open.values,
+                            'high': part.high.values,
+                            'low': part.low.values,
+                            'close': part.close.values,
+                            'volume': part.volume.values,
+                        }
+                    ),
+                    buf,
+                    _pacsv.WriteOptions(quoting_header='none'),
+                )  # exact float text, 10× faster than to_csv
+                out.append(
+                    RawPayload(
+                        'sim',
+                        ins.symbol,
+                        date(1970, 1, 1) + pd.Timedelta(days=int(d)).to_pytimedelta(),
+                        buf.getvalue(),
+                        'csv',
+                        {'timeframe': timeframe},
+                    )
+                )
         return out
+
     def parse(self, payloads, timeframe):
         frames = []
         for p in payloads:
             df = pd.read_csv(io.BytesIO(p.data), dtype={'ts_ms': 'int64'})
             df['timestamp'] = pd.to_datetime(df.pop('ts_ms'), unit='ms', utc=True)
             frames.append(df.assign(instrument=p.instrument, timeframe=timeframe, source='sim'))
-        if not frames: return _with_error(canonical(_empty()))
+        if not frames:
+            return _with_error(canonical(_empty()))
         return _with_error(canonical(pd.concat(frames, ignore_index=True)))
 
+
 def _empty():
-    d = {c: pd.Series([], dtype='float64') for c in BAR_COLUMNS}; d['timestamp'] = pd.Series([], dtype=TS_DTYPE)
+    d = {c: pd.Series([], dtype='float64') for c in BAR_COLUMNS}
+    d['timestamp'] = pd.Series([], dtype=TS_DTYPE)
     return pd.DataFrame(d)
+
 
 def _with_error(df, err=None):
     df['_error'] = '' if err is None else err
@@ -214,35 +324,67 @@ def _with_error(df, err=None):
 
 # %% ../../nbs/data/11_connectors.ipynb #154501bc
 _ALIASES = {
-    'timestamp': ['timestamp', 'time', 'datetime', 'date', 'open_time', 'opentime', 'ts', 'date_time', 'gmt time',
-                  'time (utc)', 'unnamed: 0', ''],
-    'open': ['open', 'o', 'open_price', 'openprice'], 'high': ['high', 'h', 'high_price', 'max'],
-    'low': ['low', 'l', 'low_price', 'min'], 'close': ['close', 'c', 'close_price', 'closeprice', 'last', 'price'],
+    'timestamp': [
+        'timestamp',
+        'time',
+        'datetime',
+        'date',
+        'open_time',
+        'opentime',
+        'ts',
+        'date_time',
+        'gmt time',
+        'time (utc)',
+        'unnamed: 0',
+        '',
+    ],
+    'open': ['open', 'o', 'open_price', 'openprice'],
+    'high': ['high', 'h', 'high_price', 'max'],
+    'low': ['low', 'l', 'low_price', 'min'],
+    'close': ['close', 'c', 'close_price', 'closeprice', 'last', 'price'],
     'volume': ['volume', 'vol', 'v', 'volume_base', 'base_volume', 'qty', 'tick_volume', 'tickvol'],
     'instrument': ['instrument', 'symbol', 'ticker', 'pair', 'market'],
 }
+
 
 def _map_columns(cols, explicit: str, path) -> dict:
     "canonical name → file column."
     mapping = {}
     for item in filter(None, (x.strip() for x in (explicit or '').split(','))):
         k, sep, v = item.partition('=')
-        if not sep or k.strip() not in _ALIASES: raise ConnectorError(f"[file] columns: bad item {item!r} (expected CANONICAL=FILE, CANONICAL one of {', '.join(_ALIASES)})")
-        if v.strip() not in cols: raise ConnectorError(f"{path}: [file] columns maps {k.strip()} to {v.strip()!r}, which is not a column; columns are {list(cols)}")
+        if not sep or k.strip() not in _ALIASES:
+            raise ConnectorError(
+                f"[file] columns: bad item {item!r} (expected CANONICAL=FILE, CANONICAL one of {', '.join(_ALIASES)})"
+            )
+        if v.strip() not in cols:
+            raise ConnectorError(
+                f"{path}: [file] columns maps {k.strip()} to {v.strip()!r}, which is not a column; columns are {list(cols)}"
+            )
         mapping[k.strip()] = v.strip()
     low = {str(c).strip().lower(): c for c in cols}
     for canon, names in _ALIASES.items():
-        if canon in mapping: continue
+        if canon in mapping:
+            continue
         for n in names:
-            if n in low and low[n] not in mapping.values(): mapping[canon] = low[n]; break
-    if 'timestamp' in mapping and 'date' in low and 'time' in low and mapping['timestamp'] in (low['date'], low['time']):
-        mapping['timestamp'] = (low['date'], low['time'])          # separate date and time columns
+            if n in low and low[n] not in mapping.values():
+                mapping[canon] = low[n]
+                break
+    if (
+        'timestamp' in mapping
+        and 'date' in low
+        and 'time' in low
+        and mapping['timestamp'] in (low['date'], low['time'])
+    ):
+        mapping['timestamp'] = (low['date'], low['time'])  # separate date and time columns
     missing = [c for c in ['timestamp', 'open', 'high', 'low', 'close', 'volume'] if c not in mapping]
     if missing:
         hint = ''
-        if len(cols) == 1 and any(d in str(cols[0]) for d in ';|\t'): hint = ' — the header has one column: wrong delimiter? set [file] delimiter'
-        raise ConnectorError(f"{path}: missing column(s) {', '.join(missing)}; the file has {[str(c) for c in cols]}{hint}. "
-                             f"Map them with [file] columns = {missing[0]}=<file column>")
+        if len(cols) == 1 and any(d in str(cols[0]) for d in ';|\t'):
+            hint = ' — the header has one column: wrong delimiter? set [file] delimiter'
+        raise ConnectorError(
+            f"{path}: missing column(s) {', '.join(missing)}; the file has {[str(c) for c in cols]}{hint}. "
+            f"Map them with [file] columns = {missing[0]}=<file column>"
+        )
     return mapping
 
 # %% ../../nbs/data/11_connectors.ipynb #9451a0bd
@@ -252,36 +394,53 @@ def _parse_timestamps(s: pd.Series, tz: str, path, fmt: str = '') -> tuple[pd.Se
     if fmt:
         ts = pd.to_datetime(s.astype(str).str.strip(), format=fmt, errors='coerce')
         if ts.dt.tz is None:
-            try: ts = ts.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
-            except Exception as e: raise ConnectorError(f"{path}: cannot localise timestamps to {tz!r}: {e}") from None
+            try:
+                ts = ts.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
+            except Exception as e:
+                raise ConnectorError(f"{path}: cannot localise timestamps to {tz!r}: {e}") from None
         ts = ts.dt.tz_convert('UTC').astype(TS_DTYPE)
         err[ts.isna().to_numpy()] = 'unparseable_timestamp'
         return ts, err
     if s.dtype == object or pd.api.types.is_string_dtype(s):
         num = pd.to_numeric(s, errors='coerce')
-        if num.notna().mean() > 0.99 and s.astype(str).str.fullmatch(r'\s*\d{9,19}(\.\d*)?\s*').mean() > 0.99: s = num  # epoch numbers as text
+        if num.notna().mean() > 0.99 and s.astype(str).str.fullmatch(r'\s*\d{9,19}(\.\d*)?\s*').mean() > 0.99:
+            s = num  # epoch numbers as text
     if pd.api.types.is_datetime64_any_dtype(s):
         ts = s if isinstance(s.dtype, pd.DatetimeTZDtype) else s.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT')
         ts = ts.dt.tz_convert('UTC')
     elif pd.api.types.is_numeric_dtype(s):
-        v = pd.to_numeric(s, errors='coerce'); a = v.abs().median()
+        v = pd.to_numeric(s, errors='coerce')
+        a = v.abs().median()
         unit = 's' if a < 1e11 else 'ms' if a < 1e14 else 'us' if a < 1e17 else 'ns'
         ts = pd.to_datetime(v, unit=unit, utc=True, errors='coerce')
     else:
         txt = s.astype(str).str.strip()
         has_tz = txt.str.contains(r'(?:[+-]\d\d:?\d\d|Z|UTC|GMT)$', regex=True, na=False)
         # a row without an offset only makes the zones mixed when it is a timestamp; garbage is an unparseable row
-        naive = ~has_tz & pd.to_datetime(txt.where(~has_tz), errors='coerce', format='mixed').notna() if has_tz.any() else ~has_tz
+        naive = (
+            ~has_tz & pd.to_datetime(txt.where(~has_tz), errors='coerce', format='mixed').notna()
+            if has_tz.any()
+            else ~has_tz
+        )
         if has_tz.any() and naive.any():
             rows = list(s.index[naive][:5])
-            raise ConnectorError(f"{path}: mixed time zones — some timestamps carry an offset and some do not "
-                                 f"(e.g. rows {rows}); make them consistent or strip the offsets and set [file] timezone")
+            raise ConnectorError(
+                f"{path}: mixed time zones — some timestamps carry an offset and some do not "
+                f"(e.g. rows {rows}); make them consistent or strip the offsets and set [file] timezone"
+            )
         if has_tz.any():
-            ts = pd.to_datetime(txt.where(has_tz).str.replace(r'\s*(UTC|GMT)$', '+00:00', regex=True), utc=True, errors='coerce', format='mixed')
+            ts = pd.to_datetime(
+                txt.where(has_tz).str.replace(r'\s*(UTC|GMT)$', '+00:00', regex=True),
+                utc=True,
+                errors='coerce',
+                format='mixed',
+            )
         else:
             ts = pd.to_datetime(txt, errors='coerce', format='mixed')
-            try: ts = ts.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT').dt.tz_convert('UTC')
-            except Exception as e: raise ConnectorError(f"{path}: cannot localise timestamps to {tz!r}: {e}") from None
+            try:
+                ts = ts.dt.tz_localize(tz, ambiguous='NaT', nonexistent='NaT').dt.tz_convert('UTC')
+            except Exception as e:
+                raise ConnectorError(f"{path}: cannot localise timestamps to {tz!r}: {e}") from None
     ts = pd.to_datetime(ts, utc=True).astype(TS_DTYPE)
     err[ts.isna().to_numpy()] = 'unparseable_timestamp'
     return ts, err
@@ -290,69 +449,127 @@ def _parse_timestamps(s: pd.Series, tz: str, path, fmt: str = '') -> tuple[pd.Se
 def _decompress(p: RawPayload) -> bytes:
     data = p.data
     if data[:2] == b'\x1f\x8b':
-        try: return gzip.decompress(data)
+        try:
+            return gzip.decompress(data)
         except (EOFError, OSError, zlib.error) as e:
             raise ConnectorError(f"{p.meta.get('path', p.instrument)}: truncated or corrupt gzip ({e})") from None
     return data
 
+
 def _read_table(p: RawPayload, fmt: str, delimiter: str) -> pd.DataFrame:
-    path = p.meta.get('path', '?'); data = _decompress(p)
-    if not data.strip(): raise ConnectorError(f"{path}: empty file (0 bytes of data)")
+    path = p.meta.get('path', '?')
+    data = _decompress(p)
+    if not data.strip():
+        raise ConnectorError(f"{path}: empty file (0 bytes of data)")
     if fmt == 'parquet' or (fmt == 'auto' and data[:4] == b'PAR1'):
-        try: df = pd.read_parquet(io.BytesIO(data))
-        except Exception as e: raise ConnectorError(f"{path}: not a readable Parquet file ({e})") from None
-        if isinstance(df.index, pd.DatetimeIndex) or df.index.name: df = df.reset_index()
+        try:
+            df = pd.read_parquet(io.BytesIO(data))
+        except Exception as e:
+            raise ConnectorError(f"{path}: not a readable Parquet file ({e})") from None
+        if isinstance(df.index, pd.DatetimeIndex) or df.index.name:
+            df = df.reset_index()
         return df
     text = data.decode('utf-8-sig', errors='replace')
     sep = delimiter
     if sep == 'auto':
-        try: sep = csv.Sniffer().sniff(text[:20000], delimiters=',;\t|').delimiter
-        except csv.Error: sep = ','
-    elif sep in ('\\t', 'tab'): sep = '\t'
+        try:
+            sep = csv.Sniffer().sniff(text[:20000], delimiters=',;\t|').delimiter
+        except csv.Error:
+            sep = ','
+    elif sep in ('\\t', 'tab'):
+        sep = '\t'
     first = text.lstrip().split('\n', 1)[0].split(sep)
     headerless = len(first) >= 5 and sum(bool(re.fullmatch(r'\s*-?[\d.:/ -]+\s*', x)) for x in first) >= len(first) - 1
-    try: df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True,
-                          header=None if headerless else 'infer')
-    except pd.errors.EmptyDataError: raise ConnectorError(f"{path}: empty file (no header)") from None
-    except pd.errors.ParserError as e: raise ConnectorError(f"{path}: malformed CSV ({str(e).strip()})") from None
-    if headerless: df.columns = _headerless_names(df.shape[1])
-    if df.empty: raise ConnectorError(f"{path}: no rows (only a header: {list(df.columns)})")
+    try:
+        df = pd.read_csv(
+            io.StringIO(text),
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+            header=None if headerless else 'infer',
+        )
+    except pd.errors.EmptyDataError:
+        raise ConnectorError(f"{path}: empty file (no header)") from None
+    except pd.errors.ParserError as e:
+        raise ConnectorError(f"{path}: malformed CSV ({str(e).strip()})") from None
+    if headerless:
+        df.columns = _headerless_names(df.shape[1])
+    if df.empty:
+        raise ConnectorError(f"{path}: no rows (only a header: {list(df.columns)})")
     return df
+
 
 def _headerless_names(n):
     "Column names of a CSV without a header: Binance kline dumps (12 columns), else timestamp + OHLCV."
-    if n == 12: return ['timestamp', 'open', 'high', 'low', 'close', 'volume', 'close_time', 'quote_volume', 'trades',
-                        'taker_buy_base', 'taker_buy_quote', 'ignore']
-    if n == 7: return ['date', 'time', 'open', 'high', 'low', 'close', 'volume']   # MetaTrader: date, time, OHLCV
+    if n == 12:
+        return [
+            'timestamp',
+            'open',
+            'high',
+            'low',
+            'close',
+            'volume',
+            'close_time',
+            'quote_volume',
+            'trades',
+            'taker_buy_base',
+            'taker_buy_quote',
+            'ignore',
+        ]
+    if n == 7:
+        return ['date', 'time', 'open', 'high', 'low', 'close', 'volume']  # MetaTrader: date, time, OHLCV
     return ['timestamp', 'open', 'high', 'low', 'close', 'volume'] + [f'extra_{i}' for i in range(n - 6)]
 
 # %% ../../nbs/data/11_connectors.ipynb #61e2c66b
 @register_connector
 class FileConnector(Connector):
     "Bars from CSV / Parquet files (settings `[file]`)."
+
     name = 'file'
     incremental = False
+
     def _paths(self):
         pat = self.settings.file.path
-        if not pat: raise ConnectorError("source=file needs a path: set [file] path or pass -p path=…")
+        if not pat:
+            raise ConnectorError("source=file needs a path: set [file] path or pass -p path=…")
         base = Path(self.settings.base_dir) if not Path(pat).is_absolute() else Path('/')
         paths = sorted(glob.glob(str(Path(pat).expanduser()))) or sorted(glob.glob(str(base / pat)))
-        if not paths: raise ConnectorError(f"[file] path {pat!r}: no such file")
+        if not paths:
+            raise ConnectorError(f"[file] path {pat!r}: no such file")
         return [Path(p) for p in paths]
-    def default_start(self, end): return None
-    def latest_closed(self, timeframe, now=None): return pd.Timestamp('2200-01-01', tz='UTC')
+
+    def default_start(self, end):
+        return None
+
+    def latest_closed(self, timeframe, now=None):
+        return pd.Timestamp('2200-01-01', tz='UTC')
+
     def fetch_raw(self, instruments, timeframe, start, end):
         out, today = [], pd.Timestamp.now(tz='UTC').date()
         for p in self._paths():
             data = p.read_bytes()
             name = p.name[:-3] if p.name.endswith('.gz') else p.name
             ext = re.sub(r'[^a-z0-9]', '', name.rsplit('.', 1)[-1].lower()) if '.' in name else ''
-            ext = (ext or 'dat') + ('.gz' if data[:2] == b'\x1f\x8b' else '')   # the archive stores the bytes as found
-            out.append(RawPayload('file', '_multi', today, data, ext, {'path': str(p), 'stem': name.rsplit('.', 1)[0],
-                                                                       'requested': [i.symbol for i in instruments or []]}))
-        for p, name in zip(out, self._names(out, [False] * len(out))):   # archived under the name its rows get
-            p.instrument = name                                            # (without a symbol column), so a store
-        return out                                                         # rebuilt from the archive names them alike
+            ext = (ext or 'dat') + ('.gz' if data[:2] == b'\x1f\x8b' else '')  # the archive stores the bytes as found
+            out.append(
+                RawPayload(
+                    'file',
+                    '_multi',
+                    today,
+                    data,
+                    ext,
+                    {
+                        'path': str(p),
+                        'stem': name.rsplit('.', 1)[0],
+                        'requested': [i.symbol for i in instruments or []],
+                    },
+                )
+            )
+        for p, name in zip(out, self._names(out, [False] * len(out))):  # archived under the name its rows get
+            p.instrument = name  # (without a symbol column), so a store
+        return out  # rebuilt from the archive names them alike
+
     def _names(self, payloads, has_symbols) -> list[str]:
         "The instrument of each payload's rows when the file has no symbol column (see above)."
         f, out = self.settings.file, []
@@ -363,30 +580,41 @@ class FileConnector(Connector):
             out.append(f.instrument or (hit[0] if hit else stem))
         plain = [i for i, has in enumerate(has_symbols) if not has and not f.instrument]
         req = {r for p in payloads for r in p.meta.get('requested') or []}
-        if len(req) == 1 and plain and not any(out[i] in req for i in plain):   # one instrument asked for, none named so
-            for i in plain: out[i] = next(iter(req))
+        if len(req) == 1 and plain and not any(out[i] in req for i in plain):  # one instrument asked for, none named so
+            for i in plain:
+                out[i] = next(iter(req))
         return out
+
     def parse(self, payloads, timeframe):
-        f = self.settings.file; frames = []
+        f = self.settings.file
+        frames = []
         tables = [_read_table(p, f.format, f.delimiter) for p in payloads]
         maps = [_map_columns(list(raw.columns), f.columns, p.meta.get('path', '?')) for p, raw in zip(payloads, tables)]
         names = self._names(payloads, ['instrument' in m for m in maps])
         for p, raw, m, name in zip(payloads, tables, maps, names):
             path = p.meta.get('path', '?')
-            tcol = raw[list(m['timestamp'])].astype(str).agg(' '.join, axis=1) if isinstance(m['timestamp'], tuple) else raw[m['timestamp']]
+            tcol = (
+                raw[list(m['timestamp'])].astype(str).agg(' '.join, axis=1)
+                if isinstance(m['timestamp'], tuple)
+                else raw[m['timestamp']]
+            )
             ts, err = _parse_timestamps(tcol, f.timezone, path, f.timestamp_format)
             df = pd.DataFrame({'timestamp': ts.to_numpy()})
             for c in ['open', 'high', 'low', 'close', 'volume']:
                 col = raw[m[c]]
-                v = pd.to_numeric(col.astype(str).str.strip() if pd.api.types.is_string_dtype(col) or col.dtype == object else col,
-                                  errors='coerce')
+                v = pd.to_numeric(
+                    col.astype(str).str.strip() if pd.api.types.is_string_dtype(col) or col.dtype == object else col,
+                    errors='coerce',
+                )
                 bad = v.isna().to_numpy() & (err.to_numpy() == '')
                 err[bad] = f'non_numeric_{c}'
                 df[c] = v.astype('float64').to_numpy()
             df['instrument'] = raw[m['instrument']].astype(str).str.strip().to_numpy() if 'instrument' in m else name
             df = df.assign(timeframe=timeframe, source='file')
-            df = canonical(df); df['_error'] = err.to_numpy()
+            df = canonical(df)
+            df['_error'] = err.to_numpy()
             frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else _with_error(canonical(_empty()))
+
     def discover(self):
         return None

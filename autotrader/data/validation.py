@@ -5,9 +5,18 @@
 # %% ../../nbs/data/12_validation.ipynb #dfbcff24
 from __future__ import annotations
 from dataclasses import dataclass, field
-import numpy as np, pandas as pd
-from ..schema import (BAR_COLUMNS, PRICE_COLUMNS, Instrument, bar_dates, exchange_code, expected_bars, is_open,
-                               timeframe_delta)
+import numpy as np
+import pandas as pd
+from autotrader.schema import (
+    BAR_COLUMNS,
+    PRICE_COLUMNS,
+    Instrument,
+    bar_dates,
+    exchange_code,
+    expected_bars,
+    is_open,
+    timeframe_delta,
+)
 
 # %% auto #0
 __all__ = ['ValidationResult', 'ValidationError', 'validate_bars', 'completeness']
@@ -15,18 +24,26 @@ __all__ = ['ValidationResult', 'ValidationError', 'validate_bars', 'completeness
 # %% ../../nbs/data/12_validation.ipynb #5d5174b0
 @dataclass
 class ValidationResult:
-    clean: pd.DataFrame          # canonical bars, sorted by instrument and time
-    quarantine: pd.DataFrame     # canonical bars + `reason` (';'-joined when several)
-    flags: pd.DataFrame          # clean bars that were flagged: instrument, timestamp, reason
-    expectations: pd.DataFrame   # one row per GX expectation: name, column, success, unexpected, action
-    completeness: pd.DataFrame   # per instrument: expected, present, completeness, gaps, largest gap
+    clean: pd.DataFrame  # canonical bars, sorted by instrument and time
+    quarantine: pd.DataFrame  # canonical bars + `reason` (';'-joined when several)
+    flags: pd.DataFrame  # clean bars that were flagged: instrument, timestamp, reason
+    expectations: pd.DataFrame  # one row per GX expectation: name, column, success, unexpected, action
+    completeness: pd.DataFrame  # per instrument: expected, present, completeness, gaps, largest gap
     warnings: list = field(default_factory=list)
+
     @property
-    def rows_in(self): return len(self.clean) + len(self.quarantine)
+    def rows_in(self):
+        return len(self.clean) + len(self.quarantine)
+
     def summary(self) -> dict:
-        return dict(rows_in=self.rows_in, rows_clean=len(self.clean), rows_quarantined=len(self.quarantine),
-                    rows_flagged=len(self.flags), expectations_failed=int((~self.expectations.success).sum()),
-                    warnings=len(self.warnings))
+        return dict(
+            rows_in=self.rows_in,
+            rows_clean=len(self.clean),
+            rows_quarantined=len(self.quarantine),
+            rows_flagged=len(self.flags),
+            expectations_failed=int((~self.expectations.success).sum()),
+            warnings=len(self.warnings),
+        )
 
 # %% ../../nbs/data/12_validation.ipynb #c84d819b
 def _robust_scale(x: pd.Series, g, window: int) -> pd.Series:
@@ -35,11 +52,13 @@ def _robust_scale(x: pd.Series, g, window: int) -> pd.Series:
     med = a.groupby(g, sort=False).transform(lambda s: s.rolling(window, min_periods=min(20, window)).median().shift(1))
     return 1.4826 * med
 
+
 def _scores(df: pd.DataFrame, ok: np.ndarray, window: int) -> pd.DataFrame:
     "Spike, stale and volume scores for the rows in `ok` (df sorted by instrument, time); NaN elsewhere."
     out = pd.DataFrame(index=df.index, data={'_ret_z': np.nan, '_stale': False, '_vol_z': np.nan})
     d = df.loc[ok]
-    if d.empty: return out
+    if d.empty:
+        return out
     g = d['instrument'].to_numpy()
     lc, lh, ll = np.log(d.close), np.log(d.high), np.log(d.low)
     r = lc.groupby(g, sort=False).diff()
@@ -49,54 +68,88 @@ def _scores(df: pd.DataFrame, ok: np.ndarray, window: int) -> pd.DataFrame:
     body_hi, body_lo = np.maximum(np.log(d.open), lc), np.minimum(np.log(d.open), lc)
     dev = pd.concat([(lc - centre).abs(), lh - body_hi, body_lo - ll], axis=1).max(axis=1)
     out.loc[ok, '_ret_z'] = (dev / scale).to_numpy()
-    same = (d[PRICE_COLUMNS].diff().abs().sum(axis=1) == 0) & (pd.Series(g, index=d.index) == pd.Series(g, index=d.index).shift())
+    same = (d[PRICE_COLUMNS].diff().abs().sum(axis=1) == 0) & (
+        pd.Series(g, index=d.index) == pd.Series(g, index=d.index).shift()
+    )
     run_id = (~same).cumsum()
     run_len = run_id.map(run_id.value_counts())
     out.loc[ok, '_stale_run'] = run_len.to_numpy()
     out.loc[ok, '_stale_first'] = (~same).to_numpy()
     lv = np.log1p(d.volume.clip(lower=0))
-    med = lv.groupby(g, sort=False).transform(lambda s: s.rolling(window, min_periods=min(20, window)).median().shift(1))
-    mad = (lv - med).abs().groupby(g, sort=False).transform(lambda s: s.rolling(window, min_periods=min(20, window)).median().shift(1))
+    med = lv.groupby(g, sort=False).transform(
+        lambda s: s.rolling(window, min_periods=min(20, window)).median().shift(1)
+    )
+    mad = (
+        (lv - med)
+        .abs()
+        .groupby(g, sort=False)
+        .transform(lambda s: s.rolling(window, min_periods=min(20, window)).median().shift(1))
+    )
     out.loc[ok, '_vol_z'] = ((lv - med) / (1.4826 * mad.where(mad > 0))).to_numpy()
     return out
 
 # %% ../../nbs/data/12_validation.ipynb #b1700c69
 _CTX = {}
 
+
 def _gx():
     "One ephemeral GX context per process (importing great_expectations takes seconds: done once, lazily)."
     if 'bd' not in _CTX:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
+
         ctx = gx.get_context(mode='ephemeral')
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
         asset = ctx.data_sources.add_pandas('autotrader').add_dataframe_asset('bars')
         _CTX.update(gx=gx, ctx=ctx, bd=asset.add_batch_definition_whole_dataframe('batch'))
     return _CTX['gx'], _CTX['bd']
 
+
 def _suite(gx, v):
     "(expectation, reason, action) triples. Action: quarantine | flag | reorder | parse."
-    E = gx.expectations; items = [(E.ExpectColumnValuesToBeInSet(column='_error', value_set=['']), None, 'parse')]
+    E = gx.expectations
+    items = [(E.ExpectColumnValuesToBeInSet(column='_error', value_set=['']), None, 'parse')]
     for c in ['timestamp'] + PRICE_COLUMNS + ['volume']:
         items.append((E.ExpectColumnValuesToNotBeNull(column=c), f'missing_{c}', 'quarantine'))
     for c in PRICE_COLUMNS:
-        items.append((E.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True), f'nonpositive_{c}', 'quarantine'))
+        items.append(
+            (E.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True), f'nonpositive_{c}', 'quarantine')
+        )
     items.append((E.ExpectColumnValuesToBeBetween(column='volume', min_value=0), 'negative_volume', 'quarantine'))
-    for a, b, why in [('high', 'open', 'high_below_open'), ('high', 'close', 'high_below_close'), ('high', 'low', 'high_below_low'),
-                      ('open', 'low', 'low_above_open'), ('close', 'low', 'low_above_close')]:
-        items.append((E.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True,
-                                                                ignore_row_if='either_value_is_missing'), why, 'quarantine'))
-    items += [(E.ExpectColumnValuesToBeInSet(column='_dup', value_set=[False]), 'duplicate_timestamp', 'quarantine'),
-              (E.ExpectColumnValuesToBeInSet(column='_in_order', value_set=[True]), 'out_of_order', 'reorder'),
-              (E.ExpectColumnValuesToBeBetween(column='_ret_z', max_value=v.spike_z), 'return_spike', v.spike_action),
-              (E.ExpectColumnValuesToBeInSet(column='_stale', value_set=[False]), 'stale_price', v.stale_action),
-              (E.ExpectColumnValuesToBeBetween(column='_vol_z', max_value=v.volume_spike_z), 'volume_spike', v.volume_spike_action),
-              (E.ExpectColumnValuesToBeInSet(column='_on_calendar', value_set=[True]), 'off_calendar', 'flag')]
+    for a, b, why in [
+        ('high', 'open', 'high_below_open'),
+        ('high', 'close', 'high_below_close'),
+        ('high', 'low', 'high_below_low'),
+        ('open', 'low', 'low_above_open'),
+        ('close', 'low', 'low_above_close'),
+    ]:
+        items.append(
+            (
+                E.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A=a, column_B=b, or_equal=True, ignore_row_if='either_value_is_missing'
+                ),
+                why,
+                'quarantine',
+            )
+        )
+    items += [
+        (E.ExpectColumnValuesToBeInSet(column='_dup', value_set=[False]), 'duplicate_timestamp', 'quarantine'),
+        (E.ExpectColumnValuesToBeInSet(column='_in_order', value_set=[True]), 'out_of_order', 'reorder'),
+        (E.ExpectColumnValuesToBeBetween(column='_ret_z', max_value=v.spike_z), 'return_spike', v.spike_action),
+        (E.ExpectColumnValuesToBeInSet(column='_stale', value_set=[False]), 'stale_price', v.stale_action),
+        (
+            E.ExpectColumnValuesToBeBetween(column='_vol_z', max_value=v.volume_spike_z),
+            'volume_spike',
+            v.volume_spike_action,
+        ),
+        (E.ExpectColumnValuesToBeInSet(column='_on_calendar', value_set=[True]), 'off_calendar', 'flag'),
+    ]
     return items
 
 # %% ../../nbs/data/12_validation.ipynb #c113d66e
 class ValidationError(RuntimeError):
     "The validation itself failed (not the data): the message names the expectation."
+
 
 def _hard_bad(df):
     p = df[PRICE_COLUMNS]
@@ -105,29 +158,38 @@ def _hard_bad(df):
     bad |= (df.high < df[['open', 'close', 'low']].max(axis=1)) | (df.low > df[['open', 'close']].min(axis=1))
     return bad.to_numpy()
 
+
 def _on_calendar(df, cals: dict, timeframe):
-    out = np.ones(len(df), bool); step = timeframe_delta(timeframe)
+    out = np.ones(len(df), bool)
+    step = timeframe_delta(timeframe)
     for sym, idx in df.groupby('instrument', sort=False).groups.items():
         ts = pd.DatetimeIndex(df.loc[idx, 'timestamp'].dropna())
-        if ts.empty: continue
+        if ts.empty:
+            continue
         cal = cals.get(sym, 'crypto')
-        if step >= pd.Timedelta(days=1): ok = is_open(cal, ts, timeframe)
-        else: ok = _member(ts, expected_bars(cal, timeframe, ts.min(), ts.max() + step, align='any'))
+        if step >= pd.Timedelta(days=1):
+            ok = is_open(cal, ts, timeframe)
+        else:
+            ok = _member(ts, expected_bars(cal, timeframe, ts.min(), ts.max() + step, align='any'))
         out[np.asarray(df.index.get_indexer(df.loc[idx].dropna(subset=['timestamp']).index))] = ok
     return out
 
 # %% ../../nbs/data/12_validation.ipynb #6c6e3fc4
-def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), start=None, end=None) -> ValidationResult:
+def validate_bars(
+    df: pd.DataFrame, timeframe: str, vsettings, instruments=(), start=None, end=None
+) -> ValidationResult:
     "Validate parsed bars (canonical columns, optional `_error`); `instruments` gives calendars, `start`/`end` the expected range."
     cals = {i.symbol: i.calendar for i in instruments}
     df = df.reset_index(drop=True).copy()
-    if '_error' not in df: df['_error'] = ''
+    if '_error' not in df:
+        df['_error'] = ''
     df['_error'] = df['_error'].fillna('').astype(str)
     ts, g = df['timestamp'], df['instrument']
     if len(df):
         prev_max = ts.groupby(g, sort=False).cummax().groupby(g, sort=False).shift()
         df['_in_order'] = (prev_max.isna() | ts.isna() | (ts >= prev_max)).to_numpy()
-    else: df['_in_order'] = np.ones(0, bool)
+    else:
+        df['_in_order'] = np.ones(0, bool)
     hard = _hard_bad(df)
     dup = np.zeros(len(df), bool)
     keep = np.flatnonzero(~hard)
@@ -141,50 +203,77 @@ def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), s
     first = sc.get('_stale_first', pd.Series(True, index=sc.index)).reindex(df.index).fillna(True).astype(bool)
     df['_stale'] = ((run >= vsettings.stale_bars) & ~first).to_numpy()
     df['_on_calendar'] = _on_calendar(df, cals, timeframe)
-    reasons = {}; quarantine = np.zeros(len(df), bool); flagged = np.zeros(len(df), bool)
+    reasons = {}
+    quarantine = np.zeros(len(df), bool)
+    flagged = np.zeros(len(df), bool)
     rows = []
     if len(df):
         gx, bd = _gx()
         items = _suite(gx, vsettings)
         suite = gx.ExpectationSuite(name='bars')
-        for k, (e, _, _) in enumerate(items): e.meta = {'check': k}; suite.add_expectation(e)
+        for k, (e, _, _) in enumerate(items):
+            e.meta = {'check': k}
+            suite.add_expectation(e)
         res = bd.get_batch(batch_parameters={'dataframe': df}).validate(suite, result_format='COMPLETE')
         by_check = {(x.expectation_config.meta or {}).get('check'): x for x in res.results}
         for k, (e, why, act) in enumerate(items):
             r = by_check.get(k)
-            if r is None: raise ValidationError(f"Great Expectations returned no result for {why or 'parse errors'}")
+            if r is None:
+                raise ValidationError(f"Great Expectations returned no result for {why or 'parse errors'}")
             if r.exception_info and r.exception_info.get('raised_exception'):
-                raise ValidationError(f"expectation {why or 'parse'} could not run: {r.exception_info.get('exception_message')}")
+                raise ValidationError(
+                    f"expectation {why or 'parse'} could not run: {r.exception_info.get('exception_message')}"
+                )
             idx = np.asarray(r.result.get('unexpected_index_list') or [], dtype=np.int64)
             if act != 'reorder':
                 errs = df['_error'].to_numpy()
-                for i in idx.tolist(): reasons.setdefault(i, []).append(errs[i] if act == 'parse' else why)
-            if act in ('quarantine', 'parse'): quarantine[idx] = True
-            elif act == 'flag': flagged[idx] = True
+                for i in idx.tolist():
+                    reasons.setdefault(i, []).append(errs[i] if act == 'parse' else why)
+            if act in ('quarantine', 'parse'):
+                quarantine[idx] = True
+            elif act == 'flag':
+                flagged[idx] = True
             kw = r.expectation_config.kwargs
-            rows.append(dict(expectation=r.expectation_config.type, column=kw.get('column') or f"{kw.get('column_A')}≥{kw.get('column_B')}",
-                             reason=why or 'parse_error', action=act, success=bool(r.success), unexpected=int(len(idx))))
+            rows.append(
+                dict(
+                    expectation=r.expectation_config.type,
+                    column=kw.get('column') or f"{kw.get('column_A')}≥{kw.get('column_B')}",
+                    reason=why or 'parse_error',
+                    action=act,
+                    success=bool(r.success),
+                    unexpected=int(len(idx)),
+                )
+            )
         if not np.array_equal(quarantine & (hard | dup), hard | dup):
-            raise ValidationError("Great Expectations passed bars that the pre-checks reject: "
-                                  f"rows {list(np.flatnonzero((hard | dup) & ~quarantine)[:10])}")
+            raise ValidationError(
+                "Great Expectations passed bars that the pre-checks reject: "
+                f"rows {list(np.flatnonzero((hard | dup) & ~quarantine)[:10])}"
+            )
     exp = pd.DataFrame(rows, columns=['expectation', 'column', 'reason', 'action', 'success', 'unexpected'])
     why = np.full(len(df), '', dtype=object)
-    for i, r in reasons.items(): why[i] = ';'.join(dict.fromkeys(r))
+    for i, r in reasons.items():
+        why[i] = ';'.join(dict.fromkeys(r))
     why = pd.Series(why, index=df.index)
     cols = BAR_COLUMNS + [c for c in df.columns if c in ('trades', 'vwap', 'bid', 'ask')]
     q = df.loc[quarantine, cols].assign(reason=why[quarantine].to_numpy())
-    if q.empty: q = q.astype({'reason': object})
+    if q.empty:
+        q = q.astype({'reason': object})
     clean_idx = df.index[~quarantine]
     clean = df.loc[clean_idx, cols].sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
     fl = df.loc[flagged & ~quarantine, ['instrument', 'timestamp']].assign(reason=why[flagged & ~quarantine].to_numpy())
-    comp = completeness(clean, instruments or [Instrument(s, 'crypto') for s in clean.instrument.unique()], timeframe, start, end)
+    comp = completeness(
+        clean, instruments or [Instrument(s, 'crypto') for s in clean.instrument.unique()], timeframe, start, end
+    )
     warnings = []
     n_ooo = int((~df['_in_order']).sum())
-    if n_ooo: warnings.append(f"{n_ooo} bar(s) arrived out of order (re-ordered)")
+    if n_ooo:
+        warnings.append(f"{n_ooo} bar(s) arrived out of order (re-ordered)")
     for r in comp.itertuples():
         if r.expected and r.completeness < vsettings.min_completeness:
-            warnings.append(f"{r.instrument}: {r.completeness:.1%} complete ({r.missing} of {r.expected} bars missing; "
-                            f"largest gap {r.largest_gap_bars} bars from {r.largest_gap_start})")
+            warnings.append(
+                f"{r.instrument}: {r.completeness:.1%} complete ({r.missing} of {r.expected} bars missing; "
+                f"largest gap {r.largest_gap_bars} bars from {r.largest_gap_start})"
+            )
     assert len(clean) + len(q) == len(df), 'rows in != clean + quarantined'
     return ValidationResult(clean, q.reset_index(drop=True), fl.reset_index(drop=True), exp, comp, warnings)
 
@@ -192,17 +281,22 @@ def validate_bars(df: pd.DataFrame, timeframe: str, vsettings, instruments=(), s
 def _member(a: pd.DatetimeIndex, b: pd.DatetimeIndex) -> np.ndarray:
     "`a.isin(b)` by binary search in sorted int64 (several times faster than hashing a million timestamps)."
     x, y = a.as_unit('ns').asi8, np.sort(pd.DatetimeIndex(b).as_unit('ns').asi8)
-    if not len(y): return np.zeros(len(x), bool)
+    if not len(y):
+        return np.zeros(len(x), bool)
     i = np.minimum(np.searchsorted(y, x), len(y) - 1)
     return y[i] == x
+
 
 def _expected(calendar, timeframe, start, end, ts) -> pd.DatetimeIndex:
     "The calendar's bars in [start, end); an exchange's intraday bars on the grid `ts` follows (session open or clock)."
     exp = expected_bars(calendar, timeframe, start, end)
-    if exchange_code(calendar) is None or timeframe_delta(timeframe) >= pd.Timedelta(days=1): return exp
+    if exchange_code(calendar) is None or timeframe_delta(timeframe) >= pd.Timedelta(days=1):
+        return exp
     clock = expected_bars(calendar, timeframe, start, end, align='clock')
-    if len(clock) == len(exp) and (clock == exp).all(): return exp
+    if len(clock) == len(exp) and (clock == exp).all():
+        return exp
     return clock if _member(clock, ts).sum() > _member(exp, ts).sum() else exp
+
 
 def completeness(clean: pd.DataFrame, instruments, timeframe, start=None, end=None) -> pd.DataFrame:
     "Per instrument: bars the calendar expects in [start, end) (timestamps, or dicts symbol → timestamp), bars present, the share, the gaps."
@@ -214,8 +308,20 @@ def completeness(clean: pd.DataFrame, instruments, timeframe, start=None, end=No
         s = s if s is not None else (ts.min() if len(ts) else None)
         e = e if e is not None else (ts.max() + step if len(ts) else None)
         if s is None or e is None:
-            out.append(dict(instrument=ins.symbol, calendar=ins.calendar, expected=0, present=0, missing=0, completeness=np.nan,
-                            gaps=0, largest_gap_bars=0, largest_gap_start=None)); continue
+            out.append(
+                dict(
+                    instrument=ins.symbol,
+                    calendar=ins.calendar,
+                    expected=0,
+                    present=0,
+                    missing=0,
+                    completeness=np.nan,
+                    gaps=0,
+                    largest_gap_bars=0,
+                    largest_gap_start=None,
+                )
+            )
+            continue
         exp = _expected(ins.calendar, timeframe, s, e, ts)
         have = _member(exp, bar_dates(ins.calendar, ts) if step >= pd.Timedelta(days=1) else ts)
         miss = ~have
@@ -223,7 +329,17 @@ def completeness(clean: pd.DataFrame, instruments, timeframe, start=None, end=No
         sizes = runs.value_counts() if len(runs) else pd.Series(dtype=int)
         big = int(sizes.max()) if len(sizes) else 0
         big_start = exp[np.flatnonzero(miss)[runs.eq(sizes.idxmax()).to_numpy().argmax()]] if big else None
-        out.append(dict(instrument=ins.symbol, calendar=ins.calendar, expected=len(exp), present=int(have.sum()),
-                        missing=int(miss.sum()), completeness=float(have.mean()) if len(exp) else np.nan,
-                        gaps=int(len(sizes)), largest_gap_bars=big, largest_gap_start=big_start))
+        out.append(
+            dict(
+                instrument=ins.symbol,
+                calendar=ins.calendar,
+                expected=len(exp),
+                present=int(have.sum()),
+                missing=int(miss.sum()),
+                completeness=float(have.mean()) if len(exp) else np.nan,
+                gaps=int(len(sizes)),
+                largest_gap_bars=big,
+                largest_gap_start=big_start,
+            )
+        )
     return pd.DataFrame(out)

@@ -5,13 +5,14 @@ latency, Sharpe of served signals against the previous version on the same bars)
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #bcbebd38
 from __future__ import annotations
-import json, math, time
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from enum import Enum
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import Settings, load_settings
 from fastcore.basics import patch
-from .state import DeploymentState, StateError, TERMINAL, iso, quantile_ms, default_actor, live_age
+from .state import DeploymentState, StateError, TERMINAL, iso, quantile_ms, live_age
 
 # %% auto #0
 __all__ = ['traffic', 'paired_sharpe', 'sharpe_args', 'single_sharpe', 'Thresholds', 'judge_traffic', 'judge_sharpe',
@@ -24,28 +25,54 @@ def traffic(state: DeploymentState, version, start: float, end: float, instrumen
     s = state.request_stats(start, end, [version], instruments)
     n, e = int(s.requests.sum()), int(s.errors.sum())
     hist = np.sum(np.stack(s['hist'].to_list()), axis=0) if len(s) else np.zeros(1)
-    return dict(requests=n, errors=e, error_rate=e / n if n else float('nan'), p99_ms=quantile_ms(hist, 0.99) if n else float('nan'))
+    return dict(
+        requests=n,
+        errors=e,
+        error_rate=e / n if n else float('nan'),
+        p99_ms=quantile_ms(hist, 0.99) if n else float('nan'),
+    )
+
 
 def _outcomes(store, signals: pd.DataFrame, now: float) -> pd.DataFrame:
     "Signals with `next_ret`, the return of the bar after the signal's bar, only where that bar closed by `now`."
     from autotrader.features.store import bar_close
-    if not len(signals): return signals.assign(next_ret=pd.Series(dtype='float64'))
+
+    if not len(signals):
+        return signals.assign(next_ret=pd.Series(dtype='float64'))
     sig = signals.assign(timestamp=pd.to_datetime(signals.bar, unit='s', utc=True))
     t0, t1 = sig.timestamp.min(), pd.Timestamp(now, unit='s', tz='UTC')
-    b = store.read('bars', sorted(sig.instrument.unique()), t0, t1, columns=['instrument', 'timestamp', 'timeframe', 'close'])
-    if not len(b): return sig.iloc[:0].assign(next_ret=pd.Series(dtype='float64'))
+    b = store.read(
+        'bars', sorted(sig.instrument.unique()), t0, t1, columns=['instrument', 'timestamp', 'timeframe', 'close']
+    )
+    if not len(b):
+        return sig.iloc[:0].assign(next_ret=pd.Series(dtype='float64'))
     b = b[(bar_close(b) <= t1).to_numpy()].sort_values(['instrument', 'timestamp'], kind='stable')
     b = b.assign(next_ret=b.groupby('instrument', sort=False).close.shift(-1) / b.close - 1)
-    b['timestamp'] = b.timestamp.dt.as_unit('ns'); sig['timestamp'] = sig.timestamp.dt.as_unit('ns')
+    b['timestamp'] = b.timestamp.dt.as_unit('ns')
+    sig['timestamp'] = sig.timestamp.dt.as_unit('ns')
     out = sig.merge(b[['instrument', 'timestamp', 'next_ret']], on=['instrument', 'timestamp'], how='inner')
     return out[out.next_ret.notna()].reset_index(drop=True)
 
-def paired_sharpe(state: DeploymentState, store, new_version, base_version, start: float, end: float, now: float,
-                  timeframe: str = '1h', calendars: dict | None = None, cost_bps: float = 2.0, instruments=None) -> dict:
+
+def paired_sharpe(
+    state: DeploymentState,
+    store,
+    new_version,
+    base_version,
+    start: float,
+    end: float,
+    now: float,
+    timeframe: str = '1h',
+    calendars: dict | None = None,
+    cost_bps: float = 2.0,
+    instruments=None,
+) -> dict:
     "Annualised Sharpe (after costs) of the new and the base version's signals on the same bars with known outcomes."
     from autotrader.monitor.performance import performance_summary
+
     log = state.signal_log(start, end, [new_version, base_version], instruments)
-    if not len(log): return dict(n=0, new=float('nan'), base=float('nan'))
+    if not len(log):
+        return dict(n=0, new=float('nan'), base=float('nan'))
     log = log.drop_duplicates(['instrument', 'bar', 'version'], keep='last')
     new, base = log[log.version == str(new_version)], log[log.version == str(base_version)]
     keys = new[['instrument', 'bar']].merge(base[['instrument', 'bar']], on=['instrument', 'bar'])
@@ -53,23 +80,41 @@ def paired_sharpe(state: DeploymentState, store, new_version, base_version, star
     for k, d in (('new', new), ('base', base)):
         o = _outcomes(store, d.merge(keys, on=['instrument', 'bar']), now)
         o = o.rename(columns={'signal': 'position', 'version': 'model_version'})
-        res[k] = performance_summary(o, timeframe, calendars, cost_bps) if len(o) else dict(signals=0, sharpe=float('nan'))
-    return dict(n=int(min(res['new']['signals'], res['base']['signals'])), new=float(res['new']['sharpe']),
-                base=float(res['base']['sharpe']), new_hit_rate=res['new'].get('hit_rate'), base_hit_rate=res['base'].get('hit_rate'))
+        res[k] = (
+            performance_summary(o, timeframe, calendars, cost_bps) if len(o) else dict(signals=0, sharpe=float('nan'))
+        )
+    return dict(
+        n=int(min(res['new']['signals'], res['base']['signals'])),
+        new=float(res['new']['sharpe']),
+        base=float(res['base']['sharpe']),
+        new_hit_rate=res['new'].get('hit_rate'),
+        base_hit_rate=res['base'].get('hit_rate'),
+    )
+
 
 def sharpe_args(settings) -> dict:
     "The bar timeframe, each instrument's calendar and the median cost (bps) of the settings: how served signals are scored."
     from autotrader.schema import parse_instruments
     from autotrader.train.core import cost_model
+
     ins = parse_instruments(settings.instruments.symbols, settings.instruments.default_calendar)
     costs = cost_model(settings, ins)
-    return dict(timeframe=settings.data.timeframe, calendars={i.symbol: i.calendar for i in ins},
-                cost_bps=float(np.median(list(costs.values()))) if costs else settings.train.cost_bps)
+    return dict(
+        timeframe=settings.data.timeframe,
+        calendars={i.symbol: i.calendar for i in ins},
+        cost_bps=float(np.median(list(costs.values()))) if costs else settings.train.cost_bps,
+    )
 
-def single_sharpe(state, store, version, start, end, now, timeframe='1h', calendars=None, cost_bps=2.0, instruments=None) -> dict:
+
+def single_sharpe(
+    state, store, version, start, end, now, timeframe='1h', calendars=None, cost_bps=2.0, instruments=None
+) -> dict:
     "Sharpe (after costs) of one version's served signals with known outcomes (no baseline to pair with)."
     from autotrader.monitor.performance import performance_summary
-    log = state.signal_log(start, end, [version], instruments, shadow=False).drop_duplicates(['instrument', 'bar', 'version'], keep='last')
+
+    log = state.signal_log(start, end, [version], instruments, shadow=False).drop_duplicates(
+        ['instrument', 'bar', 'version'], keep='last'
+    )
     o = _outcomes(store, log, now).rename(columns={'signal': 'position', 'version': 'model_version'})
     p = performance_summary(o, timeframe, calendars, cost_bps) if len(o) else dict(signals=0, sharpe=float('nan'))
     return dict(n=int(p['signals']), new=float(p['sharpe']))
@@ -78,6 +123,7 @@ def single_sharpe(state, store, version, start, end, now, timeframe='1h', calend
 @dataclass
 class Thresholds:
     "The watch window's thresholds (from `[deploy]`)."
+
     max_error_ratio: float = 2.0
     error_rate_floor: float = 0.001
     max_latency_ratio: float = 1.5
@@ -90,41 +136,67 @@ class Thresholds:
     def from_settings(cls, st) -> 'Thresholds':
         return cls(**{k: getattr(st.deploy, k) for k in cls.__dataclass_fields__})
 
+
 def judge_traffic(new: dict, base: dict | None, th: Thresholds) -> list[dict]:
     "Error-rate and p99 checks of `traffic()` figures against the baseline's (see above)."
     out = []
-    for check, key, ratio, floor in (('error_rate', 'error_rate', th.max_error_ratio, th.error_rate_floor),
-                                     ('p99_latency_ms', 'p99_ms', th.max_latency_ratio, th.latency_floor_ms)):
+    for check, key, ratio, floor in (
+        ('error_rate', 'error_rate', th.max_error_ratio, th.error_rate_floor),
+        ('p99_latency_ms', 'p99_ms', th.max_latency_ratio, th.latency_floor_ms),
+    ):
         b = (base or {}).get(key)
         b_ok = base is not None and base.get('requests', 0) >= th.min_requests and b is not None and math.isfinite(b)
         thr = max(ratio * b, floor) if b_ok else floor
         v = new.get(key, float('nan'))
         if new.get('requests', 0) < th.min_requests or not math.isfinite(v):
             verdict = 'inconclusive'
-        else: verdict = 'fail' if v > thr else 'pass'
-        out.append(dict(check=check, verdict=verdict, value=v, threshold=thr,
-                        detail=dict(requests=new.get('requests'), errors=new.get('errors'), baseline=b if b_ok else None,
-                                    baseline_requests=(base or {}).get('requests'))))
+        else:
+            verdict = 'fail' if v > thr else 'pass'
+        out.append(
+            dict(
+                check=check,
+                verdict=verdict,
+                value=v,
+                threshold=thr,
+                detail=dict(
+                    requests=new.get('requests'),
+                    errors=new.get('errors'),
+                    baseline=b if b_ok else None,
+                    baseline_requests=(base or {}).get('requests'),
+                ),
+            )
+        )
     return out
+
 
 def judge_sharpe(s: dict, th: Thresholds) -> dict:
     "The paired Sharpe check (see above)."
     if 'base' not in s:
-        return dict(check='sharpe', verdict='pass' if s['n'] >= th.min_signals else 'inconclusive', value=s.get('new'),
-                    threshold=None, detail={**s, 'note': 'no previous version to compare with: not gated'})
+        return dict(
+            check='sharpe',
+            verdict='pass' if s['n'] >= th.min_signals else 'inconclusive',
+            value=s.get('new'),
+            threshold=None,
+            detail={**s, 'note': 'no previous version to compare with: not gated'},
+        )
     thr = s['base'] - (1 - th.min_sharpe_ratio) * abs(s['base']) if math.isfinite(s['base']) else float('nan')
-    if s['n'] < th.min_signals or not (math.isfinite(s['new']) and math.isfinite(s['base'])): verdict = 'inconclusive'
-    else: verdict = 'fail' if s['new'] < thr else 'pass'
+    if s['n'] < th.min_signals or not (math.isfinite(s['new']) and math.isfinite(s['base'])):
+        verdict = 'inconclusive'
+    else:
+        verdict = 'fail' if s['new'] < thr else 'pass'
     return dict(check='sharpe', verdict=verdict, value=s['new'], threshold=thr, detail=s)
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #934ee8d6
 class Environment(str, Enum):
     "The two slots of a blue/green deployment."
+
     BLUE = 'blue'
     GREEN = 'green'
 
+
 class DeploymentStatus(str, Enum):
     "Where a deployment is (stored as its `status`; see `deploy.controller`)."
+
     PENDING = 'pending'
     CHECKING = 'checking'
     READY = 'ready'
@@ -136,55 +208,89 @@ class DeploymentStatus(str, Enum):
     ABORTED = 'aborted'
     FAILED = 'failed'
 
+
 @dataclass
 class Endpoint:
     "Where a deployed slot answers: the slot, its version, and the slot-pinned URL path of the gateway."
+
     slot: str
     version: str
     deployment_id: int
-    def path(self, instrument: str) -> str: return f"/v1/slots/{self.slot}/signal/{instrument}"
-    def __str__(self): return f"slot {self.slot} (v{self.version}) of deployment {self.deployment_id}"
+
+    def path(self, instrument: str) -> str:
+        return f"/v1/slots/{self.slot}/signal/{instrument}"
+
+    def __str__(self):
+        return f"slot {self.slot} (v{self.version}) of deployment {self.deployment_id}"
+
 
 def _resolve_version(registry, version) -> str:
     "'7', 'v7', 'challenger' or 'champion' → the registry's version number (an error names what exists)."
     v = str(version).strip()
     if v in ('challenger', 'champion', 'previous-champion'):
         mv = registry.version(v)
-        if mv is None: raise StateError(f"{registry.model_name} has no {v}")
+        if mv is None:
+            raise StateError(f"{registry.model_name} has no {v}")
         return mv['version']
     v = v[1:] if v[:1] in 'vV' and v[1:].isdigit() else v
-    if not v.isdigit(): raise StateError(f"model version {version!r}: give a number (7 or v7), challenger or champion")
+    if not v.isdigit():
+        raise StateError(f"model version {version!r}: give a number (7 or v7), challenger or champion")
     from mlflow.exceptions import MlflowException
-    try: registry.client.get_model_version(registry.model_name, v)
-    except MlflowException: raise StateError(f"{registry.model_name} has no version {v}") from None
+
+    try:
+        registry.client.get_model_version(registry.model_name, v)
+    except MlflowException:
+        raise StateError(f"{registry.model_name} has no version {v}") from None
     return v
+
 
 def move_champion(registry, version) -> str:
     """Point the `champion` alias at `version` and `previous-champion` at the version it replaces; nothing moves when
     `version` is already champion (so a resumed promotion repeats safely). Returns the wording for the audit log."""
     v, prev = str(version), registry.champion()
-    if prev is not None and prev['version'] == v: return f"alias champion → v{v}"
+    if prev is not None and prev['version'] == v:
+        return f"alias champion → v{v}"
     registry.promote(v)
-    if prev is None: return f"alias champion → v{v}"
+    if prev is None:
+        return f"alias champion → v{v}"
     registry.client.set_registered_model_alias(registry.model_name, 'previous-champion', prev['version'])
     return f"alias champion → v{v} (previous-champion v{prev['version']})"
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #1127e2ef
 class BlueGreenDeployment:
     "Blue/green deployment: the seed's API over `RolloutController('bluegreen')` (see above)."
-    def __init__(self, environment: str = 'production', settings=None, state: DeploymentState | None = None,
-                 registry=None, actor: str | None = None, log=print, clock=None):
+
+    def __init__(
+        self,
+        environment: str = 'production',
+        settings=None,
+        state: DeploymentState | None = None,
+        registry=None,
+        actor: str | None = None,
+        log=print,
+        clock=None,
+    ):
         from autotrader.deploy.controller import RolloutController
+
         self.environment = environment
-        self.ctl = RolloutController('bluegreen', settings, state=state, registry=registry, clock=clock, actor=actor, log=log)
+        self.ctl = RolloutController(
+            'bluegreen', settings, state=state, registry=registry, clock=clock, actor=actor, log=log
+        )
         self.st, self.state, self.registry, self.actor = self.ctl.st, self.ctl.state, self.ctl.registry, self.ctl.actor
 
-    def __repr__(self): return f"BlueGreenDeployment(environment={self.environment!r}, state={self.state!r})"
+    def __repr__(self):
+        return f"BlueGreenDeployment(environment={self.environment!r}, state={self.state!r})"
+
     @property
-    def clock(self): return self.ctl.clock
+    def clock(self):
+        return self.ctl.clock
+
     @property
-    def deployment_id(self): return self.ctl.deployment_id
-    def deployment(self) -> dict | None: return self.ctl.deployment()
+    def deployment_id(self):
+        return self.ctl.deployment_id
+
+    def deployment(self) -> dict | None:
+        return self.ctl.deployment()
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #e28f4180
 @patch
@@ -192,20 +298,42 @@ def deploy_green(self: BlueGreenDeployment, model_version, force: bool = False) 
     "Create the deployment and put `model_version` in slot green (replicas load and warm it); returns its endpoint."
     d = self.ctl.start(model_version, force=force)
     with self.state.tx() as c:
-        g = self.state.apply_routing({'green': {'version': d['version'], 'status': 'loading'}}, action='bluegreen.load',
-                                     actor=self.actor, deployment_id=d['id'], reason=f"load v{d['version']} into slot green", c=c).generation
-        self.ctl._t(d, 'checking', reason='waiting for every replica to load and warm up green', detail={'load_generation': g}, c=c)
+        g = self.state.apply_routing(
+            {'green': {'version': d['version'], 'status': 'loading'}},
+            action='bluegreen.load',
+            actor=self.actor,
+            deployment_id=d['id'],
+            reason=f"load v{d['version']} into slot green",
+            c=c,
+        ).generation
+        self.ctl._t(
+            d,
+            'checking',
+            reason='waiting for every replica to load and warm up green',
+            detail={'load_generation': g},
+            c=c,
+        )
     return Endpoint('green', d['version'], d['id'])
+
 
 @patch
 def wait_for_ready(self: BlueGreenDeployment, endpoint: Endpoint | None = None, timeout: float | None = 300) -> bool:
     "True when every live gateway replica reports green's version loaded and warm; False (deployment failed) otherwise."
-    d = self.deployment(); v = endpoint.version if endpoint else d['version']
-    ok, why, reps = self.state.wait_warm(v, d['detail'].get('load_generation', 0), max_age=live_age(self.st),
-                                         timeout=self.st.deploy.ready_timeout if timeout is None else timeout)
-    if not ok: self.ctl._end(d, 'failed', f"green v{v} not ready: {why}"); return False
-    self.ctl._t(d, 'ready', reason=why, detail={'replicas': reps}); self.ctl.say(why)
+    d = self.deployment()
+    v = endpoint.version if endpoint else d['version']
+    ok, why, reps = self.state.wait_warm(
+        v,
+        d['detail'].get('load_generation', 0),
+        max_age=live_age(self.st),
+        timeout=self.st.deploy.ready_timeout if timeout is None else timeout,
+    )
+    if not ok:
+        self.ctl._end(d, 'failed', f"green v{v} not ready: {why}")
+        return False
+    self.ctl._t(d, 'ready', reason=why, detail={'replicas': reps})
+    self.ctl.say(why)
     return True
+
 
 @patch
 def switch_traffic(self: BlueGreenDeployment, from_env: str = 'blue', to_env: str = 'green'):
@@ -213,18 +341,26 @@ def switch_traffic(self: BlueGreenDeployment, from_env: str = 'blue', to_env: st
     if (Environment(from_env).value, Environment(to_env).value) != ('blue', 'green'):
         raise StateError("switch_traffic goes from blue to green (the new version is always loaded into green)")
     d = self.deployment()
-    if d is None or d['status'] != 'ready': raise StateError(f"switch_traffic: the deployment is {d and d['status']}, not ready")
+    if d is None or d['status'] != 'ready':
+        raise StateError(f"switch_traffic: the deployment is {d and d['status']}, not ready")
     return self.ctl._enter_stage(d, 0, f"switch blue → green (v{d['version']}); blue scored in shadow")
+
 
 @patch
 def archive_blue(self: BlueGreenDeployment, retention_hours: float = 24):
     "Keep blue loaded as standby for `retention_hours` (clock time) for an instant rollback; returns until when."
-    r = self.state.routing(); b = r.slots.get('blue')
-    if b is None: return None
+    r = self.state.routing()
+    b = r.slots.get('blue')
+    if b is None:
+        return None
     until = self.clock.now() + retention_hours * 3600
-    self.state.apply_routing({'blue': {**b, 'status': 'standby', 'retain_until': until}}, action='bluegreen.archive_blue',
-                             actor=self.actor, deployment_id=(self.deployment() or {}).get('id'),
-                             reason=f"blue v{b['version']} kept loaded until {iso(until)}")
+    self.state.apply_routing(
+        {'blue': {**b, 'status': 'standby', 'retain_until': until}},
+        action='bluegreen.archive_blue',
+        actor=self.actor,
+        deployment_id=(self.deployment() or {}).get('id'),
+        reason=f"blue v{b['version']} kept loaded until {iso(until)}",
+    )
     return until
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #70cd0842
@@ -233,119 +369,224 @@ def run(self: BlueGreenDeployment, model_version, timeout: float | None = None, 
     "The whole deployment: deploy green, wait, switch, watch; returns the final deployment."
     return self.ctl.run(model_version, force=force)
 
+
 @patch
-def monitor(self: BlueGreenDeployment) -> 'DeploymentMonitor': return DeploymentMonitor(self)
+def monitor(self: BlueGreenDeployment) -> 'DeploymentMonitor':
+    return DeploymentMonitor(self)
+
 
 @patch
 def rollback(self: BlueGreenDeployment, reason: str = 'manual rollback') -> dict:
     "Route back to blue and end the deployment as rolled back (aliases untouched)."
     d = self.deployment()
-    if d is None or d['status'] in TERMINAL: raise StateError("no active blue/green deployment to roll back")
+    if d is None or d['status'] in TERMINAL:
+        raise StateError("no active blue/green deployment to roll back")
     return self.ctl._rollback(d, reason)
+
 
 @patch
 def promote(self: BlueGreenDeployment, reason: str = 'promoted by the operator') -> dict:
     "End the deployment successfully now (relabel slots, move the aliases)."
     return self.ctl.promote_now(reason)
 
+
 @patch
 def abort(self: BlueGreenDeployment, reason: str = 'aborted by the operator') -> dict:
     "Stop the deployment: back to blue, green unloaded, status aborted."
     return self.ctl.abort(reason)
 
+
 @patch(cls_method=True)
 def resume(cls: BlueGreenDeployment, settings=None, log=print, **kw) -> dict | None:
     "Continue the active deployment from its recorded status (after a crash); None when there is none."
     from autotrader.deploy.controller import resume
+
     return resume(settings, log=log, **kw)
+
 
 class DeploymentMonitor:
     "The watch window of a blue/green deployment: `watch()` runs the controller until the deployment ends."
-    def __init__(self, bg: BlueGreenDeployment): self.bg = bg
+
+    def __init__(self, bg: BlueGreenDeployment):
+        self.bg = bg
+
     def analyze(self, final: bool = False) -> dict:
         "Analyse the window so far (stored like the controller's analyses): {'verdict', 'results', 'reasons'}."
-        d = self.bg.deployment(); now = self.bg.clock.now()
+        d = self.bg.deployment()
+        now = self.bg.clock.now()
         a = self.bg.ctl.strategy.analyze(self.bg.ctl, d, d['step_started_at'], now, final)
-        for r in a['results']: r.update(clock_at=now, window_start=d['step_started_at'], window_end=now)
+        for r in a['results']:
+            r.update(clock_at=now, window_start=d['step_started_at'], window_end=now)
         self.bg.state.add_analysis(d['id'], d['stage'], a['results'])
         return {**a, 'at': now}
-    def watch(self, tick=None, poll: float | None = None) -> dict: return self.bg.ctl.run(tick=tick, poll=poll)
+
+    def watch(self, tick=None, poll: float | None = None) -> dict:
+        return self.bg.ctl.run(tick=tick, poll=poll)
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #10ca01be
 def rollback_to(settings=None, version=None, actor: str | None = None, log=print) -> dict:
     "Abort the active deployment, or make `version` (default: previous-champion) live and champion again (see above)."
-    bg = BlueGreenDeployment(settings=settings, actor=actor, log=log); d = bg.state.deployment()
+    bg = BlueGreenDeployment(settings=settings, actor=actor, log=log)
+    d = bg.state.deployment()
     if d is not None and version is None:
         from autotrader.deploy.controller import RolloutController
+
         ctl = RolloutController(d['kind'], bg.st, state=bg.state, registry=bg.registry, actor=bg.actor, log=log)
         return {'aborted': ctl.abort('rollback requested by the operator')['id']}
-    if d is not None: raise StateError(f"deployment {d['id']} (v{d['version']}) is active: `autotrader deploy rollback` without --to aborts it first")
+    if d is not None:
+        raise StateError(
+            f"deployment {d['id']} (v{d['version']}) is active: `autotrader deploy rollback` without --to aborts it first"
+        )
     target = _resolve_version(bg.registry, version if version is not None else 'previous-champion')
-    r = bg.state.routing(); cur = (r.slots.get('blue') or {}).get('version')
-    if cur == target: raise StateError(f"v{target} is already live")
+    r = bg.state.routing()
+    cur = (r.slots.get('blue') or {}).get('version')
+    if cur == target:
+        raise StateError(f"v{target} is already live")
     slots = {'blue': {'version': target, 'status': 'live', 'retain_until': None}}
-    if cur: slots['previous'] = {'version': cur, 'status': 'standby', 'retain_until': bg.clock.now() + bg.st.deploy.retention_hours * 3600}
-    routes = {i: {'slot': 'blue', 'shadow_slot': None} for i, x in r.routes.items()} or {'*': {'slot': 'blue', 'shadow_slot': None}}
-    bg.state.apply_routing(slots, routes, action='rollback.to', actor=bg.actor, reason=f"operator rollback: v{cur} → v{target}")
+    if cur:
+        slots['previous'] = {
+            'version': cur,
+            'status': 'standby',
+            'retain_until': bg.clock.now() + bg.st.deploy.retention_hours * 3600,
+        }
+    routes = {i: {'slot': 'blue', 'shadow_slot': None} for i, x in r.routes.items()} or {
+        '*': {'slot': 'blue', 'shadow_slot': None}
+    }
+    bg.state.apply_routing(
+        slots, routes, action='rollback.to', actor=bg.actor, reason=f"operator rollback: v{cur} → v{target}"
+    )
     move_champion(bg.registry, target)
     bg.ctl.say(f"rolled back: v{cur} → v{target} (live in slot blue; champion → v{target})")
     return {'from': cur, 'to': target}
+
 
 def deploy_status(settings=None) -> dict:
     "The routing in force, the active deployment, live replicas and the registry's aliases, as plain data (`--json`)."
     from autotrader.train.registry import ModelRegistry
     from autotrader.deploy.state import safe_url
+
     st = settings if isinstance(settings, Settings) else load_settings(settings)
-    state = DeploymentState.from_settings(st); reg = ModelRegistry.from_settings(st)
-    try: aliases = {a: (reg.version(a) or {}).get('version') for a in ('champion', 'challenger', 'previous-champion')}
-    except Exception as e: aliases = {'error': str(e)}
+    state = DeploymentState.from_settings(st)
+    reg = ModelRegistry.from_settings(st)
+    try:
+        aliases = {a: (reg.version(a) or {}).get('version') for a in ('champion', 'challenger', 'previous-champion')}
+    except Exception as e:
+        aliases = {'error': str(e)}
     url = str(state.url)
     where = f"SQLite file {url.split(':///', 1)[1]}" if url.startswith('sqlite:///') else safe_url(url)
-    r = state.routing(); d = state.deployment(); reps = state.replicas(max_age=live_age(st))
+    r = state.routing()
+    d = state.deployment()
+    reps = state.replicas(max_age=live_age(st))
     t = lambda x: iso(x) if x else None
-    return dict(state=where, clock=state.clock().to_dict(), generation=r.generation,
-                routes=[dict(instrument=x.instrument, slot=x.slot, version=_s(x.version), shadow_slot=_s(x.shadow_slot),
-                             shadow_version=_s(x.shadow_version)) for x in r.table().itertuples()],
-                slots={k: dict(version=_s(v.get('version')), status=v.get('status'), retain_until=t(v.get('retain_until')))
-                       for k, v in sorted(r.slots.items())},
-                deployment=None if d is None else dict(id=int(d['id']), kind=d['kind'], version=_s(d['version']), status=d['status'],
-                                                       stage=d.get('stage'), step_due_at=t(d.get('step_due_at'))),
-                replicas=[dict(replica=x.replica, generation=int(x.generation), ready=bool(x.ready), loaded=sorted(map(str, x.loaded)))
-                          for x in reps.itertuples()],
-                aliases={k: _s(v) for k, v in aliases.items()})
+    return dict(
+        state=where,
+        clock=state.clock().to_dict(),
+        generation=r.generation,
+        routes=[
+            dict(
+                instrument=x.instrument,
+                slot=x.slot,
+                version=_s(x.version),
+                shadow_slot=_s(x.shadow_slot),
+                shadow_version=_s(x.shadow_version),
+            )
+            for x in r.table().itertuples()
+        ],
+        slots={
+            k: dict(version=_s(v.get('version')), status=v.get('status'), retain_until=t(v.get('retain_until')))
+            for k, v in sorted(r.slots.items())
+        },
+        deployment=None
+        if d is None
+        else dict(
+            id=int(d['id']),
+            kind=d['kind'],
+            version=_s(d['version']),
+            status=d['status'],
+            stage=d.get('stage'),
+            step_due_at=t(d.get('step_due_at')),
+        ),
+        replicas=[
+            dict(
+                replica=x.replica, generation=int(x.generation), ready=bool(x.ready), loaded=sorted(map(str, x.loaded))
+            )
+            for x in reps.itertuples()
+        ],
+        aliases={k: _s(v) for k, v in aliases.items()},
+    )
+
 
 def _s(v):
     "A version or name as text; None, NaN and '' as None; 1.0 as '1'."
-    if v is None or v == '' or (isinstance(v, float) and v != v): return None
+    if v is None or v == '' or (isinstance(v, float) and v != v):
+        return None
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
 
 def _columns(rows: list[list[str]], head: list[str], indent: str = '  ') -> list[str]:
     w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     return [indent + '  '.join(str(x).ljust(n) for x, n in zip(r, w)).rstrip() for r in [head, *rows]]
 
+
 def format_status(s: dict) -> str:
     "`deploy_status()` for a person: a few sentences and small tables."
     v = lambda x: f"v{x}" if x else '—'
     al = s['aliases']
-    lines = [f"deployment state: {s['state']} (clock: {s['clock'].get('mode', 'wall')})",
-             'model aliases:    ' + ('error: ' + al['error'] if 'error' in al else
-                                     f"champion {v(al.get('champion'))} · challenger {v(al.get('challenger'))} · previous champion {v(al.get('previous-champion'))}")]
+    lines = [
+        f"deployment state: {s['state']} (clock: {s['clock'].get('mode', 'wall')})",
+        'model aliases:    '
+        + (
+            'error: ' + al['error']
+            if 'error' in al
+            else f"champion {v(al.get('champion'))} · challenger {v(al.get('challenger'))} · previous champion {v(al.get('previous-champion'))}"
+        ),
+    ]
     d = s['deployment']
-    lines.append('active deployment: ' + (f"#{d['id']} {d['kind']} of {v(d['version'])}, {d['status']}" +
-                                          (f", stage {d['stage']}" if d.get('stage') is not None else '') +
-                                          (f", next step due {d['step_due_at']}" if d.get('step_due_at') else '') if d else 'none'))
-    lines.append(f"routing (generation {s['generation']}):" + ('' if s['routes'] else ' no routes — nothing is served yet'))
+    lines.append(
+        'active deployment: '
+        + (
+            f"#{d['id']} {d['kind']} of {v(d['version'])}, {d['status']}"
+            + (f", stage {d['stage']}" if d.get('stage') is not None else '')
+            + (f", next step due {d['step_due_at']}" if d.get('step_due_at') else '')
+            if d
+            else 'none'
+        )
+    )
+    lines.append(
+        f"routing (generation {s['generation']}):" + ('' if s['routes'] else ' no routes — nothing is served yet')
+    )
     if s['routes']:
-        lines += _columns([['every instrument' if r['instrument'] == '*' else r['instrument'], r['slot'], v(r['version']),
-                            f"{r['shadow_slot']} {v(r['shadow_version'])}" if r['shadow_slot'] else '—'] for r in s['routes']],
-                          ['instrument', 'slot', 'version', 'shadow'])
+        lines += _columns(
+            [
+                [
+                    'every instrument' if r['instrument'] == '*' else r['instrument'],
+                    r['slot'],
+                    v(r['version']),
+                    f"{r['shadow_slot']} {v(r['shadow_version'])}" if r['shadow_slot'] else '—',
+                ]
+                for r in s['routes']
+            ],
+            ['instrument', 'slot', 'version', 'shadow'],
+        )
     lines.append('slots:' + ('' if s['slots'] else ' none'))
     if s['slots']:
-        lines += _columns([[k, v(x['version']), x['status'] or '—', x['retain_until'] or '—'] for k, x in s['slots'].items()],
-                          ['slot', 'version', 'status', 'kept until'])
+        lines += _columns(
+            [[k, v(x['version']), x['status'] or '—', x['retain_until'] or '—'] for k, x in s['slots'].items()],
+            ['slot', 'version', 'status', 'kept until'],
+        )
     reps = s['replicas']
     lines.append(f"live replicas: {len(reps)}" + ('' if reps else ' (no gateway is running: `autotrader serve`)'))
     if reps:
-        lines += _columns([[x['replica'], str(x['generation']), 'ready' if x['ready'] else 'NOT READY', ', '.join(map(v, x['loaded'])) or '—']
-                           for x in reps], ['replica', 'generation', 'ready', 'versions loaded'])
+        lines += _columns(
+            [
+                [
+                    x['replica'],
+                    str(x['generation']),
+                    'ready' if x['ready'] else 'NOT READY',
+                    ', '.join(map(v, x['loaded'])) or '—',
+                ]
+                for x in reps
+            ],
+            ['replica', 'generation', 'ready', 'versions loaded'],
+        )
     return '\n'.join(lines)

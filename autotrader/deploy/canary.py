@@ -5,13 +5,18 @@ instrument and stage against the champion scored in shadow on the same bars, a l
 
 # %% ../../nbs/deploy/63_canary.ipynb #2dc31ce8
 from __future__ import annotations
-import json, math, time, urllib.request, urllib.error
+import json
+import math
+import time
+import urllib.request
+import urllib.error
 from dataclasses import dataclass, field, asdict
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import Settings, load_settings, secret, SettingsError
-from .state import DeploymentState, StateError, TERMINAL, iso, default_actor, live_age
+from .state import DeploymentState, StateError, iso, default_actor, live_age
 from fastcore.basics import patch
-from .bluegreen import traffic, paired_sharpe, sharpe_args, move_champion, _resolve_version
+from .bluegreen import traffic, paired_sharpe, sharpe_args, _resolve_version
 
 # %% auto #0
 __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 'CanaryMetricsCollector', 'CanaryRollout',
@@ -21,28 +26,37 @@ __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 
 @dataclass
 class RolloutStage:
     "One stage: name, share of the instruments, duration (seconds of clock time) and how its new instruments are chosen."
+
     name: str
     fraction: float
     duration_seconds: float
-    selector: str = 'volume'          # 'canary' (high volume, low risk) for the first stage, else by volume percentile
+    selector: str = 'volume'  # 'canary' (high volume, low risk) for the first stage, else by volume percentile
+
 
 def _f(v) -> str:
     "A figure for a reason: 4 significant digits, n/a when missing."
     return 'n/a' if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
+
 
 def parse_stages(spec) -> list[RolloutStage]:
     "`['canary=0.05:60', 'low=0.25:30', …]` → stages (minutes → seconds); errors name the bad entry."
     out = []
     for i, item in enumerate(spec):
         try:
-            name, rest = item.split('=', 1); frac, minutes = rest.split(':', 1)
+            name, rest = item.split('=', 1)
+            frac, minutes = rest.split(':', 1)
             s = RolloutStage(name.strip(), float(frac), float(minutes) * 60, 'canary' if i == 0 else 'volume')
-        except ValueError: raise SettingsError(f"[canary] stages: {item!r} is not NAME=FRACTION:MINUTES") from None
-        if not 0 < s.fraction <= 1 or s.duration_seconds < 0: raise SettingsError(f"[canary] stages: {item!r}: fraction in (0, 1], minutes >= 0")
-        if out and s.fraction <= out[-1].fraction: raise SettingsError(f"[canary] stages: fractions must increase ({item!r})")
+        except ValueError:
+            raise SettingsError(f"[canary] stages: {item!r} is not NAME=FRACTION:MINUTES") from None
+        if not 0 < s.fraction <= 1 or s.duration_seconds < 0:
+            raise SettingsError(f"[canary] stages: {item!r}: fraction in (0, 1], minutes >= 0")
+        if out and s.fraction <= out[-1].fraction:
+            raise SettingsError(f"[canary] stages: fractions must increase ({item!r})")
         out.append(s)
-    if not out or out[-1].fraction != 1.0: raise SettingsError("[canary] stages: the last stage must be 1.0 (every instrument)")
+    if not out or out[-1].fraction != 1.0:
+        raise SettingsError("[canary] stages: the last stage must be 1.0 (every instrument)")
     return out
+
 
 def stage_counts(stages: list[RolloutStage], n: int, min_first: int = 2) -> list[int]:
     "Instruments in each stage (see above)."
@@ -56,6 +70,7 @@ def stage_counts(stages: list[RolloutStage], n: int, min_first: int = 2) -> list
 @dataclass
 class InstrumentMetrics:
     "What the analysis found for one instrument in one stage window."
+
     instrument: str
     requests: int = 0
     errors: int = 0
@@ -70,11 +85,20 @@ class InstrumentMetrics:
 # %% ../../nbs/deploy/63_canary.ipynb #cc4fe3c1
 class CanaryMetricsCollector:
     "Per-instrument metrics of a canary window (see above)."
+
     def __init__(self, state: DeploymentState, store, settings: Settings):
         self.state, self.store, self.st = state, store, settings
 
-    def collect(self, version: str, champion: str, instruments: list, start: float, end: float, now: float,
-                with_sharpe: bool = True) -> tuple[dict, dict]:
+    def collect(
+        self,
+        version: str,
+        champion: str,
+        instruments: list,
+        start: float,
+        end: float,
+        now: float,
+        with_sharpe: bool = True,
+    ) -> tuple[dict, dict]:
         "({instrument: InstrumentMetrics}, pooled {requests, errors, n, new, base}) for the window [start, end)."
         out, args = {}, sharpe_args(self.st)
         for i in instruments:
@@ -86,7 +110,11 @@ class CanaryMetricsCollector:
             out[i] = m
         pooled = dict(requests=sum(m.requests for m in out.values()), errors=sum(m.errors for m in out.values()))
         if with_sharpe:
-            pooled.update(paired_sharpe(self.state, self.store, version, champion, start, end, now, instruments=list(instruments), **args))
+            pooled.update(
+                paired_sharpe(
+                    self.state, self.store, version, champion, start, end, now, instruments=list(instruments), **args
+                )
+            )
         return out, pooled
 
 # %% ../../nbs/deploy/63_canary.ipynb #f6b7d06d
@@ -94,23 +122,35 @@ def _cfg(st):
     c = st.canary
     return c, parse_stages(c.stages)
 
+
 class CanaryRollout:
     "Per-instrument canary on the gateway (see above)."
-    def __init__(self, settings=None, state: DeploymentState | None = None, registry=None, actor: str | None = None, log=print):
+
+    def __init__(
+        self, settings=None, state: DeploymentState | None = None, registry=None, actor: str | None = None, log=print
+    ):
         from autotrader.train.registry import ModelRegistry
         from autotrader.features.store import FeatureStore
+
         self.st = settings if isinstance(settings, Settings) else load_settings(settings)
         self.state = state or DeploymentState.from_settings(self.st)
         self.registry = registry or ModelRegistry.from_settings(self.st)
         self.store = FeatureStore(self.st.store.dir, self.st.store.keep_snapshots)
-        self.actor = actor or default_actor(); self.log = log or (lambda *a: None)
+        self.actor = actor or default_actor()
+        self.log = log or (lambda *a: None)
         self.collector = CanaryMetricsCollector(self.state, self.store, self.st)
         self.deployment_id: int | None = None
 
-    def __repr__(self): return f"CanaryRollout(state={self.state!r})"
+    def __repr__(self):
+        return f"CanaryRollout(state={self.state!r})"
+
     @property
-    def clock(self): return self.state.clock()
-    def _say(self, msg): self.log(f"[{iso(self.clock.now())}] {msg}")
+    def clock(self):
+        return self.state.clock()
+
+    def _say(self, msg):
+        self.log(f"[{iso(self.clock.now())}] {msg}")
+
     def deployment(self) -> dict | None:
         return self.state.deployment(self.deployment_id) if self.deployment_id is not None else self.state.deployment()
 
@@ -118,23 +158,37 @@ class CanaryRollout:
 @patch
 def universe(self: CanaryRollout) -> list[str]:
     from autotrader.schema import parse_instruments
+
     return [i.symbol for i in parse_instruments(self.st.instruments.symbols, self.st.instruments.default_calendar)]
+
 
 @patch
 def instrument_profile(self: CanaryRollout) -> pd.DataFrame:
     "Traded value per bar and volatility of each instrument over `[canary] volume_days` of stored bars."
     now = pd.Timestamp(self.clock.now(), unit='s', tz='UTC')
-    b = self.store.read('bars', self.universe(), now - pd.Timedelta(days=self.st.canary.volume_days), now,
-                        columns=['instrument', 'timestamp', 'close', 'volume'])
+    b = self.store.read(
+        'bars',
+        self.universe(),
+        now - pd.Timedelta(days=self.st.canary.volume_days),
+        now,
+        columns=['instrument', 'timestamp', 'close', 'volume'],
+    )
     rows = []
     for i in self.universe():
         g = b[b.instrument == i].sort_values('timestamp')
         r = np.log(g.close).diff()
-        rows.append(dict(instrument=i, value=float((g.close * g.volume).mean()) if len(g) else 0.0,
-                         volatility=float(r.std()) if len(g) > 2 else float('inf'), bars=len(g)))
+        rows.append(
+            dict(
+                instrument=i,
+                value=float((g.close * g.volume).mean()) if len(g) else 0.0,
+                volatility=float(r.std()) if len(g) > 2 else float('inf'),
+                bars=len(g),
+            )
+        )
     p = pd.DataFrame(rows).set_index('instrument')
     p['volume_pct'] = p['value'].rank(pct=True, method='average')
     return p
+
 
 @patch
 def select_canary_instruments(self: CanaryRollout, count: int = 2) -> list[str]:
@@ -143,68 +197,100 @@ def select_canary_instruments(self: CanaryRollout, count: int = 2) -> list[str]:
     top = p.sort_values('value', ascending=False).head(max(count, math.ceil(len(p) / 2)))
     return list(top.sort_values(['volatility', 'value'], ascending=[True, False]).head(count).index)
 
+
 @patch
 def select_instruments_by_volume(self: CanaryRollout, percentile: float = 0.25) -> list[str]:
     "Instruments whose traded-value percentile is at most `percentile`, lowest volume first."
     p = self.instrument_profile()
     return list(p[p.volume_pct <= percentile + 1e-9].sort_values('value').index)
 
+
 @patch
 def plan(self: CanaryRollout) -> list[dict]:
     "The instruments of every stage (cumulative), from the stages in settings."
-    c, stages = _cfg(self.st); uni = self.universe()
+    c, stages = _cfg(self.st)
+    uni = self.universe()
     counts = stage_counts(stages, len(uni), c.min_instruments)
-    p = self.instrument_profile(); by_volume = list(p.sort_values('value').index)
+    p = self.instrument_profile()
+    by_volume = list(p.sort_values('value').index)
     cur, out = [], []
     for s, n in zip(stages, counts):
-        if not cur: cur = self.select_canary_instruments(n)
+        if not cur:
+            cur = self.select_canary_instruments(n)
         else:
             for i in self.select_instruments_by_volume(s.fraction) + by_volume:
-                if len(cur) >= n: break
-                if i not in cur: cur = cur + [i]
+                if len(cur) >= n:
+                    break
+                if i not in cur:
+                    cur = cur + [i]
         out.append(dict(stage=s.name, fraction=s.fraction, duration_seconds=s.duration_seconds, instruments=list(cur)))
     return out
 
 # %% ../../nbs/deploy/63_canary.ipynb #0a848a5f
 @patch
 def _champion(self: CanaryRollout) -> str:
-    r = self.state.routing(); b = r.slots.get('blue')
-    if not b or b['status'] != 'live': raise StateError("a canary needs a live champion in slot blue: deploy the first version with blue/green")
+    r = self.state.routing()
+    b = r.slots.get('blue')
+    if not b or b['status'] != 'live':
+        raise StateError("a canary needs a live champion in slot blue: deploy the first version with blue/green")
     return b['version']
+
 
 @patch
 def deploy_to_instruments(self: CanaryRollout, model_version, instruments: list, reason: str | None = None):
     "Route `instruments` to the new version (slot canary; the champion scored in shadow); loads it first when needed."
-    v = _resolve_version(self.registry, model_version); d = self.deployment()
+    v = _resolve_version(self.registry, model_version)
+    d = self.deployment()
     r = self.state.routing()
     if (r.slots.get('canary') or {}).get('version') != v:
-        g = self.state.apply_routing({'canary': {'version': v, 'status': 'loading'}}, action='canary.load', actor=self.actor,
-                                     deployment_id=d and d['id'], reason=f"load v{v} into slot canary").generation
+        g = self.state.apply_routing(
+            {'canary': {'version': v, 'status': 'loading'}},
+            action='canary.load',
+            actor=self.actor,
+            deployment_id=d and d['id'],
+            reason=f"load v{v} into slot canary",
+        ).generation
         ok, why, _ = self._wait_loaded(v, g)
-        if not ok: raise StateError(f"v{v} did not load on every replica: {why}")
-    uni = set(self.universe()); bad = [i for i in instruments if i not in uni]
-    if bad: raise StateError(f"unknown instrument(s) {bad}; the universe ([instruments] symbols): {sorted(uni)}")
+        if not ok:
+            raise StateError(f"v{v} did not load on every replica: {why}")
+    uni = set(self.universe())
+    bad = [i for i in instruments if i not in uni]
+    if bad:
+        raise StateError(f"unknown instrument(s) {bad}; the universe ([instruments] symbols): {sorted(uni)}")
     routes = {i: {'slot': 'canary', 'shadow_slot': 'blue'} for i in instruments}
-    if set(instruments) >= uni: routes['*'] = {'slot': 'canary', 'shadow_slot': 'blue'}
-    self.state.apply_routing({'canary': {'version': v, 'status': 'live'}}, routes, action='canary.route', actor=self.actor,
-                             deployment_id=d and d['id'], reason=reason or f"v{v} serves {', '.join(instruments)}")
+    if set(instruments) >= uni:
+        routes['*'] = {'slot': 'canary', 'shadow_slot': 'blue'}
+    self.state.apply_routing(
+        {'canary': {'version': v, 'status': 'live'}},
+        routes,
+        action='canary.route',
+        actor=self.actor,
+        deployment_id=d and d['id'],
+        reason=reason or f"v{v} serves {', '.join(instruments)}",
+    )
     self._say(f"v{v} serves {len(instruments)} instrument(s): {', '.join(instruments)}")
+
 
 @patch
 def _wait_loaded(self: CanaryRollout, v: str, generation: int = 0) -> tuple[bool, str, list]:
     "`DeploymentState.wait_warm` with the `[deploy]` heartbeat and ready time-out."
     return self.state.wait_warm(v, generation, timeout=self.st.deploy.ready_timeout, max_age=live_age(self.st))
 
+
 @patch
 def rollback(self: CanaryRollout, instruments: list | None = None, reason: str = 'canary rollback') -> list:
     "Route `instruments` (default: every instrument on the new version) back to the champion."
-    r = self.state.routing(); d = self.deployment()
+    r = self.state.routing()
+    d = self.deployment()
     on = [i for i, x in r.routes.items() if x['slot'] == 'canary']
     instruments = on if instruments is None else [i for i in instruments if i in on]
     routes = {i: None for i in instruments}
     slots = {'canary': None} if set(instruments) >= set(on) else {}
-    if '*' not in r.routes or '*' in instruments: routes['*'] = {'slot': 'blue', 'shadow_slot': None}
-    self.state.apply_routing(slots, routes, action='canary.rollback', actor=self.actor, deployment_id=d and d['id'], reason=reason)
+    if '*' not in r.routes or '*' in instruments:
+        routes['*'] = {'slot': 'blue', 'shadow_slot': None}
+    self.state.apply_routing(
+        slots, routes, action='canary.rollback', actor=self.actor, deployment_id=d and d['id'], reason=reason
+    )
     self._say(f"rolled back {', '.join(i for i in instruments if i != '*') or 'nothing'}: {reason}")
     return instruments
 
@@ -212,16 +298,24 @@ def rollback(self: CanaryRollout, instruments: list | None = None, reason: str =
 @patch
 def monitor_canary(self: CanaryRollout, duration_seconds: float = 3600, final: bool = True) -> dict:
     "Watch the instruments on the new version for `duration_seconds` of clock time; analyse (see below)."
-    d = self.deployment(); t0 = self.clock.now()
-    if d is None:                                   # the API used directly, without the controller
+    d = self.deployment()
+    t0 = self.clock.now()
+    if d is None:  # the API used directly, without the controller
         r = self.state.routing()
-        if 'canary' not in r.slots: raise StateError('nothing to monitor: deploy_to_instruments() first')
+        if 'canary' not in r.slots:
+            raise StateError('nothing to monitor: deploy_to_instruments() first')
         d = dict(version=r.slots['canary']['version'], baseline_version=self._champion(), stage=0, id=None)
-    if duration_seconds > 0: self.clock.sleep(duration_seconds)
-    return self.analyze(d['version'], d['baseline_version'], t0, self.clock.now(), final=final, stage=d['stage'], deployment_id=d['id'])
+    if duration_seconds > 0:
+        self.clock.sleep(duration_seconds)
+    return self.analyze(
+        d['version'], d['baseline_version'], t0, self.clock.now(), final=final, stage=d['stage'], deployment_id=d['id']
+    )
+
 
 @patch
-def analyze(self: CanaryRollout, version, champion, start, now, final: bool, stage: int = 0, deployment_id: int | None = None) -> dict:
+def analyze(
+    self: CanaryRollout, version, champion, start, now, final: bool, stage: int = 0, deployment_id: int | None = None
+) -> dict:
     "Per-instrument and pooled checks of the window [start, now); results stored; {'healthy', 'verdict', 'instruments', 'reasons'}."
     c, dp = self.st.canary, self.st.deploy
     r = self.state.routing()
@@ -229,60 +323,124 @@ def analyze(self: CanaryRollout, version, champion, start, now, final: bool, sta
     per, pooled = self.collector.collect(version, champion, inst, start, now, now, with_sharpe=final)
     results, reasons = [], []
     for i, m in per.items():
-        for check, v, thr in (('error_rate', m.error_rate, c.max_error_rate), ('p99_latency_ms', m.p99_ms, c.max_p99_ms)):
+        for check, v, thr in (
+            ('error_rate', m.error_rate, c.max_error_rate),
+            ('p99_latency_ms', m.p99_ms, c.max_p99_ms),
+        ):
             enough = m.requests >= max(1, dp.min_requests // max(1, len(per)))
             verdict = 'inconclusive' if not enough or not math.isfinite(v) else ('fail' if v > thr else 'pass')
-            if verdict == 'fail': m.healthy = False; m.reasons.append(f"{check} {_f(v)} > {_f(thr)}")
-            results.append(dict(instrument=i, check=check, verdict=verdict, value=v, threshold=thr,
-                                detail=dict(requests=m.requests, errors=m.errors)))
+            if verdict == 'fail':
+                m.healthy = False
+                m.reasons.append(f"{check} {_f(v)} > {_f(thr)}")
+            results.append(
+                dict(
+                    instrument=i,
+                    check=check,
+                    verdict=verdict,
+                    value=v,
+                    threshold=thr,
+                    detail=dict(requests=m.requests, errors=m.errors),
+                )
+            )
         if final:
-            results.append(dict(instrument=i, check='sharpe', verdict='info', value=m.sharpe_new, threshold=m.sharpe_champion,
-                                detail=dict(n=m.signals, champion=m.sharpe_champion)))
+            results.append(
+                dict(
+                    instrument=i,
+                    check='sharpe',
+                    verdict='info',
+                    value=m.sharpe_new,
+                    threshold=m.sharpe_champion,
+                    detail=dict(n=m.signals, champion=m.sharpe_champion),
+                )
+            )
     if final:
         base, new, n = pooled.get('base', float('nan')), pooled.get('new', float('nan')), pooled.get('n', 0)
         thr = base - c.max_sharpe_drop * abs(base) if math.isfinite(base) else float('nan')
-        v = 'inconclusive' if n < dp.min_signals or not (math.isfinite(new) and math.isfinite(base)) else ('fail' if new < thr else 'pass')
-        results.append(dict(instrument='*', check='sharpe', verdict=v, value=new, threshold=thr,
-                            detail=dict(n=n, champion=base, new_hit_rate=pooled.get('new_hit_rate'), champion_hit_rate=pooled.get('base_hit_rate'))))
-        if v == 'fail': reasons.append(f"sharpe {_f(new)} < {_f(thr)} (champion {_f(base)} on the same {n} bars)")
-        if v == 'inconclusive': reasons.append(f"sharpe inconclusive ({n} paired outcomes < min_signals {dp.min_signals})")
-        if pooled['requests'] < dp.min_requests: reasons.append(f"no traffic: {pooled['requests']} requests < min_requests {dp.min_requests}")
-    for rr in results: rr.update(clock_at=now, window_start=start, window_end=now)
-    if deployment_id is not None: self.state.add_analysis(deployment_id, stage, results)
+        v = (
+            'inconclusive'
+            if n < dp.min_signals or not (math.isfinite(new) and math.isfinite(base))
+            else ('fail' if new < thr else 'pass')
+        )
+        results.append(
+            dict(
+                instrument='*',
+                check='sharpe',
+                verdict=v,
+                value=new,
+                threshold=thr,
+                detail=dict(
+                    n=n,
+                    champion=base,
+                    new_hit_rate=pooled.get('new_hit_rate'),
+                    champion_hit_rate=pooled.get('base_hit_rate'),
+                ),
+            )
+        )
+        if v == 'fail':
+            reasons.append(f"sharpe {_f(new)} < {_f(thr)} (champion {_f(base)} on the same {n} bars)")
+        if v == 'inconclusive':
+            reasons.append(f"sharpe inconclusive ({n} paired outcomes < min_signals {dp.min_signals})")
+        if pooled['requests'] < dp.min_requests:
+            reasons.append(f"no traffic: {pooled['requests']} requests < min_requests {dp.min_requests}")
+    for rr in results:
+        rr.update(clock_at=now, window_start=start, window_end=now)
+    if deployment_id is not None:
+        self.state.add_analysis(deployment_id, stage, results)
     reasons = [f"{i}: {'; '.join(m.reasons)}" for i, m in per.items() if m.reasons] + reasons
     fail = any(rr['verdict'] == 'fail' for rr in results)
-    inconclusive = final and not fail and (any(rr['verdict'] == 'inconclusive' and rr['instrument'] == '*' for rr in results)
-                                           or pooled['requests'] < dp.min_requests)
+    inconclusive = (
+        final
+        and not fail
+        and (
+            any(rr['verdict'] == 'inconclusive' and rr['instrument'] == '*' for rr in results)
+            or pooled['requests'] < dp.min_requests
+        )
+    )
     verdict = 'fail' if fail else 'inconclusive' if inconclusive else 'pass' if final else 'running'
-    return dict(healthy=verdict == 'pass', verdict=verdict, reasons=reasons, at=now,
-                instruments={i: asdict(m) for i, m in per.items()}, pooled=pooled, results=results)
+    return dict(
+        healthy=verdict == 'pass',
+        verdict=verdict,
+        reasons=reasons,
+        at=now,
+        instruments={i: asdict(m) for i, m in per.items()},
+        pooled=pooled,
+        results=results,
+    )
 
 # %% ../../nbs/deploy/63_canary.ipynb #f3047b7e
 def _latencies(handles: list, rows: pd.DataFrame, n: int) -> list[list[float]]:
     "Single-row prediction latencies (ms) of each handle, taking turns on the same `n` rows."
-    import time
+
     out = [[] for _ in handles]
     for i in np.linspace(0, len(rows) - 1, n).astype(int):
         for k, h in enumerate(handles):
             X = rows[h.features].iloc[[i]]
-            t = time.perf_counter(); h.prob_up(X); out[k].append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            h.prob_up(X)
+            out[k].append((time.perf_counter() - t) * 1e3)
     return out
+
 
 def smoke_check(registry, store, version: str, settings: Settings, baseline: str | None = None, n: int = 40) -> dict:
     "The smoke tests above, in this process: {'passed', 'reason', 'p50_ms', 'p99_ms', 'baseline_p99_ms', 'limit_ms', 'features'}."
     from autotrader.deploy.gateway import load_version, warm_up, FeatureCache, GatewayError
+
     try:
         h = load_version(registry, version)
-        cache = FeatureCache(store, h.dataset, settings.deploy.feature_cache_days); cache.refresh()
+        cache = FeatureCache(store, h.dataset, settings.deploy.feature_cache_days)
+        cache.refresh()
         missing = sorted(set(h.features) - set(cache.columns))
-        if missing: return dict(passed=False, reason=f"signature features not in {h.dataset}: {missing}")
+        if missing:
+            return dict(passed=False, reason=f"signature features not in {h.dataset}: {missing}")
         rows = cache.recent(200)
         warm_up(h, rows, 5)
         hb = None
         if baseline is not None and str(baseline) != str(version):
             hb = load_version(registry, baseline)
-            if set(hb.features) <= set(rows.columns): warm_up(hb, rows, 5)
-            else: hb = None
+            if set(hb.features) <= set(rows.columns):
+                warm_up(hb, rows, 5)
+            else:
+                hb = None
         lat = _latencies([h] + ([hb] if hb else []), rows, n)
     except (GatewayError, Exception) as e:
         return dict(passed=False, reason=f"{type(e).__name__}: {e}")
@@ -290,73 +448,125 @@ def smoke_check(registry, store, version: str, settings: Settings, baseline: str
     b99 = float(np.percentile(lat[1], 99)) if hb else None
     limit = max(settings.canary.smoke_latency_ms, 2 * b99) if b99 is not None else settings.canary.smoke_latency_ms
     ok = p99 <= limit
-    why = (f"single-request p99 {p99:.1f} ms > {limit:.1f} ms ([canary] smoke_latency_ms {settings.canary.smoke_latency_ms:g}"
-           + (f"; champion v{baseline} p99 {b99:.1f} ms in the same loop" if b99 is not None else '') + ')')
-    return dict(passed=ok, reason='ok' if ok else why, features=len(h.features), dataset=h.dataset, n=n,
-                p50_ms=p50, p99_ms=p99, baseline_p99_ms=b99, limit_ms=limit)
+    why = (
+        f"single-request p99 {p99:.1f} ms > {limit:.1f} ms ([canary] smoke_latency_ms {settings.canary.smoke_latency_ms:g}"
+        + (f"; champion v{baseline} p99 {b99:.1f} ms in the same loop" if b99 is not None else '')
+        + ')'
+    )
+    return dict(
+        passed=ok,
+        reason='ok' if ok else why,
+        features=len(h.features),
+        dataset=h.dataset,
+        n=n,
+        p50_ms=p50,
+        p99_ms=p99,
+        baseline_p99_ms=b99,
+        limit_ms=limit,
+    )
 
-def integration_check(state: DeploymentState, store, settings: Settings, slot: str, instruments: list, bars: int) -> dict:
+
+def integration_check(
+    state: DeploymentState, store, settings: Settings, slot: str, instruments: list, bars: int
+) -> dict:
     "Replay the last `bars` stored bars of each instrument through a live replica's slot `slot` (see above)."
     from autotrader.features.store import bar_close
+
     reps = state.replicas(max_age=live_age(settings))
     reps = reps[reps.url.notna()]
-    if not len(reps): return dict(passed=False, reason='no live gateway replica with a URL to replay bars through', total=0)
-    try: token = secret('admin_token')
-    except SettingsError as e: return dict(passed=False, reason=str(e), total=0)
-    url = reps.url.iloc[0]; now = pd.Timestamp(state.clock().now(), unit='s', tz='UTC')
-    b = store.read('bars', instruments, now - pd.Timedelta(days=30), now, columns=['instrument', 'timestamp', 'timeframe'])
+    if not len(reps):
+        return dict(passed=False, reason='no live gateway replica with a URL to replay bars through', total=0)
+    try:
+        token = secret('admin_token')
+    except SettingsError as e:
+        return dict(passed=False, reason=str(e), total=0)
+    url = reps.url.iloc[0]
+    now = pd.Timestamp(state.clock().now(), unit='s', tz='UTC')
+    b = store.read(
+        'bars', instruments, now - pd.Timedelta(days=30), now, columns=['instrument', 'timestamp', 'timeframe']
+    )
     b = b[(bar_close(b) <= now).to_numpy()]
-    ok = total = 0; errors = []
+    ok = total = 0
+    errors = []
     for i, g in b.groupby('instrument'):
         for t in bar_close(g.tail(bars)):
             total += 1
-            req = urllib.request.Request(f"{url}/v1/slots/{slot}/signal/{i}?as_of={t.timestamp()}", headers={'Authorization': f'Bearer {token}'})
+            req = urllib.request.Request(
+                f"{url}/v1/slots/{slot}/signal/{i}?as_of={t.timestamp()}", headers={'Authorization': f'Bearer {token}'}
+            )
             try:
-                with urllib.request.urlopen(req, timeout=10) as r: j = json.loads(r.read())
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    j = json.loads(r.read())
                 p = j.get('probability')
-                if isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p <= 1: ok += 1
-                else: errors.append(f"{i}@{t}: {j}")
+                if isinstance(p, (int, float)) and math.isfinite(p) and 0 <= p <= 1:
+                    ok += 1
+                else:
+                    errors.append(f"{i}@{t}: {j}")
             except (urllib.error.URLError, OSError, ValueError) as e:
                 body = e.read().decode()[:200] if isinstance(e, urllib.error.HTTPError) else str(e)
                 errors.append(f"{i}@{t.isoformat()}: {body}")
     rate = ok / total if total else 0.0
     passed = total > 0 and rate >= settings.canary.min_pass_rate
-    return dict(passed=passed, total=total, ok=ok, pass_rate=rate, replica=url, errors=errors[:5],
-                reason='ok' if passed else f"pass rate {rate:.1%} < {settings.canary.min_pass_rate:.0%} over {total} replayed bars" + (f"; e.g. {errors[0]}" if errors else ''))
+    return dict(
+        passed=passed,
+        total=total,
+        ok=ok,
+        pass_rate=rate,
+        replica=url,
+        errors=errors[:5],
+        reason='ok'
+        if passed
+        else f"pass rate {rate:.1%} < {settings.canary.min_pass_rate:.0%} over {total} replayed bars"
+        + (f"; e.g. {errors[0]}" if errors else ''),
+    )
 
 # %% ../../nbs/deploy/63_canary.ipynb #ed548ecf
 @patch
 def controller(self: CanaryRollout, clock=None):
     "The rollout controller (strategy canary) on this rollout's state, registry and actor."
     from autotrader.deploy.controller import RolloutController
-    return RolloutController('canary', self.st, state=self.state, registry=self.registry, clock=clock, actor=self.actor, log=self.log)
+
+    return RolloutController(
+        'canary', self.st, state=self.state, registry=self.registry, clock=clock, actor=self.actor, log=self.log
+    )
+
 
 @patch
-def run(self: CanaryRollout, model_version=None, tick=None, poll: float | None = None, force: bool = False) -> dict | None:
+def run(
+    self: CanaryRollout, model_version=None, tick=None, poll: float | None = None, force: bool = False
+) -> dict | None:
     "Start (when `model_version` is given) and step until the deployment ends; without a version, resume the active canary."
     ctl = self.controller()
     if model_version is None:
         d = self.state.deployment()
-        if d is None or d['kind'] != 'canary': return d
+        if d is None or d['kind'] != 'canary':
+            return d
         ctl.deployment_id = d['id']
     d = ctl.run(model_version, tick=tick, poll=poll, force=force)
     self.deployment_id = ctl.deployment_id
     return d
 
+
 @patch
 def step(self: CanaryRollout) -> dict | None:
     "One level-triggered pass of the controller."
-    ctl = self.controller(); ctl.deployment_id = self.deployment_id
-    d = ctl.step(); self.deployment_id = ctl.deployment_id
+    ctl = self.controller()
+    ctl.deployment_id = self.deployment_id
+    d = ctl.step()
+    self.deployment_id = ctl.deployment_id
     return d
 
+
 @patch
-def resume(self: CanaryRollout) -> dict | None: return self.run(None)
+def resume(self: CanaryRollout) -> dict | None:
+    return self.run(None)
+
 
 @patch
 def abort(self: CanaryRollout, reason: str = 'aborted by the operator') -> dict:
     "Stop the active canary: every instrument back to the champion (status aborted)."
     return self.controller().abort(reason)
+
 
 @patch
 def promote(self: CanaryRollout, reason: str = 'promoted by the operator') -> dict:

@@ -6,8 +6,10 @@ resumes from the state alone. Time comes from an injected clock — wall, replay
 
 # %% ../../nbs/deploy/65_controller.ipynb #f752d95a
 from __future__ import annotations
-import math, os, socket, time, uuid
-from dataclasses import dataclass
+import os
+import socket
+import time
+import uuid
 from ..config import Settings, load_settings
 from fastcore.basics import patch
 from .state import DeploymentState, StateError, TERMINAL, iso, default_actor, live_age
@@ -20,16 +22,30 @@ __all__ = ['STRATEGIES', 'LEASE_SECONDS', 'ACTIONS', 'Strategy', 'BlueGreenStrat
 # %% ../../nbs/deploy/65_controller.ipynb #bb0db58a
 class Strategy:
     "What a rollout strategy decides (see above); subclasses: `BlueGreenStrategy`, `CanaryStrategy`."
+
     kind, slot = None, None
-    def plan(self, ctl: 'RolloutController', version: str, baseline: str | None) -> list[dict]: raise NotImplementedError
-    def before_load(self, ctl, d) -> tuple[bool, str]: return True, 'no checks before loading'
-    def after_load(self, ctl, d) -> tuple[bool, str]: return True, 'no checks after loading'
-    def routes(self, ctl, d, k: int) -> dict: raise NotImplementedError
-    def analyze(self, ctl, d, start: float, now: float, final: bool) -> dict: raise NotImplementedError
+
+    def plan(self, ctl: 'RolloutController', version: str, baseline: str | None) -> list[dict]:
+        raise NotImplementedError
+
+    def before_load(self, ctl, d) -> tuple[bool, str]:
+        return True, 'no checks before loading'
+
+    def after_load(self, ctl, d) -> tuple[bool, str]:
+        return True, 'no checks after loading'
+
+    def routes(self, ctl, d, k: int) -> dict:
+        raise NotImplementedError
+
+    def analyze(self, ctl, d, start: float, now: float, final: bool) -> dict:
+        raise NotImplementedError
+
 
 class BlueGreenStrategy(Strategy):
     "Blue/green: one stage of every instrument in slot green, judged against blue's baseline."
+
     kind, slot = 'bluegreen', 'green'
+
     def plan(self, ctl, version, baseline):
         return [dict(stage='watch', fraction=1.0, duration_seconds=ctl.st.deploy.watch_minutes * 60, instruments=['*'])]
 
@@ -40,7 +56,16 @@ class BlueGreenStrategy(Strategy):
         return routes or {'*': {'slot': 'green', 'shadow_slot': None}}
 
     def analyze(self, ctl, d, start, now, final):
-        from autotrader.deploy.bluegreen import traffic, judge_traffic, judge_sharpe, Thresholds, paired_sharpe, single_sharpe, sharpe_args
+        from autotrader.deploy.bluegreen import (
+            traffic,
+            judge_traffic,
+            judge_sharpe,
+            Thresholds,
+            paired_sharpe,
+            single_sharpe,
+            sharpe_args,
+        )
+
         th, dp = Thresholds.from_settings(ctl.st), ctl.st.deploy
         new = traffic(ctl.state, d['version'], start, now)
         base = None
@@ -48,91 +73,162 @@ class BlueGreenStrategy(Strategy):
             b0, b1 = d['detail'].get('baseline', [start - dp.baseline_minutes * 60, start])
             base = traffic(ctl.state, d['baseline_version'], b0, b1)
         results = judge_traffic(new, base, th)
-        if d['baseline_version']: results.append(_pnl_check(ctl, d, start, now))
+        if d['baseline_version']:
+            results.append(_pnl_check(ctl, d, start, now))
         if final:
             args = sharpe_args(ctl.st)
-            s = paired_sharpe(ctl.state, ctl.store, d['version'], d['baseline_version'], start, now, now, **args) \
-                if d['baseline_version'] else single_sharpe(ctl.state, ctl.store, d['version'], start, now, now, **args)
+            s = (
+                paired_sharpe(ctl.state, ctl.store, d['version'], d['baseline_version'], start, now, now, **args)
+                if d['baseline_version']
+                else single_sharpe(ctl.state, ctl.store, d['version'], start, now, now, **args)
+            )
             sh = judge_sharpe(s, th)
-            if d['baseline_version']: sh['verdict'] = 'info'          # the P&L check decides; the Sharpe ratios are shown
+            if d['baseline_version']:
+                sh['verdict'] = 'info'  # the P&L check decides; the Sharpe ratios are shown
             results.append(sh)
-        for r in results: r.update(instrument='*')
+        for r in results:
+            r.update(instrument='*')
         return _verdict(results, final)
 
 # %% ../../nbs/deploy/65_controller.ipynb #b706b7cc
 def _reason(r: dict) -> str:
     d = r.get('detail') or {}
     if r['verdict'] == 'inconclusive':
-        why = (f"{d.get('n', 0)} paired outcomes < min_signals" if r['check'] == 'sharpe' else
-               f"{d.get('n', 0)} paired bars, mean difference {_f(d.get('mean'))} in [{_f(d.get('low'))}, {_f(d.get('high'))}], "
-               f"not yet above −{_f(d.get('delta'))} nor below 0" if r['check'] == 'pnl' else f"{d.get('requests', 0)} requests < min_requests")
+        why = (
+            f"{d.get('n', 0)} paired outcomes < min_signals"
+            if r['check'] == 'sharpe'
+            else f"{d.get('n', 0)} paired bars, mean difference {_f(d.get('mean'))} in [{_f(d.get('low'))}, {_f(d.get('high'))}], "
+            f"not yet above −{_f(d.get('delta'))} nor below 0"
+            if r['check'] == 'pnl'
+            else f"{d.get('requests', 0)} requests < min_requests"
+        )
         return f"{r['check']} inconclusive ({why})"
     if r['check'] == 'pnl':
-        return (f"P&L worse than the champion on the same {d.get('n')} bars: mean difference {_f(d.get('mean'))} per bar, "
-                f"always-valid {1 - d.get('alpha', 0.05):.0%} interval [{_f(d.get('low'))}, {_f(d.get('high'))}] below 0")
+        return (
+            f"P&L worse than the champion on the same {d.get('n')} bars: mean difference {_f(d.get('mean'))} per bar, "
+            f"always-valid {1 - d.get('alpha', 0.05):.0%} interval [{_f(d.get('low'))}, {_f(d.get('high'))}] below 0"
+        )
     if r['check'] == 'sharpe':
         return f"sharpe {_f(r['value'])} < {_f(r['threshold'])} (base {_f(d.get('base', d.get('champion')))}, n={d.get('n')})"
     return f"{r['check']} {_f(r['value'])} > {_f(r['threshold'])}"
+
 
 def _pnl_check(ctl, d: dict, start: float, now: float, instruments=None) -> dict:
     "The sequential P&L check (`deploy.sequential`) of the new version against the baseline on the same bars so far."
     from autotrader.deploy.bluegreen import sharpe_args
     from autotrader.deploy.sequential import paired_pnl, judge_pnl
-    p = paired_pnl(ctl.state, ctl.store, d['version'], d['baseline_version'], start, now, now,
-                   sharpe_args(ctl.st)['cost_bps'], instruments)
+
+    p = paired_pnl(
+        ctl.state,
+        ctl.store,
+        d['version'],
+        d['baseline_version'],
+        start,
+        now,
+        now,
+        sharpe_args(ctl.st)['cost_bps'],
+        instruments,
+    )
     return judge_pnl(p, ctl.st.canary.max_sharpe_drop, ctl.st.deploy.pnl_alpha, ctl.st.deploy.min_signals)
+
 
 def _verdict(results: list[dict], final: bool, extra: list | None = None) -> dict:
     "{'verdict': fail | running | inconclusive | pass, 'results', 'reasons'} of a window's check results."
     fails = [r for r in results if r['verdict'] == 'fail']
     inc = [r for r in results if r['verdict'] == 'inconclusive']
-    if fails: return dict(verdict='fail', results=results, reasons=[_reason(r) for r in fails])
-    if not final: return dict(verdict='running', results=results, reasons=[])
-    if inc or extra: return dict(verdict='inconclusive', results=results, reasons=[_reason(r) for r in inc] + list(extra or []))
+    if fails:
+        return dict(verdict='fail', results=results, reasons=[_reason(r) for r in fails])
+    if not final:
+        return dict(verdict='running', results=results, reasons=[])
+    if inc or extra:
+        return dict(verdict='inconclusive', results=results, reasons=[_reason(r) for r in inc] + list(extra or []))
     return dict(verdict='pass', results=results, reasons=[])
 
 # %% ../../nbs/deploy/65_controller.ipynb #f7c9a6be
 class CanaryStrategy(Strategy):
     "Canary: stages of instruments in slot canary, judged per instrument and pooled against the champion in shadow."
+
     kind, slot = 'canary', 'canary'
-    def __init__(self): self._api = None
+
+    def __init__(self):
+        self._api = None
+
     def api(self, ctl):
         from autotrader.deploy.canary import CanaryRollout
+
         if self._api is None:
-            self._api = CanaryRollout(settings=ctl.st, state=ctl.state, registry=ctl.registry, actor=ctl.actor, log=ctl.log)
+            self._api = CanaryRollout(
+                settings=ctl.st, state=ctl.state, registry=ctl.registry, actor=ctl.actor, log=ctl.log
+            )
         return self._api
 
     def plan(self, ctl, version, baseline):
-        if baseline is None: raise StateError("a canary needs a live champion in slot blue: deploy the first version with blue/green")
+        if baseline is None:
+            raise StateError("a canary needs a live champion in slot blue: deploy the first version with blue/green")
         return self.api(ctl).plan()
 
     def before_load(self, ctl, d):
         from autotrader.deploy.canary import smoke_check
+
         sm = smoke_check(ctl.registry, ctl.store, d['version'], ctl.st, baseline=d['baseline_version'])
-        ctl.state.add_analysis(d['id'], -1, [dict(instrument='*', check='smoke', verdict='pass' if sm['passed'] else 'fail',
-                                                  value=sm.get('p99_ms'), threshold=sm.get('limit_ms', ctl.st.canary.smoke_latency_ms), detail=sm,
-                                                  clock_at=ctl.clock.now())])
-        return sm['passed'], (f"smoke test passed (p99 {sm['p99_ms']:.1f} ms)" if sm['passed'] else f"smoke test failed: {sm['reason']}")
+        ctl.state.add_analysis(
+            d['id'],
+            -1,
+            [
+                dict(
+                    instrument='*',
+                    check='smoke',
+                    verdict='pass' if sm['passed'] else 'fail',
+                    value=sm.get('p99_ms'),
+                    threshold=sm.get('limit_ms', ctl.st.canary.smoke_latency_ms),
+                    detail=sm,
+                    clock_at=ctl.clock.now(),
+                )
+            ],
+        )
+        return sm['passed'], (
+            f"smoke test passed (p99 {sm['p99_ms']:.1f} ms)" if sm['passed'] else f"smoke test failed: {sm['reason']}"
+        )
 
     def after_load(self, ctl, d):
         from autotrader.deploy.canary import integration_check
-        it = integration_check(ctl.state, ctl.store, ctl.st, 'canary', self.api(ctl).universe(), ctl.st.canary.integration_bars)
-        ctl.state.add_analysis(d['id'], -1, [dict(instrument='*', check='integration', verdict='pass' if it['passed'] else 'fail',
-                                                  value=it.get('pass_rate'), threshold=ctl.st.canary.min_pass_rate, detail=it,
-                                                  clock_at=ctl.clock.now())])
-        return it['passed'], (f"integration check passed: {it['ok']}/{it['total']} replayed bars" if it['passed']
-                              else f"integration check failed: {it['reason']}")
+
+        it = integration_check(
+            ctl.state, ctl.store, ctl.st, 'canary', self.api(ctl).universe(), ctl.st.canary.integration_bars
+        )
+        ctl.state.add_analysis(
+            d['id'],
+            -1,
+            [
+                dict(
+                    instrument='*',
+                    check='integration',
+                    verdict='pass' if it['passed'] else 'fail',
+                    value=it.get('pass_rate'),
+                    threshold=ctl.st.canary.min_pass_rate,
+                    detail=it,
+                    clock_at=ctl.clock.now(),
+                )
+            ],
+        )
+        return it['passed'], (
+            f"integration check passed: {it['ok']}/{it['total']} replayed bars"
+            if it['passed']
+            else f"integration check failed: {it['reason']}"
+        )
 
     def routes(self, ctl, d, k):
         ins = d['detail']['plan'][k]['instruments']
         routes = {i: {'slot': 'canary', 'shadow_slot': 'blue'} for i in ins}
-        if set(ins) >= set(self.api(ctl).universe()): routes['*'] = {'slot': 'canary', 'shadow_slot': 'blue'}
+        if set(ins) >= set(self.api(ctl).universe()):
+            routes['*'] = {'slot': 'canary', 'shadow_slot': 'blue'}
         return routes
 
     def analyze(self, ctl, d, start, now, final):
         a = self.api(ctl).analyze(d['version'], d['baseline_version'], start, now, final=final, stage=d['stage'])
         for r in a['results']:
-            if r['check'] == 'sharpe': r['verdict'] = 'info'           # the P&L check decides; the Sharpe ratios are shown
+            if r['check'] == 'sharpe':
+                r['verdict'] = 'info'  # the P&L check decides; the Sharpe ratios are shown
         ins = [i for i, x in ctl.state.routing().routes.items() if x['slot'] == 'canary' and i != '*']
         a['results'].append({**_pnl_check(ctl, d, start, now, ins), 'instrument': '*'})
         extra = [x for x in a['reasons'] if x.startswith('no traffic')] if final else []
@@ -140,101 +236,169 @@ class CanaryStrategy(Strategy):
         v['pooled'] = a['pooled']
         return v
 
+
 STRATEGIES = {'bluegreen': BlueGreenStrategy, 'canary': CanaryStrategy}
 
 # %% ../../nbs/deploy/65_controller.ipynb #06955df5
 class RolloutController:
     "One rollout controller with a strategy (see above)."
-    def __init__(self, strategy: str | Strategy = 'canary', settings=None, state: DeploymentState | None = None,
-                 registry=None, clock=None, actor: str | None = None, log=print, require_decision: bool = False):
+
+    def __init__(
+        self,
+        strategy: str | Strategy = 'canary',
+        settings=None,
+        state: DeploymentState | None = None,
+        registry=None,
+        clock=None,
+        actor: str | None = None,
+        log=print,
+        require_decision: bool = False,
+    ):
         from autotrader.train.registry import ModelRegistry
         from autotrader.features.store import FeatureStore
+
         self.strategy = STRATEGIES[strategy]() if isinstance(strategy, str) else strategy
         self.st = settings if isinstance(settings, Settings) else load_settings(settings)
         self.state = state or DeploymentState.from_settings(self.st, clock)
-        if clock is not None: self.state.clock_override = clock
+        if clock is not None:
+            self.state.clock_override = clock
         self.registry = registry or ModelRegistry.from_settings(self.st)
         self.store = FeatureStore(self.st.store.dir, self.st.store.keep_snapshots)
-        self.actor = actor or default_actor(); self.log = log or (lambda *a: None)
+        self.actor = actor or default_actor()
+        self.log = log or (lambda *a: None)
         self.deployment_id: int | None = None
         self.require_decision = require_decision
         self.lease_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
-    def __repr__(self): return f"RolloutController({self.strategy.kind!r}, state={self.state!r})"
+    def __repr__(self):
+        return f"RolloutController({self.strategy.kind!r}, state={self.state!r})"
+
     @property
-    def clock(self): return self.state.clock()
-    def say(self, msg): self.log(f"[{iso(self.clock.now())}] {msg}")
+    def clock(self):
+        return self.state.clock()
+
+    def say(self, msg):
+        self.log(f"[{iso(self.clock.now())}] {msg}")
+
     def deployment(self) -> dict | None:
         return self.state.deployment(self.deployment_id) if self.deployment_id is not None else self.state.deployment()
+
     def _t(self, d, status=None, action=None, reason=None, c=None, **values) -> dict:
         "Transition `d` (audited as `<kind>.<action>`)."
-        if status is not None: values['status'] = status
-        return self.state.transition(d['id'], action=f"{self.strategy.kind}.{action or status}", actor=self.actor,
-                                     reason=reason, c=c, **values)
+        if status is not None:
+            values['status'] = status
+        return self.state.transition(
+            d['id'], action=f"{self.strategy.kind}.{action or status}", actor=self.actor, reason=reason, c=c, **values
+        )
 
 # %% ../../nbs/deploy/65_controller.ipynb #db005735
 def _live_blue(state) -> str | None:
     b = state.routing().slots.get('blue')
     return b['version'] if b and b['status'] == 'live' else None
 
+
 def _check_decision(ctl, v: str, force: bool) -> str:
     "'' when the version's recorded decision says promote; else raise (or, with `force`, return the override note)."
     from autotrader.train.core import read_decision, TrainError
-    try: dec = read_decision(ctl.st, v); why = '; '.join(dec.get('reasons', [])) if not dec.get('promote') else ''
-    except TrainError as e: dec, why = None, str(e)
-    if not why: return ''
-    if not force: raise StateError(f"v{v} is not cleared for deployment ({why}); deploy it anyway with --force (audited)")
+
+    try:
+        dec = read_decision(ctl.st, v)
+        why = '; '.join(dec.get('reasons', [])) if not dec.get('promote') else ''
+    except TrainError as e:
+        dec, why = None, str(e)
+    if not why:
+        return ''
+    if not force:
+        raise StateError(f"v{v} is not cleared for deployment ({why}); deploy it anyway with --force (audited)")
     return f" FORCED past its decision: {why}"
+
 
 @patch
 def start(self: RolloutController, version, force: bool = False) -> dict:
     "Create the deployment of `version` (status pending) with the strategy's plan."
     from autotrader.deploy.bluegreen import _resolve_version
-    v = _resolve_version(self.registry, version); base = _live_blue(self.state)
-    if v == base: raise StateError(f"v{v} is already live in slot blue")
+
+    v = _resolve_version(self.registry, version)
+    base = _live_blue(self.state)
+    if v == base:
+        raise StateError(f"v{v} is already live in slot blue")
     note = _check_decision(self, v, force) if self.require_decision else ''
     plan = self.strategy.plan(self, v, base)
     desc = ' → '.join(f"{p['stage']} {len(p['instruments']) if p['instruments'] != ['*'] else 'all'}" for p in plan)
-    did = self.state.create_deployment(self.strategy.kind, v, base, {'plan': plan}, self.actor,
-                                       reason=f"{self.strategy.kind} of v{v} (baseline {'v' + base if base else 'none'}): {desc}{note}")
+    did = self.state.create_deployment(
+        self.strategy.kind,
+        v,
+        base,
+        {'plan': plan},
+        self.actor,
+        reason=f"{self.strategy.kind} of v{v} (baseline {'v' + base if base else 'none'}): {desc}{note}",
+    )
     self.deployment_id = did
-    self.say(f"deployment {did}: {self.strategy.kind} of v{v} (baseline {'v' + base if base else 'none'}); stages {desc}")
+    self.say(
+        f"deployment {did}: {self.strategy.kind} of v{v} (baseline {'v' + base if base else 'none'}); stages {desc}"
+    )
     return self.deployment()
 
 # %% ../../nbs/deploy/65_controller.ipynb #6677500c
 LEASE_SECONDS = 120.0
 
+
 def _holder_alive(l: dict) -> bool:
     "Could the lease's holder still be running? (Its process is checked when it ran on this host.)"
-    if l.get('host') != socket.gethostname(): return True
-    try: os.kill(int(l.get('pid', -1)), 0); return True
-    except (ProcessLookupError, ValueError): return False
-    except PermissionError: return True
+    if l.get('host') != socket.gethostname():
+        return True
+    try:
+        os.kill(int(l.get('pid', -1)), 0)
+        return True
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+
 
 @patch
 def _hold_lease(self: RolloutController, d: dict, covering: float = 0.0, take_over: bool = False) -> dict:
     "Take or renew the deployment's lease for at least `covering` wall seconds (see above); refuse while another holds it."
-    now = time.time(); l = d['detail'].get('lease') or {}
+    now = time.time()
+    l = d['detail'].get('lease') or {}
     mine = l.get('holder') == self.lease_id
-    if mine and l.get('until', 0) - now >= max(covering, LEASE_SECONDS / 2): return d
+    if mine and l.get('until', 0) - now >= max(covering, LEASE_SECONDS / 2):
+        return d
     with self.state.tx() as c:
-        cur = self.state.deployment(d['id'], c); l = cur['detail'].get('lease') or {}
+        cur = self.state.deployment(d['id'], c)
+        l = cur['detail'].get('lease') or {}
         other = l.get('holder') not in (None, self.lease_id)
         if other and not take_over and l.get('until', 0) > now and _holder_alive(l):
-            raise StateError(f"deployment {d['id']} is driven by another controller ({l['holder']}) until {iso(l['until'])} "
-                             "(wall time): stop it first, or resume after its lease expires")
-        lease = dict(holder=self.lease_id, host=socket.gethostname(), pid=os.getpid(), until=now + max(LEASE_SECONDS, 2 * covering))
+            raise StateError(
+                f"deployment {d['id']} is driven by another controller ({l['holder']}) until {iso(l['until'])} "
+                "(wall time): stop it first, or resume after its lease expires"
+            )
+        lease = dict(
+            holder=self.lease_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            until=now + max(LEASE_SECONDS, 2 * covering),
+        )
         d = self.state.set_detail(d['id'], {'lease': lease}, c)
         if l.get('holder') != self.lease_id:
-            self.state._audit(c, f'{self.strategy.kind}.lease', self.actor, d['id'], l.get('holder'), self.lease_id,
-                              "took over a dead or expired controller's lease" if other else 'controller took the lease')
+            self.state._audit(
+                c,
+                f'{self.strategy.kind}.lease',
+                self.actor,
+                d['id'],
+                l.get('holder'),
+                self.lease_id,
+                "took over a dead or expired controller's lease" if other else 'controller took the lease',
+            )
     return d
+
 
 @patch
 def release(self: RolloutController):
     "Give the lease back (a controller that stops cleanly)."
     d = self.deployment()
-    if d is None or (d['detail'].get('lease') or {}).get('holder') != self.lease_id: return
+    if d is None or (d['detail'].get('lease') or {}).get('holder') != self.lease_id:
+        return
     self.state.set_detail(d['id'], {'lease': None})
 
 # %% ../../nbs/deploy/65_controller.ipynb #504774ad
@@ -243,35 +407,72 @@ def _check(self: RolloutController, d: dict) -> dict:
     "Pre-deployment checks, load and warm-up; → ready, or failed."
     ok, why = self.strategy.before_load(self, d)
     self.say(why)
-    if not ok: return self._end(d, 'failed', why)
+    if not ok:
+        return self._end(d, 'failed', why)
     slot = self.strategy.slot
-    g = self.state.apply_routing({slot: {'version': d['version'], 'status': 'loading'}}, action=f'{self.strategy.kind}.load',
-                                 actor=self.actor, deployment_id=d['id'], reason=f"load v{d['version']} into slot {slot} (no traffic yet)").generation
-    ok, why, reps = self.state.wait_warm(d['version'], g, timeout=self.st.deploy.ready_timeout, max_age=live_age(self.st))
-    if not ok: return self._end(d, 'failed', f"v{d['version']} not ready: {why}")
+    g = self.state.apply_routing(
+        {slot: {'version': d['version'], 'status': 'loading'}},
+        action=f'{self.strategy.kind}.load',
+        actor=self.actor,
+        deployment_id=d['id'],
+        reason=f"load v{d['version']} into slot {slot} (no traffic yet)",
+    ).generation
+    ok, why, reps = self.state.wait_warm(
+        d['version'], g, timeout=self.st.deploy.ready_timeout, max_age=live_age(self.st)
+    )
+    if not ok:
+        return self._end(d, 'failed', f"v{d['version']} not ready: {why}")
     self.say(why)
     ok, why2 = self.strategy.after_load(self, d)
-    if not ok: return self._end(d, 'failed', why2)
-    if why2 != 'no checks after loading': self.say(why2)
+    if not ok:
+        return self._end(d, 'failed', why2)
+    if why2 != 'no checks after loading':
+        self.say(why2)
     return self._t(d, 'ready', reason=f"{why}; {why2}", detail={'replicas': reps, 'load_generation': g})
+
 
 @patch
 def _enter_stage(self: RolloutController, d: dict, k: int, reason: str) -> dict:
     "Route stage `k`'s instruments to the new slot and start its window, in one transaction."
-    plan = d['detail']['plan'][k]; now = self.clock.now(); slot = self.strategy.slot
+    plan = d['detail']['plan'][k]
+    now = self.clock.now()
+    slot = self.strategy.slot
     routes = self.strategy.routes(self, d, k)
-    detail = {'held_since': None, 'last_analysis': now}      # the first analysis of a window: `analysis_seconds` into it
+    detail = {'held_since': None, 'last_analysis': now}  # the first analysis of a window: `analysis_seconds` into it
     slots = {slot: {'version': d['version'], 'status': 'live'}}
     r = self.state.routing()
-    if k == 0 and 'blue' in r.slots and self.strategy.kind == 'bluegreen':   # blue stays loaded (standby) for an instant rollback
-        slots['blue'] = {**r.slots['blue'], 'status': 'standby', 'retain_until': now + self.st.deploy.retention_hours * 3600}
-    if k == 0: detail['baseline'] = [now - self.st.deploy.baseline_minutes * 60, now]
+    if (
+        k == 0 and 'blue' in r.slots and self.strategy.kind == 'bluegreen'
+    ):  # blue stays loaded (standby) for an instant rollback
+        slots['blue'] = {
+            **r.slots['blue'],
+            'status': 'standby',
+            'retain_until': now + self.st.deploy.retention_hours * 3600,
+        }
+    if k == 0:
+        detail['baseline'] = [now - self.st.deploy.baseline_minutes * 60, now]
     with self.state.tx() as c:
-        self.state.apply_routing(slots, routes, action=f'{self.strategy.kind}.route', actor=self.actor, deployment_id=d['id'],
-                                 reason=f"stage {k} {plan['stage']}: v{d['version']} serves "
-                                        f"{', '.join(i for i in routes if i != '*') or 'every instrument'}", c=c)
-        d = self._t(d, 'running', action='stage', stage=k, step_started_at=now, step_due_at=now + plan['duration_seconds'],
-                    reason=reason, detail=detail, c=c)
+        self.state.apply_routing(
+            slots,
+            routes,
+            action=f'{self.strategy.kind}.route',
+            actor=self.actor,
+            deployment_id=d['id'],
+            reason=f"stage {k} {plan['stage']}: v{d['version']} serves "
+            f"{', '.join(i for i in routes if i != '*') or 'every instrument'}",
+            c=c,
+        )
+        d = self._t(
+            d,
+            'running',
+            action='stage',
+            stage=k,
+            step_started_at=now,
+            step_due_at=now + plan['duration_seconds'],
+            reason=reason,
+            detail=detail,
+            c=c,
+        )
     self.say(f"stage {k} ({plan['stage']}): v{d['version']} live until {iso(now + plan['duration_seconds'])}")
     return d
 
@@ -279,34 +480,51 @@ def _enter_stage(self: RolloutController, d: dict, k: int, reason: str) -> dict:
 def _due(d: dict, now: float, every: float) -> bool:
     "Is an analysis due at `now` (see above)?"
     last = d['detail'].get('last_analysis')
-    if last is None or now - last >= every: return True
+    if last is None or now - last >= every:
+        return True
     return now >= d['step_due_at'] and last < d['step_due_at']
+
 
 @patch
 def _analyse(self: RolloutController, d: dict) -> dict:
     now, dp = self.clock.now(), self.st.deploy
-    if not _due(d, now, dp.analysis_seconds): return d
+    if not _due(d, now, dp.analysis_seconds):
+        return d
     final = now >= d['step_due_at']
     a = self.strategy.analyze(self, d, d['step_started_at'], now, final)
-    for r in a['results']: r.update(clock_at=now, window_start=d['step_started_at'], window_end=now)
+    for r in a['results']:
+        r.update(clock_at=now, window_start=d['step_started_at'], window_end=now)
     self.state.add_analysis(d['id'], d['stage'], a['results'])
-    d = self._t(d, action='analysis', detail={'last_analysis': now},
-                reason=f"stage {d['stage']}: {a['verdict']}" + (f" ({'; '.join(a['reasons'])})" if a['reasons'] else ''))
+    d = self._t(
+        d,
+        action='analysis',
+        detail={'last_analysis': now},
+        reason=f"stage {d['stage']}: {a['verdict']}" + (f" ({'; '.join(a['reasons'])})" if a['reasons'] else ''),
+    )
     name = d['detail']['plan'][d['stage']]['stage']
-    if a['verdict'] == 'fail': return self._rollback(d, f"stage {d['stage']} ({name}): " + '; '.join(a['reasons']))
+    if a['verdict'] == 'fail':
+        return self._rollback(d, f"stage {d['stage']} ({name}): " + '; '.join(a['reasons']))
     if a['verdict'] == 'inconclusive':
         held = d['detail'].get('held_since')
-        if dp.on_inconclusive == 'rollback': return self._rollback(d, 'inconclusive: ' + '; '.join(a['reasons']))
+        if dp.on_inconclusive == 'rollback':
+            return self._rollback(d, 'inconclusive: ' + '; '.join(a['reasons']))
         if held is None:
             self.say(f"stage {d['stage']} inconclusive, holding: " + '; '.join(a['reasons']))
-            return self._t(d, action='hold', detail={'held_since': now},
-                           reason=f"stage {d['stage']} inconclusive, holding: " + '; '.join(a['reasons']))
+            return self._t(
+                d,
+                action='hold',
+                detail={'held_since': now},
+                reason=f"stage {d['stage']} inconclusive, holding: " + '; '.join(a['reasons']),
+            )
         if now - held > dp.max_hold_minutes * 60:
-            return self._rollback(d, f"still inconclusive after holding {dp.max_hold_minutes:g} min: " + '; '.join(a['reasons']))
+            return self._rollback(
+                d, f"still inconclusive after holding {dp.max_hold_minutes:g} min: " + '; '.join(a['reasons'])
+            )
         return d
     if a['verdict'] == 'pass':
         summary = ', '.join(f"{r['check']} {_f(r['value'])}" for r in a['results'] if r.get('instrument', '*') == '*')
-        if d['stage'] + 1 < len(d['detail']['plan']): return self._enter_stage(d, d['stage'] + 1, f"stage {d['stage']} passed: {summary}")
+        if d['stage'] + 1 < len(d['detail']['plan']):
+            return self._enter_stage(d, d['stage'] + 1, f"stage {d['stage']} passed: {summary}")
         d = self._t(d, 'promoting', reason=f"last stage passed: {summary}")
         return self._promote(d)
     return d
@@ -315,23 +533,42 @@ def _analyse(self: RolloutController, d: dict) -> dict:
 @patch
 def _promote(self: RolloutController, d: dict) -> dict:
     from autotrader.deploy.bluegreen import move_champion
+
     v, old, slot = d['version'], d['baseline_version'], self.strategy.slot
     r = self.state.routing()
     if (r.slots.get('blue') or {}).get('version') != v or slot in r.slots:
-        routes = {i: None for i in r.routes if i != '*'}; routes['*'] = {'slot': 'blue', 'shadow_slot': None}
+        routes = {i: None for i in r.routes if i != '*'}
+        routes['*'] = {'slot': 'blue', 'shadow_slot': None}
         slots = {'blue': {'version': v, 'status': 'live', 'retain_until': None}, slot: None}
-        if old: slots['previous'] = {'version': old, 'status': 'standby',
-                                     'retain_until': self.clock.now() + self.st.deploy.retention_hours * 3600}
-        self.state.apply_routing(slots, routes, action=f'{self.strategy.kind}.relabel', actor=self.actor, deployment_id=d['id'],
-                                 reason=f"v{v} is blue (live, every instrument)" + (f"; v{old} is previous (standby)" if old else ''))
-    d = self._t(d, 'succeeded', reason=f"{d['detail'].get('promote_reason', 'every stage passed')}; {move_champion(self.registry, v)}")
+        if old:
+            slots['previous'] = {
+                'version': old,
+                'status': 'standby',
+                'retain_until': self.clock.now() + self.st.deploy.retention_hours * 3600,
+            }
+        self.state.apply_routing(
+            slots,
+            routes,
+            action=f'{self.strategy.kind}.relabel',
+            actor=self.actor,
+            deployment_id=d['id'],
+            reason=f"v{v} is blue (live, every instrument)" + (f"; v{old} is previous (standby)" if old else ''),
+        )
+    d = self._t(
+        d,
+        'succeeded',
+        reason=f"{d['detail'].get('promote_reason', 'every stage passed')}; {move_champion(self.registry, v)}",
+    )
     self.say(f"v{v} promoted: champion → v{v}")
     return d
 
+
 @patch
 def _rollback(self: RolloutController, d: dict, why: str) -> dict:
-    if d['status'] != 'rolling_back': d = self._t(d, 'rolling_back', reason=why, detail={'why': why})
+    if d['status'] != 'rolling_back':
+        d = self._t(d, 'rolling_back', reason=why, detail={'why': why})
     return self._end(d, 'rolled_back', why)
+
 
 @patch
 def _end(self: RolloutController, d: dict, status: str, why: str) -> dict:
@@ -342,13 +579,20 @@ def _end(self: RolloutController, d: dict, status: str, why: str) -> dict:
     if 'blue' in r.slots:
         routes['*'] = {'slot': 'blue', 'shadow_slot': None}
         slots['blue'] = {**r.slots['blue'], 'status': 'live', 'retain_until': None}
-    elif any(x['slot'] == slot for x in r.routes.values()):        # the first deployment: nothing to go back to
+    elif any(x['slot'] == slot for x in r.routes.values()):  # the first deployment: nothing to go back to
         routes = {i: None for i in r.routes}
         why += ' (no previous version: nothing serves until a version is deployed)'
     with self.state.tx() as c:
         if slot in r.slots or routes:
-            self.state.apply_routing(slots, routes, action=f"{self.strategy.kind}.{'unload' if status == 'failed' else 'rollback'}",
-                                     actor=self.actor, deployment_id=d['id'], reason=why, c=c)
+            self.state.apply_routing(
+                slots,
+                routes,
+                action=f"{self.strategy.kind}.{'unload' if status == 'failed' else 'rollback'}",
+                actor=self.actor,
+                deployment_id=d['id'],
+                reason=why,
+                c=c,
+            )
         d = self._t(d, status, reason=why, c=c)
     self.say(f"deployment {d['id']} {status}: {why}")
     return d
@@ -358,86 +602,126 @@ def _end(self: RolloutController, d: dict, status: str, why: str) -> dict:
 def step(self: RolloutController, take_over: bool = False) -> dict | None:
     "One level-triggered pass (see above); returns the deployment after it."
     d = self.deployment()
-    if d is None or d['status'] in TERMINAL: return d
-    if d['kind'] != self.strategy.kind: raise StateError(f"deployment {d['id']} is a {d['kind']}, this controller runs {self.strategy.kind}")
+    if d is None or d['status'] in TERMINAL:
+        return d
+    if d['kind'] != self.strategy.kind:
+        raise StateError(f"deployment {d['id']} is a {d['kind']}, this controller runs {self.strategy.kind}")
     self.deployment_id = d['id']
-    d = self._hold_lease(d, covering=self.st.deploy.ready_timeout + 60 if d['status'] == 'checking' else 0, take_over=take_over)
+    d = self._hold_lease(
+        d, covering=self.st.deploy.ready_timeout + 60 if d['status'] == 'checking' else 0, take_over=take_over
+    )
     s = d['status']
-    if s == 'pending': return self._t(d, 'checking', reason='pre-deployment checks')
-    if s == 'checking': return self._check(d)
-    if s == 'ready': return self._enter_stage(d, 0, 'checks passed')
-    if s == 'running': return self._analyse(d)
-    if s == 'promoting': return self._promote(d)
-    if s == 'rolling_back': return self._end(d, 'rolled_back', d['detail'].get('why', 'rolled back'))
+    if s == 'pending':
+        return self._t(d, 'checking', reason='pre-deployment checks')
+    if s == 'checking':
+        return self._check(d)
+    if s == 'ready':
+        return self._enter_stage(d, 0, 'checks passed')
+    if s == 'running':
+        return self._analyse(d)
+    if s == 'promoting':
+        return self._promote(d)
+    if s == 'rolling_back':
+        return self._end(d, 'rolled_back', d['detail'].get('why', 'rolled back'))
     raise StateError(f"deployment {d['id']}: unknown status {s!r}")
+
 
 @patch
 def _wait(self: RolloutController, d: dict, poll: float | None) -> float:
     "Clock seconds until the next thing to do: the next analysis or the end of the window."
-    if d['status'] != 'running': return 0.0
+    if d['status'] != 'running':
+        return 0.0
     now, every = self.clock.now(), self.st.deploy.analysis_seconds
     last = d['detail'].get('last_analysis')
     nxt = (last + every) if last is not None else now
-    if last is None or last < d['step_due_at']: nxt = min(nxt, d['step_due_at'])
+    if last is None or last < d['step_due_at']:
+        nxt = min(nxt, d['step_due_at'])
     w = max(nxt - now, 0.0)
     return min(w, poll) if poll else w
 
+
 @patch
-def run(self: RolloutController, version=None, tick=None, poll: float | None = None, force: bool = False,
-        take_over: bool = False) -> dict | None:
+def run(
+    self: RolloutController,
+    version=None,
+    tick=None,
+    poll: float | None = None,
+    force: bool = False,
+    take_over: bool = False,
+) -> dict | None:
     "Start (when `version` is given) and step until the deployment ends; `tick(ctl)` after every pass."
-    if version is not None: self.start(version, force=force)
+    if version is not None:
+        self.start(version, force=force)
     first = True
     try:
         while True:
-            d = self.step(take_over=take_over and first); first = False
-            if d is None or d['status'] in TERMINAL: return d
-            if tick is not None: tick(self)
+            d = self.step(take_over=take_over and first)
+            first = False
+            if d is None or d['status'] in TERMINAL:
+                return d
+            if tick is not None:
+                tick(self)
             w = self._wait(d, poll)
             if w > 0:
                 self._hold_lease(d, covering=w / max(getattr(self.clock, 'speed', 1.0), 1e-9) + 30)
                 self.clock.sleep(w)
-    finally: self.release()
+    finally:
+        self.release()
+
 
 @patch
 def abort(self: RolloutController, reason: str = 'aborted by the operator') -> dict:
     "Stop the active deployment: every instrument back to blue, the new slot unloaded, status aborted."
     d = self.deployment()
-    if d is None or d['status'] in TERMINAL: raise StateError('no active deployment to abort')
+    if d is None or d['status'] in TERMINAL:
+        raise StateError('no active deployment to abort')
     return self._end(d, 'aborted', reason)
+
 
 @patch
 def promote_now(self: RolloutController, reason: str = 'promoted by the operator') -> dict:
     "Skip the remaining stages: promote the active deployment now (audited)."
     d = self.deployment()
-    if d is None or d['status'] in TERMINAL: raise StateError('no active deployment to promote')
-    if d['status'] not in ('running', 'promoting'): raise StateError(f"deployment {d['id']} is {d['status']}: only a running deployment can be promoted")
+    if d is None or d['status'] in TERMINAL:
+        raise StateError('no active deployment to promote')
+    if d['status'] not in ('running', 'promoting'):
+        raise StateError(f"deployment {d['id']} is {d['status']}: only a running deployment can be promoted")
     d = self._t(d, 'promoting', reason=reason, detail={'promote_reason': reason})
     return self._promote(d)
 
-def resume(settings=None, clock=None, log=print, tick=None, poll: float | None = None, take_over: bool = False, **kw) -> dict | None:
+
+def resume(
+    settings=None, clock=None, log=print, tick=None, poll: float | None = None, take_over: bool = False, **kw
+) -> dict | None:
     "Continue the active deployment, whatever its strategy (after a crash or a kill); None when there is none."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     state = kw.pop('state', None) or DeploymentState.from_settings(st, clock)
     d = state.deployment()
-    if d is None: return None
+    if d is None:
+        return None
     ctl = RolloutController(d['kind'], st, state=state, clock=clock, log=log, **kw)
-    ctl.deployment_id = d['id']; ctl.say(f"resuming deployment {d['id']} ({d['kind']} of v{d['version']}, {d['status']}, stage {d['stage']})")
+    ctl.deployment_id = d['id']
+    ctl.say(f"resuming deployment {d['id']} ({d['kind']} of v{d['version']}, {d['status']}, stage {d['stage']})")
     return ctl.run(tick=tick, poll=poll, take_over=take_over)
 
 # %% ../../nbs/deploy/65_controller.ipynb #e7efcb54
 ACTIONS = ('bluegreen', 'canary', 'resume', 'abort', 'promote')
 
+
 def deployment_action(action: str, settings=None, version=None, log=print, force: bool = False) -> dict | None:
     """Start a `bluegreen` or `canary` deployment of `version`, or `resume` / `abort` / `promote` the active deployment
     whatever its kind. Returns the deployment (None: nothing to resume); a `StateError` names what is wrong."""
-    if action not in ACTIONS: raise StateError(f"unknown deployment action {action!r}: one of {', '.join(ACTIONS)}")
+    if action not in ACTIONS:
+        raise StateError(f"unknown deployment action {action!r}: one of {', '.join(ACTIONS)}")
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     if action in ('bluegreen', 'canary'):
-        if version is None: raise StateError(f"deploy {action} needs a model version (a number, v7, challenger or champion)")
+        if version is None:
+            raise StateError(f"deploy {action} needs a model version (a number, v7, challenger or champion)")
         return RolloutController(action, st, log=log, require_decision=True).run(version, force=force)
-    if action == 'resume': return resume(st, log=log)
+    if action == 'resume':
+        return resume(st, log=log)
     active = DeploymentState.from_settings(st).deployment()
-    if active is None: raise StateError(f"no active deployment to {action}")
+    if active is None:
+        raise StateError(f"no active deployment to {action}")
     ctl = RolloutController(active['kind'], st, log=log)
     return ctl.abort() if action == 'abort' else ctl.promote_now()

@@ -6,7 +6,15 @@ clients and long-running replicas do both."""
 
 # %% ../../nbs/deploy/66_replay.ipynb #92c28d82
 from __future__ import annotations
-import os, secrets as _secrets, signal, socket, subprocess, sys, threading, time, urllib.request
+import os
+import secrets as _secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from .state import StateError
@@ -17,8 +25,16 @@ __all__ = ['ReplayTrader', 'local_gateway']
 # %% ../../nbs/deploy/66_replay.ipynb #9861f8c0
 class ReplayTrader:
     "Request every instrument's signal `per_bar` times per `bar_seconds` of clock time from `urls` (round robin), in a thread."
-    def __init__(self, urls, instruments, clock, bar_seconds: float = 3600.0, max_seconds: float = 600.0, per_bar: int = 4):
-        self.urls, self.instruments, self.clock, self.bar = list(urls), list(instruments), clock, bar_seconds / max(1, per_bar)
+
+    def __init__(
+        self, urls, instruments, clock, bar_seconds: float = 3600.0, max_seconds: float = 600.0, per_bar: int = 4
+    ):
+        self.urls, self.instruments, self.clock, self.bar = (
+            list(urls),
+            list(instruments),
+            clock,
+            bar_seconds / max(1, per_bar),
+        )
         self.max_seconds, self.ok, self.failed, self._stop = max_seconds, 0, 0, threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name='replay-trader')
 
@@ -29,42 +45,67 @@ class ReplayTrader:
             if b != last:
                 last = b
                 for i in self.instruments:
-                    url = self.urls[k % len(self.urls)]; k += 1
+                    url = self.urls[k % len(self.urls)]
+                    k += 1
                     try:
-                        with urllib.request.urlopen(f"{url}/v1/signal/{i}", timeout=10) as r: r.read(); self.ok += 1
-                    except OSError: self.failed += 1
+                        with urllib.request.urlopen(f"{url}/v1/signal/{i}", timeout=10) as r:
+                            r.read()
+                            self.ok += 1
+                    except OSError:
+                        self.failed += 1
             self._stop.wait(min(0.05, self.bar / max(self.clock.speed, 1e-9) / 4))
 
-    def __enter__(self): self.thread.start(); return self
-    def __exit__(self, *a): self._stop.set(); self.thread.join(timeout=15)
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self.thread.join(timeout=15)
 
 # %% ../../nbs/deploy/66_replay.ipynb #84171d43
 def _free_port() -> int:
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
 
 @contextmanager
 def local_gateway(settings_path=None, timeout: float = 120.0, log_dir=None):
     "Start `autotrader serve` on 127.0.0.1 (a free port) until the block ends; yields its URL."
     os.environ.setdefault('AUTOTRADER_ADMIN_TOKEN', _secrets.token_urlsafe(24))
-    port = _free_port(); url = f"http://127.0.0.1:{port}"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(port)]
-    if settings_path: cmd += ['--settings', str(settings_path)]
+    if settings_path:
+        cmd += ['--settings', str(settings_path)]
     log = open(Path(log_dir) / 'gateway.log', 'wb') if log_dir else subprocess.DEVNULL
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while True:
-            if p.poll() is not None: raise StateError(f"the local gateway exited with code {p.returncode}" + (f" (log: {log.name})" if log_dir else ''))
+            if p.poll() is not None:
+                raise StateError(
+                    f"the local gateway exited with code {p.returncode}" + (f" (log: {log.name})" if log_dir else '')
+                )
             try:
                 with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                    if r.status == 200: break
-            except OSError: pass
-            if time.monotonic() > deadline: raise StateError(f"the local gateway did not start within {timeout:g} s")
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise StateError(f"the local gateway did not start within {timeout:g} s")
             time.sleep(0.2)
         yield url
     finally:
-        try: os.killpg(p.pid, signal.SIGTERM); p.wait(timeout=20)
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try: os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError: pass
-        if log_dir: log.close()
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if log_dir:
+            log.close()

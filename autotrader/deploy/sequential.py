@@ -8,7 +8,8 @@ as it is shown not to be worse, and the check says "inconclusive" — not "pass"
 # %% ../../nbs/deploy/64_sequential.ipynb #1f48b8bd
 from __future__ import annotations
 import math
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['cs_halfwidth', 'sequential_pnl', 'paired_pnl', 'judge_pnl', 'bars_to_verdict']
@@ -16,65 +17,101 @@ __all__ = ['cs_halfwidth', 'sequential_pnl', 'paired_pnl', 'judge_pnl', 'bars_to
 # %% ../../nbs/deploy/64_sequential.ipynb #5ac7c9ce
 def cs_halfwidth(n: int, sigma: float, alpha: float = 0.05, m: int = 30) -> float:
     "Half-width of the (1 − alpha) normal-mixture confidence sequence for a mean after `n` observations (see above)."
-    if n <= 0: return math.inf
-    v, rho = n * sigma ** 2, max(sigma ** 2 * m, 1e-300)
+    if n <= 0:
+        return math.inf
+    v, rho = n * sigma**2, max(sigma**2 * m, 1e-300)
     return math.sqrt((v + rho) * (math.log((v + rho) / rho) + 2 * math.log(2 / alpha))) / n
 
 # %% ../../nbs/deploy/64_sequential.ipynb #5366a242
 def sequential_pnl(d, delta: float, alpha: float = 0.05, min_n: int = 30, sigma_floor: float | None = None) -> dict:
     "The sequential verdict on paired differences `d` (see above): {'verdict', 'n', 'mean', 'low', 'high', 'delta'}."
-    d = np.asarray(d, dtype='float64'); d = d[np.isfinite(d)]; n = len(d)
-    if n == 0: return dict(verdict='inconclusive', n=0, mean=float('nan'), low=-math.inf, high=math.inf, delta=delta)
-    mean = float(d.mean()); sd = float(d.std(ddof=1)) if n > 1 else 0.0
+    d = np.asarray(d, dtype='float64')
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n == 0:
+        return dict(verdict='inconclusive', n=0, mean=float('nan'), low=-math.inf, high=math.inf, delta=delta)
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if n > 1 else 0.0
     floor = sigma_floor if sigma_floor is not None else max(abs(delta), 1e-12) / 4
     w = cs_halfwidth(n, max(sd, floor), alpha, max(min_n, 1))
     low, high = mean - w, mean + w
-    if n >= min_n and high < 0: verdict = 'fail'
-    elif n >= min_n and low > -abs(delta): verdict = 'pass'
-    else: verdict = 'inconclusive'
+    if n >= min_n and high < 0:
+        verdict = 'fail'
+    elif n >= min_n and low > -abs(delta):
+        verdict = 'pass'
+    else:
+        verdict = 'inconclusive'
     return dict(verdict=verdict, n=n, mean=mean, low=low, high=high, delta=abs(delta), sd=sd)
 
 # %% ../../nbs/deploy/64_sequential.ipynb #eb920f91
-def paired_pnl(state, store, new_version, base_version, start: float, end: float, now: float, cost_bps=2.0,
-               instruments=None) -> pd.DataFrame:
+def paired_pnl(
+    state, store, new_version, base_version, start: float, end: float, now: float, cost_bps=2.0, instruments=None
+) -> pd.DataFrame:
     "Per (instrument, bar): net return of the new and the base version's signals and their difference (see above)."
     from autotrader.deploy.bluegreen import _outcomes
     from autotrader.train.backtest import backtest
+
     cols = ['instrument', 'timestamp', 'new', 'base', 'diff']
     log = state.signal_log(start, end, [new_version, base_version], instruments)
-    if not len(log): return pd.DataFrame(columns=cols)
+    if not len(log):
+        return pd.DataFrame(columns=cols)
     log = log.drop_duplicates(['instrument', 'bar', 'version'], keep='last')
     new, base = log[log.version == str(new_version)], log[log.version == str(base_version)]
     keys = new[['instrument', 'bar']].merge(base[['instrument', 'bar']], on=['instrument', 'bar'])
     out = {}
     for k, d in (('new', new), ('base', base)):
         o = _outcomes(store, d.merge(keys, on=['instrument', 'bar']), now)
-        if not len(o): return pd.DataFrame(columns=cols)
-        bt = backtest(o.rename(columns={'signal': 'position'})[['instrument', 'timestamp', 'next_ret', 'position']],
-                      ret='next_ret', cost_bps=cost_bps, position='position')
+        if not len(o):
+            return pd.DataFrame(columns=cols)
+        bt = backtest(
+            o.rename(columns={'signal': 'position'})[['instrument', 'timestamp', 'next_ret', 'position']],
+            ret='next_ret',
+            cost_bps=cost_bps,
+            position='position',
+        )
         out[k] = bt.set_index(['instrument', 'timestamp'])['net']
     p = pd.DataFrame(out).dropna().reset_index()
     p['diff'] = p['new'] - p['base']
     return p[cols]
 
+
 def judge_pnl(p: pd.DataFrame, max_drop: float = 0.2, alpha: float = 0.05, min_n: int = 30) -> dict:
     "The sequential P&L check of paired returns `p` as an analysis result (check `pnl`)."
     base_mean = float(p['base'].mean()) if len(p) else float('nan')
-    delta = max_drop * abs(base_mean) if math.isfinite(base_mean) and base_mean != 0 else \
-        max(float(p['base'].std(ddof=1)) if len(p) > 1 else 0.0, 1e-6) * 0.05
+    delta = (
+        max_drop * abs(base_mean)
+        if math.isfinite(base_mean) and base_mean != 0
+        else max(float(p['base'].std(ddof=1)) if len(p) > 1 else 0.0, 1e-6) * 0.05
+    )
     s = sequential_pnl(p['diff'].to_numpy() if len(p) else [], delta, alpha, min_n)
-    return dict(check='pnl', verdict=s['verdict'], value=s['mean'], threshold=-s['delta'],
-                detail={**s, 'base_mean': base_mean, 'new_mean': float(p['new'].mean()) if len(p) else float('nan'),
-                        'alpha': alpha, 'min_n': min_n})
+    return dict(
+        check='pnl',
+        verdict=s['verdict'],
+        value=s['mean'],
+        threshold=-s['delta'],
+        detail={
+            **s,
+            'base_mean': base_mean,
+            'new_mean': float(p['new'].mean()) if len(p) else float('nan'),
+            'alpha': alpha,
+            'min_n': min_n,
+        },
+    )
 
 # %% ../../nbs/deploy/64_sequential.ipynb #25a216e0
-def bars_to_verdict(effect: float, sigma: float, alpha: float = 0.05, m: int = 30, limit: int = 1_000_000) -> int | None:
+def bars_to_verdict(
+    effect: float, sigma: float, alpha: float = 0.05, m: int = 30, limit: int = 1_000_000
+) -> int | None:
     "Paired bars until the confidence sequence excludes 0 for a true mean difference `effect` (None beyond `limit`)."
-    if effect == 0 or not math.isfinite(effect) or not sigma > 0: return None
+    if effect == 0 or not math.isfinite(effect) or not sigma > 0:
+        return None
     lo, hi = 1, limit
-    if cs_halfwidth(hi, sigma, alpha, m) >= abs(effect): return None
+    if cs_halfwidth(hi, sigma, alpha, m) >= abs(effect):
+        return None
     while lo < hi:
         mid = (lo + hi) // 2
-        if cs_halfwidth(mid, sigma, alpha, m) < abs(effect): hi = mid
-        else: lo = mid + 1
+        if cs_halfwidth(mid, sigma, alpha, m) < abs(effect):
+            hi = mid
+        else:
+            lo = mid + 1
     return lo

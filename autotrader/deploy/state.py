@@ -5,12 +5,16 @@ log, request statistics, replica heartbeats and the clock. SQLite (WAL) by defau
 
 # %% ../../nbs/deploy/60_state.ipynb #83394645
 from __future__ import annotations
-import json, math, os, socket, time
+import json
+import math
+import os
+import socket
+import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from fastcore.basics import patch
 
@@ -23,165 +27,317 @@ __all__ = ['META', 'SLOTS', 'ROUTES', 'GENERATION', 'DEPLOYMENTS', 'ANALYSIS', '
 class StateError(RuntimeError):
     "The deployment state cannot do what was asked; the message says why."
 
+
 def state_url(settings) -> str:
     "`[deploy] state_url`, or the SQLite file `<data.dir>/deploy.db`."
     return settings.deploy.state_url or f"sqlite:///{Path(settings.data.dir).resolve() / 'deploy.db'}"
 
+
 def safe_url(url: str) -> str:
     "The URL without a password (for messages and reports)."
-    try: return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception: return '<invalid url>'
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return '<invalid url>'
 
 # %% ../../nbs/deploy/60_state.ipynb #da715525
 META = sa.MetaData()
 _S, _T, _F, _I, _B = sa.String(128), sa.Text, sa.Float, sa.Integer, sa.Boolean
-SLOTS = sa.Table('slots', META, sa.Column('slot', sa.String(32), primary_key=True), sa.Column('version', sa.String(64)),
-                 sa.Column('status', sa.String(16), nullable=False), sa.Column('retain_until', _F), sa.Column('updated_at', _F))
-ROUTES = sa.Table('routes', META, sa.Column('instrument', _S, primary_key=True), sa.Column('slot', sa.String(32), nullable=False),
-                  sa.Column('shadow_slot', sa.String(32)), sa.Column('updated_at', _F))
+SLOTS = sa.Table(
+    'slots',
+    META,
+    sa.Column('slot', sa.String(32), primary_key=True),
+    sa.Column('version', sa.String(64)),
+    sa.Column('status', sa.String(16), nullable=False),
+    sa.Column('retain_until', _F),
+    sa.Column('updated_at', _F),
+)
+ROUTES = sa.Table(
+    'routes',
+    META,
+    sa.Column('instrument', _S, primary_key=True),
+    sa.Column('slot', sa.String(32), nullable=False),
+    sa.Column('shadow_slot', sa.String(32)),
+    sa.Column('updated_at', _F),
+)
 GENERATION = sa.Table('generation', META, sa.Column('id', _I, primary_key=True), sa.Column('n', _I, nullable=False))
-DEPLOYMENTS = sa.Table('deployments', META, sa.Column('id', _I, primary_key=True, autoincrement=True),
-                       sa.Column('kind', sa.String(16), nullable=False), sa.Column('version', sa.String(64), nullable=False),
-                       sa.Column('baseline_version', sa.String(64)), sa.Column('status', sa.String(24), nullable=False),
-                       sa.Column('stage', _I, nullable=False, default=0), sa.Column('created_at', _F), sa.Column('updated_at', _F),
-                       sa.Column('step_started_at', _F), sa.Column('step_due_at', _F), sa.Column('detail', _T))
-ANALYSIS = sa.Table('analysis', META, sa.Column('id', _I, primary_key=True, autoincrement=True), sa.Column('deployment_id', _I),
-                    sa.Column('stage', _I), sa.Column('instrument', _S), sa.Column('clock_at', _F), sa.Column('window_start', _F),
-                    sa.Column('window_end', _F), sa.Column('check', sa.String(32)), sa.Column('verdict', sa.String(16)),
-                    sa.Column('value', _F), sa.Column('threshold', _F), sa.Column('detail', _T))
-AUDIT = sa.Table('audit', META, sa.Column('id', _I, primary_key=True, autoincrement=True), sa.Column('at', _F, nullable=False),
-                 sa.Column('clock_at', _F), sa.Column('actor', _S), sa.Column('action', sa.String(48), nullable=False),
-                 sa.Column('deployment_id', _I), sa.Column('from_state', _T), sa.Column('to_state', _T), sa.Column('reason', _T))
-SIGNALS = sa.Table('signals', META, sa.Column('id', _I, primary_key=True, autoincrement=True), sa.Column('served_at', _F),
-                   sa.Column('clock_at', _F), sa.Column('instrument', _S, nullable=False), sa.Column('timeframe', sa.String(8)),
-                   sa.Column('bar', _F, nullable=False), sa.Column('version', sa.String(64), nullable=False),
-                   sa.Column('slot', sa.String(32)), sa.Column('shadow', _B, nullable=False), sa.Column('prob', _F),
-                   sa.Column('signal', _F), sa.Column('latency_ms', _F), sa.Column('replica', _S),
-                   sa.Column('exported', _B, nullable=False, default=False),
-                   sa.Index('ix_signals_clock', 'clock_at'), sa.Index('ix_signals_exported', 'exported'))
-STATS = sa.Table('request_stats', META, sa.Column('id', _I, primary_key=True, autoincrement=True), sa.Column('replica', _S),
-                 sa.Column('wall', _F), sa.Column('clock_at', _F), sa.Column('instrument', _S), sa.Column('version', sa.String(64)),
-                 sa.Column('slot', sa.String(32)), sa.Column('requests', _I), sa.Column('errors', _I), sa.Column('hist', _T),
-                 sa.Index('ix_stats_clock', 'clock_at'))
-REPLICAS = sa.Table('replicas', META, sa.Column('replica', _S, primary_key=True), sa.Column('url', _T),
-                    sa.Column('started_at', _F), sa.Column('heartbeat_at', _F), sa.Column('generation', _I),
-                    sa.Column('ready', _B), sa.Column('loaded', _T))
+DEPLOYMENTS = sa.Table(
+    'deployments',
+    META,
+    sa.Column('id', _I, primary_key=True, autoincrement=True),
+    sa.Column('kind', sa.String(16), nullable=False),
+    sa.Column('version', sa.String(64), nullable=False),
+    sa.Column('baseline_version', sa.String(64)),
+    sa.Column('status', sa.String(24), nullable=False),
+    sa.Column('stage', _I, nullable=False, default=0),
+    sa.Column('created_at', _F),
+    sa.Column('updated_at', _F),
+    sa.Column('step_started_at', _F),
+    sa.Column('step_due_at', _F),
+    sa.Column('detail', _T),
+)
+ANALYSIS = sa.Table(
+    'analysis',
+    META,
+    sa.Column('id', _I, primary_key=True, autoincrement=True),
+    sa.Column('deployment_id', _I),
+    sa.Column('stage', _I),
+    sa.Column('instrument', _S),
+    sa.Column('clock_at', _F),
+    sa.Column('window_start', _F),
+    sa.Column('window_end', _F),
+    sa.Column('check', sa.String(32)),
+    sa.Column('verdict', sa.String(16)),
+    sa.Column('value', _F),
+    sa.Column('threshold', _F),
+    sa.Column('detail', _T),
+)
+AUDIT = sa.Table(
+    'audit',
+    META,
+    sa.Column('id', _I, primary_key=True, autoincrement=True),
+    sa.Column('at', _F, nullable=False),
+    sa.Column('clock_at', _F),
+    sa.Column('actor', _S),
+    sa.Column('action', sa.String(48), nullable=False),
+    sa.Column('deployment_id', _I),
+    sa.Column('from_state', _T),
+    sa.Column('to_state', _T),
+    sa.Column('reason', _T),
+)
+SIGNALS = sa.Table(
+    'signals',
+    META,
+    sa.Column('id', _I, primary_key=True, autoincrement=True),
+    sa.Column('served_at', _F),
+    sa.Column('clock_at', _F),
+    sa.Column('instrument', _S, nullable=False),
+    sa.Column('timeframe', sa.String(8)),
+    sa.Column('bar', _F, nullable=False),
+    sa.Column('version', sa.String(64), nullable=False),
+    sa.Column('slot', sa.String(32)),
+    sa.Column('shadow', _B, nullable=False),
+    sa.Column('prob', _F),
+    sa.Column('signal', _F),
+    sa.Column('latency_ms', _F),
+    sa.Column('replica', _S),
+    sa.Column('exported', _B, nullable=False, default=False),
+    sa.Index('ix_signals_clock', 'clock_at'),
+    sa.Index('ix_signals_exported', 'exported'),
+)
+STATS = sa.Table(
+    'request_stats',
+    META,
+    sa.Column('id', _I, primary_key=True, autoincrement=True),
+    sa.Column('replica', _S),
+    sa.Column('wall', _F),
+    sa.Column('clock_at', _F),
+    sa.Column('instrument', _S),
+    sa.Column('version', sa.String(64)),
+    sa.Column('slot', sa.String(32)),
+    sa.Column('requests', _I),
+    sa.Column('errors', _I),
+    sa.Column('hist', _T),
+    sa.Index('ix_stats_clock', 'clock_at'),
+)
+REPLICAS = sa.Table(
+    'replicas',
+    META,
+    sa.Column('replica', _S, primary_key=True),
+    sa.Column('url', _T),
+    sa.Column('started_at', _F),
+    sa.Column('heartbeat_at', _F),
+    sa.Column('generation', _I),
+    sa.Column('ready', _B),
+    sa.Column('loaded', _T),
+)
 KV = sa.Table('meta', META, sa.Column('key', sa.String(64), primary_key=True), sa.Column('value', _T))
 
 # %% ../../nbs/deploy/60_state.ipynb #8afd2168
-_SQLITE_TRIGGERS = [f"CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit "
-                    f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END" for op in ('UPDATE', 'DELETE')]
-_PG_TRIGGERS = ["CREATE OR REPLACE FUNCTION autotrader_audit_append_only() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql",
-                "CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
-                "FOR EACH ROW EXECUTE FUNCTION autotrader_audit_append_only()"]
+_SQLITE_TRIGGERS = [
+    f"CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit "
+    f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    for op in ('UPDATE', 'DELETE')
+]
+_PG_TRIGGERS = [
+    "CREATE OR REPLACE FUNCTION autotrader_audit_append_only() RETURNS trigger AS $$ BEGIN "
+    "RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql",
+    "CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+    "FOR EACH ROW EXECUTE FUNCTION autotrader_audit_append_only()",
+]
+
 
 def _engine(url: str):
     if url.startswith('sqlite'):
         path = sa.engine.make_url(url).database
-        if path and path != ':memory:': Path(path).parent.mkdir(parents=True, exist_ok=True)
-        eng = sa.create_engine(url, connect_args={'timeout': 30, 'check_same_thread': False}, poolclass=sa.pool.NullPool)
+        if path and path != ':memory:':
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = sa.create_engine(
+            url, connect_args={'timeout': 30, 'check_same_thread': False}, poolclass=sa.pool.NullPool
+        )
+
         @sa.event.listens_for(eng, 'connect')
         def _connect(dbapi, _):
-            dbapi.isolation_level = None          # we issue BEGIN ourselves
+            dbapi.isolation_level = None  # we issue BEGIN ourselves
             c = dbapi.cursor()
-            for p in ('journal_mode=WAL', 'busy_timeout=30000', 'synchronous=NORMAL'): c.execute(f'PRAGMA {p}')
+            for p in ('journal_mode=WAL', 'busy_timeout=30000', 'synchronous=NORMAL'):
+                c.execute(f'PRAGMA {p}')
             c.close()
+
         @sa.event.listens_for(eng, 'begin')
-        def _begin(conn): conn.exec_driver_sql('BEGIN IMMEDIATE')   # writers queue instead of failing on upgrade
+        def _begin(conn):
+            conn.exec_driver_sql('BEGIN IMMEDIATE')  # writers queue instead of failing on upgrade
+
         return eng
-    try: return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
-    except Exception as e: raise StateError(f"[deploy] state_url {safe_url(url)}: {e}") from None
+    try:
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    except Exception as e:
+        raise StateError(f"[deploy] state_url {safe_url(url)}: {e}") from None
 
 # %% ../../nbs/deploy/60_state.ipynb #be8697b4
-from ..clock import WallClock, ReplayClock, ManualClock, clock_from_dict, iso
+from ..clock import WallClock, ReplayClock, ManualClock, clock_from_dict, iso  # noqa: F401 (re-exported)
 
 # %% ../../nbs/deploy/60_state.ipynb #e8c59de5
-def _now() -> float: return time.time()
-def _j(d) -> str | None: return None if d is None else json.dumps(d, default=str, sort_keys=True)
-def _unj(s): return None if s in (None, '') else json.loads(s)
+def _now() -> float:
+    return time.time()
+
+
+def _j(d) -> str | None:
+    return None if d is None else json.dumps(d, default=str, sort_keys=True)
+
+
+def _unj(s):
+    return None if s in (None, '') else json.loads(s)
+
 
 class DeploymentState:
     "Slots, routing, deployments, analysis, audit, signal log, request statistics, replicas and clock (see above)."
+
     def __init__(self, url: str, clock=None):
-        self.url = url; self.engine = _engine(url)
-        self.clock_override = clock          # an in-process clock (tests' manual clock) instead of the stored one
-        for attempt in range(5):            # replicas starting together race to create the tables
-            try: self._create(); break
+        self.url = url
+        self.engine = _engine(url)
+        self.clock_override = clock  # an in-process clock (tests' manual clock) instead of the stored one
+        for attempt in range(5):  # replicas starting together race to create the tables
+            try:
+                self._create()
+                break
             except sa.exc.DBAPIError:
-                if attempt == 4: raise
+                if attempt == 4:
+                    raise
                 time.sleep(0.2 * (attempt + 1))
 
     @classmethod
-    def from_settings(cls, settings, clock=None) -> 'DeploymentState': return cls(state_url(settings), clock)
+    def from_settings(cls, settings, clock=None) -> 'DeploymentState':
+        return cls(state_url(settings), clock)
 
-    def __repr__(self): return f"DeploymentState({safe_url(self.url)!r})"
+    def __repr__(self):
+        return f"DeploymentState({safe_url(self.url)!r})"
 
     def _create(self):
-        try: META.create_all(self.engine)
-        except sa.exc.OperationalError as e: raise StateError(f"cannot open the deployment state {safe_url(self.url)}: {e.orig}") from None
+        try:
+            META.create_all(self.engine)
+        except sa.exc.OperationalError as e:
+            raise StateError(f"cannot open the deployment state {safe_url(self.url)}: {e.orig}") from None
         with self.engine.begin() as c:
-            for s in (_SQLITE_TRIGGERS if self.engine.dialect.name == 'sqlite' else _PG_TRIGGERS): c.exec_driver_sql(s)
+            for s in _SQLITE_TRIGGERS if self.engine.dialect.name == 'sqlite' else _PG_TRIGGERS:
+                c.exec_driver_sql(s)
             if c.execute(sa.select(GENERATION.c.n).where(GENERATION.c.id == 1)).first() is None:
                 c.execute(GENERATION.insert().values(id=1, n=0))
 
     @contextmanager
     def tx(self):
         "One transaction (SQLite: BEGIN IMMEDIATE, so writers queue)."
-        with self.engine.begin() as c: yield c
+        with self.engine.begin() as c:
+            yield c
 
-    def close(self): self.engine.dispose()
+    def close(self):
+        self.engine.dispose()
 
 # %% ../../nbs/deploy/60_state.ipynb #9da84ed2
 @patch
-def _audit(self: DeploymentState, c, action: str, actor: str | None = None, deployment_id: int | None = None,
-           from_state=None, to_state=None, reason: str | None = None, clock_at: float | None = None):
+def _audit(
+    self: DeploymentState,
+    c,
+    action: str,
+    actor: str | None = None,
+    deployment_id: int | None = None,
+    from_state=None,
+    to_state=None,
+    reason: str | None = None,
+    clock_at: float | None = None,
+):
     "Append one audit record inside the transaction `c`."
-    c.execute(AUDIT.insert().values(at=_now(), clock_at=clock_at if clock_at is not None else
-                                    (self.clock_override or clock_from_dict(self._get_meta('clock', c))).now(),
-                                    actor=actor or default_actor(), action=action, deployment_id=deployment_id,
-                                    from_state=from_state if isinstance(from_state, (str, type(None))) else _j(from_state),
-                                    to_state=to_state if isinstance(to_state, (str, type(None))) else _j(to_state), reason=reason))
+    c.execute(
+        AUDIT.insert().values(
+            at=_now(),
+            clock_at=clock_at
+            if clock_at is not None
+            else (self.clock_override or clock_from_dict(self._get_meta('clock', c))).now(),
+            actor=actor or default_actor(),
+            action=action,
+            deployment_id=deployment_id,
+            from_state=from_state if isinstance(from_state, (str, type(None))) else _j(from_state),
+            to_state=to_state if isinstance(to_state, (str, type(None))) else _j(to_state),
+            reason=reason,
+        )
+    )
+
 
 @patch
 def audit_log(self: DeploymentState, deployment_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
     "The audit log (oldest first), optionally of one deployment."
     q = sa.select(AUDIT).order_by(AUDIT.c.id)
-    if deployment_id is not None: q = q.where(AUDIT.c.deployment_id == int(deployment_id))
-    with self.engine.connect() as c: df = pd.DataFrame(c.execute(q).mappings().all(), columns=[x.name for x in AUDIT.c])
-    if limit: df = df.tail(limit)
-    for col in ('at', 'clock_at'): df[col] = pd.to_datetime(df[col], unit='s', utc=True)
+    if deployment_id is not None:
+        q = q.where(AUDIT.c.deployment_id == int(deployment_id))
+    with self.engine.connect() as c:
+        df = pd.DataFrame(c.execute(q).mappings().all(), columns=[x.name for x in AUDIT.c])
+    if limit:
+        df = df.tail(limit)
+    for col in ('at', 'clock_at'):
+        df[col] = pd.to_datetime(df[col], unit='s', utc=True)
     return df.reset_index(drop=True)
+
 
 def default_actor() -> str:
     "user@host of this process (the audit log's actor unless one is given)."
-    try: user = os.environ.get('USER') or os.getlogin()
-    except OSError: user = str(os.getuid()) if hasattr(os, 'getuid') else 'unknown'
+    try:
+        user = os.environ.get('USER') or os.getlogin()
+    except OSError:
+        user = str(os.getuid()) if hasattr(os, 'getuid') else 'unknown'
     return f"{user}@{socket.gethostname()}"
+
 
 @patch
 def _get_meta(self: DeploymentState, key: str, c=None):
     q = sa.select(KV.c.value).where(KV.c.key == key)
-    if c is not None: r = c.execute(q).first()
+    if c is not None:
+        r = c.execute(q).first()
     else:
-        with self.engine.connect() as cc: r = cc.execute(q).first()
+        with self.engine.connect() as cc:
+            r = cc.execute(q).first()
     return None if r is None else _unj(r[0])
+
 
 @patch
 def _set_meta(self: DeploymentState, key: str, value, c):
-    if c.execute(sa.select(KV.c.key).where(KV.c.key == key)).first() is None: c.execute(KV.insert().values(key=key, value=_j(value)))
-    else: c.execute(KV.update().where(KV.c.key == key).values(value=_j(value)))
+    if c.execute(sa.select(KV.c.key).where(KV.c.key == key)).first() is None:
+        c.execute(KV.insert().values(key=key, value=_j(value)))
+    else:
+        c.execute(KV.update().where(KV.c.key == key).values(value=_j(value)))
+
 
 @patch
 def clock(self: DeploymentState):
     "The deployment clock: this object's `clock_override`, else the stored one (wall unless a replay clock was set)."
     return self.clock_override or clock_from_dict(self._get_meta('clock'))
 
+
 @patch
 def set_clock(self: DeploymentState, clock, actor: str | None = None, reason: str | None = None):
     "Make `clock` the deployment clock of every process sharing this state (audited)."
     with self.tx() as c:
-        old = self._get_meta('clock', c); self._set_meta('clock', clock.to_dict(), c)
+        old = self._get_meta('clock', c)
+        self._set_meta('clock', clock.to_dict(), c)
         self._audit(c, 'set_clock', actor, None, old or {'mode': 'wall'}, clock.to_dict(), reason, clock_at=clock.now())
     return clock
 
@@ -189,108 +345,207 @@ def set_clock(self: DeploymentState, clock, actor: str | None = None, reason: st
 @dataclass(frozen=True)
 class Routing:
     "A consistent snapshot: generation, slots {slot: {version, status, retain_until}}, routes {instrument: {slot, shadow_slot}}."
+
     generation: int
     slots: dict
     routes: dict
-    def route(self, instrument: str) -> dict | None: return self.routes.get(instrument) or self.routes.get('*')
+
+    def route(self, instrument: str) -> dict | None:
+        return self.routes.get(instrument) or self.routes.get('*')
+
     def version_of(self, instrument: str) -> str | None:
-        r = self.route(instrument); s = self.slots.get(r['slot']) if r else None
+        r = self.route(instrument)
+        s = self.slots.get(r['slot']) if r else None
         return s['version'] if s else None
-    def to_dict(self) -> dict: return {'generation': self.generation, 'slots': self.slots, 'routes': self.routes}
+
+    def to_dict(self) -> dict:
+        return {'generation': self.generation, 'slots': self.slots, 'routes': self.routes}
+
     def table(self) -> pd.DataFrame:
         "One row per route: instrument, slot, version, shadow slot and version."
-        rows = [dict(instrument=i, slot=r['slot'], version=(self.slots.get(r['slot']) or {}).get('version'),
-                     shadow_slot=r['shadow_slot'], shadow_version=(self.slots.get(r['shadow_slot']) or {}).get('version'))
-                for i, r in sorted(self.routes.items())]
+        rows = [
+            dict(
+                instrument=i,
+                slot=r['slot'],
+                version=(self.slots.get(r['slot']) or {}).get('version'),
+                shadow_slot=r['shadow_slot'],
+                shadow_version=(self.slots.get(r['shadow_slot']) or {}).get('version'),
+            )
+            for i, r in sorted(self.routes.items())
+        ]
         return pd.DataFrame(rows, columns=['instrument', 'slot', 'version', 'shadow_slot', 'shadow_version'])
+
 
 @patch
 def generation(self: DeploymentState, c=None) -> int:
     q = sa.select(GENERATION.c.n).where(GENERATION.c.id == 1)
-    if c is not None: return int(c.execute(q).scalar_one())
-    with self.engine.connect() as cc: return int(cc.execute(q).scalar_one())
+    if c is not None:
+        return int(c.execute(q).scalar_one())
+    with self.engine.connect() as cc:
+        return int(cc.execute(q).scalar_one())
+
 
 @patch
 def routing(self: DeploymentState, c=None) -> Routing:
     "The routing in force (one consistent read)."
+
     def read(c):
         g = self.generation(c)
-        slots = {r.slot: dict(version=r.version, status=r.status, retain_until=r.retain_until) for r in c.execute(sa.select(SLOTS))}
+        slots = {
+            r.slot: dict(version=r.version, status=r.status, retain_until=r.retain_until)
+            for r in c.execute(sa.select(SLOTS))
+        }
         routes = {r.instrument: dict(slot=r.slot, shadow_slot=r.shadow_slot) for r in c.execute(sa.select(ROUTES))}
         return Routing(g, slots, routes)
-    if c is not None: return read(c)
-    with self.tx() as cc: return read(cc)
+
+    if c is not None:
+        return read(c)
+    with self.tx() as cc:
+        return read(cc)
+
 
 @patch
-def apply_routing(self: DeploymentState, slots: dict | None = None, routes: dict | None = None, *, action: str,
-                   actor: str | None = None, deployment_id: int | None = None, reason: str | None = None,
-                   replace_routes: bool = False, c=None) -> Routing:
+def apply_routing(
+    self: DeploymentState,
+    slots: dict | None = None,
+    routes: dict | None = None,
+    *,
+    action: str,
+    actor: str | None = None,
+    deployment_id: int | None = None,
+    reason: str | None = None,
+    replace_routes: bool = False,
+    c=None,
+) -> Routing:
     """Change slots ({slot: {version, status, retain_until} or None to drop}) and routes ({instrument: {slot, shadow_slot}
     or None to drop}; `replace_routes` drops every other route) atomically: generation + 1 and one audit record."""
+
     def do(c):
-        before = self.routing(c); now = _now()
+        before = self.routing(c)
+        now = _now()
         for s, v in (slots or {}).items():
             c.execute(SLOTS.delete().where(SLOTS.c.slot == s))
             if v is not None:
-                if v.get('status') not in ('loading', 'live', 'standby', 'idle'): raise StateError(f"slot {s}: bad status {v.get('status')!r}")
-                c.execute(SLOTS.insert().values(slot=s, version=str(v['version']) if v.get('version') is not None else None,
-                                                status=v['status'], retain_until=v.get('retain_until'), updated_at=now))
-        if replace_routes: c.execute(ROUTES.delete())
+                if v.get('status') not in ('loading', 'live', 'standby', 'idle'):
+                    raise StateError(f"slot {s}: bad status {v.get('status')!r}")
+                c.execute(
+                    SLOTS.insert().values(
+                        slot=s,
+                        version=str(v['version']) if v.get('version') is not None else None,
+                        status=v['status'],
+                        retain_until=v.get('retain_until'),
+                        updated_at=now,
+                    )
+                )
+        if replace_routes:
+            c.execute(ROUTES.delete())
         known = {r.slot for r in c.execute(sa.select(SLOTS.c.slot))}
         for i, r in (routes or {}).items():
             c.execute(ROUTES.delete().where(ROUTES.c.instrument == i))
-            if r is None: continue
+            if r is None:
+                continue
             for k in ('slot', 'shadow_slot'):
-                if r.get(k) and r[k] not in known: raise StateError(f"route {i}: slot {r[k]!r} does not exist (slots: {sorted(known)})")
-            c.execute(ROUTES.insert().values(instrument=i, slot=r['slot'], shadow_slot=r.get('shadow_slot'), updated_at=now))
+                if r.get(k) and r[k] not in known:
+                    raise StateError(f"route {i}: slot {r[k]!r} does not exist (slots: {sorted(known)})")
+            c.execute(
+                ROUTES.insert().values(instrument=i, slot=r['slot'], shadow_slot=r.get('shadow_slot'), updated_at=now)
+            )
         c.execute(GENERATION.update().where(GENERATION.c.id == 1).values(n=GENERATION.c.n + 1))
         after = self.routing(c)
         self._audit(c, action, actor, deployment_id, _routing_summary(before), _routing_summary(after), reason)
         return after
-    if c is not None: return do(c)
-    with self.tx() as cc: return do(cc)
+
+    if c is not None:
+        return do(c)
+    with self.tx() as cc:
+        return do(cc)
+
 
 def _routing_summary(r: Routing) -> dict:
     "Compact routing for the audit log: {instrument: 'slot=version[ shadow slot=version]'}."
     out = {}
     for i, x in sorted(r.routes.items()):
-        v = (r.slots.get(x['slot']) or {}).get('version'); s = f"{x['slot']}=v{v}"
-        if x['shadow_slot']: s += f" shadow {x['shadow_slot']}=v{(r.slots.get(x['shadow_slot']) or {}).get('version')}"
+        v = (r.slots.get(x['slot']) or {}).get('version')
+        s = f"{x['slot']}=v{v}"
+        if x['shadow_slot']:
+            s += f" shadow {x['shadow_slot']}=v{(r.slots.get(x['shadow_slot']) or {}).get('version')}"
         out[i] = s
-    return {'generation': r.generation, 'routes': out,
-            'slots': {k: f"v{v['version']} {v['status']}" for k, v in sorted(r.slots.items())}}
+    return {
+        'generation': r.generation,
+        'routes': out,
+        'slots': {k: f"v{v['version']} {v['status']}" for k, v in sorted(r.slots.items())},
+    }
 
 # %% ../../nbs/deploy/60_state.ipynb #535e6598
 TERMINAL = ('succeeded', 'rolled_back', 'aborted', 'failed')
 
+
 @patch
-def create_deployment(self: DeploymentState, kind: str, version: str, baseline_version: str | None, detail: dict,
-                       actor: str | None = None, reason: str | None = None) -> int:
+def create_deployment(
+    self: DeploymentState,
+    kind: str,
+    version: str,
+    baseline_version: str | None,
+    detail: dict,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> int:
     "A new deployment (status `pending`); refused while another one is active."
     with self.tx() as c:
-        act = c.execute(sa.select(DEPLOYMENTS.c.id, DEPLOYMENTS.c.kind, DEPLOYMENTS.c.version)
-                        .where(DEPLOYMENTS.c.status.notin_(TERMINAL))).first()
+        act = c.execute(
+            sa.select(DEPLOYMENTS.c.id, DEPLOYMENTS.c.kind, DEPLOYMENTS.c.version).where(
+                DEPLOYMENTS.c.status.notin_(TERMINAL)
+            )
+        ).first()
         if act is not None:
-            raise StateError(f"deployment {act.id} ({act.kind} of v{act.version}) is still active: "
-                             f"finish it (`autotrader deploy resume`), abort it (`autotrader deploy abort`) or roll it back first")
+            raise StateError(
+                f"deployment {act.id} ({act.kind} of v{act.version}) is still active: "
+                f"finish it (`autotrader deploy resume`), abort it (`autotrader deploy abort`) or roll it back first"
+            )
         now = _now()
-        did = c.execute(DEPLOYMENTS.insert().values(kind=kind, version=str(version), baseline_version=baseline_version,
-                                                    status='pending', stage=0, created_at=now, updated_at=now,
-                                                    detail=_j(detail))).inserted_primary_key[0]
-        self._audit(c, f'{kind}.create', actor, did, None, 'pending', reason or f"{kind} of v{version} (baseline v{baseline_version})")
+        did = c.execute(
+            DEPLOYMENTS.insert().values(
+                kind=kind,
+                version=str(version),
+                baseline_version=baseline_version,
+                status='pending',
+                stage=0,
+                created_at=now,
+                updated_at=now,
+                detail=_j(detail),
+            )
+        ).inserted_primary_key[0]
+        self._audit(
+            c,
+            f'{kind}.create',
+            actor,
+            did,
+            None,
+            'pending',
+            reason or f"{kind} of v{version} (baseline v{baseline_version})",
+        )
     return int(did)
+
 
 @patch
 def deployment(self: DeploymentState, deployment_id: int | None = None, c=None) -> dict | None:
     "One deployment as a dict (default: the active one, or None)."
     q = sa.select(DEPLOYMENTS)
-    q = q.where(DEPLOYMENTS.c.id == int(deployment_id)) if deployment_id is not None else \
-        q.where(DEPLOYMENTS.c.status.notin_(TERMINAL)).order_by(DEPLOYMENTS.c.id.desc())
+    q = (
+        q.where(DEPLOYMENTS.c.id == int(deployment_id))
+        if deployment_id is not None
+        else q.where(DEPLOYMENTS.c.status.notin_(TERMINAL)).order_by(DEPLOYMENTS.c.id.desc())
+    )
+
     def read(c):
         r = c.execute(q).mappings().first()
         return None if r is None else {**dict(r), 'detail': _unj(r['detail']) or {}}
-    if c is not None: return read(c)
-    with self.engine.connect() as cc: return read(cc)
+
+    if c is not None:
+        return read(c)
+    with self.engine.connect() as cc:
+        return read(cc)
+
 
 @patch
 def deployments(self: DeploymentState, limit: int = 20) -> pd.DataFrame:
@@ -298,141 +553,247 @@ def deployments(self: DeploymentState, limit: int = 20) -> pd.DataFrame:
     with self.engine.connect() as c:
         rows = c.execute(sa.select(DEPLOYMENTS).order_by(DEPLOYMENTS.c.id.desc()).limit(limit)).mappings().all()
     df = pd.DataFrame(rows, columns=[x.name for x in DEPLOYMENTS.c])
-    for col in ('created_at', 'updated_at', 'step_started_at', 'step_due_at'): df[col] = pd.to_datetime(df[col], unit='s', utc=True)
+    for col in ('created_at', 'updated_at', 'step_started_at', 'step_due_at'):
+        df[col] = pd.to_datetime(df[col], unit='s', utc=True)
     return df
+
 
 @patch
 def set_detail(self: DeploymentState, deployment_id: int, detail: dict, c=None) -> dict:
     "Merge `detail` into a deployment's detail without an audit record (bookkeeping such as a controller's lease, not a decision)."
+
     def do(c):
         d = self.deployment(deployment_id, c)
-        if d is None: raise StateError(f"no deployment {deployment_id}")
-        c.execute(DEPLOYMENTS.update().where(DEPLOYMENTS.c.id == int(deployment_id)).values(detail=_j({**d['detail'], **detail})))
+        if d is None:
+            raise StateError(f"no deployment {deployment_id}")
+        c.execute(
+            DEPLOYMENTS.update()
+            .where(DEPLOYMENTS.c.id == int(deployment_id))
+            .values(detail=_j({**d['detail'], **detail}))
+        )
         return self.deployment(deployment_id, c)
-    if c is not None: return do(c)
-    with self.tx() as cc: return do(cc)
+
+    if c is not None:
+        return do(c)
+    with self.tx() as cc:
+        return do(cc)
+
 
 @patch
-def transition(self: DeploymentState, deployment_id: int, *, expect: str | tuple | None = None, action: str,
-                actor: str | None = None, reason: str | None = None, c=None, **values) -> dict:
+def transition(
+    self: DeploymentState,
+    deployment_id: int,
+    *,
+    expect: str | tuple | None = None,
+    action: str,
+    actor: str | None = None,
+    reason: str | None = None,
+    c=None,
+    **values,
+) -> dict:
     """Update a deployment (status, stage, timers, detail) and audit it, in one transaction. With `expect`, the change
     is refused unless the status is still that (another controller moved it on meanwhile)."""
+
     def do(c):
         d = self.deployment(deployment_id, c)
-        if d is None: raise StateError(f"no deployment {deployment_id}")
+        if d is None:
+            raise StateError(f"no deployment {deployment_id}")
         if expect is not None and d['status'] not in ((expect,) if isinstance(expect, str) else expect):
-            raise StateError(f"deployment {deployment_id} is {d['status']}, not {expect}: another controller acted on it")
-        if 'detail' in values: values['detail'] = _j({**d['detail'], **values['detail']})
-        c.execute(DEPLOYMENTS.update().where(DEPLOYMENTS.c.id == int(deployment_id)).values(updated_at=_now(), **values))
-        frm = f"{d['status']}/stage {d['stage']}"; to = f"{values.get('status', d['status'])}/stage {values.get('stage', d['stage'])}"
+            raise StateError(
+                f"deployment {deployment_id} is {d['status']}, not {expect}: another controller acted on it"
+            )
+        if 'detail' in values:
+            values['detail'] = _j({**d['detail'], **values['detail']})
+        c.execute(
+            DEPLOYMENTS.update().where(DEPLOYMENTS.c.id == int(deployment_id)).values(updated_at=_now(), **values)
+        )
+        frm = f"{d['status']}/stage {d['stage']}"
+        to = f"{values.get('status', d['status'])}/stage {values.get('stage', d['stage'])}"
         self._audit(c, action, actor, deployment_id, frm, to, reason)
         return self.deployment(deployment_id, c)
-    if c is not None: return do(c)
-    with self.tx() as cc: return do(cc)
+
+    if c is not None:
+        return do(c)
+    with self.tx() as cc:
+        return do(cc)
+
 
 @patch
 def add_analysis(self: DeploymentState, deployment_id: int, stage: int, results: list[dict], c=None):
     "Store analysis results: dicts with instrument, check, verdict, value, threshold, window_start, window_end, clock_at, detail."
-    rows = [dict(deployment_id=deployment_id, stage=stage, instrument=r.get('instrument', '*'), clock_at=r.get('clock_at'),
-                 window_start=r.get('window_start'), window_end=r.get('window_end'), check=r['check'], verdict=r['verdict'],
-                 value=_finite(r.get('value')), threshold=_finite(r.get('threshold')), detail=_j(r.get('detail')))
-            for r in results]
-    if not rows: return
-    if c is not None: c.execute(ANALYSIS.insert(), rows)
+    rows = [
+        dict(
+            deployment_id=deployment_id,
+            stage=stage,
+            instrument=r.get('instrument', '*'),
+            clock_at=r.get('clock_at'),
+            window_start=r.get('window_start'),
+            window_end=r.get('window_end'),
+            check=r['check'],
+            verdict=r['verdict'],
+            value=_finite(r.get('value')),
+            threshold=_finite(r.get('threshold')),
+            detail=_j(r.get('detail')),
+        )
+        for r in results
+    ]
+    if not rows:
+        return
+    if c is not None:
+        c.execute(ANALYSIS.insert(), rows)
     else:
-        with self.tx() as cc: cc.execute(ANALYSIS.insert(), rows)
+        with self.tx() as cc:
+            cc.execute(ANALYSIS.insert(), rows)
+
 
 def _finite(v):
-    try: f = float(v)
-    except (TypeError, ValueError): return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
     return f if math.isfinite(f) else None
+
 
 @patch
 def analyses(self: DeploymentState, deployment_id: int) -> pd.DataFrame:
     "Every analysis result of a deployment (oldest first)."
     with self.engine.connect() as c:
-        rows = c.execute(sa.select(ANALYSIS).where(ANALYSIS.c.deployment_id == int(deployment_id)).order_by(ANALYSIS.c.id)).mappings().all()
+        rows = (
+            c.execute(sa.select(ANALYSIS).where(ANALYSIS.c.deployment_id == int(deployment_id)).order_by(ANALYSIS.c.id))
+            .mappings()
+            .all()
+        )
     df = pd.DataFrame(rows, columns=[x.name for x in ANALYSIS.c])
-    for col in ('clock_at', 'window_start', 'window_end'): df[col] = pd.to_datetime(df[col], unit='s', utc=True)
+    for col in ('clock_at', 'window_start', 'window_end'):
+        df[col] = pd.to_datetime(df[col], unit='s', utc=True)
     return df
 
 # %% ../../nbs/deploy/60_state.ipynb #8c96bfff
 LATENCY_EDGES_MS = np.geomspace(0.05, 30_000.0, 80)
 
+
 def latency_bucket(ms: float) -> int:
     "Index of the histogram bucket of a latency (the last bucket takes everything above the top edge)."
     return int(min(np.searchsorted(LATENCY_EDGES_MS, ms, side='left'), len(LATENCY_EDGES_MS) - 1))
 
+
 def quantile_ms(hist, q: float = 0.99) -> float:
     "The `q` quantile of a latency histogram (upper edge of the bucket that reaches it); NaN when empty."
-    h = np.asarray(hist, dtype='float64'); n = h.sum()
-    if n <= 0: return float('nan')
+    h = np.asarray(hist, dtype='float64')
+    n = h.sum()
+    if n <= 0:
+        return float('nan')
     return float(LATENCY_EDGES_MS[int(np.searchsorted(np.cumsum(h), q * n, side='left'))])
+
 
 @patch
 def log_served(self: DeploymentState, signals: list[dict], stats: list[dict]):
     "Write a batch of signal-log rows and request-statistics rows (one transaction)."
-    if not signals and not stats: return
+    if not signals and not stats:
+        return
     with self.tx() as c:
-        if signals: c.execute(SIGNALS.insert(), [{**s, 'exported': False} for s in signals])
-        if stats: c.execute(STATS.insert(), [{**s, 'hist': s['hist'] if isinstance(s['hist'], str) else _j(list(map(int, s['hist'])))} for s in stats])
+        if signals:
+            c.execute(SIGNALS.insert(), [{**s, 'exported': False} for s in signals])
+        if stats:
+            c.execute(
+                STATS.insert(),
+                [
+                    {**s, 'hist': s['hist'] if isinstance(s['hist'], str) else _j(list(map(int, s['hist'])))}
+                    for s in stats
+                ],
+            )
+
 
 @patch
-def signal_log(self: DeploymentState, start: float | None = None, end: float | None = None, versions=None,
-                instruments=None, shadow: bool | None = None) -> pd.DataFrame:
+def signal_log(
+    self: DeploymentState,
+    start: float | None = None,
+    end: float | None = None,
+    versions=None,
+    instruments=None,
+    shadow: bool | None = None,
+) -> pd.DataFrame:
     "Signal-log rows with clock time in [start, end)."
     q = sa.select(SIGNALS)
-    if start is not None: q = q.where(SIGNALS.c.clock_at >= start)
-    if end is not None: q = q.where(SIGNALS.c.clock_at < end)
-    if versions is not None: q = q.where(SIGNALS.c.version.in_([str(v) for v in versions]))
-    if instruments is not None: q = q.where(SIGNALS.c.instrument.in_(list(instruments)))
-    if shadow is not None: q = q.where(SIGNALS.c.shadow == bool(shadow))
-    with self.engine.connect() as c: df = pd.DataFrame(c.execute(q.order_by(SIGNALS.c.id)).mappings().all(), columns=[x.name for x in SIGNALS.c])
+    if start is not None:
+        q = q.where(SIGNALS.c.clock_at >= start)
+    if end is not None:
+        q = q.where(SIGNALS.c.clock_at < end)
+    if versions is not None:
+        q = q.where(SIGNALS.c.version.in_([str(v) for v in versions]))
+    if instruments is not None:
+        q = q.where(SIGNALS.c.instrument.in_(list(instruments)))
+    if shadow is not None:
+        q = q.where(SIGNALS.c.shadow == bool(shadow))
+    with self.engine.connect() as c:
+        df = pd.DataFrame(c.execute(q.order_by(SIGNALS.c.id)).mappings().all(), columns=[x.name for x in SIGNALS.c])
     return df
 
+
 @patch
-def request_stats(self: DeploymentState, start: float | None = None, end: float | None = None, versions=None,
-                   instruments=None) -> pd.DataFrame:
+def request_stats(
+    self: DeploymentState, start: float | None = None, end: float | None = None, versions=None, instruments=None
+) -> pd.DataFrame:
     "Request statistics with clock time in [start, end), summed per instrument, version and slot (hist as an array)."
     q = sa.select(STATS)
-    if start is not None: q = q.where(STATS.c.clock_at >= start)
-    if end is not None: q = q.where(STATS.c.clock_at < end)
-    if versions is not None: q = q.where(STATS.c.version.in_([str(v) for v in versions]))
-    if instruments is not None: q = q.where(STATS.c.instrument.in_(list(instruments)))
-    with self.engine.connect() as c: rows = c.execute(q).mappings().all()
+    if start is not None:
+        q = q.where(STATS.c.clock_at >= start)
+    if end is not None:
+        q = q.where(STATS.c.clock_at < end)
+    if versions is not None:
+        q = q.where(STATS.c.version.in_([str(v) for v in versions]))
+    if instruments is not None:
+        q = q.where(STATS.c.instrument.in_(list(instruments)))
+    with self.engine.connect() as c:
+        rows = c.execute(q).mappings().all()
     out = {}
     for r in rows:
         k = (r['instrument'], r['version'], r['slot'])
         a = out.setdefault(k, [0, 0, np.zeros(len(LATENCY_EDGES_MS), dtype='int64')])
-        a[0] += r['requests']; a[1] += r['errors']; a[2] += np.asarray(json.loads(r['hist']), dtype='int64')
-    return pd.DataFrame([dict(instrument=k[0], version=k[1], slot=k[2], requests=v[0], errors=v[1], hist=v[2]) for k, v in out.items()],
-                        columns=['instrument', 'version', 'slot', 'requests', 'errors', 'hist'])
+        a[0] += r['requests']
+        a[1] += r['errors']
+        a[2] += np.asarray(json.loads(r['hist']), dtype='int64')
+    return pd.DataFrame(
+        [dict(instrument=k[0], version=k[1], slot=k[2], requests=v[0], errors=v[1], hist=v[2]) for k, v in out.items()],
+        columns=['instrument', 'version', 'slot', 'requests', 'errors', 'hist'],
+    )
+
 
 @patch
-def heartbeat(self: DeploymentState, replica: str, url: str | None, generation: int, ready: bool, loaded: dict, started_at: float):
+def heartbeat(
+    self: DeploymentState, replica: str, url: str | None, generation: int, ready: bool, loaded: dict, started_at: float
+):
     "Record that `replica` is alive, which versions it has loaded and warmed, and the generation it applied."
     with self.tx() as c:
-        vals = dict(url=url, started_at=started_at, heartbeat_at=_now(), generation=generation, ready=ready, loaded=_j(loaded))
+        vals = dict(
+            url=url, started_at=started_at, heartbeat_at=_now(), generation=generation, ready=ready, loaded=_j(loaded)
+        )
         if c.execute(REPLICAS.update().where(REPLICAS.c.replica == replica).values(**vals)).rowcount == 0:
             c.execute(REPLICAS.insert().values(replica=replica, **vals))
+
 
 @patch
 def replicas(self: DeploymentState, max_age: float | None = 6.0) -> pd.DataFrame:
     "Replicas with a heartbeat in the last `max_age` seconds (None: all ever seen)."
     q = sa.select(REPLICAS)
-    if max_age is not None: q = q.where(REPLICAS.c.heartbeat_at >= _now() - max_age)
-    with self.engine.connect() as c: rows = c.execute(q.order_by(REPLICAS.c.replica)).mappings().all()
+    if max_age is not None:
+        q = q.where(REPLICAS.c.heartbeat_at >= _now() - max_age)
+    with self.engine.connect() as c:
+        rows = c.execute(q.order_by(REPLICAS.c.replica)).mappings().all()
     df = pd.DataFrame(rows, columns=[x.name for x in REPLICAS.c])
     df['loaded'] = [(_unj(x) or {}) for x in df['loaded']]
     return df
+
 
 def live_age(settings) -> float:
     "Seconds since its last heartbeat within which a replica counts as live: three `[deploy] heartbeat_seconds`."
     return 3 * settings.deploy.heartbeat_seconds
 
+
 @patch
-def wait_warm(self: DeploymentState, version, generation: int = 0, timeout: float = 300, max_age: float = 6.0,
-               poll: float = 0.2) -> tuple[bool, str, list]:
+def wait_warm(
+    self: DeploymentState, version, generation: int = 0, timeout: float = 300, max_age: float = 6.0, poll: float = 0.2
+) -> tuple[bool, str, list]:
     """Wait until every live replica (heartbeat within `max_age` s) has applied routing `generation` (or a later one) and
     holds `version` loaded and warm: (True, summary, replica names); (False, why, []) when a replica reports a load or
     warm-up error, or at `timeout`."""
@@ -440,48 +801,76 @@ def wait_warm(self: DeploymentState, version, generation: int = 0, timeout: floa
     why = 'no gateway replica is alive: start `autotrader serve`'
     while time.monotonic() < deadline:
         reps = self.replicas(max_age=max_age)
-        errs = [f"{r.replica}: {r.loaded[v]['error']}" for r in reps.itertuples() if v in r.loaded and r.loaded[v].get('error')]
-        if errs: return False, 'load or warm-up failed: ' + '; '.join(errs), []
-        cold = [r.replica for r in reps.itertuples() if not (r.loaded.get(v, {}).get('ready') and r.generation >= generation)]
+        errs = [
+            f"{r.replica}: {r.loaded[v]['error']}"
+            for r in reps.itertuples()
+            if v in r.loaded and r.loaded[v].get('error')
+        ]
+        if errs:
+            return False, 'load or warm-up failed: ' + '; '.join(errs), []
+        cold = [
+            r.replica
+            for r in reps.itertuples()
+            if not (r.loaded.get(v, {}).get('ready') and r.generation >= generation)
+        ]
         if len(reps) and not cold:
             return True, f"v{v} warm on {len(reps)} replica(s): {', '.join(reps.replica)}", list(reps.replica)
-        if len(reps): why = f"not warm yet on {len(cold)} of {len(reps)} replica(s)"
+        if len(reps):
+            why = f"not warm yet on {len(cold)} of {len(reps)} replica(s)"
         time.sleep(poll)
     return False, f"timed out after {timeout:g} s: {why}", []
+
 
 @patch
 def forget_replica(self: DeploymentState, replica: str):
     "Remove a replica that stops (so it is not counted as live until its heartbeat ages out)."
-    with self.tx() as c: c.execute(REPLICAS.delete().where(REPLICAS.c.replica == replica))
+    with self.tx() as c:
+        c.execute(REPLICAS.delete().where(REPLICAS.c.replica == replica))
 
 # %% ../../nbs/deploy/60_state.ipynb #be3b5334
 @patch
 def export_signals(self: DeploymentState, store, run_id: str = 'signal-log', batch: int = 200_000) -> int:
     "Copy unexported signal-log rows (served and shadow) to the store's `signals` dataset; returns the number copied."
     from autotrader.monitor.performance import log_signals
+
     total = 0
     while True:
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(SIGNALS).where(SIGNALS.c.exported == False).order_by(SIGNALS.c.id).limit(batch)).mappings().all()  # noqa: E712
-        if not rows: return total
+            rows = (
+                c.execute(sa.select(SIGNALS).where(SIGNALS.c.exported == False).order_by(SIGNALS.c.id).limit(batch))
+                .mappings()
+                .all()
+            )  # noqa: E712
+        if not rows:
+            return total
         df = pd.DataFrame(rows)
-        sig = pd.DataFrame({'instrument': df.instrument, 'timestamp': pd.to_datetime(df.bar, unit='s', utc=True),
-                            'timeframe': df.timeframe, 'model_version': df.version.astype(str), 'prob': df.prob,
-                            'position': df.signal}).drop_duplicates(['instrument', 'timestamp', 'model_version'], keep='last')
+        sig = pd.DataFrame(
+            {
+                'instrument': df.instrument,
+                'timestamp': pd.to_datetime(df.bar, unit='s', utc=True),
+                'timeframe': df.timeframe,
+                'model_version': df.version.astype(str),
+                'prob': df.prob,
+                'position': df.signal,
+            }
+        ).drop_duplicates(['instrument', 'timestamp', 'model_version'], keep='last')
         log_signals(store, sig, run_id=run_id)
         ids = [int(i) for i in df.id]
         with self.tx() as c:
             for k in range(0, len(ids), 5000):
-                c.execute(SIGNALS.update().where(SIGNALS.c.id.in_(ids[k:k + 5000])).values(exported=True))
+                c.execute(SIGNALS.update().where(SIGNALS.c.id.in_(ids[k : k + 5000])).values(exported=True))
         total += len(ids)
-        if len(rows) < batch: return total
+        if len(rows) < batch:
+            return total
 
 # %% ../../nbs/deploy/60_state.ipynb #ade8c591
 def export_signal_log(settings=None) -> int:
     "Export the signal log of the configured deployment state to the feature store; 0 when there is no state yet."
     from autotrader.config import Settings, load_settings
     from autotrader.features.store import FeatureStore
+
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     url = state_url(st)
-    if url.startswith('sqlite') and not Path(sa.engine.make_url(url).database or '').exists(): return 0
+    if url.startswith('sqlite') and not Path(sa.engine.make_url(url).database or '').exists():
+        return 0
     return DeploymentState(url).export_signals(FeatureStore(st.store.dir, st.store.keep_snapshots))

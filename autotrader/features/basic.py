@@ -5,9 +5,11 @@ volatility. The full library (technical, microstructure, regime) builds on the s
 
 # %% ../../nbs/features/21_basic.ipynb #1fd113a4
 from __future__ import annotations
-import hashlib, json
+import hashlib
+import json
 from dataclasses import dataclass, field
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['FEATURE_SETS', 'FeatureSet', 'basic_features', 'register_feature_set', 'feature_set', 'make_feature_set']
@@ -18,21 +20,27 @@ class FeatureSet:
     name: str
     version: str
     params: dict = field(default_factory=dict)
+
     @property
     def id(self) -> str:
         h = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.name}@{self.version}-{h}"
+
     @property
-    def lookback(self) -> int: return _spec(self.name)['lookback'](**self.params)
+    def lookback(self) -> int:
+        return _spec(self.name)['lookback'](**self.params)
+
     def compute(self, bars: pd.DataFrame) -> pd.DataFrame:
         "Features for canonical `bars` (any instruments): instrument, timestamp, timeframe + one column per feature."
         bars = bars.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
         f = _spec(self.name)['fn'](bars, **self.params)
         return pd.concat([bars[['instrument', 'timestamp', 'timeframe']], f.reset_index(drop=True)], axis=1)
+
     @property
     def columns(self) -> list[str]:
         "The feature columns `compute` returns."
         from autotrader.schema import empty_bars
+
         return list(self.compute(empty_bars()).columns[3:])
 
 # %% ../../nbs/features/21_basic.ipynb #06e17477
@@ -41,44 +49,76 @@ def basic_features(bars: pd.DataFrame, return_horizons=(1, 4, 24), vol_windows=(
     g = bars['instrument'].to_numpy()
     lc = np.log(bars['close'])
     out = {}
-    for h in return_horizons: out[f'ret_{h}'] = lc - lc.groupby(g, sort=False).shift(h)
+    for h in return_horizons:
+        out[f'ret_{h}'] = lc - lc.groupby(g, sort=False).shift(h)
     r1 = lc - lc.groupby(g, sort=False).shift(1)
     for w in vol_windows:
         out[f'vol_{w}'] = r1.groupby(g, sort=False).transform(lambda s: s.rolling(w, min_periods=w).std())
     return pd.DataFrame(out).astype('float64')
 
+
 FEATURE_SETS: dict[str, dict] = {}
 
-def register_feature_set(name: str, fn, version: str, lookback, defaults: dict | None = None, settings_keys=(), doc: str = ''):
+
+def register_feature_set(
+    name: str, fn, version: str, lookback, defaults: dict | None = None, settings_keys=(), doc: str = ''
+):
     """Make `fn(bars, **params)` available as feature set `name` ([features] set = name). `lookback(**params)` is the
     number of earlier bars a value needs; `defaults` are its parameters, of which `settings_keys` come from `[features]`."""
-    FEATURE_SETS[name] = dict(fn=fn, version=str(version), lookback=lookback, defaults=dict(defaults or {}),
-                              settings_keys=tuple(settings_keys), doc=doc)
+    FEATURE_SETS[name] = dict(
+        fn=fn,
+        version=str(version),
+        lookback=lookback,
+        defaults=dict(defaults or {}),
+        settings_keys=tuple(settings_keys),
+        doc=doc,
+    )
+
 
 def _spec(name: str) -> dict:
     if name not in FEATURE_SETS:
-        try: import autotrader.features.sets      # the full library registers its sets on import
-        except ImportError: pass
-    if name not in FEATURE_SETS: raise ValueError(f"unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}")
+        try:
+            import autotrader.features.sets  # the full library registers its sets on import
+        except ImportError:
+            pass
+    if name not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}")
     return FEATURE_SETS[name]
 
-register_feature_set('basic', basic_features, '1', defaults=dict(return_horizons=[1, 4, 24], vol_windows=[24, 96]),
-                     settings_keys=('return_horizons', 'vol_windows'),
-                     lookback=lambda return_horizons=(1, 4, 24), vol_windows=(24, 96): max([*return_horizons, *[w + 1 for w in vol_windows]]),
-                     doc='Log returns and close-to-close volatility.')
 
-def _plain(v): return list(v) if isinstance(v, (list, tuple)) else v
+register_feature_set(
+    'basic',
+    basic_features,
+    '1',
+    defaults=dict(return_horizons=[1, 4, 24], vol_windows=[24, 96]),
+    settings_keys=('return_horizons', 'vol_windows'),
+    lookback=lambda return_horizons=(1, 4, 24), vol_windows=(24, 96): max(
+        [*return_horizons, *[w + 1 for w in vol_windows]]
+    ),
+    doc='Log returns and close-to-close volatility.',
+)
+
+
+def _plain(v):
+    return list(v) if isinstance(v, (list, tuple)) else v
+
 
 def feature_set(name: str, **params) -> FeatureSet:
     "Feature set `name` with its default parameters, overridden by `params`."
     spec = _spec(name)
     unknown = set(params) - set(spec['defaults']) - set(spec['settings_keys'])
-    if unknown: raise ValueError(f"feature set {name!r} has no parameter(s) {', '.join(sorted(unknown))}; it has {', '.join(spec['defaults'])}")
+    if unknown:
+        raise ValueError(
+            f"feature set {name!r} has no parameter(s) {', '.join(sorted(unknown))}; it has {', '.join(spec['defaults'])}"
+        )
     return FeatureSet(name, spec['version'], {k: _plain(v) for k, v in {**spec['defaults'], **params}.items()})
+
 
 def make_feature_set(settings) -> FeatureSet:
     "The feature set named by `[features] set`, with its parameters from `[features]` (the rest at their defaults)."
     name = settings.features.set
-    try: spec = _spec(name)
-    except ValueError: raise ValueError(f"[features] set: unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}") from None
+    try:
+        spec = _spec(name)
+    except ValueError:
+        raise ValueError(f"[features] set: unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}") from None
     return feature_set(name, **{k: getattr(settings.features, k) for k in spec['settings_keys']})

@@ -6,10 +6,19 @@ signed-volume imbalances, VWAP distance, and the quoted spread when the source g
 # %% ../../nbs/features/23_microstructure.ipynb #94cb47ee
 from __future__ import annotations
 import math
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from scipy.special import ndtr as _ndtr
-from .technical import (Block, _div, _f, lag, log_return, rolling_mean, rolling_nanmean, rolling_std,
-                                           rolling_sum)
+from autotrader.features.technical import (
+    Block,
+    _div,
+    _f,
+    lag,
+    log_return,
+    rolling_mean,
+    rolling_nanmean,
+    rolling_sum,
+)
 
 # %% auto #0
 __all__ = ['amihud', 'roll_spread', 'corwin_schultz', 'tick_sign', 'imbalance', 'bvc_share', 'close_location', 'vwap_distance',
@@ -19,8 +28,10 @@ __all__ = ['amihud', 'roll_spread', 'corwin_schultz', 'tick_sign', 'imbalance', 
 def amihud(close, volume, w: int) -> np.ndarray:
     "Mean over `w` bars of |rₜ| / (Cₜ Vₜ) (bars without volume skipped)."
     c, v = _f(close), _f(volume)
-    with np.errstate(over='ignore'): x = np.abs(log_return(c, 1)) / np.where(v > 0, c * v, np.nan)
+    with np.errstate(over='ignore'):
+        x = np.abs(log_return(c, 1)) / np.where(v > 0, c * v, np.nan)
     return rolling_nanmean(x, w)
+
 
 def roll_spread(close, w: int, r=None) -> np.ndarray:
     "2 √(−cov(rₜ, rₜ₋₁)) over `w` bars (0 when the covariance is ≥ 0)."
@@ -28,12 +39,14 @@ def roll_spread(close, w: int, r=None) -> np.ndarray:
     cov = pd.Series(r, copy=False).rolling(w, min_periods=w).cov(pd.Series(lag(r, 1), copy=False)).to_numpy()
     return np.where(np.isnan(cov), np.nan, 2 * np.sqrt(np.maximum(-cov, 0)))
 
+
 _K = 3 - 2 * math.sqrt(2)
+
 
 def corwin_schultz(high, low, close, w: int) -> np.ndarray:
     "Corwin–Schultz two-bar spread estimate (floored at 0), averaged over `w` bars."
     h, l, pc = _f(high), _f(low), lag(close, 1)
-    gap = np.where(l > pc, l - pc, np.where(h < pc, h - pc, 0.0))         # open gap vs the previous close
+    gap = np.where(l > pc, l - pc, np.where(h < pc, h - pc, 0.0))  # open gap vs the previous close
     h1, l1 = h - gap, l - gap
     b = np.log(h1 / l1) ** 2 + lag(np.log(h / l), 1) ** 2
     g = np.log(np.maximum(h1, lag(h, 1)) / np.minimum(l1, lag(l, 1))) ** 2
@@ -49,43 +62,56 @@ def tick_sign(close, limit: int | None = None) -> np.ndarray:
     s[np.isnan(s)] = 0.0
     return s
 
+
 def imbalance(signed_volume, volume, w: int) -> np.ndarray:
     "Σ signed volume / Σ volume over `w` bars."
     return _div(rolling_sum(signed_volume, w), rolling_sum(volume, w))
+
 
 def bvc_share(r, sigma) -> np.ndarray:
     "Bulk-volume classification: signed share 2Φ(r/σ) − 1 of each bar's volume (NaN when σ is 0)."
     return 2 * _ndtr(_div(_f(r), _f(sigma))) - 1
 
+
 def close_location(high, low, close) -> np.ndarray:
     "(2C − H − L)/(H − L), 0 when H = L."
-    h, l, c = _f(high), _f(low), _f(close); rng = h - l
+    h, l, c = _f(high), _f(low), _f(close)
+    rng = h - l
     return np.where(rng > 0, (2 * c - h - l) / np.where(rng > 0, rng, 1.0), 0.0)
+
 
 def vwap_distance(high, low, close, volume, w: int, vwap=None) -> np.ndarray:
     "ln(Cₜ / VWAP over `w` bars); a bar's price is the source's VWAP where given, else (H + L + C)/3."
     h, l, c, v = _f(high), _f(low), _f(close), _f(volume)
     p = (h + l + c) / 3
-    if vwap is not None: p = np.where(np.isnan(_f(vwap)), p, _f(vwap))
+    if vwap is not None:
+        p = np.where(np.isnan(_f(vwap)), p, _f(vwap))
     return np.log(c / _div(rolling_sum(p * v, w), rolling_sum(v, w)))
+
 
 def quoted_spread(bid, ask) -> np.ndarray:
     "(ask − bid) / mid."
-    b, a = _f(bid), _f(ask); return (a - b) / ((a + b) / 2)
+    b, a = _f(bid), _f(ask)
+    return (a - b) / ((a + b) / 2)
 
 # %% ../../nbs/features/23_microstructure.ipynb #5f369a82
 def microstructure_block(b: Block, micro_window=24, **_) -> dict:
     "Microstructure features of one instrument over `micro_window` bars."
     w, h, l, c, v = micro_window, b.high, b.low, b.close, b.volume
     vp = np.where(np.isnan(v), 0.0, v)
-    out = {f'amihud_{w}': amihud(c, v, w), f'roll_{w}': roll_spread(c, w, r=b.r1), f'cs_{w}': corwin_schultz(h, l, c, w),
-           f'imb_tick_{w}': imbalance(tick_sign(c, limit=w) * vp, vp, w),
-           f'imb_bvc_{w}': imbalance(bvc_share(b.r1, b.sigma(w)) * vp, vp, w),
-           f'imb_clv_{w}': imbalance(close_location(h, l, c) * vp, vp, w),
-           f'vwap_dist_{w}': vwap_distance(h, l, c, vp, w, vwap=b.vwap if b.has('vwap') else None)}
+    out = {
+        f'amihud_{w}': amihud(c, v, w),
+        f'roll_{w}': roll_spread(c, w, r=b.r1),
+        f'cs_{w}': corwin_schultz(h, l, c, w),
+        f'imb_tick_{w}': imbalance(tick_sign(c, limit=w) * vp, vp, w),
+        f'imb_bvc_{w}': imbalance(bvc_share(b.r1, b.sigma(w)) * vp, vp, w),
+        f'imb_clv_{w}': imbalance(close_location(h, l, c) * vp, vp, w),
+        f'vwap_dist_{w}': vwap_distance(h, l, c, vp, w, vwap=b.vwap if b.has('vwap') else None),
+    }
     sp = quoted_spread(b.bid, b.ask) if b.has('bid') and b.has('ask') else np.full(b.n, np.nan)
     out['spread'], out[f'spread_{w}'] = sp, rolling_nanmean(sp, w)
     return out
+
 
 def microstructure_lookback(micro_window=24, **_) -> int:
     "Earlier bars the block needs: BVC's σ over w returns (w + 1 bars) for each of w bars; the tick rule's carry."

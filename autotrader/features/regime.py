@@ -5,9 +5,19 @@
 
 # %% ../../nbs/features/24_regime.ipynb #4ea4b394
 from __future__ import annotations
-import numpy as np, pandas as pd
-from .technical import (Block, _f, by_instrument, instrument_blocks, momentum, vol_close,
-                                           vol_garman_klass, vol_parkinson, vol_yang_zhang)
+import numpy as np
+import pandas as pd
+from autotrader.features.technical import (
+    Block,
+    _f,
+    by_instrument,
+    instrument_blocks,
+    momentum,
+    vol_close,
+    vol_garman_klass,
+    vol_parkinson,
+    vol_yang_zhang,
+)
 from .store import bar_close
 
 # %% auto #0
@@ -17,15 +27,20 @@ __all__ = ['regime_bars', 'quantile_class', 'vol_percentile', 'trend_regime', 'r
 # %% ../../nbs/features/24_regime.ipynb #d4a4d1d0
 def regime_bars(regime, cap: int | None = None) -> np.ndarray:
     "Bars spent in the current regime, this bar included (NaN where the regime is NaN), at most `cap`."
-    r = _f(regime); n = len(r); idx = np.arange(n)
-    new = np.ones(n, bool); new[1:] = r[1:] != r[:-1]            # NaN != NaN: a NaN stretch always ends a run
+    r = _f(regime)
+    n = len(r)
+    idx = np.arange(n)
+    new = np.ones(n, bool)
+    new[1:] = r[1:] != r[:-1]  # NaN != NaN: a NaN stretch always ends a run
     age = (idx - np.maximum.accumulate(np.where(new, idx, 0)) + 1).astype('float64')
     age[np.isnan(r)] = np.nan
     return age if cap is None else np.minimum(age, cap)
 
+
 def quantile_class(x, thresholds) -> np.ndarray:
     "Number of `thresholds` (ascending) that `x` exceeds; NaN where x is NaN."
-    x = _f(x); out = (x[:, None] > np.asarray(thresholds, dtype='float64')[None, :]).sum(1).astype('float64')
+    x = _f(x)
+    out = (x[:, None] > np.asarray(thresholds, dtype='float64')[None, :]).sum(1).astype('float64')
     out[np.isnan(x)] = np.nan
     return out
 
@@ -34,41 +49,75 @@ def vol_percentile(sigma, w: int) -> np.ndarray:
     "Percentile rank of σₜ among the last `w` values of σ (NaN until w values exist)."
     return pd.Series(_f(sigma), copy=False).rolling(w, min_periods=w).rank(pct=True).to_numpy()
 
+
 def trend_regime(close, w: int, threshold: float = 1.0, sigma=None) -> np.ndarray:
     "sign(momentum) where |momentum over `w` bars| ≥ `threshold`, else 0 (NaN during the warm-up)."
     m = momentum(close, w, sigma)
     return np.where(np.isnan(m), np.nan, np.sign(m) * (np.abs(m) >= threshold))
 
-def regime_block(b: Block, regime_window=720, regime_vol_window=24, regime_quantiles=(1 / 3, 2 / 3), trend_window=96,
-                 trend_threshold=1.0, **_) -> dict:
+
+def regime_block(
+    b: Block,
+    regime_window=720,
+    regime_vol_window=24,
+    regime_quantiles=(1 / 3, 2 / 3),
+    trend_window=96,
+    trend_threshold=1.0,
+    **_,
+) -> dict:
     "Online regime features of one instrument."
     W = regime_window
     pct = vol_percentile(b.sigma(regime_vol_window), W)
     vr = quantile_class(pct, regime_quantiles)
     tr = trend_regime(b.close, trend_window, trend_threshold, sigma=b.sigma(trend_window))
-    return {f'vol_pct_{W}': pct, 'vol_regime': vr, 'vol_regime_bars': regime_bars(vr, W),
-            'trend_regime': tr, 'trend_regime_bars': regime_bars(tr, W)}
+    return {
+        f'vol_pct_{W}': pct,
+        'vol_regime': vr,
+        'vol_regime_bars': regime_bars(vr, W),
+        'trend_regime': tr,
+        'trend_regime_bars': regime_bars(tr, W),
+    }
+
 
 def regime_lookback(regime_window=720, regime_vol_window=24, trend_window=96, **_) -> int:
     "σ (v + 1 bars), W of them ranked, runs counted up to W more bars; the trend regime likewise."
     return max(regime_vol_window + 2 * regime_window, trend_window + regime_window + 1)
 
 # %% ../../nbs/features/24_regime.ipynb #177e2318
-_VOL = {'close': lambda b, w: vol_close(b.close, w), 'parkinson': lambda b, w: vol_parkinson(b.high, b.low, w),
-        'garman_klass': lambda b, w: vol_garman_klass(b.open, b.high, b.low, b.close, w),
-        'yang_zhang': lambda b, w: vol_yang_zhang(b.open, b.high, b.low, b.close, w)}
+_VOL = {
+    'close': lambda b, w: vol_close(b.close, w),
+    'parkinson': lambda b, w: vol_parkinson(b.high, b.low, w),
+    'garman_klass': lambda b, w: vol_garman_klass(b.open, b.high, b.low, b.close, w),
+    'yang_zhang': lambda b, w: vol_yang_zhang(b.open, b.high, b.low, b.close, w),
+}
+
 
 class NotFittedError(ValueError):
     "`transform` called before `fit`."
 
+
 class VolatilityRegime:
     "Quantile classes of per-bar volatility with thresholds learnt on an explicit fit window (scikit-learn style)."
-    def __init__(self, window: int = 24, quantiles=(1 / 3, 2 / 3), estimator: str = 'close', pooled: bool = False,
-                 max_bars: int = 720):
-        self.window, self.quantiles, self.estimator, self.pooled, self.max_bars = window, quantiles, estimator, pooled, max_bars
+
+    def __init__(
+        self,
+        window: int = 24,
+        quantiles=(1 / 3, 2 / 3),
+        estimator: str = 'close',
+        pooled: bool = False,
+        max_bars: int = 720,
+    ):
+        self.window, self.quantiles, self.estimator, self.pooled, self.max_bars = (
+            window,
+            quantiles,
+            estimator,
+            pooled,
+            max_bars,
+        )
 
     def _sigma(self, bars):
-        if self.estimator not in _VOL: raise ValueError(f"estimator {self.estimator!r}: use one of {', '.join(_VOL)}")
+        if self.estimator not in _VOL:
+            raise ValueError(f"estimator {self.estimator!r}: use one of {', '.join(_VOL)}")
         bars = bars.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
         return bars, by_instrument(bars, lambda b: {'vol': _VOL[self.estimator](b, self.window)})['vol'].to_numpy()
 
@@ -79,34 +128,50 @@ class VolatilityRegime:
             raise ValueError(f"quantiles must increase strictly inside (0, 1); got {self.quantiles!r}")
         start, end = pd.Timestamp(start), pd.Timestamp(end)
         start, end = [t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC') for t in (start, end)]
-        if not start < end: raise ValueError(f"fit window: start {start} must be before end {end}")
+        if not start < end:
+            raise ValueError(f"fit window: start {start} must be before end {end}")
         bars, vol = self._sigma(bars)
         inside = ((bars.timestamp >= start) & (bar_close(bars) <= end)).to_numpy() & ~np.isnan(vol)
         if not inside.any():
-            raise ValueError(f"no bar with a volatility value opened at or after {start} and closed at or before {end} "
-                             f"(σ needs {self.window + 1} bars of history)")
+            raise ValueError(
+                f"no bar with a volatility value opened at or after {start} and closed at or before {end} "
+                f"(σ needs {self.window + 1} bars of history)"
+            )
         d = pd.DataFrame({'instrument': bars.instrument.to_numpy()[inside], 'vol': vol[inside]})
         cols = [f'q{x:g}' for x in q]
-        if self.pooled: th = pd.DataFrame([np.quantile(d.vol, q)], index=pd.Index(['*'], name='instrument'), columns=cols)
-        else: th = d.groupby('instrument').vol.quantile(q).unstack().set_axis(cols, axis=1)
+        if self.pooled:
+            th = pd.DataFrame([np.quantile(d.vol, q)], index=pd.Index(['*'], name='instrument'), columns=cols)
+        else:
+            th = d.groupby('instrument').vol.quantile(q).unstack().set_axis(cols, axis=1)
         self.thresholds_, self.n_fit_ = th, d.groupby('instrument').size().rename('rows')
         self.fit_start_, self.fit_end_ = start, end
         return self
 
     def transform(self, bars: pd.DataFrame) -> pd.DataFrame:
         "instrument, timestamp, timeframe, vol, vol_regime (0 … len(quantiles)), vol_regime_bars — sorted like `FeatureSet.compute`."
-        if not hasattr(self, 'thresholds_'): raise NotFittedError("VolatilityRegime is not fitted: call fit(bars, start=…, end=…) first")
+        if not hasattr(self, 'thresholds_'):
+            raise NotFittedError("VolatilityRegime is not fitted: call fit(bars, start=…, end=…) first")
         bars, vol = self._sigma(bars)
         cls, age = np.full(len(bars), np.nan), np.full(len(bars), np.nan)
         for sl in instrument_blocks(bars):
             sym = '*' if self.pooled else bars.instrument.iat[sl.start]
-            if sym not in self.thresholds_.index: continue
+            if sym not in self.thresholds_.index:
+                continue
             cls[sl] = quantile_class(vol[sl], self.thresholds_.loc[sym].to_numpy())
             age[sl] = regime_bars(cls[sl], self.max_bars)
-        return pd.concat([bars[['instrument', 'timestamp', 'timeframe']],
-                          pd.DataFrame({'vol': vol, 'vol_regime': cls, 'vol_regime_bars': age})], axis=1)
+        return pd.concat(
+            [
+                bars[['instrument', 'timestamp', 'timeframe']],
+                pd.DataFrame({'vol': vol, 'vol_regime': cls, 'vol_regime_bars': age}),
+            ],
+            axis=1,
+        )
 
-    def fit_transform(self, bars, *, start, end): return self.fit(bars, start=start, end=end).transform(bars)
+    def fit_transform(self, bars, *, start, end):
+        return self.fit(bars, start=start, end=end).transform(bars)
+
     def __repr__(self):
-        return (f"VolatilityRegime(window={self.window}, quantiles={tuple(self.quantiles)}, estimator={self.estimator!r}, "
-                f"pooled={self.pooled}, max_bars={self.max_bars})")
+        return (
+            f"VolatilityRegime(window={self.window}, quantiles={tuple(self.quantiles)}, estimator={self.estimator!r}, "
+            f"pooled={self.pooled}, max_bars={self.max_bars})"
+        )

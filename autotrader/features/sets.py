@@ -6,8 +6,8 @@ causal set, registered for the ingest pipeline and the store."""
 # %% ../../nbs/features/25_sets.ipynb #6b4454e6
 from __future__ import annotations
 import re
-import numpy as np, pandas as pd
-from .basic import FEATURE_SETS, FeatureSet, feature_set, register_feature_set
+import pandas as pd
+from .basic import FeatureSet, register_feature_set
 from .technical import by_instrument, technical_block, technical_lookback
 from .microstructure import microstructure_block, microstructure_lookback
 from .regime import regime_block, regime_lookback
@@ -17,25 +17,49 @@ __all__ = ['STANDARD_DEFAULTS', 'FEATURE_DOCS', 'standard_features', 'standard_l
 
 # %% ../../nbs/features/25_sets.ipynb #845ac745
 STANDARD_DEFAULTS = dict(
-    return_horizons=[1, 4, 24], vol_windows=[24, 96], rsi_window=14, macd_windows=[12, 26, 9], bb_window=20, bb_k=2.0,
-    atr_window=14, stoch_windows=[14, 3], ma_windows=[20, 50, 200], mom_windows=[24, 96], zscore_window=96,
-    micro_window=24, regime_window=720, regime_vol_window=24, regime_quantiles=[1 / 3, 2 / 3], trend_window=96,
-    trend_threshold=1.0)
+    return_horizons=[1, 4, 24],
+    vol_windows=[24, 96],
+    rsi_window=14,
+    macd_windows=[12, 26, 9],
+    bb_window=20,
+    bb_k=2.0,
+    atr_window=14,
+    stoch_windows=[14, 3],
+    ma_windows=[20, 50, 200],
+    mom_windows=[24, 96],
+    zscore_window=96,
+    micro_window=24,
+    regime_window=720,
+    regime_vol_window=24,
+    regime_quantiles=[1 / 3, 2 / 3],
+    trend_window=96,
+    trend_threshold=1.0,
+)
+
 
 def _standard_block(b, **p) -> dict:
     return {**technical_block(b, **p), **microstructure_block(b, **p), **regime_block(b, **p)}
+
 
 def standard_features(bars: pd.DataFrame, **params) -> pd.DataFrame:
     "Technical, microstructure and regime features of `bars` (sorted by instrument, timestamp)."
     return by_instrument(bars, _standard_block, **{**STANDARD_DEFAULTS, **params})
 
+
 def standard_lookback(**params) -> int:
     p = {**STANDARD_DEFAULTS, **params}
     return max(technical_lookback(**p), microstructure_lookback(**p), regime_lookback(**p))
 
-register_feature_set('standard', standard_features, '1', standard_lookback, STANDARD_DEFAULTS,
-                     settings_keys=('return_horizons', 'vol_windows', 'ma_windows', 'micro_window', 'regime_window'),
-                     doc='Technical, microstructure and regime features.')
+
+register_feature_set(
+    'standard',
+    standard_features,
+    '1',
+    standard_lookback,
+    STANDARD_DEFAULTS,
+    settings_keys=('return_horizons', 'vol_windows', 'ma_windows', 'micro_window', 'regime_window'),
+    doc='Technical, microstructure and regime features.',
+)
 
 # %% ../../nbs/features/25_sets.ipynb #69c03932
 FEATURE_DOCS = [
@@ -44,12 +68,20 @@ FEATURE_DOCS = [
     (r'vol_cc_(\d+)', 'technical', 'close-to-close volatility: sample std of r over w bars'),
     (r'vol_park_(\d+)', 'technical', 'Parkinson: √(mean(ln(H/L)²) / 4 ln 2) over w'),
     (r'vol_gk_(\d+)', 'technical', 'Garman–Klass: √mean(½ ln(H/L)² − (2 ln 2 − 1) ln(C/O)²) over w'),
-    (r'vol_yz_(\d+)', 'technical', 'Yang–Zhang: √(var ln(O/Cₜ₋₁) + k var ln(C/O) + (1 − k) mean Rogers–Satchell), k = 0.34/(1.34 + (w+1)/(w−1))'),
+    (
+        r'vol_yz_(\d+)',
+        'technical',
+        'Yang–Zhang: √(var ln(O/Cₜ₋₁) + k var ln(C/O) + (1 − k) mean Rogers–Satchell), k = 0.34/(1.34 + (w+1)/(w−1))',
+    ),
     (r'rsi_(\d+)', 'technical', 'RSI: 100 − 100/(1 + Ū/D̄), Wilder averages (α = 1/n) of up and down moves (as ta)'),
     (r'macd', 'technical', 'MACD / C: (EMA₁₂(C) − EMA₂₆(C)) / C (as ta, divided by the close)'),
     (r'macd_signal', 'technical', 'MACD signal / C: EMA₉(MACD) / C'),
     (r'macd_hist', 'technical', 'MACD histogram / C: (MACD − signal) / C'),
-    (r'bb_pctb_(\d+)', 'technical', 'Bollinger %b: (C − (m − 2s)) / 4s, m and s = SMA and population std of C over n (as ta)'),
+    (
+        r'bb_pctb_(\d+)',
+        'technical',
+        'Bollinger %b: (C − (m − 2s)) / 4s, m and s = SMA and population std of C over n (as ta)',
+    ),
     (r'bb_width_(\d+)', 'technical', 'Bollinger width: 100 · 4s / m (as ta)'),
     (r'natr_(\d+)', 'technical', "Wilder's ATR over n (as ta) / C"),
     (r'stoch_k_(\d+)', 'technical', 'stochastic %K: 100 (C − min L) / (max H − min L) over n (as ta)'),
@@ -61,19 +93,36 @@ FEATURE_DOCS = [
     (r'z_ret_(\d+)', 'technical', 'rolling z-score of r over w'),
     (r'amihud_(\d+)', 'microstructure', 'Amihud illiquidity: mean(|r| / (C V)) over w (bars without volume skipped)'),
     (r'roll_(\d+)', 'microstructure', 'Roll spread: 2 √max(0, −cov(rₜ, rₜ₋₁)) over w'),
-    (r'cs_(\d+)', 'microstructure', 'Corwin–Schultz spread from two-bar high–low ranges (gap-adjusted, floored at 0), mean over w'),
+    (
+        r'cs_(\d+)',
+        'microstructure',
+        'Corwin–Schultz spread from two-bar high–low ranges (gap-adjusted, floored at 0), mean over w',
+    ),
     (r'imb_tick_(\d+)', 'microstructure', 'tick-rule imbalance: Σ sign(ΔC) V / Σ V over w'),
     (r'imb_bvc_(\d+)', 'microstructure', 'bulk-volume imbalance: Σ V (2Φ(r/σ_w) − 1) / Σ V over w'),
     (r'imb_clv_(\d+)', 'microstructure', 'close-location imbalance: Σ V (2C − H − L)/(H − L) / Σ V over w'),
-    (r'vwap_dist_(\d+)', 'microstructure', 'ln(C / VWAP over w), VWAP = Σ P V / Σ V, P = the bar VWAP or (H + L + C)/3'),
-    (r'spread', 'microstructure', 'quoted spread (ask − bid) / mid at the bar close; NaN when the source has no quotes'),
+    (
+        r'vwap_dist_(\d+)',
+        'microstructure',
+        'ln(C / VWAP over w), VWAP = Σ P V / Σ V, P = the bar VWAP or (H + L + C)/3',
+    ),
+    (
+        r'spread',
+        'microstructure',
+        'quoted spread (ask − bid) / mid at the bar close; NaN when the source has no quotes',
+    ),
     (r'spread_(\d+)', 'microstructure', 'mean quoted spread over w'),
     (r'vol_pct_(\d+)', 'regime', 'percentile rank of σ (regime_vol_window) among its last W values'),
-    (r'vol_regime', 'regime', 'volatility regime: number of quantile levels (⅓, ⅔) vol_pct exceeds — 0 low, 1 normal, 2 high'),
+    (
+        r'vol_regime',
+        'regime',
+        'volatility regime: number of quantile levels (⅓, ⅔) vol_pct exceeds — 0 low, 1 normal, 2 high',
+    ),
     (r'vol_regime_bars', 'regime', 'bars in the current volatility regime (≤ W)'),
     (r'trend_regime', 'regime', 'trend regime: sign(mom over trend_window) where |mom| ≥ θ, else 0'),
     (r'trend_regime_bars', 'regime', 'bars in the current trend regime (≤ W)'),
 ]
+
 
 def describe_features(fs: FeatureSet) -> pd.DataFrame:
     "One row per column of `fs`: family and formula."

@@ -4,11 +4,13 @@
 
 # %% ../../nbs/features/20_store.ipynb #30649d7d
 from __future__ import annotations
-import fcntl, hashlib, json, os, tempfile
-from contextlib import contextmanager
+import fcntl
+import hashlib
+import json
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..schema import timeframe_delta, to_utc
 from ..files import atomic_write
 from fastcore.basics import patch
@@ -21,7 +23,10 @@ __all__ = ['StoreError', 'frame_hash', 'schema_hash', 'FeatureStore', 'bar_close
 class StoreError(RuntimeError):
     "The store is missing, corrupt or was asked for something it does not hold; the message says which."
 
-def _now(): return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
 
 def frame_hash(df: pd.DataFrame) -> str:
     "Content hash of a frame (values, column names and dtypes; not the index)."
@@ -29,191 +34,341 @@ def frame_hash(df: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
+
 def schema_hash(df: pd.DataFrame) -> str:
     return hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode()).hexdigest()[:16]
 
 # %% ../../nbs/features/20_store.ipynb #35a792bd
 def _month(ts: pd.Series) -> pd.Series:
     "YYYY-MM partition of each timestamp ('unknown' for NaT); formats only the distinct months."
-    if not len(ts): return pd.Series([], dtype=object)
+    if not len(ts):
+        return pd.Series([], dtype=object)
     k = (ts.dt.year * 100 + ts.dt.month).fillna(-1).astype('int64')
     names = {v: ('unknown' if v < 0 else f'{v // 100:04d}-{v % 100:02d}') for v in k.unique()}
     return k.map(names)
 
+
 def _safe(s: str) -> str:
     import re
+
     s = re.sub(r'[^A-Za-z0-9._@=-]', '_', str(s))
-    if s in ('', '.', '..'): raise StoreError(f"bad partition value {s!r}")
+    if s in ('', '.', '..'):
+        raise StoreError(f"bad partition value {s!r}")
     return s
+
 
 class FeatureStore:
     "Parquet partitions + catalog under `root` (see the layout above)."
+
     def __init__(self, root, keep_snapshots: int = 10):
         self.root, self.keep = Path(root), keep_snapshots
+
     @property
-    def catalog_path(self): return self.root / 'catalog.json'
+    def catalog_path(self):
+        return self.root / 'catalog.json'
+
     def _catalog(self) -> dict:
-        if not self.catalog_path.exists(): return {'version': 0, 'datasets': {}, 'watermarks': {}}
-        try: return json.loads(self.catalog_path.read_text())
-        except json.JSONDecodeError as e: raise StoreError(f"{self.catalog_path} is corrupt: {e}") from None
-    def datasets(self) -> list[str]: return sorted(self._catalog()['datasets'])
+        if not self.catalog_path.exists():
+            return {'version': 0, 'datasets': {}, 'watermarks': {}}
+        try:
+            return json.loads(self.catalog_path.read_text())
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{self.catalog_path} is corrupt: {e}") from None
+
+    def datasets(self) -> list[str]:
+        return sorted(self._catalog()['datasets'])
+
     def watermark(self, source, instrument, timeframe) -> pd.Timestamp | None:
         w = self._catalog()['watermarks'].get(f"{source}|{instrument}|{timeframe}")
         return pd.Timestamp(w) if w else None
-    def __repr__(self): return f"FeatureStore({str(self.root)!r})"
+
+    def __repr__(self):
+        return f"FeatureStore({str(self.root)!r})"
 
 # %% ../../nbs/features/20_store.ipynb #53aa2e5b
 def bar_close(df: pd.DataFrame) -> pd.Series:
     "When each row's bar closed (its features became known): `timestamp` + the bar length of its `timeframe`."
     codes, tfs = pd.factorize(df['timeframe'])
-    if len(tfs) <= 1: return df['timestamp'] + (timeframe_delta(str(tfs[0])) if len(tfs) else pd.Timedelta(0))
-    ns = np.array([timeframe_delta(str(tf)).value for tf in tfs] + [np.iinfo('int64').min], dtype='int64')[codes]   # -1 (NaN) → NaT
+    if len(tfs) <= 1:
+        return df['timestamp'] + (timeframe_delta(str(tfs[0])) if len(tfs) else pd.Timedelta(0))
+    ns = np.array([timeframe_delta(str(tf)).value for tf in tfs] + [np.iinfo('int64').min], dtype='int64')[
+        codes
+    ]  # -1 (NaN) → NaT
     return df['timestamp'] + pd.to_timedelta(ns, unit='ns')
+
 
 @patch
 def catalog_at(self: FeatureStore, as_of) -> dict:
     "The catalog as committed last at or before `as_of` (from the kept snapshots)."
     t, cur = to_utc(as_of), self._catalog()
-    if not cur.get('committed_at') or pd.Timestamp(cur['committed_at']) <= t: return cur
+    if not cur.get('committed_at') or pd.Timestamp(cur['committed_at']) <= t:
+        return cur
     oldest = None
     for f in sorted((self.root / 'snapshots').glob('[0-9]*.json'), reverse=True):
-        try: snap = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as e: raise StoreError(f"snapshot {f} is unreadable: {e}") from None
-        if pd.Timestamp(snap['committed_at']) <= t: return snap
+        try:
+            snap = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"snapshot {f} is unreadable: {e}") from None
+        if pd.Timestamp(snap['committed_at']) <= t:
+            return snap
         oldest = snap
-    if oldest is not None and int(oldest['version']) == 1: return {'version': 0, 'datasets': {}, 'watermarks': {}}
-    since = f"version {oldest['version']}, committed {oldest['committed_at']}" if oldest else f"version {cur['version']}"
-    raise StoreError(f"{self.root}: what the store held at {t} is no longer known — the oldest kept snapshot is {since}, "
-                     f"earlier ones were garbage-collected ([store] keep_snapshots = {self.keep}). Read with by_commit=False "
-                     "for rows of bars closed by then, with their current values.")
+    if oldest is not None and int(oldest['version']) == 1:
+        return {'version': 0, 'datasets': {}, 'watermarks': {}}
+    since = (
+        f"version {oldest['version']}, committed {oldest['committed_at']}" if oldest else f"version {cur['version']}"
+    )
+    raise StoreError(
+        f"{self.root}: what the store held at {t} is no longer known — the oldest kept snapshot is {since}, "
+        f"earlier ones were garbage-collected ([store] keep_snapshots = {self.keep}). Read with by_commit=False "
+        "for rows of bars closed by then, with their current values."
+    )
+
 
 def _empty(ds: dict, columns=None) -> pd.DataFrame:
     "No rows, the dataset's columns and dtypes (in the order written, when the catalog records it)."
-    dt = ds.get('dtypes', {}); order = [c for c in ds.get('columns', []) if c in dt] or list(dt)
+    dt = ds.get('dtypes', {})
+    order = [c for c in ds.get('columns', []) if c in dt] or list(dt)
     df = pd.DataFrame({c: pd.Series(dtype=dt[c]) for c in order})
     return df[columns] if columns else df
 
+
 @patch
-def read(self: FeatureStore, dataset: str, instruments=None, start=None, end=None, timeframe=None, columns=None,
-          as_of=None, by_commit: bool = True) -> pd.DataFrame:
+def read(
+    self: FeatureStore,
+    dataset: str,
+    instruments=None,
+    start=None,
+    end=None,
+    timeframe=None,
+    columns=None,
+    as_of=None,
+    by_commit: bool = True,
+) -> pd.DataFrame:
     "Rows of `dataset` (optionally only these instruments, timeframe, timestamps in [start, end), and rows known at `as_of`)."
     T = to_utc(as_of)
     cat = self._catalog() if T is None or not by_commit else self.catalog_at(T)
     if dataset not in cat['datasets']:
         now = self._catalog()['datasets']
-        if T is not None and dataset in now: return _empty(now[dataset], columns)     # not written yet at as_of
-        raise StoreError(f"dataset {dataset!r} is not in the store {self.root}; it has: {', '.join(sorted(now)) or 'nothing yet'}")
+        if T is not None and dataset in now:
+            return _empty(now[dataset], columns)  # not written yet at as_of
+        raise StoreError(
+            f"dataset {dataset!r} is not in the store {self.root}; it has: {', '.join(sorted(now)) or 'nothing yet'}"
+        )
     ds, frames = cat['datasets'][dataset], []
-    names = None if instruments is None else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
-    inst = None if names is None else {_safe(i) for i in names}      # partitions are keyed by the path-safe name
+    names = (
+        None
+        if instruments is None
+        else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
+    )
+    inst = None if names is None else {_safe(i) for i in names}  # partitions are keyed by the path-safe name
     s, e = to_utc(start), to_utc(end)
-    if T is not None: e = T if e is None else min(e, T)        # a bar opening at or after T has not closed by T
-    need = None if columns is None else list(dict.fromkeys([*columns, *[c for c in ('instrument', 'timestamp', 'timeframe')
-                                                                         if c in ds.get('dtypes', {})]]))
+    if T is not None:
+        e = T if e is None else min(e, T)  # a bar opening at or after T has not closed by T
+    need = (
+        None
+        if columns is None
+        else list(
+            dict.fromkeys(
+                [*columns, *[c for c in ('instrument', 'timestamp', 'timeframe') if c in ds.get('dtypes', {})]]
+            )
+        )
+    )
     for key, p in sorted(ds['partitions'].items()):
         tf, sym, month = key.split('|')
-        if inst is not None and sym not in inst: continue
-        if timeframe is not None and tf != timeframe: continue
+        if inst is not None and sym not in inst:
+            continue
+        if timeframe is not None and tf != timeframe:
+            continue
         if month != 'unknown' and p.get('start') and p.get('end'):
-            if s is not None and pd.Timestamp(p['end']) < s: continue
-            if e is not None and pd.Timestamp(p['start']) >= e: continue
+            if s is not None and pd.Timestamp(p['end']) < s:
+                continue
+            if e is not None and pd.Timestamp(p['start']) >= e:
+                continue
         f = self.root / p['file']
-        if not f.exists(): raise StoreError(f"{dataset}: partition file {p['file']} named by the catalog is missing")
+        if not f.exists():
+            raise StoreError(f"{dataset}: partition file {p['file']} named by the catalog is missing")
         frames.append(pd.read_parquet(f, columns=need))
-    if not frames: return _empty(ds, columns)
+    if not frames:
+        return _empty(ds, columns)
     df = pd.concat(frames, ignore_index=True)
     if 'timestamp' in df:
-        keep = np.ones(len(df), bool) if names is None or 'instrument' not in df else df.instrument.isin(names).to_numpy().copy()
-        if s is not None: keep &= (df.timestamp >= s).to_numpy()
-        if e is not None: keep &= (df.timestamp < e).to_numpy()
-        if T is not None and 'timeframe' in df: keep &= (bar_close(df) <= T).to_numpy()
-        if not keep.all(): df = df[keep]
+        keep = (
+            np.ones(len(df), bool)
+            if names is None or 'instrument' not in df
+            else df.instrument.isin(names).to_numpy().copy()
+        )
+        if s is not None:
+            keep &= (df.timestamp >= s).to_numpy()
+        if e is not None:
+            keep &= (df.timestamp < e).to_numpy()
+        if T is not None and 'timeframe' in df:
+            keep &= (bar_close(df) <= T).to_numpy()
+        if not keep.all():
+            df = df[keep]
     by = [c for c in ('instrument', 'timestamp') if c in df]
     df = df.sort_values(by, kind='stable').reset_index(drop=True) if by else df.reset_index(drop=True)
     return df[columns] if columns is not None else df
+
 
 @patch
 def catalog(self: FeatureStore) -> pd.DataFrame:
     "One row per dataset: kind, version, schema hash, rows, time range, source run id, created / updated at."
     rows = []
     for name, d in sorted(self._catalog()['datasets'].items()):
-        rows.append(dict(dataset=name, kind=d.get('kind'), version=d.get('version'), schema_hash=d.get('schema_hash'),
-                         rows=d.get('rows'), partitions=len(d['partitions']), start=d.get('start'), end=d.get('end'),
-                         source_run_id=d.get('source_run_id'), created_at=d.get('created_at'), updated_at=d.get('updated_at')))
-    return pd.DataFrame(rows, columns=['dataset', 'kind', 'version', 'schema_hash', 'rows', 'partitions', 'start', 'end',
-                                       'source_run_id', 'created_at', 'updated_at'])
+        rows.append(
+            dict(
+                dataset=name,
+                kind=d.get('kind'),
+                version=d.get('version'),
+                schema_hash=d.get('schema_hash'),
+                rows=d.get('rows'),
+                partitions=len(d['partitions']),
+                start=d.get('start'),
+                end=d.get('end'),
+                source_run_id=d.get('source_run_id'),
+                created_at=d.get('created_at'),
+                updated_at=d.get('updated_at'),
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            'dataset',
+            'kind',
+            'version',
+            'schema_hash',
+            'rows',
+            'partitions',
+            'start',
+            'end',
+            'source_run_id',
+            'created_at',
+            'updated_at',
+        ],
+    )
 
 # %% ../../nbs/features/20_store.ipynb #bef5f6e6
 class Transaction:
     "Writes to a `FeatureStore`, made visible all at once by `commit` (use `with store.transaction(run_id) as tx:`)."
+
     def __init__(self, store: FeatureStore, run_id: str):
         self.store, self.run_id, self._changes, self._wm, self._lockf = store, run_id, {}, {}, None
         self.written = 0
+
     def __enter__(self):
         self.store.root.mkdir(parents=True, exist_ok=True)
         self._lockf = open(self.store.root / '.lock', 'a+')
         fcntl.flock(self._lockf, fcntl.LOCK_EX)
         self._base = self.store._catalog()
         return self
+
     def __exit__(self, et, ev, tb):
         try:
-            if et is None: self.commit()
+            if et is None:
+                self.commit()
         finally:
-            fcntl.flock(self._lockf, fcntl.LOCK_UN); self._lockf.close()
+            fcntl.flock(self._lockf, fcntl.LOCK_UN)
+            self._lockf.close()
         return False
 
     def _partition(self, dataset, key):
-        if dataset in self._changes and key in self._changes[dataset]['partitions']: return self._changes[dataset]['partitions'][key]
+        if dataset in self._changes and key in self._changes[dataset]['partitions']:
+            return self._changes[dataset]['partitions'][key]
         return self._base['datasets'].get(dataset, {}).get('partitions', {}).get(key)
 
-    def write(self, dataset: str, df: pd.DataFrame, kind: str = 'features', version: str | None = None,
-              params: dict | None = None, log: bool = False) -> int:
+    def write(
+        self,
+        dataset: str,
+        df: pd.DataFrame,
+        kind: str = 'features',
+        version: str | None = None,
+        params: dict | None = None,
+        log: bool = False,
+    ) -> int:
         "Upsert `df` (columns instrument, timestamp, timeframe + data) into `dataset`; `log=True` appends distinct rows instead. Returns partitions changed."
         for c in ('instrument', 'timestamp', 'timeframe'):
-            if c not in df: raise StoreError(f"{dataset}: rows need a {c!r} column")
-        if df.empty: return 0
+            if c not in df:
+                raise StoreError(f"{dataset}: rows need a {c!r} column")
+        if df.empty:
+            return 0
         old = self._base['datasets'].get(dataset) or self._changes.get(dataset, {}).get('meta')
         sh = schema_hash(df)
         if old and old.get('schema_hash') not in (None, sh):
-            raise StoreError(f"{dataset}: schema changed ({old.get('dtypes')} → {dict((c, str(t)) for c, t in df.dtypes.items())}); "
-                             "write it as a new dataset version")
-        ch = self._changes.setdefault(dataset, {'partitions': {}, 'meta': dict(kind=kind, version=version, params=params or {},
-                                      schema_hash=sh, dtypes={c: str(t) for c, t in df.dtypes.items()},
-                                      columns=[str(c) for c in df.columns])})
+            raise StoreError(
+                f"{dataset}: schema changed ({old.get('dtypes')} → {dict((c, str(t)) for c, t in df.dtypes.items())}); "
+                "write it as a new dataset version"
+            )
+        ch = self._changes.setdefault(
+            dataset,
+            {
+                'partitions': {},
+                'meta': dict(
+                    kind=kind,
+                    version=version,
+                    params=params or {},
+                    schema_hash=sh,
+                    dtypes={c: str(t) for c, t in df.dtypes.items()},
+                    columns=[str(c) for c in df.columns],
+                ),
+            },
+        )
         df = df.copy()
         if log:  # a log: keep every distinct row once; identical rows within one batch are told apart by occurrence
             h = pd.util.hash_pandas_object(df, index=False)
             df['_row'] = (h.astype(str) + '-' + h.groupby(h).cumcount().astype(str)).to_numpy()
         keys = ['_row'] if log else ['instrument', 'timestamp']
-        parts = df.groupby([df.timeframe.astype(str), df.instrument.astype(str), _month(df.timestamp)], sort=True, dropna=False)
+        parts = df.groupby(
+            [df.timeframe.astype(str), df.instrument.astype(str), _month(df.timestamp)], sort=True, dropna=False
+        )
         n = 0
         for (tf, sym, month), part in parts:
             key = f"{_safe(tf)}|{_safe(sym)}|{month}"
             prev = self._partition(dataset, key)
             cur = pd.read_parquet(self.store.root / prev['file']) if prev else None
-            if cur is not None and log and '_row' not in cur: cur = None
+            if cur is not None and log and '_row' not in cur:
+                cur = None
             new = part if cur is None else pd.concat([cur.astype(part.dtypes.to_dict()), part], ignore_index=True)
-            new = new.drop_duplicates(subset=keys, keep='last').sort_values(keys if not log else ['timestamp', '_row'], kind='stable')
+            new = new.drop_duplicates(subset=keys, keep='last').sort_values(
+                keys if not log else ['timestamp', '_row'], kind='stable'
+            )
             new = new.reset_index(drop=True)
             digest = frame_hash(new)
-            if prev and prev['sha256'] == digest: continue
-            rel = Path('data') / _safe(dataset.replace('/', '=')) / f"timeframe={_safe(tf)}" / f"instrument={_safe(sym)}" / f"month={month}" / f"{digest[:24]}.parquet"
+            if prev and prev['sha256'] == digest:
+                continue
+            rel = (
+                Path('data')
+                / _safe(dataset.replace('/', '='))
+                / f"timeframe={_safe(tf)}"
+                / f"instrument={_safe(sym)}"
+                / f"month={month}"
+                / f"{digest[:24]}.parquet"
+            )
             path = self.store.root / rel
             if not path.exists():
                 import io
-                buf = io.BytesIO(); new.to_parquet(buf, index=False); atomic_write(path, buf.getvalue())
+
+                buf = io.BytesIO()
+                new.to_parquet(buf, index=False)
+                atomic_write(path, buf.getvalue())
                 self.written += 1
             ts = new.timestamp.dropna()
-            ch['partitions'][key] = dict(file=str(rel), rows=len(new), sha256=digest,
-                                         start=ts.min().isoformat() if len(ts) else None, end=ts.max().isoformat() if len(ts) else None)
+            ch['partitions'][key] = dict(
+                file=str(rel),
+                rows=len(new),
+                sha256=digest,
+                start=ts.min().isoformat() if len(ts) else None,
+                end=ts.max().isoformat() if len(ts) else None,
+            )
             n += 1
         return n
 
     def set_watermark(self, source, instrument, timeframe, ts, force=False):
         "Last bar ingested (moves forward only, unless `force`)."
-        k = f"{source}|{instrument}|{timeframe}"; ts = pd.Timestamp(ts)
+        k = f"{source}|{instrument}|{timeframe}"
+        ts = pd.Timestamp(ts)
         old = self._wm.get(k) or self._base['watermarks'].get(k)
-        if force or old is None or ts > pd.Timestamp(old): self._wm[k] = ts.isoformat()
+        if force or old is None or ts > pd.Timestamp(old):
+            self._wm[k] = ts.isoformat()
 
 # %% ../../nbs/features/20_store.ipynb #d2854bfa
 @patch
@@ -221,44 +376,63 @@ def commit(self: Transaction) -> bool:
     "Make every write visible at once; False when nothing changed (no new snapshot)."
     changed = {d: c for d, c in self._changes.items() if c['partitions'] or d not in self._base['datasets']}
     wm_changed = {k: v for k, v in self._wm.items() if self._base['watermarks'].get(k) != v}
-    if not changed and not wm_changed: self._changes, self._wm = {}, {}; return False
-    cat = json.loads(json.dumps(self._base)); now = _now()
+    if not changed and not wm_changed:
+        self._changes, self._wm = {}, {}
+        return False
+    cat = json.loads(json.dumps(self._base))
+    now = _now()
     for name, c in changed.items():
         d = cat['datasets'].setdefault(name, {**c['meta'], 'partitions': {}, 'created_at': now})
         d.update({k: v for k, v in c['meta'].items() if k not in ('created_at',)})
         d['partitions'].update(c['partitions'])
         ps = d['partitions'].values()
         starts, ends = [p['start'] for p in ps if p['start']], [p['end'] for p in ps if p['end']]
-        d.update(rows=int(sum(p['rows'] for p in ps)), start=min(starts) if starts else None, end=max(ends) if ends else None,
-                 source_run_id=self.run_id, updated_at=now)
+        d.update(
+            rows=int(sum(p['rows'] for p in ps)),
+            start=min(starts) if starts else None,
+            end=max(ends) if ends else None,
+            source_run_id=self.run_id,
+            updated_at=now,
+        )
     cat['watermarks'].update(wm_changed)
     cat.update(version=int(cat.get('version', 0)) + 1, run_id=self.run_id, committed_at=now)
     blob = json.dumps(cat, indent=1, sort_keys=True).encode()
     atomic_write(self.store.root / 'snapshots' / f"{cat['version']:06d}.json", blob)
-    atomic_write(self.store.catalog_path, blob)          # the commit point
+    atomic_write(self.store.catalog_path, blob)  # the commit point
     self._base, self._changes, self._wm = cat, {}, {}
     self.store.gc()
     return True
+
 
 @patch
 def transaction(self: FeatureStore, run_id: str = 'adhoc') -> Transaction:
     "An exclusive write transaction; commits when the `with` block ends without an exception."
     return Transaction(self, run_id)
 
+
 @patch
 def gc(self: FeatureStore) -> int:
     "Remove partition files no kept snapshot references, and leftovers of crashed writes. Returns files removed."
     snaps = sorted((self.root / 'snapshots').glob('*.json'))
-    for old in snaps[:-self.keep] if self.keep > 0 else []: old.unlink(missing_ok=True)
+    for old in snaps[: -self.keep] if self.keep > 0 else []:
+        old.unlink(missing_ok=True)
     keep = set()
-    for s in [self.catalog_path] + snaps[-self.keep:]:
-        try: keep |= {p['file'] for d in json.loads(s.read_text())['datasets'].values() for p in d['partitions'].values()}
-        except (OSError, json.JSONDecodeError): pass
+    for s in [self.catalog_path] + snaps[-self.keep :]:
+        try:
+            keep |= {
+                p['file'] for d in json.loads(s.read_text())['datasets'].values() for p in d['partitions'].values()
+            }
+        except (OSError, json.JSONDecodeError):
+            pass
     n = 0
     for f in (self.root / 'data').rglob('*') if (self.root / 'data').exists() else []:
-        if f.is_file() and str(f.relative_to(self.root)) not in keep: f.unlink(); n += 1
-    for f in list(self.root.glob('.*.tmp')) + list((self.root / 'snapshots').glob('.*.tmp')): f.unlink(missing_ok=True)
+        if f.is_file() and str(f.relative_to(self.root)) not in keep:
+            f.unlink()
+            n += 1
+    for f in list(self.root.glob('.*.tmp')) + list((self.root / 'snapshots').glob('.*.tmp')):
+        f.unlink(missing_ok=True)
     return n
+
 
 @patch
 def verify(self: FeatureStore) -> list[str]:
@@ -267,23 +441,35 @@ def verify(self: FeatureStore) -> list[str]:
     for name, d in self._catalog()['datasets'].items():
         for key, p in d['partitions'].items():
             f = self.root / p['file']
-            if not f.exists(): probs.append(f"{name} {key}: missing {p['file']}"); continue
+            if not f.exists():
+                probs.append(f"{name} {key}: missing {p['file']}")
+                continue
             df = pd.read_parquet(f)
-            if len(df) != p['rows'] or frame_hash(df) != p['sha256']: probs.append(f"{name} {key}: content does not match the catalog")
+            if len(df) != p['rows'] or frame_hash(df) != p['sha256']:
+                probs.append(f"{name} {key}: content does not match the catalog")
     return probs
 
 # %% ../../nbs/features/20_store.ipynb #2d8a67d7
 @patch
-def latest(self: FeatureStore, dataset: str, instruments=None, timeframe=None, as_of=None, by_commit: bool = True) -> pd.DataFrame:
+def latest(
+    self: FeatureStore, dataset: str, instruments=None, timeframe=None, as_of=None, by_commit: bool = True
+) -> pd.DataFrame:
     "The newest fully-known row per instrument and timeframe: its bar closed at or before `as_of` (default: now)."
     T = to_utc(as_of) or pd.Timestamp.now(tz='UTC')
     cat = self.catalog_at(T) if as_of is not None and by_commit else self._catalog()
     ds = cat['datasets'].get(dataset)
     if ds is None:
         now = self._catalog()['datasets']
-        if dataset in now: return _empty(now[dataset])
-        raise StoreError(f"dataset {dataset!r} is not in the store {self.root}; it has: {', '.join(sorted(now)) or 'nothing yet'}")
-    names = None if instruments is None else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
+        if dataset in now:
+            return _empty(now[dataset])
+        raise StoreError(
+            f"dataset {dataset!r} is not in the store {self.root}; it has: {', '.join(sorted(now)) or 'nothing yet'}"
+        )
+    names = (
+        None
+        if instruments is None
+        else {str(i) for i in ([instruments] if isinstance(instruments, str) else instruments)}
+    )
     inst = None if names is None else {_safe(i) for i in names}
     groups = {}
     for key, p in ds['partitions'].items():
@@ -293,38 +479,75 @@ def latest(self: FeatureStore, dataset: str, instruments=None, timeframe=None, a
     rows = []
     for _, parts in sorted(groups.items()):
         for p in sorted(parts, key=lambda p: p.get('start') or '', reverse=True):
-            if p.get('start') and pd.Timestamp(p['start']) >= T: continue
+            if p.get('start') and pd.Timestamp(p['start']) >= T:
+                continue
             f = self.root / p['file']
-            if not f.exists(): raise StoreError(f"{dataset}: partition file {p['file']} named by the catalog is missing")
+            if not f.exists():
+                raise StoreError(f"{dataset}: partition file {p['file']} named by the catalog is missing")
             df = pd.read_parquet(f)
             df = df[((bar_close(df) <= T) & (df.instrument.isin(names) if names is not None else True)).to_numpy()]
-            if len(df): rows.append(df.iloc[[int(np.argmax(df.timestamp.to_numpy()))]]); break
-    if not rows: return _empty(ds)
-    return pd.concat(rows, ignore_index=True).sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
+            if len(df):
+                rows.append(df.iloc[[int(np.argmax(df.timestamp.to_numpy()))]])
+                break
+    if not rows:
+        return _empty(ds)
+    return (
+        pd.concat(rows, ignore_index=True)
+        .sort_values(['instrument', 'timestamp'], kind='stable')
+        .reset_index(drop=True)
+    )
 
 # %% ../../nbs/features/20_store.ipynb #0e18350b
 def forward_log_return(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     "Label per bar: yₜ = ln Cₜ₊ₕ − ln Cₜ (h stored bars later) and `label_end`, the close time of bar t + h; rows without one dropped."
-    if int(horizon) < 1: raise ValueError(f"horizon must be ≥ 1 bar (labels use closes strictly after t); got {horizon}")
-    b = bars[['instrument', 'timestamp', 'timeframe', 'close']].sort_values(['instrument', 'timeframe', 'timestamp'], kind='stable')
+    if int(horizon) < 1:
+        raise ValueError(f"horizon must be ≥ 1 bar (labels use closes strictly after t); got {horizon}")
+    b = bars[['instrument', 'timestamp', 'timeframe', 'close']].sort_values(
+        ['instrument', 'timeframe', 'timestamp'], kind='stable'
+    )
     g = b.groupby(['instrument', 'timeframe'], sort=False)
     ahead = pd.DataFrame({'timestamp': g.timestamp.shift(-horizon), 'timeframe': b.timeframe})
-    out = b[['instrument', 'timestamp', 'timeframe']].assign(label=np.log(g.close.shift(-horizon) / b.close), label_end=bar_close(ahead))
+    out = b[['instrument', 'timestamp', 'timeframe']].assign(
+        label=np.log(g.close.shift(-horizon) / b.close), label_end=bar_close(ahead)
+    )
     return out[out.label.notna().to_numpy() & out.label_end.notna().to_numpy()].reset_index(drop=True)
 
-def training_set(store: FeatureStore, dataset: str, horizon: int = 1, instruments=None, start=None, end=None, timeframe=None,
-                 as_of=None, by_commit: bool = True, bars: str = 'bars', labels=None) -> pd.DataFrame:
+
+def training_set(
+    store: FeatureStore,
+    dataset: str,
+    horizon: int = 1,
+    instruments=None,
+    start=None,
+    end=None,
+    timeframe=None,
+    as_of=None,
+    by_commit: bool = True,
+    bars: str = 'bars',
+    labels=None,
+) -> pd.DataFrame:
     """Features of `dataset` for bars opened in [start, end) joined with their labels; only what was known at `as_of`.
     `labels(bars) -> frame keyed by instrument, timestamp[, timeframe]` replaces the default `forward_log_return(bars, horizon)`;
     it sees only bars known at `as_of` and must drop rows it cannot complete. `horizon` bounds how far past the last
     feature row bars are read (2 × horizon bars + 14 days)."""
     X = store.read(dataset, instruments, start, end, timeframe, as_of=as_of, by_commit=by_commit)
-    if labels is None: labels = lambda b: forward_log_return(b, horizon)
+    if labels is None:
+        labels = lambda b: forward_log_return(b, horizon)
     if X.empty:
-        return X.assign(label=pd.Series(dtype='float64'), label_end=pd.Series(dtype=X.timestamp.dtype if 'timestamp' in X else 'datetime64[ns, UTC]'))
+        return X.assign(
+            label=pd.Series(dtype='float64'),
+            label_end=pd.Series(dtype=X.timestamp.dtype if 'timestamp' in X else 'datetime64[ns, UTC]'),
+        )
     reach = max(timeframe_delta(str(tf)) for tf in X.timeframe.unique()) * 2 * int(horizon) + pd.Timedelta(days=14)
-    B = store.read(bars, X.instrument.unique().tolist(), X.timestamp.min(), X.timestamp.max() + reach, timeframe,
-                   as_of=as_of, by_commit=by_commit)
+    B = store.read(
+        bars,
+        X.instrument.unique().tolist(),
+        X.timestamp.min(),
+        X.timestamp.max() + reach,
+        timeframe,
+        as_of=as_of,
+        by_commit=by_commit,
+    )
     Y = labels(B)
     keys = [c for c in ('instrument', 'timestamp', 'timeframe') if c in Y]
     out = X.merge(Y, on=keys, how='inner', validate='one_to_one', suffixes=('', '_label'))
@@ -336,9 +559,37 @@ def feature_sets(self: FeatureStore) -> pd.DataFrame:
     "One row per feature-set dataset: id, name, version, params hash, parameters, columns, rows, time range, last update."
     rows = []
     for name, d in sorted(self._catalog()['datasets'].items()):
-        if d.get('kind') != 'features' or '/' not in name: continue
-        fid = name.split('/', 1)[1]; nm, _, rest = fid.partition('@'); ver, _, h = rest.rpartition('-')
-        rows.append(dict(dataset=name, name=nm, version=d.get('version') or ver, params_hash=h, params=d.get('params', {}),
-                         columns=[c for c in d.get('dtypes', {}) if c not in ('instrument', 'timestamp', 'timeframe')],
-                         rows=d.get('rows'), start=d.get('start'), end=d.get('end'), updated_at=d.get('updated_at')))
-    return pd.DataFrame(rows, columns=['dataset', 'name', 'version', 'params_hash', 'params', 'columns', 'rows', 'start', 'end', 'updated_at'])
+        if d.get('kind') != 'features' or '/' not in name:
+            continue
+        fid = name.split('/', 1)[1]
+        nm, _, rest = fid.partition('@')
+        ver, _, h = rest.rpartition('-')
+        rows.append(
+            dict(
+                dataset=name,
+                name=nm,
+                version=d.get('version') or ver,
+                params_hash=h,
+                params=d.get('params', {}),
+                columns=[c for c in d.get('dtypes', {}) if c not in ('instrument', 'timestamp', 'timeframe')],
+                rows=d.get('rows'),
+                start=d.get('start'),
+                end=d.get('end'),
+                updated_at=d.get('updated_at'),
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            'dataset',
+            'name',
+            'version',
+            'params_hash',
+            'params',
+            'columns',
+            'rows',
+            'start',
+            'end',
+            'updated_at',
+        ],
+    )

@@ -6,7 +6,8 @@ moving averages, momentum and rolling z-scores: causal, per instrument, vectoris
 # %% ../../nbs/features/22_technical.ipynb #f6ae90ee
 from __future__ import annotations
 import math
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from scipy.signal import lfilter as _lfilter
 
 # %% auto #0
@@ -16,131 +17,189 @@ __all__ = ['OPTIONAL_INPUTS', 'lag', 'rolling_mean', 'rolling_sum', 'rolling_std
            'atr', 'stochastic', 'ma_distance', 'momentum', 'zscore', 'technical_block', 'technical_lookback']
 
 # %% ../../nbs/features/22_technical.ipynb #ed98739c
-def _f(x) -> np.ndarray: return np.asarray(x, dtype='float64')
-def _s(x) -> pd.Series: return pd.Series(_f(x), copy=False)
+def _f(x) -> np.ndarray:
+    return np.asarray(x, dtype='float64')
+
+
+def _s(x) -> pd.Series:
+    return pd.Series(_f(x), copy=False)
+
 
 def lag(x, k: int = 1) -> np.ndarray:
     "`x` delayed by `k` bars: yₜ = xₜ₋ₖ (NaN for the first `k` rows)."
-    x = _f(x); y = np.full(len(x), np.nan)
-    if 0 < k < len(x): y[k:] = x[:len(x) - k]
-    elif k == 0: y[:] = x
+    x = _f(x)
+    y = np.full(len(x), np.nan)
+    if 0 < k < len(x):
+        y[k:] = x[: len(x) - k]
+    elif k == 0:
+        y[:] = x
     return y
+
 
 def rolling_mean(x, w: int, min_periods: int | None = None) -> np.ndarray:
     "Mean of the last `w` values (NaN while fewer than `min_periods` — default `w` — of them are non-NaN)."
     return _s(x).rolling(w, min_periods=w if min_periods is None else min_periods).mean().to_numpy()
 
+
 def rolling_sum(x, w: int) -> np.ndarray:
     "Sum of the last `w` values (NaN until the window is full of non-NaN values)."
     return _s(x).rolling(w, min_periods=w).sum().to_numpy()
+
 
 def rolling_std(x, w: int, ddof: int = 1) -> np.ndarray:
     "Standard deviation of the last `w` values."
     return _s(x).rolling(w, min_periods=w).std(ddof=ddof).to_numpy()
 
+
 def rolling_var(x, w: int, ddof: int = 1) -> np.ndarray:
     return _s(x).rolling(w, min_periods=w).var(ddof=ddof).to_numpy()
+
 
 def rolling_nanmean(x, w: int) -> np.ndarray:
     "Mean of the non-NaN values among the last `w` (NaN during the first `w - 1` rows and when all are NaN)."
     m = _s(x).rolling(w, min_periods=1).mean().to_numpy(copy=True)
-    m[:w - 1] = np.nan
+    m[: w - 1] = np.nan
     return m
+
 
 def ewm_mean(x, alpha: float, min_periods: int = 0) -> np.ndarray:
     "Exponential average yₜ = (1 − α) yₜ₋₁ + α xₜ, started at the first non-NaN x (pandas `ewm(adjust=False)`)."
-    x = _f(x); ok = ~np.isnan(x); y = np.full(len(x), np.nan)
-    if not ok.any(): return y
-    i = int(ok.argmax()); gap = np.flatnonzero(~ok[i:]); j = i + int(gap[0]) if len(gap) else len(x)
-    y[i:j] = _lfilter([alpha], [1.0, alpha - 1.0], x[i:j], zi=[(1 - alpha) * x[i]])[0]   # y_i = x_i, then the recursion
-    y[i:min(j, i + max(min_periods, 1) - 1)] = np.nan
-    if j < len(x):   # from the first gap on, pandas' rules for gaps (a value at t still only sees rows up to t)
+    x = _f(x)
+    ok = ~np.isnan(x)
+    y = np.full(len(x), np.nan)
+    if not ok.any():
+        return y
+    i = int(ok.argmax())
+    gap = np.flatnonzero(~ok[i:])
+    j = i + int(gap[0]) if len(gap) else len(x)
+    y[i:j] = _lfilter([alpha], [1.0, alpha - 1.0], x[i:j], zi=[(1 - alpha) * x[i]])[0]  # y_i = x_i, then the recursion
+    y[i : min(j, i + max(min_periods, 1) - 1)] = np.nan
+    if j < len(x):  # from the first gap on, pandas' rules for gaps (a value at t still only sees rows up to t)
         y[j:] = _s(x).ewm(alpha=alpha, adjust=False, min_periods=min_periods).mean().to_numpy()[j:]
     return y
+
 
 def _extreme(x, w: int, op) -> np.ndarray:
     "Rolling max/min over `w` bars by doubling: ⌈log₂ w⌉ element-wise passes (NaN in the window gives NaN)."
     y, span = _f(x).copy(), 1
     while span < w:
         k = min(span, w - span)
-        y = op(y, lag(y, k)); span += k
+        y = op(y, lag(y, k))
+        span += k
     return y
 
-def rolling_max(x, w: int) -> np.ndarray: return _extreme(x, w, np.maximum)
-def rolling_min(x, w: int) -> np.ndarray: return _extreme(x, w, np.minimum)
+
+def rolling_max(x, w: int) -> np.ndarray:
+    return _extreme(x, w, np.maximum)
+
+
+def rolling_min(x, w: int) -> np.ndarray:
+    return _extreme(x, w, np.minimum)
+
 
 def _div(a, b) -> np.ndarray:
     "a / b, NaN where b is 0."
-    with np.errstate(divide='ignore', invalid='ignore'): r = a / b
+    with np.errstate(divide='ignore', invalid='ignore'):
+        r = a / b
     r[b == 0] = np.nan
     return r
 
 # %% ../../nbs/features/22_technical.ipynb #d533d027
 OPTIONAL_INPUTS = ('bid', 'ask', 'vwap')
 
+
 class Block:
     "One instrument's bars as float arrays, with a memo for intermediates shared by several features."
+
     def __init__(self, cols: dict):
-        self.__dict__.update(cols); self.n = len(cols['close']); self._memo = {}
+        self.__dict__.update(cols)
+        self.n = len(cols['close'])
+        self._memo = {}
+
     def memo(self, key, fn):
-        if key not in self._memo: self._memo[key] = fn()
+        if key not in self._memo:
+            self._memo[key] = fn()
         return self._memo[key]
-    def has(self, col) -> bool: return getattr(self, col, None) is not None
+
+    def has(self, col) -> bool:
+        return getattr(self, col, None) is not None
+
     @property
-    def logc(self) -> np.ndarray: return self.memo('logc', lambda: np.log(self.close))
+    def logc(self) -> np.ndarray:
+        return self.memo('logc', lambda: np.log(self.close))
+
     @property
     def r1(self) -> np.ndarray:
         "1-bar log returns."
         return self.memo('r1', lambda: self.logc - lag(self.logc, 1))
+
     def sigma(self, w: int) -> np.ndarray:
         "Close-to-close volatility: std of 1-bar log returns over `w` bars."
         return self.memo(('sigma', w), lambda: rolling_std(self.r1, w))
-    def sma(self, w: int) -> np.ndarray: return self.memo(('sma', w), lambda: rolling_mean(self.close, w))
+
+    def sma(self, w: int) -> np.ndarray:
+        return self.memo(('sma', w), lambda: rolling_mean(self.close, w))
+
 
 def instrument_blocks(bars: pd.DataFrame) -> list[slice]:
     "Row ranges of each instrument in `bars` (sorted by instrument, then timestamp)."
     ins = bars['instrument'].to_numpy()
-    if len(ins) == 0: return []
+    if len(ins) == 0:
+        return []
     cut = np.flatnonzero(ins[1:] != ins[:-1]) + 1
     b = np.concatenate([[0], cut, [len(ins)]])
     return [slice(int(s), int(e)) for s, e in zip(b[:-1], b[1:])]
 
+
 def by_instrument(bars: pd.DataFrame, fn, **kw) -> pd.DataFrame:
     "`fn(block, **kw)` → {name: array} on each instrument's rows of `bars`; one float64 frame aligned with `bars`."
     cols = {c: bars[c].to_numpy(dtype='float64') for c in ('open', 'high', 'low', 'close', 'volume')}
-    cols.update({c: (bars[c].to_numpy(dtype='float64') if c in bars and bars[c].notna().any() else None) for c in OPTIONAL_INPUTS})
+    cols.update(
+        {
+            c: (bars[c].to_numpy(dtype='float64') if c in bars and bars[c].notna().any() else None)
+            for c in OPTIONAL_INPUTS
+        }
+    )
     blocks = instrument_blocks(bars)
     if not blocks:
         names = list(fn(Block({c: (None if v is None else v[:0]) for c, v in cols.items()}), **kw))
         return pd.DataFrame({n: pd.Series(dtype='float64') for n in names})
     out, names = None, None
     for sl in blocks:
-        with np.errstate(divide='ignore', invalid='ignore', over='ignore'):     # degenerate bars give NaN/inf, silently
+        with np.errstate(divide='ignore', invalid='ignore', over='ignore'):  # degenerate bars give NaN/inf, silently
             res = fn(Block({c: (None if v is None else v[sl]) for c, v in cols.items()}), **kw)
         if out is None:
-            names = list(res); out = np.full((len(bars), len(names)), np.nan, order='F')
-        for j, n in enumerate(names): out[sl, j] = res[n]
+            names = list(res)
+            out = np.full((len(bars), len(names)), np.nan, order='F')
+        for j, n in enumerate(names):
+            out[sl, j] = res[n]
     return pd.DataFrame(out, columns=names, copy=False)
 
 # %% ../../nbs/features/22_technical.ipynb #1cc56320
 def log_return(close, h: int = 1) -> np.ndarray:
     "rₜ = ln Cₜ − ln Cₜ₋ₕ."
-    lc = np.log(_f(close)); return lc - lag(lc, h)
+    lc = np.log(_f(close))
+    return lc - lag(lc, h)
+
 
 def vol_close(close, w: int) -> np.ndarray:
     "Close-to-close volatility: sample std of 1-bar log returns over `w` bars."
     return rolling_std(log_return(close, 1), w)
 
+
 def vol_parkinson(high, low, w: int) -> np.ndarray:
     u = np.log(_f(high) / _f(low))
     return np.sqrt(rolling_mean(u * u, w) / (4 * math.log(2)))
+
 
 def vol_garman_klass(open, high, low, close, w: int) -> np.ndarray:
     u, c = np.log(_f(high) / _f(low)), np.log(_f(close) / _f(open))
     return np.sqrt(np.maximum(rolling_mean(0.5 * u * u - (2 * math.log(2) - 1) * c * c, w), 0))
 
+
 def vol_yang_zhang(open, high, low, close, w: int) -> np.ndarray:
-    if w < 2: raise ValueError("vol_yang_zhang: the window needs at least 2 bars")
+    if w < 2:
+        raise ValueError("vol_yang_zhang: the window needs at least 2 bars")
     o, h, l, c = _f(open), _f(high), _f(low), _f(close)
     ov, oc = np.log(o / lag(c, 1)), np.log(c / o)
     rs = np.log(h / c) * np.log(h / o) + np.log(l / c) * np.log(l / o)
@@ -150,15 +209,19 @@ def vol_yang_zhang(open, high, low, close, w: int) -> np.ndarray:
 # %% ../../nbs/features/22_technical.ipynb #2f895370
 def rsi(close, n: int = 14) -> np.ndarray:
     "Wilder's RSI as `ta.momentum.RSIIndicator` (0–100)."
-    d = np.diff(_f(close), prepend=np.nan); d[:1] = 0.0
+    d = np.diff(_f(close), prepend=np.nan)
+    d[:1] = 0.0
     up, dn = np.where(d > 0, d, 0.0), np.where(d < 0, -d, 0.0)
     eu, ed = ewm_mean(up, 1 / n, n), ewm_mean(dn, 1 / n, n)
-    with np.errstate(divide='ignore', invalid='ignore'): r = 100 - 100 / (1 + eu / ed)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        r = 100 - 100 / (1 + eu / ed)
     return np.where(ed == 0, 100.0, r)
+
 
 def ema(x, span: int) -> np.ndarray:
     "EMA with α = 2/(span + 1), started at the first value, NaN for the first `span - 1` rows (`ta`'s `_ema`)."
     return ewm_mean(x, 2 / (span + 1), span)
+
 
 def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "(MACD, signal, histogram) as `ta.trend.MACD` (price units)."
@@ -166,20 +229,29 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.nda
     s = ema(m, signal)
     return m, s, m - s
 
+
 def bollinger(close, n: int = 20, k: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     "(%b, width) as `ta.volatility.BollingerBands` `bollinger_pband`, `bollinger_wband`."
-    c = _f(close); m = rolling_mean(c, n); s = rolling_std(c, n, ddof=0)
+    c = _f(close)
+    m = rolling_mean(c, n)
+    s = rolling_std(c, n, ddof=0)
     return _div(c - (m - k * s), 2 * k * s), 100 * _div(2 * k * s, m)
+
 
 def true_range(high, low, close) -> np.ndarray:
     h, l, pc = _f(high), _f(low), lag(close, 1)
     return np.fmax(h - l, np.fmax(np.abs(h - pc), np.abs(l - pc)))
 
+
 def atr(high, low, close, n: int = 14) -> np.ndarray:
     "Wilder's average true range as `ta.volatility.AverageTrueRange` (NaN, not 0, for the first n − 1 rows)."
-    tr = true_range(high, low, close); z = np.full(len(tr), np.nan)
-    if len(tr) >= n: z[n - 1] = tr[:n].mean(); z[n:] = tr[n:]
+    tr = true_range(high, low, close)
+    z = np.full(len(tr), np.nan)
+    if len(tr) >= n:
+        z[n - 1] = tr[:n].mean()
+        z[n:] = tr[n:]
     return ewm_mean(z, 1 / n)
+
 
 def stochastic(high, low, close, n: int = 14, smooth: int = 3) -> tuple[np.ndarray, np.ndarray]:
     "(%K, %D) as `ta.momentum.StochasticOscillator` `stoch`, `stoch_signal`."
@@ -190,25 +262,42 @@ def stochastic(high, low, close, n: int = 14, smooth: int = 3) -> tuple[np.ndarr
 # %% ../../nbs/features/22_technical.ipynb #95fad223
 def ma_distance(close, w: int) -> np.ndarray:
     "ln(Cₜ / SMA_w(C)ₜ)."
-    c = _f(close); return np.log(c / rolling_mean(c, w))
+    c = _f(close)
+    return np.log(c / rolling_mean(c, w))
+
 
 def momentum(close, w: int, sigma=None) -> np.ndarray:
     "rₜ⁽ʷ⁾ / (σₜ √w): the w-bar log return in units of its own volatility (σ over the same w bars unless given)."
     sigma = vol_close(close, w) if sigma is None else _f(sigma)
     return _div(log_return(close, w), sigma * math.sqrt(w))
 
+
 def zscore(x, w: int) -> np.ndarray:
     "(xₜ − mean) / std over the last `w` values."
-    x = _f(x); return _div(x - rolling_mean(x, w), rolling_std(x, w))
+    x = _f(x)
+    return _div(x - rolling_mean(x, w), rolling_std(x, w))
 
 # %% ../../nbs/features/22_technical.ipynb #35e28d52
-def technical_block(b: Block, return_horizons=(1, 4, 24), vol_windows=(24, 96), rsi_window=14, macd_windows=(12, 26, 9),
-                    bb_window=20, bb_k=2.0, atr_window=14, stoch_windows=(14, 3), ma_windows=(20, 50, 200),
-                    mom_windows=(24, 96), zscore_window=96, **_) -> dict:
+def technical_block(
+    b: Block,
+    return_horizons=(1, 4, 24),
+    vol_windows=(24, 96),
+    rsi_window=14,
+    macd_windows=(12, 26, 9),
+    bb_window=20,
+    bb_k=2.0,
+    atr_window=14,
+    stoch_windows=(14, 3),
+    ma_windows=(20, 50, 200),
+    mom_windows=(24, 96),
+    zscore_window=96,
+    **_,
+) -> dict:
     "Technical features of one instrument (see the formulas above)."
     o, h, l, c, v = b.open, b.high, b.low, b.close, b.volume
     out = {}
-    for k in return_horizons: out[f'ret_{k}'] = b.r1 if k == 1 else b.logc - lag(b.logc, k)
+    for k in return_horizons:
+        out[f'ret_{k}'] = b.r1 if k == 1 else b.logc - lag(b.logc, k)
     for w in vol_windows:
         out[f'vol_cc_{w}'] = b.sigma(w)
         out[f'vol_park_{w}'] = vol_parkinson(h, l, w)
@@ -220,23 +309,46 @@ def technical_block(b: Block, return_horizons=(1, 4, 24), vol_windows=(24, 96), 
     out[f'bb_pctb_{bb_window}'], out[f'bb_width_{bb_window}'] = bollinger(c, bb_window, bb_k)
     out[f'natr_{atr_window}'] = atr(h, l, c, atr_window) / c
     out[f'stoch_k_{stoch_windows[0]}'], out[f'stoch_d_{stoch_windows[0]}'] = stochastic(h, l, c, *stoch_windows)
-    for w in ma_windows: out[f'ma_dist_{w}'] = np.log(c / b.sma(w))
-    for w in mom_windows: out[f'mom_{w}'] = _div(b.logc - lag(b.logc, w), b.sigma(w) * math.sqrt(w))
+    for w in ma_windows:
+        out[f'ma_dist_{w}'] = np.log(c / b.sma(w))
+    for w in mom_windows:
+        out[f'mom_{w}'] = _div(b.logc - lag(b.logc, w), b.sigma(w) * math.sqrt(w))
     zw = zscore_window
     out[f'z_close_{zw}'] = zscore(b.logc, zw)
     out[f'z_volume_{zw}'] = zscore(np.log1p(np.maximum(v, 0)), zw)
     out[f'z_ret_{zw}'] = zscore(b.r1, zw)
     return out
 
+
 def _ewm_span(alpha: float, tol: float = 1e-12) -> int:
     "Bars after which an exponential average started anywhere has forgotten its start to `tol`."
     return int(math.ceil(math.log(tol) / math.log(1 - alpha)))
 
-def technical_lookback(return_horizons=(1,), vol_windows=(2,), rsi_window=14, macd_windows=(12, 26, 9), bb_window=20,
-                       atr_window=14, stoch_windows=(14, 3), ma_windows=(1,), mom_windows=(1,), zscore_window=2, **_) -> int:
+
+def technical_lookback(
+    return_horizons=(1,),
+    vol_windows=(2,),
+    rsi_window=14,
+    macd_windows=(12, 26, 9),
+    bb_window=20,
+    atr_window=14,
+    stoch_windows=(14, 3),
+    ma_windows=(1,),
+    mom_windows=(1,),
+    zscore_window=2,
+    **_,
+) -> int:
     "Earlier bars `technical_block` needs for a row to equal its value computed on all history (to ~1e-12)."
     fast, slow, sig = macd_windows
-    return max(max(return_horizons, default=0), max(vol_windows, default=0) + 1, max(ma_windows, default=0),
-               max(mom_windows, default=0) + 1, zscore_window + 1, bb_window, sum(stoch_windows),
-               rsi_window + _ewm_span(1 / rsi_window), atr_window + _ewm_span(1 / atr_window),
-               slow + _ewm_span(2 / (slow + 1)) + sig + _ewm_span(2 / (sig + 1)))
+    return max(
+        max(return_horizons, default=0),
+        max(vol_windows, default=0) + 1,
+        max(ma_windows, default=0),
+        max(mom_windows, default=0) + 1,
+        zscore_window + 1,
+        bb_window,
+        sum(stoch_windows),
+        rsi_window + _ewm_span(1 / rsi_window),
+        atr_window + _ewm_span(1 / atr_window),
+        slow + _ewm_span(2 / (slow + 1)) + sig + _ewm_span(2 / (sig + 1)),
+    )

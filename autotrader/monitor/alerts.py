@@ -5,7 +5,14 @@ cool-down; the JSONL file is a durable outbox, so an alert a sink failed to take
 
 # %% ../../nbs/monitor/53_alerts.ipynb #2c6e90ad
 from __future__ import annotations
-import fcntl, json, logging, os, smtplib, socket, ssl, urllib.error, urllib.request
+import fcntl
+import json
+import logging
+import smtplib
+import socket
+import ssl
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timedelta, timezone
@@ -22,14 +29,22 @@ __all__ = ['LEVELS', 'CHECK_LEVELS', 'RANK', 'SINKS', 'Alert', 'SinkError', 'sla
            'LogSink', 'SlackSink', 'PagerDutySink', 'EmailSink', 'read_outbox', 'AlertManager', 'alerts_path']
 
 # %% ../../nbs/monitor/53_alerts.ipynb #055ecf2f
-LEVELS = ('info', 'warning', 'critical')                           # the levels of an alert
-CHECK_LEVELS = ('ok', 'info', 'inconclusive', 'warning', 'critical')  # the levels of a check: inconclusive = could not conclude, never ok
+LEVELS = ('info', 'warning', 'critical')  # the levels of an alert
+CHECK_LEVELS = (
+    'ok',
+    'info',
+    'inconclusive',
+    'warning',
+    'critical',
+)  # the levels of a check: inconclusive = could not conclude, never ok
 RANK = {l: i for i, l in enumerate(CHECK_LEVELS)}
 SINKS = ('log', 'file', 'slack', 'pagerduty', 'email')
+
 
 @dataclass
 class Alert:
     "One alert (see above); `id` and `created_at` are set when it is dispatched."
+
     level: str
     check: str
     title: str
@@ -39,56 +54,102 @@ class Alert:
     source: str = ''
     id: str = ''
     created_at: str = ''
+
     def __post_init__(self):
-        if self.level not in LEVELS: raise ValueError(f"alert level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.level not in LEVELS:
+            raise ValueError(f"alert level must be one of {', '.join(LEVELS)}, got {self.level!r}")
         self.key = self.key or self.check
 
-def _now() -> datetime: return datetime.now(timezone.utc)
-def _iso(t: datetime) -> str: return t.astimezone(timezone.utc).isoformat(timespec='seconds')
-def _t(s: str) -> datetime: return datetime.fromisoformat(s)
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat(timespec='seconds')
+
+
+def _t(s: str) -> datetime:
+    return datetime.fromisoformat(s)
 
 # %% ../../nbs/monitor/53_alerts.ipynb #fd3f64c8
 class SinkError(RuntimeError):
     "A sink could not deliver an alert (the message says why; it never contains a secret)."
 
+
 def _scrub(s: str) -> str:
-    for v in secret_values(): s = s.replace(v, '***')
+    for v in secret_values():
+        s = s.replace(v, '***')
     return s
 
+
 _ICON = {'critical': ':red_circle:', 'warning': ':large_orange_circle:', 'info': ':large_blue_circle:'}
+
 
 def slack_payload(a: dict) -> dict:
     "Slack incoming-webhook message of alert `a`."
     head = f"{a['level'].upper()}: {a['title']}"
     ctx = f"check `{a['check']}` · {a.get('source') or 'autotrader'} · {a['created_at']} · alert `{a['id']}`"
-    return {'text': f"{_ICON[a['level']]} {head}",
-            'blocks': [{'type': 'header', 'text': {'type': 'plain_text', 'text': head[:150]}},
-                       {'type': 'section', 'text': {'type': 'mrkdwn', 'text': (a.get('text') or a['title'])[:3000]}},
-                       {'type': 'context', 'elements': [{'type': 'mrkdwn', 'text': ctx}]}]}
+    return {
+        'text': f"{_ICON[a['level']]} {head}",
+        'blocks': [
+            {'type': 'header', 'text': {'type': 'plain_text', 'text': head[:150]}},
+            {'type': 'section', 'text': {'type': 'mrkdwn', 'text': (a.get('text') or a['title'])[:3000]}},
+            {'type': 'context', 'elements': [{'type': 'mrkdwn', 'text': ctx}]},
+        ],
+    }
+
 
 def pagerduty_payload(a: dict, routing_key: str, source: str) -> dict:
     "PagerDuty Events API v2 trigger event of alert `a`."
-    return {'routing_key': routing_key, 'event_action': 'trigger', 'dedup_key': f"autotrader:{a['key']}",
-            'payload': {'summary': f"[{a['level'].upper()}] {a['title']}"[:1024], 'severity': a['level'], 'source': source,
-                        'component': a['check'], 'group': 'autotrader', 'class': a['check'], 'timestamp': a['created_at'],
-                        'custom_details': {**(a.get('details') or {}), 'alert_id': a['id'], 'text': a.get('text', '')}}}
+    return {
+        'routing_key': routing_key,
+        'event_action': 'trigger',
+        'dedup_key': f"autotrader:{a['key']}",
+        'payload': {
+            'summary': f"[{a['level'].upper()}] {a['title']}"[:1024],
+            'severity': a['level'],
+            'source': source,
+            'component': a['check'],
+            'group': 'autotrader',
+            'class': a['check'],
+            'timestamp': a['created_at'],
+            'custom_details': {**(a.get('details') or {}), 'alert_id': a['id'], 'text': a.get('text', '')},
+        },
+    }
+
 
 def email_message(a: dict, sender: str, to: list) -> EmailMessage:
     "The e-mail of alert `a`."
     m = EmailMessage()
     m['Subject'] = f"[AutoTrader {a['level'].upper()}] {a['title']}"[:250]
     m['From'], m['To'] = sender, ', '.join(to)
-    body = [a['title'], '', a.get('text') or '', '', f"check: {a['check']}", f"source: {a.get('source') or ''}",
-            f"created: {a['created_at']}", f"alert id: {a['id']}"]
-    if a.get('details'): body += ['', json.dumps(a['details'], indent=2, default=str)]
+    body = [
+        a['title'],
+        '',
+        a.get('text') or '',
+        '',
+        f"check: {a['check']}",
+        f"source: {a.get('source') or ''}",
+        f"created: {a['created_at']}",
+        f"alert id: {a['id']}",
+    ]
+    if a.get('details'):
+        body += ['', json.dumps(a['details'], indent=2, default=str)]
     m.set_content('\n'.join(body))
     return m
 
+
 def _post_json(url: str, body: dict, timeout: float) -> int:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method='POST',
-                                 headers={'Content-Type': 'application/json', 'User-Agent': 'autotrader-alerts'})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method='POST',
+        headers={'Content-Type': 'application/json', 'User-Agent': 'autotrader-alerts'},
+    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r: return r.status
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status
     except urllib.error.HTTPError as e:
         raise SinkError(f"HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
@@ -97,46 +158,83 @@ def _post_json(url: str, body: dict, timeout: float) -> int:
 # %% ../../nbs/monitor/53_alerts.ipynb #d9466cf6
 class LogSink:
     "Python logging, logger `autotrader.alerts` (critical → CRITICAL, warning → WARNING, info → INFO)."
+
     name = 'log'
-    def __init__(self, logger: str = 'autotrader.alerts'): self.log = logging.getLogger(logger)
+
+    def __init__(self, logger: str = 'autotrader.alerts'):
+        self.log = logging.getLogger(logger)
+
     def send(self, a: dict):
         lvl = {'critical': logging.CRITICAL, 'warning': logging.WARNING, 'info': logging.INFO}[a['level']]
         self.log.log(lvl, "[%s] %s: %s (alert %s)", a['level'].upper(), a['check'], a['title'], a['id'])
 
+
 class SlackSink:
     "Slack incoming webhook; the URL is a secret (`AUTOTRADER_SLACK_WEBHOOK_URL`)."
+
     name = 'slack'
-    def __init__(self, url: str | None, timeout: float = 10.0): self.url, self.timeout = url, timeout
+
+    def __init__(self, url: str | None, timeout: float = 10.0):
+        self.url, self.timeout = url, timeout
+
     def send(self, a: dict):
-        if not self.url: raise SinkError("AUTOTRADER_SLACK_WEBHOOK_URL is not set")
+        if not self.url:
+            raise SinkError("AUTOTRADER_SLACK_WEBHOOK_URL is not set")
         _post_json(self.url, slack_payload(a), self.timeout)
+
 
 class PagerDutySink:
     "PagerDuty Events API v2; the routing key is a secret (`AUTOTRADER_PAGERDUTY_ROUTING_KEY`)."
+
     name = 'pagerduty'
-    def __init__(self, routing_key: str | None, url: str = 'https://events.pagerduty.com/v2/enqueue', source: str = '',
-                 timeout: float = 10.0):
+
+    def __init__(
+        self,
+        routing_key: str | None,
+        url: str = 'https://events.pagerduty.com/v2/enqueue',
+        source: str = '',
+        timeout: float = 10.0,
+    ):
         self.key, self.url, self.source, self.timeout = routing_key, url, source or socket.gethostname(), timeout
+
     def send(self, a: dict):
-        if not self.key: raise SinkError("AUTOTRADER_PAGERDUTY_ROUTING_KEY is not set")
+        if not self.key:
+            raise SinkError("AUTOTRADER_PAGERDUTY_ROUTING_KEY is not set")
         _post_json(self.url, pagerduty_payload(a, self.key, self.source), self.timeout)
+
 
 class EmailSink:
     "SMTP e-mail; the password is a secret (`AUTOTRADER_SMTP_PASSWORD`), needed only with a user."
+
     name = 'email'
-    def __init__(self, host='localhost', port=25, security='none', user='', password=None, sender='autotrader@localhost',
-                 to=(), timeout=10.0):
+
+    def __init__(
+        self,
+        host='localhost',
+        port=25,
+        security='none',
+        user='',
+        password=None,
+        sender='autotrader@localhost',
+        to=(),
+        timeout=10.0,
+    ):
         self.host, self.port, self.security, self.user, self.password = host, int(port), security, user, password
         self.sender, self.to, self.timeout = sender, list(to), timeout
+
     def send(self, a: dict):
-        if not self.to: raise SinkError("[alerts] smtp_to lists no recipient")
-        if self.user and not self.password: raise SinkError("AUTOTRADER_SMTP_PASSWORD is not set ([alerts] smtp_user is)")
+        if not self.to:
+            raise SinkError("[alerts] smtp_to lists no recipient")
+        if self.user and not self.password:
+            raise SinkError("AUTOTRADER_SMTP_PASSWORD is not set ([alerts] smtp_user is)")
         try:
             cls = smtplib.SMTP_SSL if self.security == 'ssl' else smtplib.SMTP
             kw = {'context': ssl.create_default_context()} if self.security == 'ssl' else {}
             with cls(self.host, self.port, timeout=self.timeout, **kw) as s:
-                if self.security == 'starttls': s.starttls(context=ssl.create_default_context())
-                if self.user: s.login(self.user, self.password)
+                if self.security == 'starttls':
+                    s.starttls(context=ssl.create_default_context())
+                if self.user:
+                    s.login(self.user, self.password)
                 s.send_message(email_message(a, self.sender, self.to))
         except (smtplib.SMTPException, OSError) as e:
             raise SinkError(_scrub(f"{type(e).__name__}: {e}")) from None
@@ -147,18 +245,25 @@ def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + '.lock'), 'a+') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
 
 def read_outbox(path) -> list[dict]:
     "The alerts in the JSONL file (a truncated last line, from a crash before the atomic rewrite existed, is skipped)."
     p = Path(path)
-    if not p.exists(): return []
+    if not p.exists():
+        return []
     out = []
     for line in p.read_text(encoding='utf-8').splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return out
+
 
 def _write_outbox(path: Path, records: list[dict]):
     atomic_write(path, ''.join(json.dumps(r, default=str, ensure_ascii=False) + '\n' for r in records))
@@ -166,34 +271,67 @@ def _write_outbox(path: Path, records: list[dict]):
 # %% ../../nbs/monitor/53_alerts.ipynb #efc70395
 class AlertManager:
     "Routes, de-duplicates and delivers alerts, with the JSONL outbox `path` (see above)."
-    def __init__(self, path, sinks: dict, routes: dict | None = None, cooldown_minutes: float = 240, retry_hours: float = 168,
-                 keep_days: float = 90):
+
+    def __init__(
+        self,
+        path,
+        sinks: dict,
+        routes: dict | None = None,
+        cooldown_minutes: float = 240,
+        retry_hours: float = 168,
+        keep_days: float = 90,
+    ):
         self.path, self.sinks = Path(path), dict(sinks)
         self.routes = {l: list(r) for l, r in (routes or {l: list(SINKS) for l in LEVELS}).items()}
-        self.cooldown, self.retry, self.keep = timedelta(minutes=cooldown_minutes), timedelta(hours=retry_hours), timedelta(days=keep_days)
+        self.cooldown, self.retry, self.keep = (
+            timedelta(minutes=cooldown_minutes),
+            timedelta(hours=retry_hours),
+            timedelta(days=keep_days),
+        )
 
     @classmethod
     def from_settings(cls, settings) -> 'AlertManager':
         "Sinks enabled in `[alerts] sinks`, with their secrets from the environment (missing secret = failing sink)."
         a = settings.alerts
         bad = [s for s in [*a.sinks, *a.route_critical, *a.route_warning, *a.route_info] if s not in SINKS]
-        if bad: raise SettingsError(f"[alerts]: unknown sink(s) {sorted(set(bad))}; known: {', '.join(SINKS)}")
+        if bad:
+            raise SettingsError(f"[alerts]: unknown sink(s) {sorted(set(bad))}; known: {', '.join(SINKS)}")
         sinks = {}
         for name in dict.fromkeys(['file', *a.sinks]):
-            if name == 'file': continue
-            if name == 'log': sinks['log'] = LogSink()
-            elif name == 'slack': sinks['slack'] = SlackSink(secret('slack_webhook_url', required=False), a.timeout)
+            if name == 'file':
+                continue
+            if name == 'log':
+                sinks['log'] = LogSink()
+            elif name == 'slack':
+                sinks['slack'] = SlackSink(secret('slack_webhook_url', required=False), a.timeout)
             elif name == 'pagerduty':
-                sinks['pagerduty'] = PagerDutySink(secret('pagerduty_routing_key', required=False), a.pagerduty_url, a.source, a.timeout)
+                sinks['pagerduty'] = PagerDutySink(
+                    secret('pagerduty_routing_key', required=False), a.pagerduty_url, a.source, a.timeout
+                )
             elif name == 'email':
-                sinks['email'] = EmailSink(a.smtp_host, a.smtp_port, a.smtp_security, a.smtp_user,
-                                           secret('smtp_password', required=False) if a.smtp_user else None, a.smtp_from, a.smtp_to, a.timeout)
-        return cls(alerts_path(settings), sinks, {'critical': a.route_critical, 'warning': a.route_warning, 'info': a.route_info},
-                   a.cooldown_minutes, a.retry_hours, a.keep_days)
+                sinks['email'] = EmailSink(
+                    a.smtp_host,
+                    a.smtp_port,
+                    a.smtp_security,
+                    a.smtp_user,
+                    secret('smtp_password', required=False) if a.smtp_user else None,
+                    a.smtp_from,
+                    a.smtp_to,
+                    a.timeout,
+                )
+        return cls(
+            alerts_path(settings),
+            sinks,
+            {'critical': a.route_critical, 'warning': a.route_warning, 'info': a.route_info},
+            a.cooldown_minutes,
+            a.retry_hours,
+            a.keep_days,
+        )
 
     def route(self, level: str) -> list[str]:
         "Sinks an alert of `level` goes to: the file, and the enabled sinks of its route."
         return ['file'] + [s for s in self.routes.get(level, []) if s in self.sinks and s != 'file']
+
 
 def alerts_path(settings) -> Path:
     "`[alerts] file`, or `<data.dir>/alerts/alerts.jsonl`."
@@ -202,28 +340,43 @@ def alerts_path(settings) -> Path:
 # %% ../../nbs/monitor/53_alerts.ipynb #a6053e41
 def _suppressed_by(records, a: dict, now: datetime, cooldown: timedelta) -> str | None:
     for r in reversed(records):
-        if r['key'] == a['key'] and r['status'] == 'sent' and RANK[r['level']] >= RANK[a['level']] \
-           and now - _t(r['created_at']) < cooldown:
+        if (
+            r['key'] == a['key']
+            and r['status'] == 'sent'
+            and RANK[r['level']] >= RANK[a['level']]
+            and now - _t(r['created_at']) < cooldown
+        ):
             return r['id']
     return None
+
 
 def _deliver(self: AlertManager, r: dict, now: datetime) -> int:
     "Attempt every pending or failed delivery of record `r`; returns the number attempted."
     n = 0
     for name, d in r['deliveries'].items():
-        if d['status'] not in ('pending', 'failed'): continue
+        if d['status'] not in ('pending', 'failed'):
+            continue
         if now - _t(r['created_at']) > self.retry:
-            d.update(status='expired'); continue
+            d.update(status='expired')
+            continue
         sink = self.sinks.get(name)
         if sink is None:
-            if name == 'file': d.update(status='sent', sent_at=_iso(now))
-            else: d.update(status='failed', error=f"sink {name!r} is not enabled any more ([alerts] sinks)")
+            if name == 'file':
+                d.update(status='sent', sent_at=_iso(now))
+            else:
+                d.update(status='failed', error=f"sink {name!r} is not enabled any more ([alerts] sinks)")
             continue
-        n += 1; d['attempts'] = d.get('attempts', 0) + 1; d['last_attempt'] = _iso(now)
-        try: sink.send(r)
-        except Exception as e: d.update(status='failed', error=_scrub(str(e))[:500])
-        else: d.update(status='sent', sent_at=_iso(now), error=None)
+        n += 1
+        d['attempts'] = d.get('attempts', 0) + 1
+        d['last_attempt'] = _iso(now)
+        try:
+            sink.send(r)
+        except Exception as e:
+            d.update(status='failed', error=_scrub(str(e))[:500])
+        else:
+            d.update(status='sent', sent_at=_iso(now), error=None)
     return n
+
 
 @patch
 def dispatch(self: AlertManager, alerts=(), now=None) -> pd.DataFrame:
@@ -239,35 +392,79 @@ def dispatch(self: AlertManager, alerts=(), now=None) -> pd.DataFrame:
             if prev:
                 r.update(status='suppressed', suppressed_by=prev, deliveries={})
             else:
-                r.update(status='sent', suppressed_by=None,
-                         deliveries={s: ({'status': 'sent', 'sent_at': _iso(now), 'attempts': 1} if s == 'file' else
-                                         {'status': 'pending', 'attempts': 0}) for s in self.route(r['level'])})
-            records.append(r); handled.append((r, 'new'))
-        _write_outbox(self.path, records)                    # recorded before anything is sent
+                r.update(
+                    status='sent',
+                    suppressed_by=None,
+                    deliveries={
+                        s: (
+                            {'status': 'sent', 'sent_at': _iso(now), 'attempts': 1}
+                            if s == 'file'
+                            else {'status': 'pending', 'attempts': 0}
+                        )
+                        for s in self.route(r['level'])
+                    },
+                )
+            records.append(r)
+            handled.append((r, 'new'))
+        _write_outbox(self.path, records)  # recorded before anything is sent
         new_ids = {r['id'] for r, _ in handled}
         for r in records:
-            if r['status'] != 'sent': continue
-            if _deliver(self, r, now) and r['id'] not in new_ids: handled.append((r, 'retry'))
-        keep = [r for r in records if now - _t(r['created_at']) <= self.keep
-                or any(d['status'] in ('pending', 'failed') for d in r['deliveries'].values())]
+            if r['status'] != 'sent':
+                continue
+            if _deliver(self, r, now) and r['id'] not in new_ids:
+                handled.append((r, 'retry'))
+        keep = [
+            r
+            for r in records
+            if now - _t(r['created_at']) <= self.keep
+            or any(d['status'] in ('pending', 'failed') for d in r['deliveries'].values())
+        ]
         _write_outbox(self.path, keep)
     return _summary(handled)
+
 
 def _summary(handled) -> pd.DataFrame:
     rows = []
     for r, how in handled:
-        row = dict(id=r['id'], created_at=r['created_at'], level=r['level'], check=r['check'], title=r['title'],
-                   run=how, status=r['status'] if r['status'] == 'suppressed' else 'sent')
+        row = dict(
+            id=r['id'],
+            created_at=r['created_at'],
+            level=r['level'],
+            check=r['check'],
+            title=r['title'],
+            run=how,
+            status=r['status'] if r['status'] == 'suppressed' else 'sent',
+        )
         for s in SINKS:
             d = r['deliveries'].get(s)
-            row[s] = '' if d is None else d['status'] + (f" ({d['error']})" if d.get('error') and d['status'] != 'sent' else '')
+            row[s] = (
+                ''
+                if d is None
+                else d['status'] + (f" ({d['error']})" if d.get('error') and d['status'] != 'sent' else '')
+            )
         rows.append(row)
     return pd.DataFrame(rows, columns=['id', 'created_at', 'level', 'check', 'title', 'run', 'status', *SINKS])
+
 
 @patch
 def undelivered(self: AlertManager) -> pd.DataFrame:
     "Deliveries still pending or failed in the outbox: one row per alert and sink."
-    rows = [dict(id=r['id'], created_at=r['created_at'], level=r['level'], check=r['check'], title=r['title'], sink=s,
-                 status=d['status'], attempts=d.get('attempts', 0), error=d.get('error'))
-            for r in read_outbox(self.path) for s, d in r['deliveries'].items() if d['status'] in ('pending', 'failed')]
-    return pd.DataFrame(rows, columns=['id', 'created_at', 'level', 'check', 'title', 'sink', 'status', 'attempts', 'error'])
+    rows = [
+        dict(
+            id=r['id'],
+            created_at=r['created_at'],
+            level=r['level'],
+            check=r['check'],
+            title=r['title'],
+            sink=s,
+            status=d['status'],
+            attempts=d.get('attempts', 0),
+            error=d.get('error'),
+        )
+        for r in read_outbox(self.path)
+        for s, d in r['deliveries'].items()
+        if d['status'] in ('pending', 'failed')
+    ]
+    return pd.DataFrame(
+        rows, columns=['id', 'created_at', 'level', 'check', 'title', 'sink', 'status', 'attempts', 'error']
+    )

@@ -5,7 +5,8 @@ p-value) and Jensen–Shannon divergence, for numerical and categorical features
 
 # %% ../../nbs/monitor/50_drift.ipynb #42a9b764
 from __future__ import annotations
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from scipy.stats import kstwo, t as student_t
 
 # %% auto #0
@@ -16,56 +17,79 @@ __all__ = ['KEY_COLUMNS', 'DRIFT_DEFAULTS', 'feature_columns', 'is_categorical',
 # %% ../../nbs/monitor/50_drift.ipynb #d6a8fb65
 KEY_COLUMNS = ('instrument', 'timestamp', 'timeframe', 'source')
 
+
 def feature_columns(df: pd.DataFrame, exclude=KEY_COLUMNS) -> list[str]:
     "Every column of `df` except the keys (instrument, timestamp, timeframe, source)."
     return [c for c in df.columns if c not in exclude]
+
 
 def is_categorical(s: pd.Series) -> bool:
     "Object, string, category and bool columns are categorical; numbers (int, float) are numerical."
     return not (pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype))
 
+
 def _numeric_matrix(df: pd.DataFrame, cols) -> np.ndarray:
     "Columns `cols` as a float64 (n, F) matrix; pandas' missing values (NA, NaT) become NaN."
-    if not len(cols): return np.empty((len(df), 0))
+    if not len(cols):
+        return np.empty((len(df), 0))
     return df[list(cols)].to_numpy(dtype='float64', na_value=np.nan)
 
 # %% ../../nbs/monitor/50_drift.ipynb #fa54b7ca
 def _lerp_quantiles(S: np.ndarray, lo: np.ndarray, nf: np.ndarray, probs: np.ndarray) -> np.ndarray:
     "Quantiles `probs` of the finite values S[j, lo[j] : lo[j] + nf[j]] (sorted), numpy's 'linear' method, per row."
-    if S.shape[1] == 0: return np.full((S.shape[0], len(probs)), np.inf)
+    if S.shape[1] == 0:
+        return np.full((S.shape[0], len(probs)), np.inf)
     h = probs[None, :] * (np.maximum(nf, 1) - 1)[:, None]
-    i = np.floor(h).astype(np.int64); t = h - i
+    i = np.floor(h).astype(np.int64)
+    t = h - i
     j = np.minimum(i + 1, np.maximum(nf, 1)[:, None] - 1)
     rows, top = np.arange(S.shape[0])[:, None], S.shape[1] - 1
     a, b = S[rows, np.minimum(lo[:, None] + i, top)], S[rows, np.minimum(lo[:, None] + j, top)]
     d = b - a
     with np.errstate(invalid='ignore'):
-        e = np.where(t >= 0.5, b - d * (1 - t), a + d * t)       # the same interpolation as np.quantile
+        e = np.where(t >= 0.5, b - d * (1 - t), a + d * t)  # the same interpolation as np.quantile
     return np.where(nf[:, None] > 0, e, np.inf)
+
 
 def _edges(S: np.ndarray, lo: np.ndarray, nf: np.ndarray, bins: int, binning: str) -> np.ndarray:
     "(F, bins + 1) edges m, e_1 … e_{B-1}, M learnt on the sorted reference rows `S` (finite values at lo : lo + nf)."
     k = np.arange(1, bins)
-    if binning not in ('quantile', 'equal_width'): raise ValueError(f"binning must be 'quantile' or 'equal_width', got {binning!r}")
-    if S.shape[1] == 0: return np.full((S.shape[0], bins + 1), np.inf)
+    if binning not in ('quantile', 'equal_width'):
+        raise ValueError(f"binning must be 'quantile' or 'equal_width', got {binning!r}")
+    if S.shape[1] == 0:
+        return np.full((S.shape[0], bins + 1), np.inf)
     rows = np.arange(S.shape[0])
     mn, mx = S[rows, np.minimum(lo, S.shape[1] - 1)], S[rows, np.clip(lo + nf - 1, 0, S.shape[1] - 1)]
-    if binning == 'quantile': e = _lerp_quantiles(S, lo, nf, k / bins)
-    else: e = mn[:, None] + (mx - mn)[:, None] * k[None, :] / bins
+    if binning == 'quantile':
+        e = _lerp_quantiles(S, lo, nf, k / bins)
+    else:
+        e = mn[:, None] + (mx - mn)[:, None] * k[None, :] / bins
     e = np.concatenate([mn[:, None], e, mx[:, None]], axis=1)
     return np.where(nf[:, None] > 0, e, np.inf)
+
 
 def _counts(S: np.ndarray, edges: np.ndarray) -> np.ndarray:
     "(F, bins + 5) counts of the sorted rows `S`: the B + 2 finite bins (outer bins included), then -inf, +inf, NaN."
     F, n = S.shape
-    nan = np.isnan(S).sum(1); ninf = (S == -np.inf).sum(1); pinf = (S == np.inf).sum(1)
+    nan = np.isnan(S).sum(1)
+    ninf = (S == -np.inf).sum(1)
+    pinf = (S == np.inf).sum(1)
     nf = n - nan - ninf - pinf
     if F:
-        below = np.stack([np.concatenate([np.searchsorted(S[j], edges[j, :-1], 'left'),      # values < m, < e_k
-                                          np.searchsorted(S[j], edges[j, -1:], 'right')])   # values <= M
-                          for j in range(F)])
-    else: below = np.empty((0, edges.shape[1]), np.int64)
-    below = np.clip(below - ninf[:, None], 0, nf[:, None])             # finite values only
+        below = np.stack(
+            [
+                np.concatenate(
+                    [
+                        np.searchsorted(S[j], edges[j, :-1], 'left'),  # values < m, < e_k
+                        np.searchsorted(S[j], edges[j, -1:], 'right'),
+                    ]
+                )  # values <= M
+                for j in range(F)
+            ]
+        )
+    else:
+        below = np.empty((0, edges.shape[1]), np.int64)
+    below = np.clip(below - ninf[:, None], 0, nf[:, None])  # finite values only
     cum = np.concatenate([np.zeros((F, 1), np.int64), below, nf[:, None]], axis=1)
     return np.concatenate([np.diff(cum, axis=1), ninf[:, None], pinf[:, None], nan[:, None]], axis=1)
 
@@ -80,24 +104,31 @@ def psi_js(p: np.ndarray, q: np.ndarray, epsilon: float = 1e-4) -> tuple[np.ndar
         kq = np.where(q > 0, q * np.log2(np.where(q > 0, q, 1) / np.where(m > 0, m, 1)), 0.0)
     return psi, 0.5 * (kp.sum(-1) + kq.sum(-1))
 
+
 def _ks_block(Rs: np.ndarray, Cs: np.ndarray, nr: np.ndarray, nc: np.ndarray) -> np.ndarray:
     "KS statistic of each row of the sorted blocks (NaN last), on the non-NaN values (nr, nc of them)."
     n, m = Rs.shape[1], Cs.shape[1]
     P = np.concatenate([Rs, Cs], axis=1)
-    idx = np.argsort(P, axis=1, kind='stable')                 # a linear merge of the two sorted runs
+    idx = np.argsort(P, axis=1, kind='stable')  # a linear merge of the two sorted runs
     v = np.take_along_axis(P, idx, axis=1)
-    cr = np.cumsum(idx < n, axis=1, dtype=np.int64)            # reference values among the first k pooled
+    cr = np.cumsum(idx < n, axis=1, dtype=np.int64)  # reference values among the first k pooled
     k = np.arange(1, n + m + 1, dtype=np.int64)[None, :]
-    x = cr * (nr + nc)[:, None] - k * nr[:, None]              # (F_R - F_C) * nr * nc, exact in integers
-    last = np.empty(v.shape, bool); np.not_equal(v[:, :-1], v[:, 1:], out=last[:, :-1]); last[:, -1] = True
-    last &= k <= (nr + nc)[:, None]                            # last of a run of ties, non-NaN positions only
+    x = cr * (nr + nc)[:, None] - k * nr[:, None]  # (F_R - F_C) * nr * nc, exact in integers
+    last = np.empty(v.shape, bool)
+    np.not_equal(v[:, :-1], v[:, 1:], out=last[:, :-1])
+    last[:, -1] = True
+    last &= k <= (nr + nc)[:, None]  # last of a run of ties, non-NaN positions only
     x = np.where(last, x, 0)
     with np.errstate(divide='ignore', invalid='ignore'):
         D = np.maximum(x.max(1, initial=0), -x.min(1, initial=0)) / (nr * nc)
     return np.where((nr > 0) & (nc > 0), D, np.nan)
 
-try: from scipy.stats._ksstats import _kolmogn_PelzGood   # scipy's own Pelz-Good code (it uses it for n > 100,000)
-except ImportError: _kolmogn_PelzGood = None
+
+try:
+    from scipy.stats._ksstats import _kolmogn_PelzGood  # scipy's own Pelz-Good code (it uses it for n > 100,000)
+except ImportError:
+    _kolmogn_PelzGood = None
+
 
 def ks_pvalue(D, n1, n2) -> np.ndarray:
     "Two-sided p-value of `ks_2samp(method='asymp')`: `kstwo.sf(D, round(n1 n2 / (n1 + n2)))`; Pelz-Good beyond 2000 (see above)."
@@ -114,25 +145,35 @@ def ks_pvalue(D, n1, n2) -> np.ndarray:
     return np.clip(out, 0, 1)
 
 # %% ../../nbs/monitor/50_drift.ipynb #381aac9c
-def numeric_drift(ref: np.ndarray, cur: np.ndarray, bins: int = 10, binning: str = 'quantile', epsilon: float = 1e-4,
-                  block: int | None = None) -> dict:
+def numeric_drift(
+    ref: np.ndarray,
+    cur: np.ndarray,
+    bins: int = 10,
+    binning: str = 'quantile',
+    epsilon: float = 1e-4,
+    block: int | None = None,
+) -> dict:
     "PSI, KS (statistic, p-value), JS and counts per column of two (rows × features) float matrices (see above)."
     ref, cur = np.asarray(ref, dtype='float64'), np.asarray(cur, dtype='float64')
     if ref.ndim != 2 or cur.ndim != 2 or ref.shape[1] != cur.shape[1]:
         raise ValueError(f"ref and cur must be 2-D with the same number of columns, got {ref.shape} and {cur.shape}")
-    if bins < 1: raise ValueError(f"bins must be >= 1, got {bins}")
-    if binning not in ('quantile', 'equal_width'): raise ValueError(f"binning must be 'quantile' or 'equal_width', got {binning!r}")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    if binning not in ('quantile', 'equal_width'):
+        raise ValueError(f"binning must be 'quantile' or 'equal_width', got {binning!r}")
     n, m, F = ref.shape[0], cur.shape[0], ref.shape[1]
-    block = block or max(1, min(F, 1_000_000 // max(1, n + m)))     # ~8 MB per working array
+    block = block or max(1, min(F, 1_000_000 // max(1, n + m)))  # ~8 MB per working array
     out = {k: np.full(F, np.nan) for k in ('psi', 'js', 'ks_stat', 'ks_pvalue')}
     out.update(n_ref=np.zeros(F, np.int64), n_cur=np.zeros(F, np.int64))
     hist = []
     for s in range(0, F, block):
         sl = slice(s, min(F, s + block))
         Rs, Cs = np.array(ref[:, sl].T, order="C"), np.array(cur[:, sl].T, order="C")
-        Rs.sort(axis=1); Cs.sort(axis=1)                                              # NaN last
-        nr, nc = n - np.isnan(Rs).sum(1), m - np.isnan(Cs).sum(1)                   # non-NaN counts
-        lo = (Rs == -np.inf).sum(1); nf = nr - lo - (Rs == np.inf).sum(1)
+        Rs.sort(axis=1)
+        Cs.sort(axis=1)  # NaN last
+        nr, nc = n - np.isnan(Rs).sum(1), m - np.isnan(Cs).sum(1)  # non-NaN counts
+        lo = (Rs == -np.inf).sum(1)
+        nf = nr - lo - (Rs == np.inf).sum(1)
         e = _edges(Rs, lo, nf, bins, binning)
         cnt_r, cnt_c = _counts(Rs, e), _counts(Cs, e)
         if n and m:
@@ -151,39 +192,69 @@ def categorical_counts(r: pd.Series, c: pd.Series, max_categories: int = 50) -> 
     r, c = pd.Series(r).reset_index(drop=True), pd.Series(c).reset_index(drop=True)
     rs, cs = r.dropna().astype(str), c.dropna().astype(str)
     vc = rs.value_counts(sort=True)
-    top = list(vc.index[:max_categories]); rare = set(vc.index[max_categories:])
+    top = list(vc.index[:max_categories])
+    rare = set(vc.index[max_categories:])
     labels = top + ['<other>', '<new>', '<NaN>']
     pos = {v: i for i, v in enumerate(top)}
+
     def count(s, n_nan):
         idx = s.map(pos)
         seen = s.isin(rare) if rare else pd.Series(False, index=s.index)
         k = np.bincount(idx.dropna().astype(np.int64), minlength=len(top)) if len(top) else np.zeros(0, np.int64)
         return np.concatenate([k, [int(seen.sum()), int((idx.isna() & ~seen).sum()), n_nan]])
+
     return labels, count(rs, int(r.isna().sum())), count(cs, int(c.isna().sum()))
+
 
 def categorical_drift(r: pd.Series, c: pd.Series, epsilon: float = 1e-4, max_categories: int = 50) -> dict:
     "PSI and JS of one categorical feature (KS is not defined without an order: NaN)."
     labels, a, b = categorical_counts(r, c, max_categories)
-    if not len(r) or not len(c): psi = js = np.nan
-    else: psi, js = (float(x) for x in psi_js(a / len(r), b / len(c), epsilon))
-    return dict(psi=psi, js=js, ks_stat=np.nan, ks_pvalue=np.nan, n_ref=int(r.notna().sum()), n_cur=int(c.notna().sum()),
-                hist=(labels, a, b))
+    if not len(r) or not len(c):
+        psi = js = np.nan
+    else:
+        psi, js = (float(x) for x in psi_js(a / len(r), b / len(c), epsilon))
+    return dict(
+        psi=psi,
+        js=js,
+        ks_stat=np.nan,
+        ks_pvalue=np.nan,
+        n_ref=int(r.notna().sum()),
+        n_cur=int(c.notna().sum()),
+        hist=(labels, a, b),
+    )
 
 # %% ../../nbs/monitor/50_drift.ipynb #5bcd6b30
-DRIFT_DEFAULTS = dict(bins=10, binning='quantile', epsilon=1e-4, max_categories=50, psi_warning=0.2, psi_critical=0.3,
-                      ks_warning=0.2, ks_critical=0.3, js_warning=0.05, js_critical=0.1, min_rows=100, max_pvalue=0.01,
-                      band_sd=3.0, min_chunks=5)
+DRIFT_DEFAULTS = dict(
+    bins=10,
+    binning='quantile',
+    epsilon=1e-4,
+    max_categories=50,
+    psi_warning=0.2,
+    psi_critical=0.3,
+    ks_warning=0.2,
+    ks_critical=0.3,
+    js_warning=0.05,
+    js_critical=0.1,
+    min_rows=100,
+    max_pvalue=0.01,
+    band_sd=3.0,
+    min_chunks=5,
+)
+
 
 def lag1_autocorr(X: np.ndarray, groups=None, max_rows: int = 20_000) -> np.ndarray:
     "Lag-1 autocorrelation of each column of (rows × features) `X`, over consecutive rows of the same group, both finite (the last `max_rows` rows)."
     X = np.asarray(X, dtype='float64')
     if max_rows and X.shape[0] > max_rows:
-        X = X[-max_rows:]; groups = None if groups is None else np.asarray(groups)[-max_rows:]
-    if X.shape[0] < 3: return np.full(X.shape[1], np.nan)
+        X = X[-max_rows:]
+        groups = None if groups is None else np.asarray(groups)[-max_rows:]
+    if X.shape[0] < 3:
+        return np.full(X.shape[1], np.nan)
     a, b = X[1:], X[:-1]
     ok = np.isfinite(a) & np.isfinite(b)
     if groups is not None:
-        g = np.asarray(groups); ok &= (g[1:] == g[:-1])[:, None]
+        g = np.asarray(groups)
+        ok &= (g[1:] == g[:-1])[:, None]
     n = ok.sum(0)
     with np.errstate(invalid='ignore', divide='ignore'):
         ma, mb = np.where(ok, a, 0).sum(0) / n, np.where(ok, b, 0).sum(0) / n
@@ -191,17 +262,21 @@ def lag1_autocorr(X: np.ndarray, groups=None, max_rows: int = 20_000) -> np.ndar
         r = (da * db).sum(0) / np.sqrt((da * da).sum(0) * (db * db).sum(0))
     return np.where(n >= 3, r, np.nan)
 
+
 def effective_factor(rho1) -> np.ndarray:
     "AR(1) integrated autocorrelation time τ = (1 + ρ)/(1 - ρ) for ρ > 0 (capped at 0.999), else 1."
     r = np.clip(np.nan_to_num(np.asarray(rho1, dtype='float64'), nan=0.0), 0.0, 0.999)
     return (1 + r) / (1 - r)
 
+
 def _ordered(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray | None]:
     "Rows in (instrument, timestamp) order and the instrument of each row (None without an instrument column)."
-    if 'instrument' not in df: return df, None
+    if 'instrument' not in df:
+        return df, None
     by = [c for c in ('instrument', 'timestamp') if c in df]
     d = df.sort_values(by, kind='stable')
     return d, d['instrument'].to_numpy()
+
 
 def drift_config(settings=None, **overrides) -> dict:
     "Drift parameters: the defaults above < `[drift]` of `settings` < `overrides`."
@@ -209,7 +284,8 @@ def drift_config(settings=None, **overrides) -> dict:
     if settings is not None and hasattr(settings, 'drift'):
         cfg.update({k: getattr(settings.drift, k) for k in DRIFT_DEFAULTS if hasattr(settings.drift, k)})
     unknown = set(overrides) - set(DRIFT_DEFAULTS)
-    if unknown: raise ValueError(f"unknown drift parameter(s) {sorted(unknown)}; known: {', '.join(DRIFT_DEFAULTS)}")
+    if unknown:
+        raise ValueError(f"unknown drift parameter(s) {sorted(unknown)}; known: {', '.join(DRIFT_DEFAULTS)}")
     cfg.update(overrides)
     return cfg
 
@@ -217,15 +293,24 @@ def drift_config(settings=None, **overrides) -> dict:
 def reference_chunks(reference: pd.DataFrame, size: int, max_chunks: int = 200) -> np.ndarray:
     "(K, size) row positions of `reference` in consecutive chunks of `size` rows in time order (the partial last one dropped; at most `max_chunks`, evenly spaced)."
     n = len(reference)
-    if size < 1 or n < size: return np.empty((0, max(size, 0)), np.int64)
+    if size < 1 or n < size:
+        return np.empty((0, max(size, 0)), np.int64)
     order = np.argsort(reference['timestamp'].to_numpy(), kind='stable') if 'timestamp' in reference else np.arange(n)
     k = n // size
     idx = order[: k * size].reshape(k, size)
-    if k > max_chunks: idx = idx[np.linspace(0, k - 1, max_chunks).round().astype(np.int64)]
+    if k > max_chunks:
+        idx = idx[np.linspace(0, k - 1, max_chunks).round().astype(np.int64)]
     return idx
 
-def calibrate(chunk_stats: np.ndarray, current: np.ndarray, band_sd: float = 3.0, floor: float = 1e-3,
-              min_sd: float = 0.1, alpha: float = 0.01) -> dict:
+
+def calibrate(
+    chunk_stats: np.ndarray,
+    current: np.ndarray,
+    band_sd: float = 3.0,
+    floor: float = 1e-3,
+    min_sd: float = 0.1,
+    alpha: float = 0.01,
+) -> dict:
     """Judge each column's `current` value against what the reference's own chunks produce (`chunk_stats`, K × F):
     on log(x + floor), centre and spread of the chunks (spread at least `min_sd`), the current value's z-score, and
     one threshold for the whole family: the largest of `band_sd`, the Bonferroni prediction bound for one new value
@@ -233,51 +318,75 @@ def calibrate(chunk_stats: np.ndarray, current: np.ndarray, band_sd: float = 3.0
     robust sd (1.4826 MAD) of the chunks' largest leave-one-out z-scores: what the family reaches on the reference
     itself, heavy tails included, robust to a few wild chunks. Returns z, the threshold, the band's upper end (in the statistic's
     units) and the chunk count."""
-    S = np.asarray(chunk_stats, dtype='float64'); c = np.asarray(current, dtype='float64')
+    S = np.asarray(chunk_stats, dtype='float64')
+    c = np.asarray(current, dtype='float64')
     F = S.shape[1] if S.ndim == 2 else len(c)
-    ok = np.isfinite(S); K = ok.sum(0)
+    ok = np.isfinite(S)
+    K = ok.sum(0)
     if S.ndim != 2 or S.shape[0] < 2:
         return dict(z=np.full(F, np.nan), threshold=np.nan, upper=np.full(F, np.nan), chunks=np.zeros(F, np.int64))
     L = np.log(np.maximum(np.where(ok, S, 0.0), 0.0) + floor)
     with np.errstate(invalid='ignore', divide='ignore'):
         s1, s2 = np.where(ok, L, 0).sum(0), np.where(ok, L * L, 0).sum(0)
-        mu = s1 / K; sd = np.maximum(np.sqrt(np.maximum(s2 - K * mu ** 2, 0) / np.maximum(K - 1, 1)), min_sd)
+        mu = s1 / K
+        sd = np.maximum(np.sqrt(np.maximum(s2 - K * mu**2, 0) / np.maximum(K - 1, 1)), min_sd)
         # leave-one-out z of each chunk: its own value against the other chunks (never in-sample)
-        m1 = (s1 - L) / (K - 1); v1 = np.maximum((s2 - L * L) - (K - 1) * m1 ** 2, 0) / np.maximum(K - 2, 1)
+        m1 = (s1 - L) / (K - 1)
+        v1 = np.maximum((s2 - L * L) - (K - 1) * m1**2, 0) / np.maximum(K - 2, 1)
         zl = np.where(ok, (L - m1) / np.maximum(np.sqrt(v1), min_sd), np.nan)
         mx = np.nanmax(np.where(np.isfinite(zl), zl, -np.inf), axis=1)
         mx = mx[np.isfinite(mx)]
-        k = int(np.nanmax(K)); nf = max(int((K >= 2).sum()), 1)
+        k = int(np.nanmax(K))
+        nf = max(int((K >= 2).sum()), 1)
         tb = float(student_t.ppf(1 - alpha / nf, k - 1) * np.sqrt(1 + 1 / k)) if k >= 2 else np.inf
-        T = max(band_sd, tb, float(np.median(mx) + band_sd * 1.4826 * np.median(np.abs(mx - np.median(mx)))) if len(mx) > 2 else np.inf)
+        T = max(
+            band_sd,
+            tb,
+            float(np.median(mx) + band_sd * 1.4826 * np.median(np.abs(mx - np.median(mx)))) if len(mx) > 2 else np.inf,
+        )
         z = np.where(K >= 2, (np.log(np.maximum(c, 0) + floor) - mu) / sd, np.nan)
         upper = np.where(K >= 2, np.exp(mu + T * sd) - floor, np.nan)
     return dict(z=np.where(np.isfinite(c), z, np.nan), threshold=T, upper=upper, chunks=K.astype(np.int64))
 
-def chunk_numeric_stats(ref: np.ndarray, idx: np.ndarray, edges: np.ndarray, p: np.ndarray, epsilon: float = 1e-4) -> dict:
+
+def chunk_numeric_stats(
+    ref: np.ndarray, idx: np.ndarray, edges: np.ndarray, p: np.ndarray, epsilon: float = 1e-4
+) -> dict:
     """(K, F) PSI, JS and KS statistic of each reference chunk (rows `idx[k]`) against the whole reference, on the
     reference's bins `edges` (F × (B + 1)) and proportions `p` (F × (B + 5), as `numeric_drift` counts them)."""
-    ref = np.asarray(ref, dtype='float64'); K, m = idx.shape; F = ref.shape[1]
+    ref = np.asarray(ref, dtype='float64')
+    K, m = idx.shape
+    F = ref.shape[1]
     out = {k: np.full((K, F), np.nan) for k in ('psi', 'js', 'ks_stat')}
-    if not K or not m: return out
-    B2 = edges.shape[1] + 1                                   # finite bins, outer ones included
+    if not K or not m:
+        return out
+    B2 = edges.shape[1] + 1  # finite bins, outer ones included
     rows = np.arange(K)[:, None]
     for j in range(F):
-        e = edges[j]; r = ref[:, j]
-        rs = np.sort(r[~np.isnan(r)]); nr = len(rs)
-        if not nr or not np.isfinite(e).all(): continue
-        X = r[idx]                                            # (K, m)
+        e = edges[j]
+        r = ref[:, j]
+        rs = np.sort(r[~np.isnan(r)])
+        nr = len(rs)
+        if not nr or not np.isfinite(e).all():
+            continue
+        X = r[idx]  # (K, m)
         nan, ninf, pinf = np.isnan(X), X == -np.inf, X == np.inf
-        b = np.searchsorted(e[:-1], X, 'right'); b = np.where(X > e[-1], B2 - 1, b)
+        b = np.searchsorted(e[:-1], X, 'right')
+        b = np.where(X > e[-1], B2 - 1, b)
         code = np.where(nan, B2 + 2, np.where(pinf, B2 + 1, np.where(ninf, B2, b)))
         cnt = np.bincount((code + rows * (B2 + 3)).ravel(), minlength=K * (B2 + 3)).reshape(K, B2 + 3)
         out['psi'][:, j], out['js'][:, j] = psi_js(p[j][None, :], cnt / m, epsilon)
-        xs = np.sort(X, axis=1); nc = (~np.isnan(xs)).sum(1)
+        xs = np.sort(X, axis=1)
+        nc = (~np.isnan(xs)).sum(1)
         pos = np.arange(m)[None, :]
-        new = np.ones((K, m), bool); new[:, 1:] = xs[:, 1:] != xs[:, :-1]
-        first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)                     # values < x: first of its ties
-        end = np.ones((K, m), bool); end[:, :-1] = xs[:, :-1] != xs[:, 1:]
-        last = m - 1 - np.maximum.accumulate(np.where(end[:, ::-1], pos, 0), axis=1)[:, ::-1]      # values <= x: last of its ties
+        new = np.ones((K, m), bool)
+        new[:, 1:] = xs[:, 1:] != xs[:, :-1]
+        first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)  # values < x: first of its ties
+        end = np.ones((K, m), bool)
+        end[:, :-1] = xs[:, :-1] != xs[:, 1:]
+        last = (
+            m - 1 - np.maximum.accumulate(np.where(end[:, ::-1], pos, 0), axis=1)[:, ::-1]
+        )  # values <= x: last of its ties
         with np.errstate(invalid='ignore', divide='ignore'):
             fr_r, fr_l = np.searchsorted(rs, xs, 'right') / nr, np.searchsorted(rs, xs, 'left') / nr
             fc_r, fc_l = (last + 1) / nc[:, None], first / nc[:, None]
@@ -289,36 +398,56 @@ def chunk_numeric_stats(ref: np.ndarray, idx: np.ndarray, edges: np.ndarray, p: 
 # %% ../../nbs/monitor/50_drift.ipynb #0265f6df
 _NAMES = {'psi': 'PSI', 'ks_stat': 'KS', 'js': 'JS'}
 
+
 def _level(row, cfg) -> tuple[str, str]:
     "Level and reason of one feature (see above): inconclusive without the rows or the reference band, else the band decides."
     if row.n_cur < cfg['min_rows']:
-        if row.n_ref == 0 and row.n_cur == 0: return 'info', 'no value in the reference or the current window (the source does not supply it)'
+        if row.n_ref == 0 and row.n_cur == 0:
+            return 'info', 'no value in the reference or the current window (the source does not supply it)'
         return 'inconclusive', f"{row.n_cur} current rows < min_rows {cfg['min_rows']}"
     if not row.chunks >= cfg['min_chunks']:
-        return 'inconclusive', (f"no reference band: the reference holds {row.chunks} chunk(s) of {row.chunk_rows} rows "
-                                f"(the current window's size) < min_chunks {cfg['min_chunks']}")
+        return 'inconclusive', (
+            f"no reference band: the reference holds {row.chunks} chunk(s) of {row.chunk_rows} rows "
+            f"(the current window's size) < min_chunks {cfg['min_chunks']}"
+        )
     fixed, within = {}, []
     for lvl in ('critical', 'warning'):
-        fixed[lvl] = [m for m in _NAMES if np.isfinite(getattr(row, m)) and getattr(row, m) > cfg[f"{m.split('_')[0]}_{lvl}"]]
+        fixed[lvl] = [
+            m for m in _NAMES if np.isfinite(getattr(row, m)) and getattr(row, m) > cfg[f"{m.split('_')[0]}_{lvl}"]
+        ]
     for lvl in ('critical', 'warning'):
-        why = [f"{_NAMES[m]} {getattr(row, m):.3g} > {cfg[m.split('_')[0] + '_' + lvl]:g} and beyond the reference band "
-               f"(≤ {getattr(row, 'band_' + m.split('_')[0]):.3g}, z {getattr(row, 'z_' + m.split('_')[0]):.1f})"
-               for m in fixed[lvl] if getattr(row, 'z_' + m.split('_')[0]) > row.threshold]
-        if why: return lvl, '; '.join(why)
+        why = [
+            f"{_NAMES[m]} {getattr(row, m):.3g} > {cfg[m.split('_')[0] + '_' + lvl]:g} and beyond the reference band "
+            f"(≤ {getattr(row, 'band_' + m.split('_')[0]):.3g}, z {getattr(row, 'z_' + m.split('_')[0]):.1f})"
+            for m in fixed[lvl]
+            if getattr(row, 'z_' + m.split('_')[0]) > row.threshold
+        ]
+        if why:
+            return lvl, '; '.join(why)
     if fixed['warning']:
-        return 'ok', ('; '.join(f"{_NAMES[m]} {getattr(row, m):.3g} > {cfg[m.split('_')[0] + '_warning']:g} but within the "
-                                f"reference band ≤ {getattr(row, 'band_' + m.split('_')[0]):.3g}" for m in fixed['warning'])
-                      + f": normal for this feature ({row.chunks} reference chunks of {row.chunk_rows} rows)")
+        return 'ok', (
+            '; '.join(
+                f"{_NAMES[m]} {getattr(row, m):.3g} > {cfg[m.split('_')[0] + '_warning']:g} but within the "
+                f"reference band ≤ {getattr(row, 'band_' + m.split('_')[0]):.3g}"
+                for m in fixed['warning']
+            )
+            + f": normal for this feature ({row.chunks} reference chunks of {row.chunk_rows} rows)"
+        )
     return 'ok', ''
 
-def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, chunks=None, **params) -> pd.DataFrame:
+
+def drift_table(
+    reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, chunks=None, **params
+) -> pd.DataFrame:
     """One row per feature: kind, rows, missing shares, PSI, KS (statistic, p-value), JS, autocorrelation, effective
     p-value, the reference band of each statistic and its z-score, level, reason. `chunks`: the reference chunks
     (`reference_chunks`; default: chunks the size of the current window)."""
     cfg = drift_config(settings, **params)
-    if features is None: features = [c for c in feature_columns(reference) if c in current.columns]
+    if features is None:
+        features = [c for c in feature_columns(reference) if c in current.columns]
     miss = [f for f in features if f not in reference.columns or f not in current.columns]
-    if miss: raise ValueError(f"features missing from the reference or current frame: {miss}")
+    if miss:
+        raise ValueError(f"features missing from the reference or current frame: {miss}")
     cat = [f for f in features if is_categorical(reference[f]) or is_categorical(current[f])]
     num = [f for f in features if f not in cat]
     R = _numeric_matrix(reference, num)
@@ -326,48 +455,93 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, s
     ro, g = _ordered(reference)
     rho = lag1_autocorr(_numeric_matrix(ro, num) if ro is not reference else R, g)
     tau = effective_factor(rho)
-    res.update(rho1=rho, n_eff_cur=res['n_cur'] / tau,
-               p_eff=ks_pvalue(res['ks_stat'], res['n_ref'] / tau, res['n_cur'] / tau))
+    res.update(
+        rho1=rho, n_eff_cur=res['n_cur'] / tau, p_eff=ks_pvalue(res['ks_stat'], res['n_ref'] / tau, res['n_cur'] / tau)
+    )
     idx = reference_chunks(reference, max(len(current), 1)) if chunks is None else np.asarray(chunks)
     K = idx.shape[0]
     cs = {k: np.full((K, len(features)), np.nan) for k in ('psi', 'ks_stat', 'js')}
     if len(num) and K and len(reference):
-        E = np.stack([h[0] for h in res['hist']]); P = np.stack([h[1] for h in res['hist']]) / len(reference)
+        E = np.stack([h[0] for h in res['hist']])
+        P = np.stack([h[1] for h in res['hist']]) / len(reference)
         c = chunk_numeric_stats(R, idx, E, P, cfg['epsilon'])
-        for k in cs: cs[k][:, :len(num)] = c[k]
-    rows = [dict(feature=f, kind='numerical', **{k: res[k][j] for k in ('psi', 'ks_stat', 'ks_pvalue', 'js', 'n_ref', 'n_cur',
-                                                                         'rho1', 'n_eff_cur', 'p_eff')})
-            for j, f in enumerate(num)]
+        for k in cs:
+            cs[k][:, : len(num)] = c[k]
+    rows = [
+        dict(
+            feature=f,
+            kind='numerical',
+            **{
+                k: res[k][j]
+                for k in ('psi', 'ks_stat', 'ks_pvalue', 'js', 'n_ref', 'n_cur', 'rho1', 'n_eff_cur', 'p_eff')
+            },
+        )
+        for j, f in enumerate(num)
+    ]
     hists = {f: res['hist'][j] for j, f in enumerate(num)}
     for i, f in enumerate(cat):
         d = categorical_drift(reference[f], current[f], cfg['epsilon'], cfg['max_categories'])
-        hists[f] = d.pop('hist'); rows.append(dict(feature=f, kind='categorical', **d, rho1=np.nan, n_eff_cur=d['n_cur'], p_eff=np.nan))
+        hists[f] = d.pop('hist')
+        rows.append(dict(feature=f, kind='categorical', **d, rho1=np.nan, n_eff_cur=d['n_cur'], p_eff=np.nan))
         for k in range(K):
             dk = categorical_drift(reference[f], reference[f].iloc[idx[k]], cfg['epsilon'], cfg['max_categories'])
             cs['psi'][k, len(num) + i], cs['js'][k, len(num) + i] = dk['psi'], dk['js']
-    cols = ['feature', 'kind', 'n_ref', 'n_cur', 'missing_ref', 'missing_cur', 'psi', 'ks_stat', 'ks_pvalue', 'js', 'rho1',
-            'n_eff_cur', 'p_eff', 'band_psi', 'band_ks', 'band_js', 'z_psi', 'z_ks', 'z_js', 'threshold', 'chunks', 'chunk_rows',
-            'significant', 'level', 'reason']
-    if not rows: return pd.DataFrame(columns=cols).set_index('feature')
+    cols = [
+        'feature',
+        'kind',
+        'n_ref',
+        'n_cur',
+        'missing_ref',
+        'missing_cur',
+        'psi',
+        'ks_stat',
+        'ks_pvalue',
+        'js',
+        'rho1',
+        'n_eff_cur',
+        'p_eff',
+        'band_psi',
+        'band_ks',
+        'band_js',
+        'z_psi',
+        'z_ks',
+        'z_js',
+        'threshold',
+        'chunks',
+        'chunk_rows',
+        'significant',
+        'level',
+        'reason',
+    ]
+    if not rows:
+        return pd.DataFrame(columns=cols).set_index('feature')
     t = pd.DataFrame(rows)
     t['missing_ref'] = [reference[f].isna().mean() if len(reference) else np.nan for f in t.feature]
     t['missing_cur'] = [current[f].isna().mean() if len(current) else np.nan for f in t.feature]
     T = {}
-    for m, s, fl in (('psi', 'psi', 0.02), ('ks_stat', 'ks', 0.02), ('js', 'js', 0.005)):   # floors: about the statistics' noise level
+    for m, s, fl in (
+        ('psi', 'psi', 0.02),
+        ('ks_stat', 'ks', 0.02),
+        ('js', 'js', 0.005),
+    ):  # floors: about the statistics' noise level
         b = calibrate(cs[m], t[m].to_numpy(dtype='float64'), cfg['band_sd'], floor=fl)
-        t[f'band_{s}'], t[f'z_{s}'] = b['upper'], b['z']; T[s] = b['threshold']
+        t[f'band_{s}'], t[f'z_{s}'] = b['upper'], b['z']
+        T[s] = b['threshold']
         t[f'_chunks_{s}'] = b['chunks']
     t['chunks'] = t[['_chunks_psi', '_chunks_js']].max(axis=1).astype(np.int64)
     t['chunk_rows'] = idx.shape[1] if K else max(len(current), 1)
     t['threshold'] = max([v for v in T.values() if np.isfinite(v)], default=np.nan)
     t[['level', 'reason']] = [_level(r, cfg) for r in t.itertuples()]
     beyond = np.zeros(len(t), bool)
-    for s in ('psi', 'ks', 'js'): beyond |= (t[f'z_{s}'] > t.threshold).to_numpy()
+    for s in ('psi', 'ks', 'js'):
+        beyond |= (t[f'z_{s}'] > t.threshold).to_numpy()
     t['significant'] = beyond & (t.n_cur >= cfg['min_rows']) & (t.chunks >= cfg['min_chunks'])
     order = t.level.map({'critical': 0, 'warning': 1, 'inconclusive': 2, 'info': 3, 'ok': 4})
     t = t.assign(_o=order, _p=-t.psi.fillna(-1)).sort_values(['_o', '_p'], kind='stable').drop(columns=['_o', '_p'])
     t = t[cols].set_index('feature')
-    t.attrs['hist'] = hists; t.attrs['config'] = cfg; t.attrs['thresholds'] = T
+    t.attrs['hist'] = hists
+    t.attrs['config'] = cfg
+    t.attrs['thresholds'] = T
     return t
 
 # %% ../../nbs/monitor/50_drift.ipynb #f6c6fa99
@@ -375,32 +549,43 @@ def top_drifted(table: pd.DataFrame, top: int = 6) -> list[str]:
     "The `top` features with the highest PSI (NaN last)."
     return list(table.psi.astype('float64').sort_values(ascending=False, na_position='last').index[:top])
 
+
 def plot_drift(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, top: int = 6, ncols: int = 3):
     "Reference vs current distributions of the `top` most drifted features (see above); returns the figure or None."
     import matplotlib.pyplot as plt
+
     feats = top_drifted(table, top)
-    if not feats: return None
+    if not feats:
+        return None
     nrows = -(-len(feats) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 3.0 * nrows), squeeze=False)
     for ax, f in zip(axes.flat, feats):
         row = table.loc[f]
         if row.kind == 'categorical':
             labels, a, b = table.attrs['hist'][f]
-            x = np.arange(len(labels)); w = 0.4
-            ax.bar(x - w / 2, a / max(1, a.sum()), w, label='reference'); ax.bar(x + w / 2, b / max(1, b.sum()), w, label='current')
+            x = np.arange(len(labels))
+            w = 0.4
+            ax.bar(x - w / 2, a / max(1, a.sum()), w, label='reference')
+            ax.bar(x + w / 2, b / max(1, b.sum()), w, label='current')
             ax.set_xticks(x, labels, rotation=45, fontsize=7)
         else:
-            r = pd.to_numeric(reference[f], errors='coerce').to_numpy(dtype='float64'); c = pd.to_numeric(current[f], errors='coerce').to_numpy(dtype='float64')
+            r = pd.to_numeric(reference[f], errors='coerce').to_numpy(dtype='float64')
+            c = pd.to_numeric(current[f], errors='coerce').to_numpy(dtype='float64')
             r, c = r[np.isfinite(r)], c[np.isfinite(c)]
             if len(r) or len(c):
-                lo, hi = (np.quantile(r, [0.005, 0.995]) if len(r) else (np.inf, -np.inf))
-                if len(c): lo, hi = min(lo, c.min()), max(hi, c.max())
-                if not hi > lo: lo, hi = lo - 0.5, hi + 0.5
+                lo, hi = np.quantile(r, [0.005, 0.995]) if len(r) else (np.inf, -np.inf)
+                if len(c):
+                    lo, hi = min(lo, c.min()), max(hi, c.max())
+                if not hi > lo:
+                    lo, hi = lo - 0.5, hi + 0.5
                 b = np.linspace(lo, hi, 41)
-                if len(r): ax.hist(np.clip(r, lo, hi), b, density=True, alpha=0.5, label='reference')
-                if len(c): ax.hist(c, b, density=True, alpha=0.5, label='current')
+                if len(r):
+                    ax.hist(np.clip(r, lo, hi), b, density=True, alpha=0.5, label='reference')
+                if len(c):
+                    ax.hist(c, b, density=True, alpha=0.5, label='current')
         ax.set_title(f"{f}: PSI {row.psi:.2f}, KS {row.ks_stat:.2f} [{row.level}]", fontsize=9)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(feats):]: ax.axis('off')
+    for ax in list(axes.flat)[len(feats) :]:
+        ax.axis('off')
     fig.tight_layout()
     return fig

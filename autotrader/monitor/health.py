@@ -5,21 +5,11 @@ how check results become alerts. The health pipeline's driver (`autotrader.pipel
 
 # %% ../../nbs/monitor/55_health.ipynb #c6d57cfa
 from __future__ import annotations
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
-from ..config import Settings, load_settings
-from ..schema import parse_instruments, timeframe_delta, to_utc, expected_bars
-from ..features.store import FeatureStore
-from ..features.basic import make_feature_set
-from .drift import drift_table, feature_columns, plot_drift, top_drifted
-from .quality import (missing_table, range_table, correlation_change, newest_bars, freshness_table,
-                                        quality_config, _grade)
-from .performance import (read_signals, signal_outcomes, performance_summary, rolling_performance,
-                                            confidence_shift, importance_shift, permutation_importance)
-from .alerts import Alert, AlertManager, RANK
-from .metrics import write_health_metrics
+import numpy as np
+import pandas as pd
+from ..schema import timeframe_delta, to_utc, expected_bars
+from .alerts import Alert, RANK
 
 # %% auto #0
 __all__ = ['TRAIN_TAGS', 'tag_training_window', 'champion_reference', 'HealthError', 'bars_back', 'health_windows',
@@ -28,69 +18,122 @@ __all__ = ['TRAIN_TAGS', 'tag_training_window', 'champion_reference', 'HealthErr
 # %% ../../nbs/monitor/55_health.ipynb #ab1bebb9
 TRAIN_TAGS = ('feature_set', 'start', 'end', 'instruments', 'timeframe')
 
-def tag_training_window(registry, version, feature_set: str, start, end, instruments=None, timeframe: str | None = None) -> dict:
+
+def tag_training_window(
+    registry, version, feature_set: str, start, end, instruments=None, timeframe: str | None = None
+) -> dict:
     "Tag model `version` with its training window (the contract above); returns the tags."
-    tags = {'autotrader.train.feature_set': str(feature_set), 'autotrader.train.start': to_utc(start).isoformat(),
-            'autotrader.train.end': to_utc(end).isoformat()}
+    tags = {
+        'autotrader.train.feature_set': str(feature_set),
+        'autotrader.train.start': to_utc(start).isoformat(),
+        'autotrader.train.end': to_utc(end).isoformat(),
+    }
     if instruments is not None:
-        tags['autotrader.train.instruments'] = ','.join(getattr(i, 'symbol', str(i)) for i in
-                                                        ([instruments] if isinstance(instruments, str) else instruments))
-    if timeframe: tags['autotrader.train.timeframe'] = str(timeframe)
-    for k, v in tags.items(): registry.client.set_model_version_tag(registry.model_name, str(version), k, v)
+        tags['autotrader.train.instruments'] = ','.join(
+            getattr(i, 'symbol', str(i)) for i in ([instruments] if isinstance(instruments, str) else instruments)
+        )
+    if timeframe:
+        tags['autotrader.train.timeframe'] = str(timeframe)
+    for k, v in tags.items():
+        registry.client.set_model_version_tag(registry.model_name, str(version), k, v)
     return tags
 
+
 def _registry_exists(settings) -> bool:
-    if settings.mlflow.tracking_uri: return True
+    if settings.mlflow.tracking_uri:
+        return True
     return (Path(settings.data.dir) / 'mlflow.db').exists()
+
 
 def champion_reference(settings, registry=None) -> dict | None:
     "{'version', 'feature_set', 'start', 'end', 'instruments', 'timeframe', 'run_id'} of the champion, or None."
     if registry is None:
-        if not _registry_exists(settings): return None
+        if not _registry_exists(settings):
+            return None
         from autotrader.train.registry import ModelRegistry
+
         registry = ModelRegistry.from_settings(settings)
     ch = registry.champion()
-    if ch is None: return None
+    if ch is None:
+        return None
     t = ch.get('tags') or {}
     g = lambda k: t.get(f'autotrader.train.{k}') or None
     fs = g('feature_set')
     if fs is None:
-        try: fs = registry.client.get_run(ch['run_id']).data.tags.get('autotrader.feature_set')
-        except Exception: fs = None
+        try:
+            fs = registry.client.get_run(ch['run_id']).data.tags.get('autotrader.feature_set')
+        except Exception:
+            fs = None
     ins = g('instruments')
-    return dict(version=ch['version'], run_id=ch.get('run_id'), feature_set=fs, start=to_utc(g('start')), end=to_utc(g('end')),
-                instruments=ins.split(',') if ins else None, timeframe=g('timeframe'), registry=registry)
+    return dict(
+        version=ch['version'],
+        run_id=ch.get('run_id'),
+        feature_set=fs,
+        start=to_utc(g('start')),
+        end=to_utc(g('end')),
+        instruments=ins.split(',') if ins else None,
+        timeframe=g('timeframe'),
+        registry=registry,
+    )
 
 # %% ../../nbs/monitor/55_health.ipynb #8f75e908
 class HealthError(RuntimeError):
     "The health check cannot run (no features in the store yet, …); the message says what to do."
 
+
 def bars_back(calendar: str, timeframe: str, end, n: int) -> pd.Timestamp:
     "Open time of the first of the last `n` bars the calendar expects before `end`: a window of `n` bars, in time."
-    end = to_utc(end); span = timeframe_delta(timeframe) * max(int(n), 1)
+    end = to_utc(end)
+    span = timeframe_delta(timeframe) * max(int(n), 1)
     for f in (1.1, 2, 4, 8, 16, 32):
         start = end - span * f - pd.Timedelta(days=4)
         b = expected_bars(calendar, timeframe, start, end)
-        if len(b) >= n: return b[-n] if n > 0 else end
+        if len(b) >= n:
+            return b[-n] if n > 0 else end
     return start
 
-def health_windows(now, current_bars: int = 168, reference_bars: int = 2000, champion: dict | None = None,
-                   calendars=('crypto',), timeframe: str = '1h', current_hours: int = 0, reference_days: int = 0) -> dict:
+
+def health_windows(
+    now,
+    current_bars: int = 168,
+    reference_bars: int = 2000,
+    champion: dict | None = None,
+    calendars=('crypto',),
+    timeframe: str = '1h',
+    current_hours: int = 0,
+    reference_days: int = 0,
+) -> dict:
     """{'current': (start, end), 'reference': (start, end), 'reference_source', 'current_bars'}: windows in bars of
     each calendar (the earliest start over `calendars`), or in hours / days when those are set."""
-    now = to_utc(now); cals = sorted(set(calendars)) or ['crypto']
-    if current_hours: cur, cb = (now - pd.Timedelta(hours=current_hours), now), None
-    else: cur, cb = (min(bars_back(c, timeframe, now, current_bars) for c in cals), now), current_bars
-    out = dict(current=cur, current_bars=cb,
-               current_size=f"{current_hours} h ([drift] current_hours)" if current_hours else f"{current_bars} bars of {timeframe} ([drift] current_bars)")
+    now = to_utc(now)
+    cals = sorted(set(calendars)) or ['crypto']
+    if current_hours:
+        cur, cb = (now - pd.Timedelta(hours=current_hours), now), None
+    else:
+        cur, cb = (min(bars_back(c, timeframe, now, current_bars) for c in cals), now), current_bars
+    out = dict(
+        current=cur,
+        current_bars=cb,
+        current_size=f"{current_hours} h ([drift] current_hours)"
+        if current_hours
+        else f"{current_bars} bars of {timeframe} ([drift] current_bars)",
+    )
     if champion and champion.get('start') is not None and champion.get('end') is not None:
-        return dict(out, reference=(champion['start'], champion['end']), reference_source=f"champion v{champion['version']} training window")
+        return dict(
+            out,
+            reference=(champion['start'], champion['end']),
+            reference_source=f"champion v{champion['version']} training window",
+        )
     if reference_days:
-        ref, src = (cur[0] - pd.Timedelta(days=reference_days), cur[0]), f"configured window ([drift] reference_days = {reference_days})"
+        ref, src = (
+            (cur[0] - pd.Timedelta(days=reference_days), cur[0]),
+            f"configured window ([drift] reference_days = {reference_days})",
+        )
     else:
         ref = (min(bars_back(c, timeframe, cur[0], reference_bars) for c in cals), cur[0])
         src = f"configured window ([drift] reference_bars = {reference_bars} bars of {timeframe})"
-    if champion: src += f"; champion v{champion['version']} records no training window"
+    if champion:
+        src += f"; champion v{champion['version']} records no training window"
     return dict(out, reference=ref, reference_source=src)
 
 # %% ../../nbs/monitor/55_health.ipynb #0dd46508
@@ -99,14 +142,19 @@ def _worst(levels) -> str:
     ls = [l for l in levels if l in ('inconclusive', 'warning', 'critical')]
     return max(ls, key=RANK.get) if ls else 'ok'
 
+
 def _fmt(v, pct=False):
-    if v is None or (isinstance(v, float) and not np.isfinite(v)): return 'n/a'
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return 'n/a'
     return f"{v:.1%}" if pct else f"{v:.3g}"
 
+
 def _alert(check, level, title, lines, details, key, source) -> Alert | None:
-    if level not in ('warning', 'critical'): return None
+    if level not in ('warning', 'critical'):
+        return None
     text = '\n'.join(f"• {l}" for l in lines[:15]) + (f"\n• … and {len(lines) - 15} more" if len(lines) > 15 else '')
     return Alert(level, check, f"{title} [{level}]", text, details, key, source)
+
 
 def build_alerts(r, source: str = 'health') -> list[Alert]:
     "The alerts of a health result (see above)."
@@ -114,55 +162,153 @@ def build_alerts(r, source: str = 'health') -> list[Alert]:
     ctx = dict(feature_set=fs, reference=r.reference_source, current=[str(x) for x in r.windows['current']])
     d = r.drift[r.drift.level.isin(['warning', 'critical'])] if len(r.drift) else r.drift
     if len(d):
-        lines = [f"`{f}` PSI {_fmt(x.psi)} · KS {_fmt(x.ks_stat)} · JS {_fmt(x.js)} ({x.level}: {x.reason})" for f, x in d.iterrows()]
-        out.append(_alert('drift', _worst(d.level), f"Feature drift in {len(d)} of {len(r.drift)} features of {fs}: "
-                          + ', '.join(f"{f} PSI {_fmt(x.psi)}" for f, x in d.head(3).iterrows()), lines,
-                          {**ctx, 'features': {f: dict(psi=x.psi, ks=x.ks_stat, js=x.js, level=x.level) for f, x in d.iterrows()}},
-                          f'drift:{fs}', source))
+        lines = [
+            f"`{f}` PSI {_fmt(x.psi)} · KS {_fmt(x.ks_stat)} · JS {_fmt(x.js)} ({x.level}: {x.reason})"
+            for f, x in d.iterrows()
+        ]
+        out.append(
+            _alert(
+                'drift',
+                _worst(d.level),
+                f"Feature drift in {len(d)} of {len(r.drift)} features of {fs}: "
+                + ', '.join(f"{f} PSI {_fmt(x.psi)}" for f, x in d.head(3).iterrows()),
+                lines,
+                {
+                    **ctx,
+                    'features': {f: dict(psi=x.psi, ks=x.ks_stat, js=x.js, level=x.level) for f, x in d.iterrows()},
+                },
+                f'drift:{fs}',
+                source,
+            )
+        )
     m = r.missing[r.missing.level.isin(['warning', 'critical'])]
     if len(m):
-        out.append(_alert('missing', _worst(m.level), "Missing values: " + ', '.join(f"{f} {_fmt(x.missing_cur, True)}" for f, x in m.head(3).iterrows()),
-                          [f"`{f}` {_fmt(x.missing_cur, True)} missing (reference {_fmt(x.missing_ref, True)}; {x.get('reason', '')})" for f, x in m.iterrows()],
-                          {**ctx, 'features': m.missing_cur.to_dict()}, f'missing:{fs}', source))
+        out.append(
+            _alert(
+                'missing',
+                _worst(m.level),
+                "Missing values: " + ', '.join(f"{f} {_fmt(x.missing_cur, True)}" for f, x in m.head(3).iterrows()),
+                [
+                    f"`{f}` {_fmt(x.missing_cur, True)} missing (reference {_fmt(x.missing_ref, True)}; {x.get('reason', '')})"
+                    for f, x in m.iterrows()
+                ],
+                {**ctx, 'features': m.missing_cur.to_dict()},
+                f'missing:{fs}',
+                source,
+            )
+        )
     g = r.ranges[r.ranges.level.isin(['warning', 'critical'])]
     if len(g):
-        out.append(_alert('range', _worst(g.level), "Values outside the training range: " + ', '.join(f"{f} {_fmt(x.out_of_range, True)}" for f, x in g.head(3).iterrows()),
-                          [f"`{f}` {_fmt(x.out_of_range, True)} outside [{_fmt(x.ref_min)}, {_fmt(x.ref_max)}] ({x.below} below, {x.above} above; {x.get('reason', '')})" for f, x in g.iterrows()],
-                          {**ctx, 'features': g.out_of_range.to_dict()}, f'range:{fs}', source))
+        out.append(
+            _alert(
+                'range',
+                _worst(g.level),
+                "Values outside the training range: "
+                + ', '.join(f"{f} {_fmt(x.out_of_range, True)}" for f, x in g.head(3).iterrows()),
+                [
+                    f"`{f}` {_fmt(x.out_of_range, True)} outside [{_fmt(x.ref_min)}, {_fmt(x.ref_max)}] ({x.below} below, {x.above} above; {x.get('reason', '')})"
+                    for f, x in g.iterrows()
+                ],
+                {**ctx, 'features': g.out_of_range.to_dict()},
+                f'range:{fs}',
+                source,
+            )
+        )
     c = r.correlation
     if c.level in ('warning', 'critical'):
         top = c.pairs[c.pairs.beyond].head(5) if 'beyond' in c.pairs else c.pairs.head(5)
-        out.append(_alert('correlation', c.level, f"Feature correlations changed: max |Δρ| = {_fmt(c.max_abs_change)}",
-                          [c.reason] + [f"`{x.a}` × `{x.b}`: {_fmt(x.reference)} → {_fmt(x.current)} (band ≤ {_fmt(getattr(x, 'band', np.nan))})" for x in top.itertuples()],
-                          {**ctx, 'max_abs_change': c.max_abs_change}, f'correlation:{fs}', source))
+        out.append(
+            _alert(
+                'correlation',
+                c.level,
+                f"Feature correlations changed: max |Δρ| = {_fmt(c.max_abs_change)}",
+                [c.reason]
+                + [
+                    f"`{x.a}` × `{x.b}`: {_fmt(x.reference)} → {_fmt(x.current)} (band ≤ {_fmt(getattr(x, 'band', np.nan))})"
+                    for x in top.itertuples()
+                ],
+                {**ctx, 'max_abs_change': c.max_abs_change},
+                f'correlation:{fs}',
+                source,
+            )
+        )
     fr = r.freshness[r.freshness.level.isin(['warning', 'critical'])]
     if len(fr):
-        desc = lambda x: 'no bar' if pd.isna(x.newest_bar) else f"{_fmt(x.behind_hours)} trading hours behind (newest bar {x.newest_bar})"
-        out.append(_alert('freshness', _worst(fr.level), "Stale data: " + ', '.join(f"{i} {desc(x).split(' (')[0]}" for i, x in fr.head(3).iterrows()),
-                          [f"`{i}` {desc(x)}" for i, x in fr.iterrows()], {'instruments': fr.behind_hours.replace(np.inf, -1).to_dict()},
-                          'freshness', source))
+        desc = lambda x: (
+            'no bar'
+            if pd.isna(x.newest_bar)
+            else f"{_fmt(x.behind_hours)} trading hours behind (newest bar {x.newest_bar})"
+        )
+        out.append(
+            _alert(
+                'freshness',
+                _worst(fr.level),
+                "Stale data: " + ', '.join(f"{i} {desc(x).split(' (')[0]}" for i, x in fr.head(3).iterrows()),
+                [f"`{i}` {desc(x)}" for i, x in fr.iterrows()],
+                {'instruments': fr.behind_hours.replace(np.inf, -1).to_dict()},
+                'freshness',
+                source,
+            )
+        )
     p = r.performance
     if p.get('level') in ('warning', 'critical'):
-        out.append(_alert('performance', p['level'], f"Model performance: hit rate {_fmt(p.get('hit_rate'), True)}, Sharpe {_fmt(p.get('sharpe'))} "
-                          f"over {p.get('signals')} signals", [p.get('reason', '')],
-                          {k: v for k, v in p.items() if isinstance(v, (int, float, str))}, 'performance', source))
+        out.append(
+            _alert(
+                'performance',
+                p['level'],
+                f"Model performance: hit rate {_fmt(p.get('hit_rate'), True)}, Sharpe {_fmt(p.get('sharpe'))} "
+                f"over {p.get('signals')} signals",
+                [p.get('reason', '')],
+                {k: v for k, v in p.items() if isinstance(v, (int, float, str))},
+                'performance',
+                source,
+            )
+        )
     if r.confidence is not None and len(r.confidence):
         cl = _worst(r.confidence.level)
         if cl != 'ok':
-            out.append(_alert('confidence', cl, "Model confidence distribution shifted: " + ', '.join(
-                f"{f} PSI {_fmt(x.psi)}" for f, x in r.confidence.iterrows()), [f"`{f}` {x.reason}" for f, x in r.confidence.iterrows() if x.reason],
-                {'psi': r.confidence.psi.to_dict()}, 'confidence', source))
+            out.append(
+                _alert(
+                    'confidence',
+                    cl,
+                    "Model confidence distribution shifted: "
+                    + ', '.join(f"{f} PSI {_fmt(x.psi)}" for f, x in r.confidence.iterrows()),
+                    [f"`{f}` {x.reason}" for f, x in r.confidence.iterrows() if x.reason],
+                    {'psi': r.confidence.psi.to_dict()},
+                    'confidence',
+                    source,
+                )
+            )
     imp = r.importance or {}
     if imp.get('level') in ('warning', 'critical'):
-        out.append(_alert('importance', imp['level'], f"Feature importance shifted: TV distance {_fmt(imp.get('tv'))}",
-                          [f"Spearman {_fmt(imp.get('spearman'))}, top-5 overlap {_fmt(imp.get('top_overlap'))}"],
-                          {k: v for k, v in imp.items() if k != 'current'}, 'importance', source))
+        out.append(
+            _alert(
+                'importance',
+                imp['level'],
+                f"Feature importance shifted: TV distance {_fmt(imp.get('tv'))}",
+                [f"Spearman {_fmt(imp.get('spearman'))}, top-5 overlap {_fmt(imp.get('top_overlap'))}"],
+                {k: v for k, v in imp.items() if k != 'current'},
+                'importance',
+                source,
+            )
+        )
     return [a for a in out if a is not None]
 
-def inconclusive_alert(levels: dict, streak: dict, runs: int, reasons: dict | None = None, source: str = 'health') -> Alert | None:
+
+def inconclusive_alert(
+    levels: dict, streak: dict, runs: int, reasons: dict | None = None, source: str = 'health'
+) -> Alert | None:
     "A warning alert naming the checks that have been inconclusive for `runs` health runs in a row (`streak`: check → runs), else None."
     stuck = sorted(k for k, l in levels.items() if l == 'inconclusive' and streak.get(k, 0) >= runs)
-    if not stuck: return None
+    if not stuck:
+        return None
     lines = [f"`{k}` inconclusive for {streak[k]} runs: {(reasons or {}).get(k) or 'see the report'}" for k in stuck]
-    return _alert('inconclusive', 'warning', f"Health inconclusive for {runs}+ runs: {', '.join(stuck)}", lines,
-                  {'checks': {k: streak[k] for k in stuck}}, 'inconclusive', source)
+    return _alert(
+        'inconclusive',
+        'warning',
+        f"Health inconclusive for {runs}+ runs: {', '.join(stuck)}",
+        lines,
+        {'checks': {k: streak[k] for k in stuck}},
+        'inconclusive',
+        source,
+    )

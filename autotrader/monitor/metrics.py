@@ -5,11 +5,14 @@ textfile collector by batch runs."""
 
 # %% ../../nbs/monitor/54_metrics.ipynb #c673019e
 from __future__ import annotations
-import math, re, time
+import math
+import re
+import time
 from datetime import datetime
 from pathlib import Path
-import numpy as np, pandas as pd
-from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+import numpy as np
+import pandas as pd
+from prometheus_client import CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,47 +23,72 @@ __all__ = ['STATUSES', 'metrics_dir', 'write_families', 'read_samples', 'sla_sec
 # %% ../../nbs/monitor/54_metrics.ipynb #22c4f33d
 class _Families:
     "A collector that yields prepared metric families (no `_created` series, no process metrics)."
-    def __init__(self, families): self.families = list(families)
-    def collect(self): return iter(self.families)
+
+    def __init__(self, families):
+        self.families = list(families)
+
+    def collect(self):
+        return iter(self.families)
+
 
 def metrics_dir(settings) -> Path:
     "`[metrics] textfile_dir`, or `<data.dir>/metrics`."
     d = getattr(getattr(settings, 'metrics', None), 'textfile_dir', None)
     return Path(d) if d else Path(settings.data.dir) / 'metrics'
 
+
 def write_families(path, families) -> Path:
     "Write metric families to a .prom file atomically; returns the path."
     path = Path(path)
-    if path.suffix != '.prom': raise ValueError(f"{path}: the textfile collector reads only *.prom files")
+    if path.suffix != '.prom':
+        raise ValueError(f"{path}: the textfile collector reads only *.prom files")
     path.parent.mkdir(parents=True, exist_ok=True)
-    reg = CollectorRegistry(auto_describe=False); reg.register(_Families(families))
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(_Families(families))
     write_to_textfile(str(path), reg)
     return path
 
+
 def read_samples(path) -> dict:
     "{(sample name, sorted label items): value} of a .prom file ({} when absent or unreadable)."
-    try: text = Path(path).read_text()
-    except OSError: return {}
-    try: return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
-    except Exception: return {}
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return {}
+    try:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+    except Exception:
+        return {}
+
 
 def sla_seconds(settings) -> dict:
     "{pipeline: SLA seconds} from `[metrics] sla_seconds` (NAME=seconds items)."
     out = {}
     for item in getattr(getattr(settings, 'metrics', None), 'sla_seconds', None) or []:
         k, eq, v = str(item).partition('=')
-        try: out[k.strip()] = float(v)
-        except ValueError: raise ValueError(f"[metrics] sla_seconds: {item!r} is not NAME=seconds") from None
-        if not eq: raise ValueError(f"[metrics] sla_seconds: {item!r} is not NAME=seconds")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise ValueError(f"[metrics] sla_seconds: {item!r} is not NAME=seconds") from None
+        if not eq:
+            raise ValueError(f"[metrics] sla_seconds: {item!r} is not NAME=seconds")
     return out
 
 # %% ../../nbs/monitor/54_metrics.ipynb #67a523c4
 _ROWS = re.compile(r'(^|_)rows($|_)')
 STATUSES = ('ok', 'failed', 'timeout')
 
+
 def _ts(s) -> float | None:
-    try: return datetime.fromisoformat(str(s)).timestamp()
-    except (TypeError, ValueError): return None
+    try:
+        return datetime.fromisoformat(str(s)).timestamp()
+    except (TypeError, ValueError):
+        return None
+
 
 def pipeline_families(run: dict, previous: dict | None = None, sla: float | None = None) -> list:
     "Metric families of one run record (`run.json` as a dict), continuing counters from `previous` samples."
@@ -71,14 +99,20 @@ def pipeline_families(run: dict, previous: dict | None = None, sla: float | None
     L = (('pipeline', p),)
     g = lambda name, doc, labels=('pipeline',): GaugeMetricFamily(name, doc, labels=list(labels))
     fams = []
-    f = g('autotrader_pipeline_duration_seconds', 'Duration of the last run.'); f.add_metric([p], dur); fams.append(f)
-    f = g('autotrader_pipeline_last_run_timestamp_seconds', 'End of the last run (Unix time).'); f.add_metric([p], end); fams.append(f)
+    f = g('autotrader_pipeline_duration_seconds', 'Duration of the last run.')
+    f.add_metric([p], dur)
+    fams.append(f)
+    f = g('autotrader_pipeline_last_run_timestamp_seconds', 'End of the last run (Unix time).')
+    f.add_metric([p], end)
+    fams.append(f)
     last_ok = end if status == 'ok' else prev.get(('autotrader_pipeline_last_success_timestamp_seconds', L))
     if last_ok is not None:
         f = g('autotrader_pipeline_last_success_timestamp_seconds', 'End of the last successful run (Unix time).')
-        f.add_metric([p], last_ok); fams.append(f)
+        f.add_metric([p], last_ok)
+        fams.append(f)
     f = g('autotrader_pipeline_status', "1 for the last run's status, 0 for the others.", ('pipeline', 'status'))
-    for s in STATUSES: f.add_metric([p, s], 1.0 if s == status else 0.0)
+    for s in STATUSES:
+        f.add_metric([p, s], 1.0 if s == status else 0.0)
     fams.append(f)
     f = CounterMetricFamily('autotrader_pipeline_runs', 'Runs by outcome.', labels=['pipeline', 'status'])
     for s in STATUSES:
@@ -87,86 +121,274 @@ def pipeline_families(run: dict, previous: dict | None = None, sla: float | None
     fams.append(f)
     miss = status != 'ok' or (sla is not None and dur > sla)
     if sla is not None:
-        f = g('autotrader_pipeline_sla_seconds', 'SLA of the pipeline ([metrics] sla_seconds).'); f.add_metric([p], float(sla)); fams.append(f)
-    f = CounterMetricFamily('autotrader_pipeline_sla_misses', 'Runs that failed, timed out or took longer than the SLA.', labels=['pipeline'])
-    f.add_metric([p], prev.get(('autotrader_pipeline_sla_misses_total', L), 0.0) + (1.0 if miss else 0.0)); fams.append(f)
-    rows = {k: v for k, v in (run.get('metrics') or {}).items()
-            if _ROWS.search(str(k)) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        f = g('autotrader_pipeline_sla_seconds', 'SLA of the pipeline ([metrics] sla_seconds).')
+        f.add_metric([p], float(sla))
+        fams.append(f)
+    f = CounterMetricFamily(
+        'autotrader_pipeline_sla_misses',
+        'Runs that failed, timed out or took longer than the SLA.',
+        labels=['pipeline'],
+    )
+    f.add_metric([p], prev.get(('autotrader_pipeline_sla_misses_total', L), 0.0) + (1.0 if miss else 0.0))
+    fams.append(f)
+    rows = {
+        k: v
+        for k, v in (run.get('metrics') or {}).items()
+        if _ROWS.search(str(k)) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
     if rows:
         f = g('autotrader_pipeline_rows', 'Row counts recorded by the last run.', ('pipeline', 'kind'))
-        for k, v in rows.items(): f.add_metric([p, str(k)], float(v))
+        for k, v in rows.items():
+            f.add_metric([p, str(k)], float(v))
         fams.append(f)
     return fams
+
 
 def write_pipeline_metrics(run: dict, settings) -> Path:
     "Write `autotrader_pipeline_<name>.prom` for a finished run (its `run.json` as a dict); returns the file."
     name = re.sub(r'[^A-Za-z0-9_]', '_', str(run['pipeline']))
     path = metrics_dir(settings) / f'autotrader_pipeline_{name}.prom'
-    return write_families(path, pipeline_families(run, read_samples(path), sla_seconds(settings).get(str(run['pipeline']))))
+    return write_families(
+        path, pipeline_families(run, read_samples(path), sla_seconds(settings).get(str(run['pipeline'])))
+    )
 
 # %% ../../nbs/monitor/54_metrics.ipynb #1519221d
 def _gauge(name, doc, labels, rows) -> GaugeMetricFamily | None:
-    f = GaugeMetricFamily(name, doc, labels=list(labels)); n = 0
+    f = GaugeMetricFamily(name, doc, labels=list(labels))
+    n = 0
     for lv, v in rows:
-        if v is None: continue
+        if v is None:
+            continue
         v = float(v)
-        if math.isnan(v): continue
-        f.add_metric([str(x) for x in lv], v); n += 1
+        if math.isnan(v):
+            continue
+        f.add_metric([str(x) for x in lv], v)
+        n += 1
     return f if n else None
 
-def health_families(drift=None, missing=None, ranges=None, correlation_max=None, freshness=None, performance=None,
-                    levels=None, alerts=None, undelivered=None, feature_set: str = '', now=None) -> list:
+
+def health_families(
+    drift=None,
+    missing=None,
+    ranges=None,
+    correlation_max=None,
+    freshness=None,
+    performance=None,
+    levels=None,
+    alerts=None,
+    undelivered=None,
+    feature_set: str = '',
+    now=None,
+) -> list:
     "Metric families of one health run (plain tables and dicts; see the table above)."
     fs, out = str(feature_set), []
+
     def add(f):
-        if f is not None: out.append(f)
+        if f is not None:
+            out.append(f)
+
     per = lambda t, col: [((i, fs), t.loc[i, col]) for i in t.index] if t is not None and len(t) and col in t else []
-    lv = {'ok': 0, 'info': 0, 'inconclusive': -1, 'warning': 1, 'critical': 2}   # -1: could not conclude (no rule pages on it)
+    lv = {
+        'ok': 0,
+        'info': 0,
+        'inconclusive': -1,
+        'warning': 1,
+        'critical': 2,
+    }  # -1: could not conclude (no rule pages on it)
     if drift is not None and 'level' in drift:
-        add(_gauge('autotrader_drift_level', "The library's drift decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
-                   ('feature', 'feature_set'), [((i, fs), lv.get(str(l), 0)) for i, l in drift['level'].items()]))
-    add(_gauge('autotrader_drift_psi', 'Population stability index of the feature, current vs reference window.', ('feature', 'feature_set'), per(drift, 'psi')))
-    add(_gauge('autotrader_drift_ks_statistic', 'Kolmogorov-Smirnov statistic, current vs reference.', ('feature', 'feature_set'), per(drift, 'ks_stat')))
-    add(_gauge('autotrader_drift_js_divergence', 'Jensen-Shannon divergence (bits), current vs reference.', ('feature', 'feature_set'), per(drift, 'js')))
+        add(
+            _gauge(
+                'autotrader_drift_level',
+                "The library's drift decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
+                ('feature', 'feature_set'),
+                [((i, fs), lv.get(str(l), 0)) for i, l in drift['level'].items()],
+            )
+        )
+    add(
+        _gauge(
+            'autotrader_drift_psi',
+            'Population stability index of the feature, current vs reference window.',
+            ('feature', 'feature_set'),
+            per(drift, 'psi'),
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_drift_ks_statistic',
+            'Kolmogorov-Smirnov statistic, current vs reference.',
+            ('feature', 'feature_set'),
+            per(drift, 'ks_stat'),
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_drift_js_divergence',
+            'Jensen-Shannon divergence (bits), current vs reference.',
+            ('feature', 'feature_set'),
+            per(drift, 'js'),
+        )
+    )
     if drift is not None and 'significant' in drift:
-        add(_gauge('autotrader_drift_significant', '1 when the feature may raise a drift alert: enough rows and significant at the effective sample size.',
-                   ('feature', 'feature_set'), [((i, fs), float(bool(v))) for i, v in drift['significant'].items()]))
-    add(_gauge('autotrader_feature_missing_ratio', 'Share of missing (NaN) values in the current window.', ('feature', 'feature_set'), per(missing, 'missing_cur')))
-    add(_gauge('autotrader_feature_out_of_range_ratio', 'Share of current values outside the training range.', ('feature', 'feature_set'), per(ranges, 'out_of_range')))
-    decided = lambda t: [((i, fs), lv.get(str(l), 0)) for i, l in t['level'].items()] if t is not None and len(t) and 'level' in t else []
-    add(_gauge('autotrader_feature_missing_level', "The library's missing-values decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
-               ('feature', 'feature_set'), decided(missing)))
-    add(_gauge('autotrader_feature_out_of_range_level', "The library's training-range decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
-               ('feature', 'feature_set'), decided(ranges)))
-    add(_gauge('autotrader_feature_correlation_max_change', 'Largest significant absolute change of a pairwise feature correlation.', ('feature_set',), [((fs,), correlation_max)]))
+        add(
+            _gauge(
+                'autotrader_drift_significant',
+                '1 when the feature may raise a drift alert: enough rows and significant at the effective sample size.',
+                ('feature', 'feature_set'),
+                [((i, fs), float(bool(v))) for i, v in drift['significant'].items()],
+            )
+        )
+    add(
+        _gauge(
+            'autotrader_feature_missing_ratio',
+            'Share of missing (NaN) values in the current window.',
+            ('feature', 'feature_set'),
+            per(missing, 'missing_cur'),
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_feature_out_of_range_ratio',
+            'Share of current values outside the training range.',
+            ('feature', 'feature_set'),
+            per(ranges, 'out_of_range'),
+        )
+    )
+    decided = lambda t: (
+        [((i, fs), lv.get(str(l), 0)) for i, l in t['level'].items()]
+        if t is not None and len(t) and 'level' in t
+        else []
+    )
+    add(
+        _gauge(
+            'autotrader_feature_missing_level',
+            "The library's missing-values decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
+            ('feature', 'feature_set'),
+            decided(missing),
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_feature_out_of_range_level',
+            "The library's training-range decision for the feature: 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
+            ('feature', 'feature_set'),
+            decided(ranges),
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_feature_correlation_max_change',
+            'Largest significant absolute change of a pairwise feature correlation.',
+            ('feature_set',),
+            [((fs,), correlation_max)],
+        )
+    )
     if freshness is not None and len(freshness):
         fin = lambda x: None if x is None or not np.isfinite(x) else x * 3600.0
-        add(_gauge('autotrader_data_age_seconds', 'Wall-clock seconds since the newest bar closed.', ('instrument',),
-                   [((i,), fin(freshness.loc[i, 'age_hours'])) for i in freshness.index]))
-        add(_gauge('autotrader_data_behind_seconds', "Trading time (the instrument's calendar) since the newest bar closed.", ('instrument',),
-                   [((i,), fin(freshness.loc[i, 'behind_hours'])) for i in freshness.index]))
+        add(
+            _gauge(
+                'autotrader_data_age_seconds',
+                'Wall-clock seconds since the newest bar closed.',
+                ('instrument',),
+                [((i,), fin(freshness.loc[i, 'age_hours'])) for i in freshness.index],
+            )
+        )
+        add(
+            _gauge(
+                'autotrader_data_behind_seconds',
+                "Trading time (the instrument's calendar) since the newest bar closed.",
+                ('instrument',),
+                [((i,), fin(freshness.loc[i, 'behind_hours'])) for i in freshness.index],
+            )
+        )
         if 'level' in freshness:
-            add(_gauge('autotrader_data_freshness_level', "The library's freshness decision for the instrument (no bar at all: critical): 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
-                       ('instrument',), [((i,), lv.get(str(l), 0)) for i, l in freshness['level'].items()]))
+            add(
+                _gauge(
+                    'autotrader_data_freshness_level',
+                    "The library's freshness decision for the instrument (no bar at all: critical): 0 ok or info, -1 inconclusive, 1 warning, 2 critical.",
+                    ('instrument',),
+                    [((i,), lv.get(str(l), 0)) for i, l in freshness['level'].items()],
+                )
+            )
     p = performance or {}
-    add(_gauge('autotrader_model_hit_rate', 'Share of logged signals whose direction matched the return that followed.', (), [((), p.get('hit_rate'))]))
-    add(_gauge('autotrader_model_sharpe', 'Realised annualised Sharpe ratio of logged signals.', (), [((), p.get('sharpe'))]))
-    add(_gauge('autotrader_model_signals', 'Logged signals with a known outcome in the performance window.', (), [((), p.get('signals'))]))
-    add(_gauge('autotrader_model_confidence_psi', 'PSI of the model confidence, current vs reference.', (), [((), p.get('confidence_psi'))]))
-    add(_gauge('autotrader_model_importance_shift', 'Total variation distance of normalised feature importances.', (), [((), p.get('importance_shift'))]))
-    add(_gauge('autotrader_health_level', 'Level of each health check: 0 ok, -1 inconclusive, 1 warning, 2 critical.', ('check',),
-               [((c,), lv.get(l, 0)) for c, l in (levels or {}).items()]))
+    add(
+        _gauge(
+            'autotrader_model_hit_rate',
+            'Share of logged signals whose direction matched the return that followed.',
+            (),
+            [((), p.get('hit_rate'))],
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_model_sharpe',
+            'Realised annualised Sharpe ratio of logged signals.',
+            (),
+            [((), p.get('sharpe'))],
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_model_signals',
+            'Logged signals with a known outcome in the performance window.',
+            (),
+            [((), p.get('signals'))],
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_model_confidence_psi',
+            'PSI of the model confidence, current vs reference.',
+            (),
+            [((), p.get('confidence_psi'))],
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_model_importance_shift',
+            'Total variation distance of normalised feature importances.',
+            (),
+            [((), p.get('importance_shift'))],
+        )
+    )
+    add(
+        _gauge(
+            'autotrader_health_level',
+            'Level of each health check: 0 ok, -1 inconclusive, 1 warning, 2 critical.',
+            ('check',),
+            [((c,), lv.get(l, 0)) for c, l in (levels or {}).items()],
+        )
+    )
     if alerts is not None:
         cnt = alerts.level.value_counts() if len(alerts) else pd.Series(dtype=int)
-        add(_gauge('autotrader_health_alerts', 'Alerts raised by the last health run, by level.', ('level',),
-                   [((l,), int(cnt.get(l, 0))) for l in ('info', 'warning', 'critical')]))
+        add(
+            _gauge(
+                'autotrader_health_alerts',
+                'Alerts raised by the last health run, by level.',
+                ('level',),
+                [((l,), int(cnt.get(l, 0))) for l in ('info', 'warning', 'critical')],
+            )
+        )
     if undelivered is not None:
         cnt = undelivered.sink.value_counts() if len(undelivered) else pd.Series(dtype=int)
-        add(_gauge('autotrader_alerts_undelivered', 'Alert deliveries still pending or failed in the outbox.', ('sink',),
-                   [((s,), int(cnt.get(s, 0))) for s in ('log', 'file', 'slack', 'pagerduty', 'email')]))
+        add(
+            _gauge(
+                'autotrader_alerts_undelivered',
+                'Alert deliveries still pending or failed in the outbox.',
+                ('sink',),
+                [((s,), int(cnt.get(s, 0))) for s in ('log', 'file', 'slack', 'pagerduty', 'email')],
+            )
+        )
     t = pd.Timestamp(now).timestamp() if now is not None else time.time()
-    add(_gauge('autotrader_health_last_run_timestamp_seconds', 'When the health checks last ran (Unix time).', (), [((), t)]))
+    add(
+        _gauge(
+            'autotrader_health_last_run_timestamp_seconds',
+            'When the health checks last ran (Unix time).',
+            (),
+            [((), t)],
+        )
+    )
     return out
+
 
 def write_health_metrics(settings, **tables) -> Path:
     "Write `autotrader_health.prom` (the arguments of `health_families`)."

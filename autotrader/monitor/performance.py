@@ -5,7 +5,8 @@ that followed, shift of the confidence distribution, shift of the feature import
 
 # %% ../../nbs/monitor/52_performance.ipynb #ae0e878b
 from __future__ import annotations
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..train.backtest import backtest, portfolio, bars_per_year
 from .drift import drift_table
 
@@ -16,74 +17,107 @@ __all__ = ['SIGNAL_COLUMNS', 'log_signals', 'read_signals', 'signal_outcomes', '
 # %% ../../nbs/monitor/52_performance.ipynb #f074f526
 SIGNAL_COLUMNS = ['instrument', 'timestamp', 'timeframe', 'model_version', 'prob', 'position']
 
+
 def log_signals(store, signals: pd.DataFrame, run_id: str = 'signals') -> bool:
     "Append `signals` (see above) to the store's `signals` dataset; returns whether anything was committed."
     miss = [c for c in SIGNAL_COLUMNS[:5] if c not in signals]
-    if miss: raise ValueError(f"signals need columns {miss}")
+    if miss:
+        raise ValueError(f"signals need columns {miss}")
     df = signals.reindex(columns=SIGNAL_COLUMNS).copy()
     df['model_version'] = df['model_version'].astype(str)
-    df['prob'] = df['prob'].astype('float64'); df['position'] = df['position'].astype('float64')
+    df['prob'] = df['prob'].astype('float64')
+    df['position'] = df['position'].astype('float64')
     p = df['prob'].dropna()
-    if ((p < 0) | (p > 1)).any(): raise ValueError("prob must lie in [0, 1]")
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("prob must lie in [0, 1]")
     with store.transaction(run_id) as tx:
         tx.write('signals', df, kind='signals', version='1', log=True)
         return tx.commit()
 
+
 def read_signals(store, start=None, end=None, instruments=None, timeframe=None) -> pd.DataFrame:
     "Logged signals in [start, end) (empty frame when nothing was logged yet), one row per instrument, bar and version."
-    if 'signals' not in store.datasets(): return pd.DataFrame(columns=SIGNAL_COLUMNS)
+    if 'signals' not in store.datasets():
+        return pd.DataFrame(columns=SIGNAL_COLUMNS)
     s = store.read('signals', instruments, start, end, timeframe=timeframe)
     s = s.drop(columns=[c for c in s.columns if c.startswith('_')])
     return s.drop_duplicates(['instrument', 'timestamp', 'model_version'], keep='last').reset_index(drop=True)
 
 # %% ../../nbs/monitor/52_performance.ipynb #bae2f6e3
-def signal_outcomes(signals: pd.DataFrame, bars: pd.DataFrame, mode='threshold', band=0.0, allow_short=True) -> pd.DataFrame:
+def signal_outcomes(
+    signals: pd.DataFrame, bars: pd.DataFrame, mode='threshold', band=0.0, allow_short=True
+) -> pd.DataFrame:
     "Signals with their position and the next bar's simple return `next_ret` (rows without a known outcome dropped)."
-    if not len(signals) or not len(bars): return pd.DataFrame(columns=[*SIGNAL_COLUMNS, 'next_ret'])
+    if not len(signals) or not len(bars):
+        return pd.DataFrame(columns=[*SIGNAL_COLUMNS, 'next_ret'])
     b = bars[['instrument', 'timestamp', 'close']].sort_values(['instrument', 'timestamp'], kind='stable')
     b = b.assign(next_ret=b.groupby('instrument', sort=False)['close'].shift(-1) / b['close'] - 1)
     out = signals.merge(b[['instrument', 'timestamp', 'next_ret']], on=['instrument', 'timestamp'], how='inner')
     out = out[out.next_ret.notna()].copy()
     from autotrader.train.backtest import positions
+
     pos = out['position'].astype('float64') if 'position' in out else pd.Series(np.nan, index=out.index)
     out['position'] = np.where(pos.notna(), pos, positions(out['prob'], mode, band, allow_short))
     return out.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
+
 
 def _hits(o: pd.DataFrame) -> pd.Series:
     act = (o.position != 0) & (o.next_ret != 0)
     return (np.sign(o.position) == np.sign(o.next_ret)).where(act)
 
+
 def performance_summary(outcomes: pd.DataFrame, timeframe='1h', calendars: dict | None = None, cost_bps=2.0) -> dict:
     "Signals, active signals, hit rate and realised annualised Sharpe of the portfolio (see above)."
     o = outcomes
-    if not len(o): return dict(signals=0, active=0, hit_rate=np.nan, sharpe=np.nan, mean_return=np.nan)
+    if not len(o):
+        return dict(signals=0, active=0, hit_rate=np.nan, sharpe=np.nan, mean_return=np.nan)
     o = o.drop_duplicates(['instrument', 'timestamp'], keep='last')
     bt = backtest(o, ret='next_ret', cost_bps=cost_bps, position='position')
     pf = portfolio(bt)
-    bpy = float(np.median([bars_per_year(timeframe, (calendars or {}).get(i, 'crypto')) for i in o.instrument.unique()]))
-    r = pf['net'].to_numpy(); sd = r.std(ddof=1) if len(r) > 1 else np.nan
+    bpy = float(
+        np.median([bars_per_year(timeframe, (calendars or {}).get(i, 'crypto')) for i in o.instrument.unique()])
+    )
+    r = pf['net'].to_numpy()
+    sd = r.std(ddof=1) if len(r) > 1 else np.nan
     h = _hits(o)
-    return dict(signals=int(len(o)), active=int(h.notna().sum()), hit_rate=float(h.mean()) if h.notna().any() else np.nan,
-                sharpe=float(r.mean() / sd * np.sqrt(bpy)) if sd and sd > 0 else np.nan, mean_return=float(r.mean()))
+    return dict(
+        signals=int(len(o)),
+        active=int(h.notna().sum()),
+        hit_rate=float(h.mean()) if h.notna().any() else np.nan,
+        sharpe=float(r.mean() / sd * np.sqrt(bpy)) if sd and sd > 0 else np.nan,
+        mean_return=float(r.mean()),
+    )
 
-def rolling_performance(outcomes: pd.DataFrame, window: int = 168, timeframe='1h', calendars: dict | None = None,
-                        cost_bps=2.0) -> pd.DataFrame:
+
+def rolling_performance(
+    outcomes: pd.DataFrame, window: int = 168, timeframe='1h', calendars: dict | None = None, cost_bps=2.0
+) -> pd.DataFrame:
     "Per portfolio timestamp: net return, rolling hit rate and rolling annualised Sharpe over `window` timestamps."
-    if not len(outcomes): return pd.DataFrame(columns=['net', 'hit_rate', 'sharpe'])
+    if not len(outcomes):
+        return pd.DataFrame(columns=['net', 'hit_rate', 'sharpe'])
     o = outcomes.drop_duplicates(['instrument', 'timestamp'], keep='last')
     pf = portfolio(backtest(o, ret='next_ret', cost_bps=cost_bps, position='position'))
-    bpy = float(np.median([bars_per_year(timeframe, (calendars or {}).get(i, 'crypto')) for i in o.instrument.unique()]))
+    bpy = float(
+        np.median([bars_per_year(timeframe, (calendars or {}).get(i, 'crypto')) for i in o.instrument.unique()])
+    )
     hits = o.assign(h=_hits(o)).groupby('timestamp').h.agg(['sum', 'count']).reindex(pf.index).fillna(0)
     mp = max(2, window // 4)
     roll = pf['net'].rolling(window, min_periods=mp)
-    return pd.DataFrame({'net': pf['net'],
-                         'hit_rate': hits['sum'].rolling(window, min_periods=mp).sum() / hits['count'].rolling(window, min_periods=mp).sum(),
-                         'sharpe': roll.mean() / roll.std() * np.sqrt(bpy)})
+    return pd.DataFrame(
+        {
+            'net': pf['net'],
+            'hit_rate': hits['sum'].rolling(window, min_periods=mp).sum()
+            / hits['count'].rolling(window, min_periods=mp).sum(),
+            'sharpe': roll.mean() / roll.std() * np.sqrt(bpy),
+        }
+    )
 
 # %% ../../nbs/monitor/52_performance.ipynb #8dfbdd41
 def confidence_shift(reference: pd.DataFrame, current: pd.DataFrame, settings=None, **params) -> pd.DataFrame:
     "Drift table (see `drift_table`) of `confidence` = max(p, 1 - p) and `prob` between two sets of signals."
-    f = lambda s: pd.DataFrame({'confidence': np.maximum(s['prob'], 1 - s['prob']).astype('float64'), 'prob': s['prob'].astype('float64')})
+    f = lambda s: pd.DataFrame(
+        {'confidence': np.maximum(s['prob'], 1 - s['prob']).astype('float64'), 'prob': s['prob'].astype('float64')}
+    )
     return drift_table(f(reference), f(current), settings=settings, **params)
 
 # %% ../../nbs/monitor/52_performance.ipynb #2d525320
@@ -96,19 +130,29 @@ def importance_shift(reference, current, top: int = 5) -> dict:
         return dict(tv=np.nan, spearman=np.nan, top_overlap=np.nan, features=len(common))
     a, b = a / a.sum(), b / b.sum()
     k = min(top, len(common))
-    return dict(tv=float(0.5 * (a - b).abs().sum()), spearman=float(a.rank().corr(b.rank())) if len(common) > 1 else np.nan,
-                top_overlap=len(set(a.nlargest(k).index) & set(b.nlargest(k).index)) / k, features=len(common))
+    return dict(
+        tv=float(0.5 * (a - b).abs().sum()),
+        spearman=float(a.rank().corr(b.rank())) if len(common) > 1 else np.nan,
+        top_overlap=len(set(a.nlargest(k).index) & set(b.nlargest(k).index)) / k,
+        features=len(common),
+    )
+
 
 def permutation_importance(predict_up, X: pd.DataFrame, y, n_repeats: int = 3, seed: int = 0) -> pd.Series:
     "Drop of ROC AUC of `predict_up(X)` (P(up)) against `y` (1 = up) when each column is shuffled; NaN when y has one class."
     from sklearn.metrics import roc_auc_score
+
     y = np.asarray(y)
-    if len(np.unique(y)) < 2: return pd.Series(np.nan, index=X.columns, dtype='float64')
-    base = roc_auc_score(y, predict_up(X)); rng = np.random.default_rng(seed); out = {}
+    if len(np.unique(y)) < 2:
+        return pd.Series(np.nan, index=X.columns, dtype='float64')
+    base = roc_auc_score(y, predict_up(X))
+    rng = np.random.default_rng(seed)
+    out = {}
     for c in X.columns:
         drops = []
         for _ in range(n_repeats):
-            Xp = X.copy(); Xp[c] = rng.permutation(Xp[c].to_numpy())
+            Xp = X.copy()
+            Xp[c] = rng.permutation(Xp[c].to_numpy())
             drops.append(base - roc_auc_score(y, predict_up(Xp)))
         out[c] = float(np.mean(drops))
     return pd.Series(out, dtype='float64')

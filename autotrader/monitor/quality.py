@@ -6,45 +6,81 @@ training ranges, correlation stability, and freshness (age of the newest bar per
 # %% ../../nbs/monitor/51_quality.ipynb #02e60023
 from __future__ import annotations
 from dataclasses import dataclass
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..schema import expected_bars, timeframe_delta, to_utc
 from scipy.stats import norm
 from threadpoolctl import ThreadpoolController
-from .drift import feature_columns, is_categorical, _numeric_matrix, lag1_autocorr, _ordered, reference_chunks, calibrate
+from autotrader.monitor.drift import (
+    feature_columns,
+    is_categorical,
+    _numeric_matrix,
+    lag1_autocorr,
+    _ordered,
+    reference_chunks,
+    calibrate,
+)
 
 # %% auto #0
 __all__ = ['QUALITY_DEFAULTS', 'quality_config', 'missing_table', 'range_table', 'pairwise_corr', 'CorrelationChange',
            'correlation_change', 'newest_bars', 'freshness_table']
 
 # %% ../../nbs/monitor/51_quality.ipynb #4c211177
-QUALITY_DEFAULTS = dict(missing_warning=0.05, missing_critical=0.10, range_margin=0.1, range_warning=0.01,
-                        range_critical=0.05, corr_warning=0.3, corr_critical=0.5, freshness_warning_hours=26.0,
-                        freshness_critical_hours=50.0, frozen_share=0.25, min_rows=100, max_pvalue=0.01, band_sd=3.0,
-                        min_chunks=5)
+QUALITY_DEFAULTS = dict(
+    missing_warning=0.05,
+    missing_critical=0.10,
+    range_margin=0.1,
+    range_warning=0.01,
+    range_critical=0.05,
+    corr_warning=0.3,
+    corr_critical=0.5,
+    freshness_warning_hours=26.0,
+    freshness_critical_hours=50.0,
+    frozen_share=0.25,
+    min_rows=100,
+    max_pvalue=0.01,
+    band_sd=3.0,
+    min_chunks=5,
+)
 _FROM_DRIFT = ('min_rows', 'max_pvalue', 'band_sd', 'min_chunks')
+
 
 def quality_config(settings=None, **overrides) -> dict:
     "Quality thresholds: the defaults above < `[quality]` (and `[drift] min_rows`, `max_pvalue`, `band_sd`, `min_chunks`) of `settings` < `overrides`."
     cfg = dict(QUALITY_DEFAULTS)
     if settings is not None:
-        cfg.update({k: getattr(settings.quality, k) for k in QUALITY_DEFAULTS if hasattr(getattr(settings, 'quality', None), k)})
+        cfg.update(
+            {
+                k: getattr(settings.quality, k)
+                for k in QUALITY_DEFAULTS
+                if hasattr(getattr(settings, 'quality', None), k)
+            }
+        )
         for k in _FROM_DRIFT:
-            if hasattr(getattr(settings, 'drift', None), k): cfg[k] = getattr(settings.drift, k)
+            if hasattr(getattr(settings, 'drift', None), k):
+                cfg[k] = getattr(settings.drift, k)
     unknown = set(overrides) - set(QUALITY_DEFAULTS)
-    if unknown: raise ValueError(f"unknown quality parameter(s) {sorted(unknown)}; known: {', '.join(QUALITY_DEFAULTS)}")
+    if unknown:
+        raise ValueError(f"unknown quality parameter(s) {sorted(unknown)}; known: {', '.join(QUALITY_DEFAULTS)}")
     cfg.update(overrides)
     return cfg
 
+
 def _grade(value, warning, critical, above: bool = True) -> str:
     "'critical', 'warning' or 'ok' for a value above (or below, `above=False`) its thresholds; NaN is 'ok'."
-    if value is None or not np.isfinite(value): return 'ok'
-    if above: return 'critical' if value > critical else 'warning' if value > warning else 'ok'
+    if value is None or not np.isfinite(value):
+        return 'ok'
+    if above:
+        return 'critical' if value > critical else 'warning' if value > warning else 'ok'
     return 'critical' if value < critical else 'warning' if value < warning else 'ok'
+
 
 def _banded(value, z, T, warning, critical) -> str:
     "'critical' / 'warning' when `value` is above that fixed threshold **and** beyond the reference band (z > T; no band: NaN z, the fixed threshold alone)."
-    if value is None or not np.isfinite(value) or (np.isfinite(z) and np.isfinite(T) and not z > T): return 'ok'
+    if value is None or not np.isfinite(value) or (np.isfinite(z) and np.isfinite(T) and not z > T):
+        return 'ok'
     return _grade(value, warning, critical)
+
 
 def _chunks(reference, current, chunks):
     return reference_chunks(reference, max(len(current), 1)) if chunks is None else np.asarray(chunks)
@@ -52,13 +88,17 @@ def _chunks(reference, current, chunks):
 # %% ../../nbs/monitor/51_quality.ipynb #284c5243
 def _repeats(df: pd.DataFrame, features) -> np.ndarray:
     "(rows × features) True where a value equals the previous row's value of the same instrument (time order), in `df`'s row order."
-    n = len(df); out = np.zeros((n, len(features)), bool)
-    if n < 2 or not len(features): return out
+    n = len(df)
+    out = np.zeros((n, len(features)), bool)
+    if n < 2 or not len(features):
+        return out
     d = df.reset_index(drop=True)
     by = [c for c in ('instrument', 'timestamp') if c in d]
     o = d.sort_values(by, kind='stable').index.to_numpy() if by else np.arange(n)
     same_group = np.ones(n - 1, bool)
-    if 'instrument' in d: g = d['instrument'].to_numpy()[o]; same_group = g[1:] == g[:-1]
+    if 'instrument' in d:
+        g = d['instrument'].to_numpy()[o]
+        same_group = g[1:] == g[:-1]
     for j, f in enumerate(features):
         v = d[f].to_numpy()[o]
         with np.errstate(invalid='ignore'):
@@ -66,14 +106,22 @@ def _repeats(df: pd.DataFrame, features) -> np.ndarray:
         out[o[1:], j] = eq & same_group
     return out
 
-def missing_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, chunks=None, **params) -> pd.DataFrame:
+
+def missing_table(
+    reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, chunks=None, **params
+) -> pd.DataFrame:
     """Per feature: shares of missing (NaN) values in the reference and current windows, ±inf share of the current,
     the share of current values that repeat the previous one (a frozen feed), each against its reference band, level, reason."""
     cfg = quality_config(settings, **params)
     features = features if features is not None else [c for c in feature_columns(reference) if c in current.columns]
-    idx = _chunks(reference, current, chunks); K = idx.shape[0]
+    idx = _chunks(reference, current, chunks)
+    K = idx.shape[0]
     Mr = reference[features].isna().to_numpy() if len(features) else np.zeros((len(reference), 0), bool)
-    mc = current[features].isna().to_numpy().mean(0) if len(current) and len(features) else np.full(len(features), np.nan)
+    mc = (
+        current[features].isna().to_numpy().mean(0)
+        if len(current) and len(features)
+        else np.full(len(features), np.nan)
+    )
     Sr, Sc = _repeats(reference, features), _repeats(current, features)
     sc = Sc.mean(0) if len(current) else np.full(len(features), np.nan)
     bm = calibrate(Mr[idx].mean(1) if K else np.empty((0, len(features))), mc, cfg['band_sd'], floor=0.01)
@@ -81,30 +129,73 @@ def missing_table(reference: pd.DataFrame, current: pd.DataFrame, features=None,
     rows = []
     for j, f in enumerate(features):
         c = current[f]
-        inf = float(np.isinf(pd.to_numeric(c, errors='coerce').to_numpy(dtype='float64', na_value=np.nan)).mean()) \
-            if len(c) and not is_categorical(c) else 0.0
+        inf = (
+            float(np.isinf(pd.to_numeric(c, errors='coerce').to_numpy(dtype='float64', na_value=np.nan)).mean())
+            if len(c) and not is_categorical(c)
+            else 0.0
+        )
         m, s = float(mc[j]), float(sc[j])
         mr = float(Mr[:, j].mean()) if len(reference) else np.nan
         banded = K >= cfg['min_chunks']
         zm, zs = (bm['z'][j], bs['z'][j]) if banded else (np.nan, np.nan)
-        note = '' if banded else f" (no reference band: {K} chunk(s) of the current window's size < min_chunks {cfg['min_chunks']})"
-        if len(reference) >= cfg['min_rows'] and mr == 1.0:     # empty in the reference too: the source never gives it
+        note = (
+            ''
+            if banded
+            else f" (no reference band: {K} chunk(s) of the current window's size < min_chunks {cfg['min_chunks']})"
+        )
+        if len(reference) >= cfg['min_rows'] and mr == 1.0:  # empty in the reference too: the source never gives it
             lvl, why = 'info', 'empty in the reference window too: the source does not supply it'
         elif len(c) < cfg['min_rows']:
             lvl, why = 'inconclusive', f"{len(c)} current rows < min_rows {cfg['min_rows']}"
         else:
             lvl = _banded(m, zm, bm['threshold'], cfg['missing_warning'], cfg['missing_critical'])
-            why = (f"{m:.1%} missing > {cfg[f'missing_{lvl}']:.0%}" + (f", beyond the reference band ≤ {bm['upper'][j]:.1%}" if banded else '') + note
-                   if lvl != 'ok' else
-                   f"{m:.1%} missing > {cfg['missing_warning']:.0%} but within the reference band ≤ {bm['upper'][j]:.1%}" if m > cfg['missing_warning'] else '')
+            why = (
+                f"{m:.1%} missing > {cfg[f'missing_{lvl}']:.0%}"
+                + (f", beyond the reference band ≤ {bm['upper'][j]:.1%}" if banded else '')
+                + note
+                if lvl != 'ok'
+                else f"{m:.1%} missing > {cfg['missing_warning']:.0%} but within the reference band ≤ {bm['upper'][j]:.1%}"
+                if m > cfg['missing_warning']
+                else ''
+            )
             if s > cfg['frozen_share'] and (not banded or not zs <= bs['threshold']):
                 lvl = 'critical'
-                why = '; '.join([w for w in [why] if w] + [f"frozen: {s:.0%} of current values repeat the previous one > {cfg['frozen_share']:.0%}"
-                                                         + (f", beyond the reference band ≤ {bs['upper'][j]:.0%}" if banded else note)])
-        rows.append(dict(feature=f, n_cur=len(c), missing_ref=mr, missing_cur=m, band_missing=bm['upper'][j] if banded else np.nan,
-                         inf_cur=inf, repeat_cur=s, band_repeat=bs['upper'][j] if banded else np.nan, level=lvl, reason=why))
-    t = pd.DataFrame(rows, columns=['feature', 'n_cur', 'missing_ref', 'missing_cur', 'band_missing', 'inf_cur', 'repeat_cur',
-                                    'band_repeat', 'level', 'reason'])
+                why = '; '.join(
+                    [w for w in [why] if w]
+                    + [
+                        f"frozen: {s:.0%} of current values repeat the previous one > {cfg['frozen_share']:.0%}"
+                        + (f", beyond the reference band ≤ {bs['upper'][j]:.0%}" if banded else note)
+                    ]
+                )
+        rows.append(
+            dict(
+                feature=f,
+                n_cur=len(c),
+                missing_ref=mr,
+                missing_cur=m,
+                band_missing=bm['upper'][j] if banded else np.nan,
+                inf_cur=inf,
+                repeat_cur=s,
+                band_repeat=bs['upper'][j] if banded else np.nan,
+                level=lvl,
+                reason=why,
+            )
+        )
+    t = pd.DataFrame(
+        rows,
+        columns=[
+            'feature',
+            'n_cur',
+            'missing_ref',
+            'missing_cur',
+            'band_missing',
+            'inf_cur',
+            'repeat_cur',
+            'band_repeat',
+            'level',
+            'reason',
+        ],
+    )
     return t.sort_values('missing_cur', ascending=False, kind='stable').set_index('feature')
 
 # %% ../../nbs/monitor/51_quality.ipynb #7f0c2e0f
@@ -116,24 +207,33 @@ def _outside(C: np.ndarray, mn, mx, margin: float) -> tuple[np.ndarray, np.ndarr
         below, above = (C < lo).sum(-2), (C > hi).sum(-2)
         n = (~np.isnan(C)).sum(-2)
         none = ~(mx >= mn)
-        if C.ndim == 3: none = none[..., 0, :]
+        if C.ndim == 3:
+            none = none[..., 0, :]
     return np.where(none, 0, below), np.where(none, n, above), n
+
 
 def _loo_range(R: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(K, F) finite min and max of the reference without chunk k's rows."
-    K = idx.shape[0]; F = R.shape[1]
+    K = idx.shape[0]
+    F = R.shape[1]
     fin = np.isfinite(R)
     lo_all, hi_all = np.where(fin, R, np.inf), np.where(fin, R, -np.inf)
-    cmin, cmax = lo_all[idx].min(1), hi_all[idx].max(1)                     # (K, F)
-    rest = np.ones(len(R), bool); rest[idx.ravel()] = False
-    rmin = lo_all[rest].min(0, initial=np.inf); rmax = hi_all[rest].max(0, initial=-np.inf)
+    cmin, cmax = lo_all[idx].min(1), hi_all[idx].max(1)  # (K, F)
+    rest = np.ones(len(R), bool)
+    rest[idx.ravel()] = False
+    rmin = lo_all[rest].min(0, initial=np.inf)
+    rmax = hi_all[rest].max(0, initial=-np.inf)
     mn, mx = np.empty((K, F)), np.empty((K, F))
     for k in range(K):
         o = np.arange(K) != k
-        mn[k] = np.minimum(cmin[o].min(0, initial=np.inf), rmin); mx[k] = np.maximum(cmax[o].max(0, initial=-np.inf), rmax)
+        mn[k] = np.minimum(cmin[o].min(0, initial=np.inf), rmin)
+        mx[k] = np.maximum(cmax[o].max(0, initial=-np.inf), rmax)
     return mn, mx
 
-def range_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, chunks=None, **params) -> pd.DataFrame:
+
+def range_table(
+    reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, chunks=None, **params
+) -> pd.DataFrame:
     """Per numerical feature: training range, current values below / above it, share outside, the reference band of
     that share (each reference chunk against the range of the rest of the reference), level, reason."""
     cfg = quality_config(settings, **params)
@@ -146,86 +246,154 @@ def range_table(reference: pd.DataFrame, current: pd.DataFrame, features=None, s
     below, above, n = _outside(C, mn, mx, cfg['range_margin'])
     with np.errstate(invalid='ignore'):
         share = np.where(n > 0, (below + above) / np.maximum(n, 1), np.nan)
-    idx = _chunks(reference, current, chunks); K = idx.shape[0]
+    idx = _chunks(reference, current, chunks)
+    K = idx.shape[0]
     if K and len(num):
         lmn, lmx = _loo_range(R, idx)
-        X = R[idx]                                                          # (K, m, F)
+        X = R[idx]  # (K, m, F)
         b_, a_, n_ = _outside(X, lmn[:, None, :], lmx[:, None, :], cfg['range_margin'])
-        with np.errstate(invalid='ignore'): cs = np.where(n_ > 0, (b_ + a_) / np.maximum(n_, 1), np.nan)
-    else: cs = np.empty((0, len(num)))
-    b = calibrate(cs, share, cfg['band_sd'], floor=0.005, min_sd=1.0)   # mostly 0 in the chunks: a wide minimum spread
-    t = pd.DataFrame(dict(feature=num, ref_min=np.where(np.isfinite(mn), mn, np.nan), ref_max=np.where(np.isfinite(mx), mx, np.nan),
-                          below=below, above=above, n_cur=n, out_of_range=share, band=b['upper'], z=b['z']))
+        with np.errstate(invalid='ignore'):
+            cs = np.where(n_ > 0, (b_ + a_) / np.maximum(n_, 1), np.nan)
+    else:
+        cs = np.empty((0, len(num)))
+    b = calibrate(cs, share, cfg['band_sd'], floor=0.005, min_sd=1.0)  # mostly 0 in the chunks: a wide minimum spread
+    t = pd.DataFrame(
+        dict(
+            feature=num,
+            ref_min=np.where(np.isfinite(mn), mn, np.nan),
+            ref_max=np.where(np.isfinite(mx), mx, np.nan),
+            below=below,
+            above=above,
+            n_cur=n,
+            out_of_range=share,
+            band=b['upper'],
+            z=b['z'],
+        )
+    )
     lv = []
     for j, x in enumerate(t.itertuples()):
         if not np.isfinite(x.ref_min):
-            lv.append(('info', 'no finite reference value: no training range (the missing-values check judges the feature)')); continue
-        if x.n_cur < cfg['min_rows']: lv.append(('inconclusive', f"{x.n_cur} current rows < min_rows {cfg['min_rows']}")); continue
+            lv.append(
+                ('info', 'no finite reference value: no training range (the missing-values check judges the feature)')
+            )
+            continue
+        if x.n_cur < cfg['min_rows']:
+            lv.append(('inconclusive', f"{x.n_cur} current rows < min_rows {cfg['min_rows']}"))
+            continue
         if K < cfg['min_chunks']:
-            lv.append(('inconclusive', f"no reference band: {K} chunk(s) of the current window's size < min_chunks {cfg['min_chunks']}")); continue
+            lv.append(
+                (
+                    'inconclusive',
+                    f"no reference band: {K} chunk(s) of the current window's size < min_chunks {cfg['min_chunks']}",
+                )
+            )
+            continue
         l = _banded(x.out_of_range, x.z, b['threshold'], cfg['range_warning'], cfg['range_critical'])
-        if l != 'ok': lv.append((l, f"{x.out_of_range:.1%} outside > {cfg[f'range_{l}']:.0%} and beyond the reference band ≤ {x.band:.1%}"))
+        if l != 'ok':
+            lv.append(
+                (
+                    l,
+                    f"{x.out_of_range:.1%} outside > {cfg[f'range_{l}']:.0%} and beyond the reference band ≤ {x.band:.1%}",
+                )
+            )
         elif x.out_of_range > cfg['range_warning']:
-            lv.append(('ok', f"{x.out_of_range:.1%} outside > {cfg['range_warning']:.0%} but within the reference band ≤ {x.band:.1%}: normal for this feature"))
-        else: lv.append(('ok', ''))
-    t['level'] = [l for l, _ in lv]; t['reason'] = [r for _, r in lv]
-    t.attrs['threshold'] = b['threshold']; t.attrs['chunks'] = K
+            lv.append(
+                (
+                    'ok',
+                    f"{x.out_of_range:.1%} outside > {cfg['range_warning']:.0%} but within the reference band ≤ {x.band:.1%}: normal for this feature",
+                )
+            )
+        else:
+            lv.append(('ok', ''))
+    t['level'] = [l for l, _ in lv]
+    t['reason'] = [r for _, r in lv]
+    t.attrs['threshold'] = b['threshold']
+    t.attrs['chunks'] = K
     return t.sort_values('out_of_range', ascending=False, kind='stable').set_index('feature')
 
 # %% ../../nbs/monitor/51_quality.ipynb #60f27a21
 _TPC = None
+
+
 def _one_blas_thread():
     "One BLAS thread for the products below (the controller is built once: finding the libraries costs ~20 ms)."
     global _TPC
-    if _TPC is None: _TPC = ThreadpoolController()
+    if _TPC is None:
+        _TPC = ThreadpoolController()
     return _TPC.limit(limits=1, user_api='blas')
+
 
 def pairwise_corr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Pairwise-complete Pearson correlations of the columns of `X` (see above) and the pair counts."
-    X = np.asarray(X, dtype='float64'); n, F = X.shape
+    X = np.asarray(X, dtype='float64')
+    n, F = X.shape
     M = np.isfinite(X)
-    K = np.flatnonzero(~M.all(0))                           # columns with missing or infinite values
+    K = np.flatnonzero(~M.all(0))  # columns with missing or infinite values
     with np.errstate(invalid='ignore', divide='ignore'), _one_blas_thread():
         cnt = M.sum(0)
         if len(K):
-            Z = np.where(M, X, 0.0); Z -= np.where(M, Z.sum(0) / np.maximum(cnt, 1), 0.0)
-        else: Z = X - X.mean(0)
-        P = Z.T @ Z                                         # the one full product
+            Z = np.where(M, X, 0.0)
+            Z -= np.where(M, Z.sum(0) / np.maximum(cnt, 1), 0.0)
+        else:
+            Z = X - X.mean(0)
+        P = Z.T @ Z  # the one full product
         d = np.diag(P).copy()
-        N = np.full((F, F), float(n)); S = np.zeros((F, F)); Q = np.repeat(d[:, None], F, axis=1)
-        if len(K):                                          # pairs with a column j in K: restrict sums to the rows where j is finite
+        N = np.full((F, F), float(n))
+        S = np.zeros((F, F))
+        Q = np.repeat(d[:, None], F, axis=1)
+        if len(K):  # pairs with a column j in K: restrict sums to the rows where j is finite
             MK = M[:, K].astype('float64')
-            N[:, K] = M.T.astype('float64') @ MK; N[K, :] = N[:, K].T
-            S[:, K] = Z.T @ MK; Q[:, K] = (Z * Z).T @ MK
-        vi = Q - S ** 2 / N; vj = vi.T
+            N[:, K] = M.T.astype('float64') @ MK
+            N[K, :] = N[:, K].T
+            S[:, K] = Z.T @ MK
+            Q[:, K] = (Z * Z).T @ MK
+        vi = Q - S**2 / N
+        vj = vi.T
         r = (P - S * S.T / N) / np.sqrt(vi * vj)
     r = np.where((N >= 2) & np.isfinite(r), np.clip(r, -1, 1), np.nan)
     return r, N
 
+
 @dataclass
 class CorrelationChange:
-    reference: pd.DataFrame    # correlation matrix of the reference window
-    current: pd.DataFrame      # of the current window
-    delta: pd.DataFrame        # current - reference
-    pairs: pd.DataFrame        # every pair: reference, current, change, rows, effective rows, p-value, band, z; largest |change| first
-    max_abs_change: float      # largest |change| among the pairs beyond their reference band with enough rows (0 when none)
-    mean_abs_change: float     # mean |change| over every pair with enough rows
+    reference: pd.DataFrame  # correlation matrix of the reference window
+    current: pd.DataFrame  # of the current window
+    delta: pd.DataFrame  # current - reference
+    pairs: (
+        pd.DataFrame
+    )  # every pair: reference, current, change, rows, effective rows, p-value, band, z; largest |change| first
+    max_abs_change: float  # largest |change| among the pairs beyond their reference band with enough rows (0 when none)
+    mean_abs_change: float  # mean |change| over every pair with enough rows
     level: str
     reason: str = ''
+
 
 def _every(X: np.ndarray, max_rows: int) -> np.ndarray:
     "At most `max_rows` rows of `X`, evenly spaced."
     return X if not max_rows or len(X) <= max_rows else X[:: -(-len(X) // max_rows)]
 
-def correlation_change(reference: pd.DataFrame, current: pd.DataFrame, features=None, settings=None, rho1=None,
-                       max_rows: int = 20_000, chunks=None, **params) -> CorrelationChange:
+
+def correlation_change(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features=None,
+    settings=None,
+    rho1=None,
+    max_rows: int = 20_000,
+    chunks=None,
+    **params,
+) -> CorrelationChange:
     "Change of the pairwise correlation matrix between the reference and current windows, judged against the reference's own chunks (see above)."
     cfg = quality_config(settings, **params)
     features = features if features is not None else [c for c in feature_columns(reference) if c in current.columns]
     num = [f for f in features if not is_categorical(reference[f]) and not is_categorical(current[f])]
     Xr = _numeric_matrix(reference, num)
-    (rr, nr), (rc, nc) = pairwise_corr(_every(Xr, max_rows)), pairwise_corr(_every(_numeric_matrix(current, num), max_rows))
-    if rho1 is not None: rho = np.array([pd.Series(rho1).get(f, np.nan) for f in num], dtype='float64')
+    (rr, nr), (rc, nc) = (
+        pairwise_corr(_every(Xr, max_rows)),
+        pairwise_corr(_every(_numeric_matrix(current, num), max_rows)),
+    )
+    if rho1 is not None:
+        rho = np.array([pd.Series(rho1).get(f, np.nan) for f in num], dtype='float64')
     else:
         ro, g = _ordered(reference)
         rho = lag1_autocorr(_numeric_matrix(ro, num) if ro is not reference else Xr, g)
@@ -236,38 +404,69 @@ def correlation_change(reference: pd.DataFrame, current: pd.DataFrame, features=
     iu = np.triu_indices(len(num), 1)
     er, ec = (nr * shrink)[iu], (nc * shrink)[iu]
     with np.errstate(invalid='ignore', divide='ignore'):
-        z = (np.arctanh(np.clip(rc[iu], -0.999999, 0.999999)) - np.arctanh(np.clip(rr[iu], -0.999999, 0.999999))) \
-            / np.sqrt(1 / (er - 3) + 1 / (ec - 3))
+        z = (
+            np.arctanh(np.clip(rc[iu], -0.999999, 0.999999)) - np.arctanh(np.clip(rr[iu], -0.999999, 0.999999))
+        ) / np.sqrt(1 / (er - 3) + 1 / (ec - 3))
         pv = np.where((er > 3) & (ec > 3), 2 * norm.sf(np.abs(z)), np.nan)
-    idx = _chunks(reference, current, chunks); K = idx.shape[0]
+    idx = _chunks(reference, current, chunks)
+    K = idx.shape[0]
     cd = np.empty((K, len(iu[0])))
     for k in range(K):
         rk, nk = pairwise_corr(_every(Xr[idx[k]], max_rows))
         cd[k] = np.where(nk[iu] >= cfg['min_rows'], np.abs(rk[iu] - rr[iu]), np.nan)
     b = calibrate(cd, np.abs(rc[iu] - rr[iu]), cfg['band_sd'], floor=0.05)
-    pairs = pd.DataFrame(dict(a=np.array(num, dtype=object)[iu[0]], b=np.array(num, dtype=object)[iu[1]], reference=rr[iu],
-                              current=rc[iu], change=rc[iu] - rr[iu], rows=nc[iu].astype(np.int64), eff_rows=ec, p_value=pv,
-                              band=b['upper'], z=b['z']))
+    pairs = pd.DataFrame(
+        dict(
+            a=np.array(num, dtype=object)[iu[0]],
+            b=np.array(num, dtype=object)[iu[1]],
+            reference=rr[iu],
+            current=rc[iu],
+            change=rc[iu] - rr[iu],
+            rows=nc[iu].astype(np.int64),
+            eff_rows=ec,
+            p_value=pv,
+            band=b['upper'],
+            z=b['z'],
+        )
+    )
     ok = pairs.change.notna() & (pairs.rows >= cfg['min_rows'])
     beyond = ok & (pairs.z > b['threshold'])
     pairs = pairs.assign(beyond=beyond)
-    pairs = pairs.assign(_b=~pairs.beyond, _k=-pairs.change.abs().fillna(-1)).sort_values(['_b', '_k'], kind='stable') \
-                 .drop(columns=['_b', '_k']).reset_index(drop=True)
+    pairs = (
+        pairs.assign(_b=~pairs.beyond, _k=-pairs.change.abs().fillna(-1))
+        .sort_values(['_b', '_k'], kind='stable')
+        .drop(columns=['_b', '_k'])
+        .reset_index(drop=True)
+    )
     ok, beyond = pairs.change.notna() & (pairs.rows >= cfg['min_rows']), pairs.beyond
     mx = float(pairs.change[beyond].abs().max()) if beyond.any() else (0.0 if ok.any() else np.nan)
     mean = float(pairs.change[ok].abs().mean()) if ok.any() else np.nan
-    if not len(pairs): return CorrelationChange(R, C, D, pairs, mx, mean, 'ok', 'fewer than two numerical features')
+    if not len(pairs):
+        return CorrelationChange(R, C, D, pairs, mx, mean, 'ok', 'fewer than two numerical features')
     if not ok.any():
-        return CorrelationChange(R, C, D, pairs, mx, mean, 'inconclusive', f"no pair has min_rows {cfg['min_rows']} current rows")
+        return CorrelationChange(
+            R, C, D, pairs, mx, mean, 'inconclusive', f"no pair has min_rows {cfg['min_rows']} current rows"
+        )
     if K < cfg['min_chunks']:
-        return CorrelationChange(R, C, D, pairs, mx, mean, 'inconclusive',
-                                 f"no reference band: {K} chunk(s) of the current window's size < min_chunks {cfg['min_chunks']}")
+        return CorrelationChange(
+            R,
+            C,
+            D,
+            pairs,
+            mx,
+            mean,
+            'inconclusive',
+            f"no reference band: {K} chunk(s) of the current window's size < min_chunks {cfg['min_chunks']}",
+        )
     lvl = _grade(mx, cfg['corr_warning'], cfg['corr_critical'])
     top = pairs.iloc[0]
     raw = float(pairs.change[ok].abs().max())
-    if lvl != 'ok': why = f"{top.a} × {top.b}: |Δρ| {abs(top.change):.2f} > {cfg[f'corr_{lvl}']:g} and beyond its reference band ≤ {top.band:.2f}"
-    elif raw > cfg['corr_warning']: why = f"largest |Δρ| {raw:.2f} > {cfg['corr_warning']:g} but every pair is within its reference band: normal for these features"
-    else: why = ''
+    if lvl != 'ok':
+        why = f"{top.a} × {top.b}: |Δρ| {abs(top.change):.2f} > {cfg[f'corr_{lvl}']:g} and beyond its reference band ≤ {top.band:.2f}"
+    elif raw > cfg['corr_warning']:
+        why = f"largest |Δρ| {raw:.2f} > {cfg['corr_warning']:g} but every pair is within its reference band: normal for these features"
+    else:
+        why = ''
     return CorrelationChange(R, C, D, pairs, mx, mean, lvl, why)
 
 # %% ../../nbs/monitor/51_quality.ipynb #5c0ce7b5
@@ -275,31 +474,63 @@ def newest_bars(store, instruments, timeframe: str, now=None, lookback_days: int
     "Open time of the newest stored bar of each instrument that closed by `now` (NaT when none in `lookback_days`)."
     now = to_utc(now) if now is not None else pd.Timestamp.now(tz='UTC')
     syms = [getattr(i, 'symbol', i) for i in instruments]
-    try: b = store.read('bars', syms, start=now - pd.Timedelta(days=lookback_days), timeframe=timeframe,
-                        columns=['instrument', 'timestamp', 'timeframe'], as_of=now, by_commit=False)
+    try:
+        b = store.read(
+            'bars',
+            syms,
+            start=now - pd.Timedelta(days=lookback_days),
+            timeframe=timeframe,
+            columns=['instrument', 'timestamp', 'timeframe'],
+            as_of=now,
+            by_commit=False,
+        )
     except Exception as e:
-        if 'not in the store' not in str(e): raise
+        if 'not in the store' not in str(e):
+            raise
         b = pd.DataFrame(columns=['instrument', 'timestamp'])
     newest = b.groupby('instrument')['timestamp'].max() if len(b) else pd.Series(dtype='datetime64[ns, UTC]')
     return pd.Series({s: newest.get(s, pd.NaT) for s in syms}, dtype='datetime64[ns, UTC]', name='newest_bar')
 
-def freshness_table(newest: pd.Series, calendars: dict, timeframe: str, now=None, settings=None, **params) -> pd.DataFrame:
+
+def freshness_table(
+    newest: pd.Series, calendars: dict, timeframe: str, now=None, settings=None, **params
+) -> pd.DataFrame:
     "Per instrument: newest bar, wall-clock age and trading-time lag (hours), bars behind, level (see above)."
     cfg = quality_config(settings, **params)
     now = to_utc(now) if now is not None else pd.Timestamp.now(tz='UTC')
-    step = timeframe_delta(timeframe); h = step / pd.Timedelta(hours=1)
+    step = timeframe_delta(timeframe)
+    h = step / pd.Timedelta(hours=1)
     rows = []
     for sym, ts in newest.items():
         cal = calendars.get(sym, 'crypto')
         if pd.isna(ts):
-            rows.append(dict(instrument=sym, calendar=cal, newest_bar=pd.NaT, age_hours=np.inf, behind_bars=np.nan,
-                             behind_hours=np.inf, level='critical')); continue
+            rows.append(
+                dict(
+                    instrument=sym,
+                    calendar=cal,
+                    newest_bar=pd.NaT,
+                    age_hours=np.inf,
+                    behind_bars=np.nan,
+                    behind_hours=np.inf,
+                    level='critical',
+                )
+            )
+            continue
         close = ts + step
         start = max(close, now - pd.Timedelta(days=60))
         behind = len(expected_bars(cal, timeframe, start, now - step + pd.Timedelta(1))) if now - step >= start else 0
         bh = behind * h
-        rows.append(dict(instrument=sym, calendar=cal, newest_bar=ts, age_hours=(now - close) / pd.Timedelta(hours=1),
-                         behind_bars=behind, behind_hours=bh,
-                         level=_grade(bh, cfg['freshness_warning_hours'], cfg['freshness_critical_hours'])))
-    return pd.DataFrame(rows, columns=['instrument', 'calendar', 'newest_bar', 'age_hours', 'behind_bars', 'behind_hours',
-                                       'level']).set_index('instrument')
+        rows.append(
+            dict(
+                instrument=sym,
+                calendar=cal,
+                newest_bar=ts,
+                age_hours=(now - close) / pd.Timedelta(hours=1),
+                behind_bars=behind,
+                behind_hours=bh,
+                level=_grade(bh, cfg['freshness_warning_hours'], cfg['freshness_critical_hours']),
+            )
+        )
+    return pd.DataFrame(
+        rows, columns=['instrument', 'calendar', 'newest_bar', 'age_hours', 'behind_bars', 'behind_hours', 'level']
+    ).set_index('instrument')

@@ -4,9 +4,11 @@
 
 # %% ../../nbs/monitor/56_receiver.ipynb #bd4d1cca
 from __future__ import annotations
-import http.server, json, logging, signal, threading, time
+import http.server
+import json
+import logging
+import threading
 from datetime import datetime, timezone
-from pathlib import Path
 from ..config import Settings, load_settings
 from .alerts import LEVELS, Alert, AlertManager, read_outbox
 
@@ -16,30 +18,54 @@ __all__ = ['alerts_of', 'received', 'AlertReceiver']
 # %% ../../nbs/monitor/56_receiver.ipynb #520288d4
 _log = logging.getLogger('autotrader.receiver')
 
+
 def _level(severity) -> str:
     s = str(severity or '').lower()
     return s if s in LEVELS else 'warning'
+
 
 def alerts_of(payload: dict, received_at: str | None = None) -> list[Alert]:
     "The library alerts of Alertmanager webhook `payload` (version 4): one per alert, resolved ones as `RESOLVED: …` info."
     if not isinstance(payload, dict) or not isinstance(payload.get('alerts'), list):
         raise ValueError("not an Alertmanager webhook payload: no alerts[] list")
-    if str(payload.get('version', '4')) != '4': raise ValueError(f"webhook payload version {payload.get('version')!r}: expected 4")
+    if str(payload.get('version', '4')) != '4':
+        raise ValueError(f"webhook payload version {payload.get('version')!r}: expected 4")
     received_at = received_at or datetime.now(timezone.utc).isoformat(timespec='milliseconds')
     out = []
     for a in payload['alerts']:
-        if not isinstance(a, dict) or not isinstance(a.get('labels'), dict): raise ValueError("an alert without labels")
+        if not isinstance(a, dict) or not isinstance(a.get('labels'), dict):
+            raise ValueError("an alert without labels")
         lab, ann = a['labels'], a.get('annotations') or {}
         name, status = str(lab.get('alertname') or 'unnamed'), str(a.get('status') or payload.get('status') or 'firing')
         fp, starts = str(a.get('fingerprint') or ''), str(a.get('startsAt') or '')
         title = str(ann.get('summary') or name)
-        text = '\n'.join(x for x in (str(ann.get('description') or ''), f"runbook: {ann['runbook_url']}" if ann.get('runbook_url') else '') if x)
-        details = dict(source='prometheus', status=status, alertname=name, labels=lab, annotations=ann, starts_at=starts,
-                       ends_at=a.get('endsAt'), fingerprint=fp, runbook_url=ann.get('runbook_url'), generator_url=a.get('generatorURL'),
-                       group_key=payload.get('groupKey'), received_at=received_at)
+        text = '\n'.join(
+            x
+            for x in (
+                str(ann.get('description') or ''),
+                f"runbook: {ann['runbook_url']}" if ann.get('runbook_url') else '',
+            )
+            if x
+        )
+        details = dict(
+            source='prometheus',
+            status=status,
+            alertname=name,
+            labels=lab,
+            annotations=ann,
+            starts_at=starts,
+            ends_at=a.get('endsAt'),
+            fingerprint=fp,
+            runbook_url=ann.get('runbook_url'),
+            generator_url=a.get('generatorURL'),
+            group_key=payload.get('groupKey'),
+            received_at=received_at,
+        )
         key = f"prometheus:{name}:{fp}@{starts}"
         if status == 'resolved':
-            out.append(Alert('info', name, f"RESOLVED: {title}", text, details, key=key + ':resolved', source='prometheus'))
+            out.append(
+                Alert('info', name, f"RESOLVED: {title}", text, details, key=key + ':resolved', source='prometheus')
+            )
         else:
             out.append(Alert(_level(lab.get('severity')), name, title, text, details, key=key, source='prometheus'))
     return out
@@ -48,62 +74,88 @@ def alerts_of(payload: dict, received_at: str | None = None) -> list[Alert]:
 def received(settings, since: str | None = None) -> list[dict]:
     "The Prometheus alerts recorded in the outbox by the receiver (optionally received at or after ISO time `since`)."
     from autotrader.monitor.alerts import alerts_path
+
     out = [r for r in read_outbox(alerts_path(settings)) if (r.get('details') or {}).get('source') == 'prometheus']
-    if since: out = [r for r in out if r['details'].get('received_at', '') >= since]
+    if since:
+        out = [r for r in out if r['details'].get('received_at', '') >= since]
     return out
+
 
 class AlertReceiver:
     "Alertmanager's webhook receiver on `host:port` (port 0: a free one), dispatching to the `[alerts]` sinks of `settings`."
+
     def __init__(self, settings=None, host: str = '127.0.0.1', port: int = 9095):
         self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
         self.lock, self.count = threading.Lock(), dict(notifications=0, alerts=0, rejected=0)
         outer = self
+
         class H(http.server.BaseHTTPRequestHandler):
             def _send(self, code, body):
                 raw = json.dumps(body, default=str).encode()
-                self.send_response(code); self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(raw))); self.end_headers(); self.wfile.write(raw)
+                self.send_response(code)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
             def do_POST(self):
-                if self.path.split('?')[0] != '/v1/alertmanager': return self._send(404, {'error': f'no route {self.path}'})
+                if self.path.split('?')[0] != '/v1/alertmanager':
+                    return self._send(404, {'error': f'no route {self.path}'})
                 try:
                     n = int(self.headers.get('Content-Length') or 0)
-                    if n > 10_000_000: raise ValueError(f'body too large: {n} bytes')
+                    if n > 10_000_000:
+                        raise ValueError(f'body too large: {n} bytes')
                     code, body = 200, {'received': outer.handle(json.loads(self.rfile.read(n) or b'null'))}
                 except (ValueError, UnicodeDecodeError) as e:
-                    outer.count['rejected'] += 1; code, body = 400, {'error': str(e)[:500]}
+                    outer.count['rejected'] += 1
+                    code, body = 400, {'error': str(e)[:500]}
                 self._send(code, body)
+
             def do_GET(self):
                 path, _, q = self.path.partition('?')
-                if path == '/healthz': return self._send(200, {'status': 'alive', **outer.count})
+                if path == '/healthz':
+                    return self._send(200, {'status': 'alive', **outer.count})
                 if path == '/v1/received':
                     from urllib.parse import parse_qs
+
                     return self._send(200, received(outer.settings, (parse_qs(q).get('since') or [None])[0]))
                 self._send(404, {'error': f'no route {self.path}'})
-            def log_message(self, fmt, *args): _log.debug(fmt, *args)
+
+            def log_message(self, fmt, *args):
+                _log.debug(fmt, *args)
+
         self.server = http.server.ThreadingHTTPServer((host, int(port)), H)
         self.server.daemon_threads = True
         self.host, self.port = host, self.server.server_port
         self.thread = None
 
     @property
-    def url(self) -> str: return f"http://{self.host}:{self.port}/v1/alertmanager"
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1/alertmanager"
 
     def handle(self, payload: dict) -> int:
         "Dispatch the alerts of one notification; the number of alerts it held."
         alerts = alerts_of(payload)
         with self.lock:
             done = AlertManager.from_settings(self.settings).dispatch(alerts)
-            self.count['notifications'] += 1; self.count['alerts'] += len(alerts)
-        for row in done.itertuples(): _log.info("%s %s: %s", row.status, row.check, row.title)
+            self.count['notifications'] += 1
+            self.count['alerts'] += len(alerts)
+        for row in done.itertuples():
+            _log.info("%s %s: %s", row.status, row.check, row.title)
         return len(alerts)
 
     def start(self) -> 'AlertReceiver':
         "Serve in a background thread."
-        self.thread = threading.Thread(target=self.server.serve_forever, name='alert-receiver', daemon=True); self.thread.start()
+        self.thread = threading.Thread(target=self.server.serve_forever, name='alert-receiver', daemon=True)
+        self.thread.start()
         return self
 
     def stop(self):
-        self.server.shutdown(); self.server.server_close()
+        self.server.shutdown()
+        self.server.server_close()
 
-    def __enter__(self): return self.start()
-    def __exit__(self, *exc): self.stop()
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

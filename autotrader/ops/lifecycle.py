@@ -4,7 +4,8 @@
 
 # %% ../../nbs/ops/32_lifecycle.ipynb #dd0fe260
 from __future__ import annotations
-import ast, math, sys, time
+import ast
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ __all__ = ['LIFECYCLE', 'ROLLOUT_PARAMETERS', 'PipelineSpec', 'cron_trigger', 'p
 @dataclass
 class PipelineSpec:
     "How a pipeline is run by the schedulers (see above)."
+
     name: str
     notebook: str
     schedule: str = ''
@@ -31,28 +33,46 @@ class PipelineSpec:
     trigger_when: str = ''
 
     @property
-    def cron_fields(self) -> list[str]: return self.schedule.split()
+    def cron_fields(self) -> list[str]:
+        return self.schedule.split()
+
     @property
-    def has_seconds(self) -> bool: return len(self.cron_fields) == 6
+    def has_seconds(self) -> bool:
+        return len(self.cron_fields) == 6
+
 
 def _param_value(v: str):
-    try: return ast.literal_eval(v)
-    except Exception: return v
+    try:
+        return ast.literal_eval(v)
+    except Exception:
+        return v
+
 
 def cron_trigger(schedule: str, where: str = 'schedule'):
     "An APScheduler `CronTrigger` (UTC) for a 5-field cron expression, or 6 fields with seconds first."
     from apscheduler.triggers.cron import CronTrigger
+
     f = str(schedule).split()
-    if len(f) not in (5, 6): raise SettingsError(f"{where}: {schedule!r} is not a cron expression (5 fields: minute hour day month weekday; 6 with seconds first)")
+    if len(f) not in (5, 6):
+        raise SettingsError(
+            f"{where}: {schedule!r} is not a cron expression (5 fields: minute hour day month weekday; 6 with seconds first)"
+        )
     names = (['second'] if len(f) == 6 else []) + ['minute', 'hour', 'day', 'month', 'day_of_week']
-    if len(f) == 5: f = f[:4] + [_dow(f[4])]
-    try: return CronTrigger(**dict(zip(names, f)), timezone='UTC')
-    except ValueError as e: raise SettingsError(f"{where}: {schedule!r} is not a valid cron expression: {e}") from None
+    if len(f) == 5:
+        f = f[:4] + [_dow(f[4])]
+    try:
+        return CronTrigger(**dict(zip(names, f)), timezone='UTC')
+    except ValueError as e:
+        raise SettingsError(f"{where}: {schedule!r} is not a valid cron expression: {e}") from None
+
 
 def _dow(field: str) -> str:
     "Cron weekday numbers (0 or 7 = Sunday) as APScheduler names (APScheduler counts 0 = Monday)."
     names = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']
-    def one(x): return names[int(x)] if x.isdigit() and int(x) <= 7 else x
+
+    def one(x):
+        return names[int(x)] if x.isdigit() and int(x) <= 7 else x
+
     out = []
     for part in field.split(','):
         rng, slash, step = part.partition('/')
@@ -64,38 +84,64 @@ def pipeline_specs(settings=None) -> dict[str, PipelineSpec]:
     "{name: PipelineSpec} of every `[pipeline_<name>]` section; errors name the key."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     from autotrader.monitor.metrics import sla_seconds
-    try: slas = sla_seconds(st)
-    except ValueError as e: raise SettingsError(str(e)) from None
+
+    try:
+        slas = sla_seconds(st)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
     specs = {}
     for section in SCHEMA:
-        if not section.startswith('pipeline_'): continue
-        name, s = section[len('pipeline_'):], getattr(st, section)
+        if not section.startswith('pipeline_'):
+            continue
+        name, s = section[len('pipeline_') :], getattr(st, section)
         params = {}
         for item in s.parameters:
             k, eq, v = str(item).partition('=')
-            if not eq or not k.strip().isidentifier(): raise SettingsError(f"[{section}] parameters: {item!r} is not KEY=VALUE")
+            if not eq or not k.strip().isidentifier():
+                raise SettingsError(f"[{section}] parameters: {item!r} is not KEY=VALUE")
             params[k.strip()] = _param_value(v.strip())
-        if s.schedule.strip(): cron_trigger(s.schedule, f'[{section}] schedule')
+        if s.schedule.strip():
+            cron_trigger(s.schedule, f'[{section}] schedule')
         for k in ('retries', 'retry_delay', 'timeout'):
-            if getattr(s, k) < 0: raise SettingsError(f"[{section}] {k}: must be >= 0, got {getattr(s, k)}")
-        specs[name] = PipelineSpec(name, s.notebook or name, s.schedule.strip(), slas.get(name), s.retries, float(s.retry_delay),
-                                   float(s.timeout) or None, params, list(s.triggers), s.trigger_when.strip())
+            if getattr(s, k) < 0:
+                raise SettingsError(f"[{section}] {k}: must be >= 0, got {getattr(s, k)}")
+        specs[name] = PipelineSpec(
+            name,
+            s.notebook or name,
+            s.schedule.strip(),
+            slas.get(name),
+            s.retries,
+            float(s.retry_delay),
+            float(s.timeout) or None,
+            params,
+            list(s.triggers),
+            s.trigger_when.strip(),
+        )
     for sp in specs.values():
         bad = [t for t in sp.triggers if t not in specs]
-        if bad: raise SettingsError(f"[pipeline_{sp.name}] triggers: unknown pipeline(s) {', '.join(bad)}; known: {', '.join(specs)}")
+        if bad:
+            raise SettingsError(
+                f"[pipeline_{sp.name}] triggers: unknown pipeline(s) {', '.join(bad)}; known: {', '.join(specs)}"
+            )
     _check_acyclic(specs)
     return specs
 
+
 def _check_acyclic(specs):
     def walk(n, path):
-        if n in path: raise SettingsError(f"[pipeline_{n}] triggers: a cycle {' → '.join(path + [n])}")
-        for t in specs[n].triggers: walk(t, path + [n])
-    for n in specs: walk(n, [])
+        if n in path:
+            raise SettingsError(f"[pipeline_{n}] triggers: a cycle {' → '.join(path + [n])}")
+        for t in specs[n].triggers:
+            walk(t, path + [n])
+
+    for n in specs:
+        walk(n, [])
 
 # %% ../../nbs/ops/32_lifecycle.ipynb #a7cbaa70
 @dataclass
 class StageResult:
     "One stage of a chain or of `run_all`: status 'ok', 'failed', 'timeout' or 'skipped'."
+
     name: str
     status: str
     duration_s: float = 0.0
@@ -103,37 +149,76 @@ class StageResult:
     note: str = ''
     attempts: int = 0
 
-def _available(spec) -> bool:
-    try: pipeline_path(spec.notebook); return True
-    except Exception: return False
 
-def run_spec(spec: PipelineSpec, parameters: dict | None = None, settings_path=None, reports_dir=None, retries=None,
-             progress=False, no_input=None, sleep=time.sleep, log=print) -> StageResult:
+def _available(spec) -> bool:
+    try:
+        pipeline_path(spec.notebook)
+        return True
+    except Exception:
+        return False
+
+
+def run_spec(
+    spec: PipelineSpec,
+    parameters: dict | None = None,
+    settings_path=None,
+    reports_dir=None,
+    retries=None,
+    progress=False,
+    no_input=None,
+    sleep=time.sleep,
+    log=print,
+) -> StageResult:
     "Run `spec` once, with its retries and exponential back-off; the last attempt's result."
     params = {**spec.parameters, **(parameters or {})}
     retries = spec.retries if retries is None else retries
     t0 = time.monotonic()
     for attempt in range(retries + 1):
-        r = run_pipeline(spec.notebook, params, settings_path, reports_dir, timeout=spec.timeout, progress=progress, no_input=no_input)
-        if r.status == 'ok' or attempt == retries: break
-        delay = spec.retry_delay * 2 ** attempt
+        r = run_pipeline(
+            spec.notebook,
+            params,
+            settings_path,
+            reports_dir,
+            timeout=spec.timeout,
+            progress=progress,
+            no_input=no_input,
+        )
+        if r.status == 'ok' or attempt == retries:
+            break
+        delay = spec.retry_delay * 2**attempt
         log(f"{spec.name}: attempt {attempt + 1} of {retries + 1} {r.status} ({r.error}); next attempt in {delay:g} s")
         sleep(delay)
     return StageResult(spec.name, r.status, round(time.monotonic() - t0, 3), r, r.error or '', attempt + 1)
 
+
 def _triggered(spec, res: StageResult) -> tuple[bool, str]:
-    if res.status != 'ok' or not spec.triggers: return False, ''
-    if not spec.trigger_when: return True, ''
+    if res.status != 'ok' or not spec.triggers:
+        return False, ''
+    if not spec.trigger_when:
+        return True, ''
     v = (res.run.metrics if res.run else {}).get(spec.trigger_when)
     return bool(v), f"{spec.name}: {spec.trigger_when} = {v}"
 
-def run_chain(name: str, specs: dict | None = None, parameters: dict | None = None, settings_path=None, reports_dir=None,
-              retries=None, progress=False, no_input=None, log=print, sleep=time.sleep) -> list[StageResult]:
+
+def run_chain(
+    name: str,
+    specs: dict | None = None,
+    parameters: dict | None = None,
+    settings_path=None,
+    reports_dir=None,
+    retries=None,
+    progress=False,
+    no_input=None,
+    log=print,
+    sleep=time.sleep,
+) -> list[StageResult]:
     "Run pipeline `name`, then what it triggers (depth first); `parameters` = {pipeline: {key: value}}."
     specs = specs or pipeline_specs(settings_path)
-    if name not in specs: raise SettingsError(f"no pipeline spec {name!r}; known: {', '.join(specs)}")
+    if name not in specs:
+        raise SettingsError(f"no pipeline spec {name!r}; known: {', '.join(specs)}")
     spec, parameters = specs[name], parameters or {}
-    if not _available(spec): return [StageResult(name, 'skipped', note=f"the {name} pipeline is not installed")]
+    if not _available(spec):
+        return [StageResult(name, 'skipped', note=f"the {name} pipeline is not installed")]
     res = run_spec(spec, parameters.get(name), settings_path, reports_dir, retries, progress, no_input, sleep, log)
     out = [res]
     go, why = _triggered(spec, res)
@@ -142,38 +227,55 @@ def run_chain(name: str, specs: dict | None = None, parameters: dict | None = No
     elif go:
         for t in spec.triggers:
             out += run_chain(t, specs, parameters, settings_path, reports_dir, retries, progress, no_input, log, sleep)
-            if out[-1].status not in ('ok', 'skipped'): break
+            if out[-1].status not in ('ok', 'skipped'):
+                break
     return out
 
 # %% ../../nbs/ops/32_lifecycle.ipynb #81950eaf
 LIFECYCLE = ('ingest', 'train', 'evaluate', 'rollout', 'health')
 ROLLOUT_PARAMETERS = {'clock': 'replay'}
 
+
 @dataclass
 class Lifecycle:
     "What `run_all` did."
+
     stages: list
     wall_s: float
     index: Path
+
     @property
-    def ok(self) -> bool: return all(s.status in ('ok', 'skipped') for s in self.stages)
+    def ok(self) -> bool:
+        return all(s.status in ('ok', 'skipped') for s in self.stages)
+
     @property
-    def failed(self) -> StageResult | None: return next((s for s in self.stages if s.status not in ('ok', 'skipped')), None)
+    def failed(self) -> StageResult | None:
+        return next((s for s in self.stages if s.status not in ('ok', 'skipped')), None)
+
     @property
     def champion(self):
         "The champion version the rollout left (its run's `champion` metric), when it ran."
         ro = next((s for s in self.stages if s.name == 'rollout' and s.run is not None and s.status == 'ok'), None)
         return (ro.run.metrics or {}).get('champion') if ro else None
+
     def table(self) -> str:
         "The stages as text: name, status, duration, report or note."
-        rows = [f"{s.name:<9} {s.status:<8} {s.duration_s:8.1f} s  " + (str(s.run.report) if s.run else '') +
-                (f"  ({s.note})" if s.note and (s.status != 'ok') else '') for s in self.stages]
+        rows = [
+            f"{s.name:<9} {s.status:<8} {s.duration_s:8.1f} s  "
+            + (str(s.run.report) if s.run else '')
+            + (f"  ({s.note})" if s.note and (s.status != 'ok') else '')
+            for s in self.stages
+        ]
         return '\n'.join(rows)
+
 
 def _where(p) -> str:
     "A path relative to the working directory when it is inside it (shorter on a terminal), else absolute."
-    try: return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError: return str(p)
+    try:
+        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
 
 def _stage_line(s: StageResult) -> str:
     "A stage as the terminal shows it: name, status, duration (the run's, as in the index), what happened, the report."
@@ -182,18 +284,25 @@ def _stage_line(s: StageResult) -> str:
     line = f"{s.name:<9} {s.status:<8} {dur:7.1f} s  {what}".rstrip()
     return line + (f"\n{'':<9} report: {_where(s.run.report)}" if s.run is not None else '')
 
+
 def run_all(settings_path=None, reports_dir=None, progress=False, no_input=None, log=print) -> Lifecycle:
     "Run the whole lifecycle once (see above); stops at the first stage that fails."
     st = load_settings(settings_path)
     specs = pipeline_specs(st)
     missing = [n for n in LIFECYCLE if n not in specs]
-    if missing: raise SettingsError(f"no pipeline spec for {', '.join(missing)}")
+    if missing:
+        raise SettingsError(f"no pipeline spec for {', '.join(missing)}")
     reports = Path(reports_dir if reports_dir is not None else st.reports.dir).resolve()
     t0, stages = time.monotonic(), []
+
     def stage(s: StageResult):
-        stages.append(s); log(_stage_line(s)); return s.status in ('ok', 'skipped')
+        stages.append(s)
+        log(_stage_line(s))
+        return s.status in ('ok', 'skipped')
+
     for name in ('ingest', 'train', 'evaluate'):
-        if not stage(run_spec(specs[name], None, settings_path, reports, 0, progress, no_input, log=log)): break
+        if not stage(run_spec(specs[name], None, settings_path, reports, 0, progress, no_input, log=log)):
+            break
     else:
         ev, ro = stages[-1], specs['rollout']
         cond = specs['evaluate'].trigger_when or 'promote'
@@ -201,8 +310,11 @@ def run_all(settings_path=None, reports_dir=None, progress=False, no_input=None,
         if 'rollout' not in list_pipelines() and not _available(ro):
             stage(StageResult('rollout', 'skipped', note='the rollout pipeline is not installed yet'))
         elif not promoted:
-            stage(StageResult('rollout', 'skipped', note=f'evaluate did not promote ({cond} = false): the champion stays'))
-        else: stage(run_spec(ro, ROLLOUT_PARAMETERS, settings_path, reports, 0, progress, no_input, log=log))
+            stage(
+                StageResult('rollout', 'skipped', note=f'evaluate did not promote ({cond} = false): the champion stays')
+            )
+        else:
+            stage(run_spec(ro, ROLLOUT_PARAMETERS, settings_path, reports, 0, progress, no_input, log=log))
         if stages[-1].status in ('ok', 'skipped'):
             stage(run_spec(specs['health'], None, settings_path, reports, 0, progress, no_input, log=log))
     index = write_index(reports)

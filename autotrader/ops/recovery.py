@@ -4,14 +4,21 @@
 
 # %% ../../nbs/ops/35_recovery.ipynb #a8720f40
 from __future__ import annotations
-import gzip, hashlib, json, logging, os, time, uuid, zlib
+import gzip
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from ..config import load_settings, Settings, TIMEFRAMES
 from ..schema import Instrument, parse_instruments, timeframe_delta
-from ..data.archive import ArchiveError, LocalArchive, RawPayload, S3Archive, make_archive, _NAME, _check_key
+from ..data.archive import ArchiveError, LocalArchive, RawPayload, S3Archive, make_archive, _NAME
 from ..data.connectors import get_connector
 from ..data.validation import validate_bars
 from ..features.store import FeatureStore, frame_hash
@@ -23,91 +30,140 @@ __all__ = ['VerifyReport', 'verify_archive', 'RebuildResult', 'store_content_has
 # %% ../../nbs/ops/35_recovery.ipynb #e9042562
 _log = logging.getLogger(__name__)
 
+
 @dataclass
 class VerifyReport:
     "What `verify_archive` found: objects checked, their bytes, the bad ones, and temporary files removed."
+
     where: str
     checked: int = 0
     bytes: int = 0
-    problems: list = field(default_factory=list)      # dicts: key, problem ('corrupt' | 'truncated' | 'unreadable'), detail
-    removed_tmp: list = field(default_factory=list)   # stale temporary files deleted
-    kept_tmp: list = field(default_factory=list)      # temporary files younger than the grace period (a write may be running)
+    problems: list = field(default_factory=list)  # dicts: key, problem ('corrupt' | 'truncated' | 'unreadable'), detail
+    removed_tmp: list = field(default_factory=list)  # stale temporary files deleted
+    kept_tmp: list = field(
+        default_factory=list
+    )  # temporary files younger than the grace period (a write may be running)
     seconds: float = 0.0
+
     @property
-    def ok(self) -> bool: return not self.problems
+    def ok(self) -> bool:
+        return not self.problems
+
     def summary(self) -> str:
-        lines = [f"{self.where}: {self.checked} objects, {self.bytes:,} bytes checked in {self.seconds:.1f} s: "
-                 + ('all intact' if self.ok else f'{len(self.problems)} BAD')]
+        lines = [
+            f"{self.where}: {self.checked} objects, {self.bytes:,} bytes checked in {self.seconds:.1f} s: "
+            + ('all intact' if self.ok else f'{len(self.problems)} BAD')
+        ]
         lines += [f"  {p['problem'].upper():10} {p['key']}  ({p['detail']})" for p in self.problems]
-        if self.removed_tmp: lines.append(f"removed {len(self.removed_tmp)} stale temporary file(s): " + ', '.join(self.removed_tmp))
-        if self.kept_tmp: lines.append(f"kept {len(self.kept_tmp)} recent temporary file(s) (a write may be in progress)")
+        if self.removed_tmp:
+            lines.append(f"removed {len(self.removed_tmp)} stale temporary file(s): " + ', '.join(self.removed_tmp))
+        if self.kept_tmp:
+            lines.append(f"kept {len(self.kept_tmp)} recent temporary file(s) (a write may be in progress)")
         return '\n'.join(lines)
 
 # %% ../../nbs/ops/35_recovery.ipynb #05900c0d
 def _check_blob(key: str, blob: bytes, expected_size=None, meta_sha=None) -> tuple[str, str] | None:
     "None when `blob` is the intact object `key`; else (problem, detail)."
     if expected_size is not None and len(blob) != expected_size:
-        return ('truncated' if len(blob) < expected_size else 'corrupt', f"{len(blob)} bytes read, {expected_size} stored")
-    try: data = gzip.decompress(blob)
-    except EOFError as e: return 'truncated', f"gzip stream ends early after {len(blob)} bytes: {e}"
-    except (OSError, zlib.error) as e: return 'corrupt', f"not valid gzip: {e}"
+        return (
+            'truncated' if len(blob) < expected_size else 'corrupt',
+            f"{len(blob)} bytes read, {expected_size} stored",
+        )
+    try:
+        data = gzip.decompress(blob)
+    except EOFError as e:
+        return 'truncated', f"gzip stream ends early after {len(blob)} bytes: {e}"
+    except (OSError, zlib.error) as e:
+        return 'corrupt', f"not valid gzip: {e}"
     want = _NAME.match(key.rsplit('/', 1)[-1]).group(1)
     got = hashlib.sha256(data).hexdigest()
-    if got != want: return 'corrupt', f"sha256 of the content is {got[:16]}…, the key says {want[:16]}…"
-    if meta_sha is not None and meta_sha != want: return 'corrupt', f"sha256 metadata {meta_sha[:16]}… does not match the key"
+    if got != want:
+        return 'corrupt', f"sha256 of the content is {got[:16]}…, the key says {want[:16]}…"
+    if meta_sha is not None and meta_sha != want:
+        return 'corrupt', f"sha256 metadata {meta_sha[:16]}… does not match the key"
     return None
 
 # %% ../../nbs/ops/35_recovery.ipynb #cfa3760d
 def _stale_tmp(root: Path, grace_hours: float, now: float, remove: bool) -> tuple[list, list]:
     "Hidden `.*.tmp` files under `root`: (removed because older than the grace period, kept)."
     removed, kept = [], []
-    if not root.exists(): return removed, kept
+    if not root.exists():
+        return removed, kept
     for f in sorted(root.rglob('.*.tmp')):
-        if not f.is_file(): continue
+        if not f.is_file():
+            continue
         rel = f.relative_to(root).as_posix()
         if now - f.stat().st_mtime > grace_hours * 3600:
-            if remove: f.unlink(missing_ok=True)
+            if remove:
+                f.unlink(missing_ok=True)
             removed.append(rel)
-        else: kept.append(rel)
+        else:
+            kept.append(rel)
     return removed, kept
+
 
 def _local_reader(a: LocalArchive):
     def read(key):
         return (a.root / key).read_bytes(), None, None
+
     return read
+
 
 def _s3_reader(a: S3Archive):
     def read(key):
         r = a._call(f'download of {key}', a.client.get_object, Bucket=a.bucket, Key=a._k(key))
         blob = a._call(f'download of {key}', r['Body'].read)
         return blob, r.get('ContentLength'), r.get('Metadata', {}).get('sha256')
+
     return read
 
-def verify_archive(archive=None, source=None, instrument=None, tmp_grace_hours: float = 24.0, clean_tmp: bool = True,
-                   workers: int = 8, now: float | None = None) -> VerifyReport:
+
+def verify_archive(
+    archive=None,
+    source=None,
+    instrument=None,
+    tmp_grace_hours: float = 24.0,
+    clean_tmp: bool = True,
+    workers: int = 8,
+    now: float | None = None,
+) -> VerifyReport:
     "Check every object of `archive` (default: from the settings): size and sha256; remove stale temporary files."
     t0 = time.perf_counter()
     a = archive if archive is not None else make_archive()
-    if isinstance(archive, (Settings, str, Path)): a = make_archive(archive if isinstance(archive, Settings) else load_settings(archive))
-    if tmp_grace_hours < 0: raise ValueError(f"tmp_grace_hours must be >= 0, not {tmp_grace_hours!r}")
+    if isinstance(archive, (Settings, str, Path)):
+        a = make_archive(archive if isinstance(archive, Settings) else load_settings(archive))
+    if tmp_grace_hours < 0:
+        raise ValueError(f"tmp_grace_hours must be >= 0, not {tmp_grace_hours!r}")
     if isinstance(a, LocalArchive):
         where, read = str(a.root), _local_reader(a)
-        if not a.root.is_dir(): raise ArchiveError(f"no archive folder at {a.root}")
-    elif isinstance(a, S3Archive): where, read = f"s3://{a.bucket}/{a.prefix}", _s3_reader(a)
-    else: raise TypeError(f"not an archive: {a!r}")
+        if not a.root.is_dir():
+            raise ArchiveError(f"no archive folder at {a.root}")
+    elif isinstance(a, S3Archive):
+        where, read = f"s3://{a.bucket}/{a.prefix}", _s3_reader(a)
+    else:
+        raise TypeError(f"not an archive: {a!r}")
     rep = VerifyReport(where)
     keys = a.list(source, instrument)
+
     def one(key):
-        try: blob, size, sha = read(key)
-        except (OSError, ArchiveError) as e: return key, 0, ('unreadable', str(e))
+        try:
+            blob, size, sha = read(key)
+        except (OSError, ArchiveError) as e:
+            return key, 0, ('unreadable', str(e))
         return key, len(blob), _check_blob(key, blob, size, sha)
+
     with ThreadPoolExecutor(max(1, workers)) as ex:
         for key, n, bad in ex.map(one, keys):
-            rep.checked += 1; rep.bytes += n
-            if bad: rep.problems.append(dict(key=key, problem=bad[0], detail=bad[1]))
+            rep.checked += 1
+            rep.bytes += n
+            if bad:
+                rep.problems.append(dict(key=key, problem=bad[0], detail=bad[1]))
     if isinstance(a, LocalArchive):
-        rep.removed_tmp, rep.kept_tmp = _stale_tmp(a.root, tmp_grace_hours, time.time() if now is None else now, clean_tmp)
-    for p in rep.problems: _log.error("archive object %s is %s: %s", p['key'], p['problem'], p['detail'])
+        rep.removed_tmp, rep.kept_tmp = _stale_tmp(
+            a.root, tmp_grace_hours, time.time() if now is None else now, clean_tmp
+        )
+    for p in rep.problems:
+        _log.error("archive object %s is %s: %s", p['key'], p['problem'], p['detail'])
     rep.seconds = time.perf_counter() - t0
     return rep
 
@@ -115,6 +171,7 @@ def verify_archive(archive=None, source=None, instrument=None, tmp_grace_hours: 
 @dataclass
 class RebuildResult:
     "What `rebuild_store` did."
+
     store: Path
     timeframe: str
     payloads: int
@@ -127,33 +184,46 @@ class RebuildResult:
     replaced: Path | None
     content_hash: str
     seconds: float
-    def summary(self) -> str:
-        return (f"rebuilt {self.store} from {self.payloads} archived payloads ({self.skipped_other_timeframe} of another "
-                f"timeframe skipped): {self.bars} bars, {self.quarantined} quarantined, {self.feature_rows} rows of "
-                f"{self.feature_set}, {len(self.instruments)} instruments, timeframe {self.timeframe}, "
-                f"{self.seconds:.1f} s\ncontent hash {self.content_hash}"
-                + (f"\nprevious store moved to {self.replaced}" if self.replaced else ''))
 
-_VOLATILE = ('_row',)   # a log's row ids: hashes of the rows themselves, dropped (the rows are hashed anyway)
+    def summary(self) -> str:
+        return (
+            f"rebuilt {self.store} from {self.payloads} archived payloads ({self.skipped_other_timeframe} of another "
+            f"timeframe skipped): {self.bars} bars, {self.quarantined} quarantined, {self.feature_rows} rows of "
+            f"{self.feature_set}, {len(self.instruments)} instruments, timeframe {self.timeframe}, "
+            f"{self.seconds:.1f} s\ncontent hash {self.content_hash}"
+            + (f"\nprevious store moved to {self.replaced}" if self.replaced else '')
+        )
+
+
+_VOLATILE = ('_row',)  # a log's row ids: hashes of the rows themselves, dropped (the rows are hashed anyway)
+
 
 def _quantize(x, bits: int):
     "Floats rounded to `bits` bits of mantissa (34 bits ≈ 10 significant digits); NaN and ±inf unchanged."
     import numpy as np
+
     m, e = np.frexp(np.asarray(x, dtype='float64'))
-    with np.errstate(invalid='ignore'): return np.ldexp(np.round(m * 2.0 ** bits) / 2.0 ** bits, e)
+    with np.errstate(invalid='ignore'):
+        return np.ldexp(np.round(m * 2.0**bits) / 2.0**bits, e)
+
 
 def store_content_hash(store, bits: int = 34) -> str:
     "sha256 over every dataset's rows (sorted) and the watermarks; independent of write times, run ids and partition files."
     s = store if isinstance(store, FeatureStore) else FeatureStore(store)
-    cat = s._catalog(); h = hashlib.sha256()
+    cat = s._catalog()
+    h = hashlib.sha256()
     for name in sorted(cat['datasets']):
         df = s.read(name)
         df = df.drop(columns=[c for c in _VOLATILE if c in df])
-        for c in df.columns[df.dtypes == 'float64']: df[c] = _quantize(df[c], bits)
+        for c in df.columns[df.dtypes == 'float64']:
+            df[c] = _quantize(df[c], bits)
         df = df.sort_values(
-            [c for c in ('timeframe', 'instrument', 'timestamp') if c in df] + [c for c in df.columns if c not in ('timeframe', 'instrument', 'timestamp')],
-            kind='stable').reset_index(drop=True)
-        h.update(name.encode()); h.update(frame_hash(df).encode())
+            [c for c in ('timeframe', 'instrument', 'timestamp') if c in df]
+            + [c for c in df.columns if c not in ('timeframe', 'instrument', 'timestamp')],
+            kind='stable',
+        ).reset_index(drop=True)
+        h.update(name.encode())
+        h.update(frame_hash(df).encode())
     h.update(json.dumps(cat.get('watermarks', {}), sort_keys=True).encode())
     return h.hexdigest()
 
@@ -163,93 +233,129 @@ def _payload_timeframe(bars: pd.DataFrame) -> str | None:
     ts = bars[['instrument', 'timestamp']].dropna().sort_values(['instrument', 'timestamp'])
     d = ts.groupby('instrument').timestamp.diff().dropna()
     d = d[d > pd.Timedelta(0)]
-    if d.empty: return None
+    if d.empty:
+        return None
     secs = int(d.min().total_seconds())
     return next((tf for tf, s in TIMEFRAMES.items() if s == secs), None)
+
 
 def _payload(source: str, key: str, data: bytes) -> RawPayload:
     s, inst, day, name = key.split('/')
     ext = _NAME.match(name).group(2)
-    return RawPayload(source, inst, pd.Timestamp(day).date(), data, ext, {'path': key, 'stem': inst, 'archive_key': key})
+    return RawPayload(
+        source, inst, pd.Timestamp(day).date(), data, ext, {'path': key, 'stem': inst, 'archive_key': key}
+    )
+
 
 def _one_timeframe(bars: pd.DataFrame, timeframe: str) -> bool:
     "True when `bars` (one instrument, several payloads) look like a single series of `timeframe`: no duplicate"
     "timestamps, and every step between consecutive bars a whole number of bars (a second timeframe breaks one of these)."
     ts = bars.timestamp.dropna().sort_values()
-    if ts.duplicated().any(): return False
+    if ts.duplicated().any():
+        return False
     d = ts.diff().dropna()
     step = timeframe_delta(timeframe)
     return d.empty or (d.min() == step and bool(((d % step) == pd.Timedelta(0)).all()))
 
+
 def _write_times(archive, keys) -> dict:
     "When each object was archived (seconds since the epoch): file modification times, or S3's LastModified."
-    if isinstance(archive, LocalArchive): return {k: (archive.root / k).stat().st_mtime for k in keys}
+    if isinstance(archive, LocalArchive):
+        return {k: (archive.root / k).stat().st_mtime for k in keys}
     base = f"{archive.prefix}/" if archive.prefix else ''
     pages = archive.client.get_paginator('list_objects_v2').paginate(Bucket=archive.bucket, Prefix=base)
-    return {o['Key'][len(base):]: o['LastModified'].timestamp() for pg in pages for o in pg.get('Contents', [])}
+    return {o['Key'][len(base) :]: o['LastModified'].timestamp() for pg in pages for o in pg.get('Contents', [])}
+
 
 def _parse_source(st, archive, source, timeframe, instruments, workers) -> tuple[list, int, int]:
     "Parsed bars of every payload of `source` at `timeframe`: (frames, payloads used, payloads of another timeframe)."
     conn = get_connector(source, st)
     keys = archive.list(source)
-    if instruments is not None: keys = [k for k in keys if k.split('/')[1] in instruments or k.split('/')[1] == '_multi']
+    if instruments is not None:
+        keys = [k for k in keys if k.split('/')[1] in instruments or k.split('/')[1] == '_multi']
     written = _write_times(archive, keys)
-    keys.sort(key=lambda k: (written.get(k, 0.0), k.split('/')[2], k))   # in the order they were archived (fetched)
-    with ThreadPoolExecutor(max(1, workers)) as ex: blobs = dict(zip(keys, ex.map(archive.get, keys)))
+    keys.sort(key=lambda k: (written.get(k, 0.0), k.split('/')[2], k))  # in the order they were archived (fetched)
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        blobs = dict(zip(keys, ex.map(archive.get, keys)))
     by_inst = {}
-    for k in keys: by_inst.setdefault(k.split('/')[1], []).append(k)
+    for k in keys:
+        by_inst.setdefault(k.split('/')[1], []).append(k)
     frames, used, other = [], 0, 0
     for inst, ks in by_inst.items():
-        if inst != '_multi':       # fast path: all payloads of the instrument at once, when they form one series
+        if inst != '_multi':  # fast path: all payloads of the instrument at once, when they form one series
             bars = conn.parse([_payload(source, k, blobs[k]) for k in ks], timeframe)
             if bars.instrument.nunique() <= 1 and _one_timeframe(bars, timeframe):
-                frames.append(bars); used += len(ks); continue
-        for k in ks:               # mixed timeframes (or a multi-instrument file): payload by payload
+                frames.append(bars)
+                used += len(ks)
+                continue
+        for k in ks:  # mixed timeframes (or a multi-instrument file): payload by payload
             bars = conn.parse([_payload(source, k, blobs[k])], timeframe)
             tf = _payload_timeframe(bars)
-            if tf is not None and tf != timeframe: other += 1; continue
-            used += 1; frames.append(bars)
+            if tf is not None and tf != timeframe:
+                other += 1
+                continue
+            used += 1
+            frames.append(bars)
     return frames, used, other
 
 # %% ../../nbs/ops/35_recovery.ipynb #47bf1718
-def rebuild_store(settings=None, timeframe: str | None = None, sources=None, instruments=None, force: bool = False,
-                  run_id: str | None = None, workers: int = 8) -> RebuildResult:
+def rebuild_store(
+    settings=None,
+    timeframe: str | None = None,
+    sources=None,
+    instruments=None,
+    force: bool = False,
+    run_id: str | None = None,
+    workers: int = 8,
+) -> RebuildResult:
     "Rebuild the feature store and its catalog (`[store] dir`) from the raw archive alone (see above)."
-    import copy, shutil
+    import copy
+    import shutil
+
     t0 = time.perf_counter()
     st = copy.deepcopy(settings) if isinstance(settings, Settings) else load_settings(settings)
     timeframe = timeframe or st.data.timeframe
     step = timeframe_delta(timeframe)
     target = Path(st.store.dir)
     if (target / 'catalog.json').exists() and not force:
-        raise FileExistsError(f"{target} already holds a feature store (catalog.json); rebuild replaces it only with "
-                              "force (autotrader store rebuild --force), and moves the old one aside")
+        raise FileExistsError(
+            f"{target} already holds a feature store (catalog.json); rebuild replaces it only with "
+            "force (autotrader store rebuild --force), and moves the old one aside"
+        )
     archive = make_archive(st)
     keys = archive.list()
-    if not keys: raise ArchiveError(f"the archive {archive!r} holds no objects: nothing to rebuild from")
+    if not keys:
+        raise ArchiveError(f"the archive {archive!r} holds no objects: nothing to rebuild from")
     found = sorted({k.split('/')[0] for k in keys})
     sources = found if not sources else [sources] if isinstance(sources, str) else list(sources)
-    if isinstance(instruments, str): instruments = [i.strip() for i in instruments.split(',') if i.strip()]
+    if isinstance(instruments, str):
+        instruments = [i.strip() for i in instruments.split(',') if i.strip()]
     cal = {i.symbol: i for i in parse_instruments(st.instruments.symbols, st.instruments.default_calendar)}
     run_id = run_id or f"rebuild-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     tmp = target.with_name(f".{target.name}.rebuild-{run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
     store = FeatureStore(tmp, st.store.keep_snapshots)
     fs = make_feature_set(st)
-    n_pay = n_other = n_bars = n_q = n_feat = 0; syms = []
+    n_pay = n_other = n_bars = n_q = n_feat = 0
+    syms = []
     try:
         with store.transaction(run_id) as tx:
             for source in sources:
                 frames, used, other = _parse_source(st, archive, source, timeframe, instruments, workers)
-                n_pay += used; n_other += other
-                if not frames: continue
+                n_pay += used
+                n_other += other
+                if not frames:
+                    continue
                 bars = pd.concat([f.assign(_payload=i) for i, f in enumerate(frames)], ignore_index=True)
                 # a bar fetched twice (two payloads): the later payload wins, as the store's upsert did; duplicates
                 # inside one payload stay, for validation to quarantine as ingest did
                 last = bars.groupby(['instrument', 'timestamp'], sort=False, dropna=False)._payload.transform('max')
                 bars = bars[(bars._payload == last).to_numpy() | bars.timestamp.isna().to_numpy()]
                 bars = bars.drop(columns='_payload').reset_index(drop=True)
-                wanted = [cal.get(s, Instrument(s, st.instruments.default_calendar)) for s in dict.fromkeys(bars.instrument.dropna())]
+                wanted = [
+                    cal.get(s, Instrument(s, st.instruments.default_calendar))
+                    for s in dict.fromkeys(bars.instrument.dropna())
+                ]
                 ts = bars.timestamp
                 starts = {i.symbol: ts[bars.instrument == i.symbol].min() for i in wanted}
                 ends = {i.symbol: ts[bars.instrument == i.symbol].max() + step for i in wanted}
@@ -257,20 +363,40 @@ def rebuild_store(settings=None, timeframe: str | None = None, sources=None, ins
                 tx.write('bars', val.clean, kind='bars', version='1')
                 tx.write('quarantine', val.quarantine, kind='quarantine', version='1', log=True)
                 if len(val.clean):
-                    feats = pd.concat([fs.compute(g) for _, g in val.clean.groupby('instrument', sort=False)], ignore_index=True)
+                    feats = pd.concat(
+                        [fs.compute(g) for _, g in val.clean.groupby('instrument', sort=False)], ignore_index=True
+                    )
                     tx.write(f'features/{fs.id}', feats, kind='features', version=fs.version, params=fs.params)
                     n_feat += len(feats)
                 for sym, g in bars.groupby('instrument'):
-                    if g.timestamp.notna().any(): tx.set_watermark(source, sym, timeframe, g.timestamp.max())
-                n_bars += len(val.clean); n_q += len(val.quarantine); syms += [i.symbol for i in wanted]
+                    if g.timestamp.notna().any():
+                        tx.set_watermark(source, sym, timeframe, g.timestamp.max())
+                n_bars += len(val.clean)
+                n_q += len(val.quarantine)
+                syms += [i.symbol for i in wanted]
         if not store.catalog_path.exists():
-            raise ArchiveError(f"no payload of timeframe {timeframe} in the archive ({n_other} of another timeframe): nothing rebuilt")
+            raise ArchiveError(
+                f"no payload of timeframe {timeframe} in the archive ({n_other} of another timeframe): nothing rebuilt"
+            )
         replaced = None
         if target.exists():
             replaced = target.with_name(f"{target.name}.replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
             os.replace(target, replaced)
         os.replace(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return RebuildResult(target, timeframe, n_pay, n_other, n_bars, n_q, fs.id, n_feat, sorted(set(syms)), replaced,
-                         store_content_hash(target), time.perf_counter() - t0)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return RebuildResult(
+        target,
+        timeframe,
+        n_pay,
+        n_other,
+        n_bars,
+        n_q,
+        fs.id,
+        n_feat,
+        sorted(set(syms)),
+        replaced,
+        store_content_hash(target),
+        time.perf_counter() - t0,
+    )

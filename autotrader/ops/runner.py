@@ -4,14 +4,20 @@
 
 # %% ../../nbs/ops/30_runner.ipynb #6e4e83a2
 from __future__ import annotations
-import html, json, math, os, re, sys, threading, time
+import html
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, date
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from ..files import atomic_write
-from secrets import token_hex
 
 import autotrader
 from ..config import load_settings, looks_secret, secret_values
@@ -25,31 +31,42 @@ __all__ = ['RESERVED', 'PipelineError', 'list_pipelines', 'pipeline_path', 'writ
 class PipelineError(RuntimeError):
     "A pipeline cannot be run as asked (unknown pipeline or parameter, refused secret, existing run); nothing ran."
 
-def _source_dir() -> Path: return Path(autotrader.__file__).resolve().parent.parent / 'nbs' / 'pipelines'
+
+def _source_dir() -> Path:
+    return Path(autotrader.__file__).resolve().parent.parent / 'nbs' / 'pipelines'
+
 
 def _package_dir():
-    try: return resources.files('autotrader.notebooks')
-    except (ModuleNotFoundError, TypeError): return None
+    try:
+        return resources.files('autotrader.notebooks')
+    except (ModuleNotFoundError, TypeError):
+        return None
+
 
 def list_pipelines() -> list[str]:
     "Names of the pipelines available to `run_pipeline`."
     names = set()
     for d in (_source_dir(), _package_dir()):
-        if d is not None and d.is_dir(): names |= {p.name[:-6] for p in d.iterdir() if p.name.endswith('.ipynb')}
+        if d is not None and d.is_dir():
+            names |= {p.name[:-6] for p in d.iterdir() if p.name.endswith('.ipynb')}
     return sorted(names)
+
 
 def pipeline_path(name: str) -> Path:
     "The notebook of pipeline `name` (or `name` itself when it is a path ending in .ipynb)."
     name = str(name)
     if name.endswith('.ipynb'):
         p = Path(name).expanduser()
-        if not p.is_file(): raise PipelineError(f"notebook not found: {p}")
+        if not p.is_file():
+            raise PipelineError(f"notebook not found: {p}")
         return p.resolve()
     if re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9_.-]*', name):
         p = _source_dir() / f'{name}.ipynb'
-        if p.is_file(): return p
+        if p.is_file():
+            return p
         d = _package_dir()
-        if d is not None and (d / f'{name}.ipynb').is_file(): return Path(str(d / f'{name}.ipynb'))
+        if d is not None and (d / f'{name}.ipynb').is_file():
+            return Path(str(d / f'{name}.ipynb'))
     raise PipelineError(f"unknown pipeline {name!r}; available: {', '.join(list_pipelines()) or 'none'}")
 
 # %% ../../nbs/ops/30_runner.ipynb #19d4bd8c
@@ -61,69 +78,102 @@ def _check_run_id(run_id):
 # %% ../../nbs/ops/30_runner.ipynb #e3e7a97f
 _CREDENTIAL = re.compile(r'[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@|hooks\.slack\.com/|^\s*bearer\s+\S', re.I)
 
+
 def _leaves(v):
     if isinstance(v, dict):
-        for k, x in v.items(): yield from _leaves(k); yield from _leaves(x)
+        for k, x in v.items():
+            yield from _leaves(k)
+            yield from _leaves(x)
     elif isinstance(v, (list, tuple, set)):
-        for x in v: yield from _leaves(x)
-    elif v is not None: yield str(v)
+        for x in v:
+            yield from _leaves(x)
+    elif v is not None:
+        yield str(v)
+
 
 def _refuse_secrets(params: dict, secrets: list[str] | None = None):
     "Raise `PipelineError` when a parameter name or value looks like a secret."
     secrets = secret_values() if secrets is None else secrets
     hint = "secrets are never passed as parameters: set them in the environment instead (see autotrader.config.SECRETS)"
     for k, v in params.items():
-        if looks_secret(k): raise PipelineError(f"parameter {k!r} looks like a secret; {hint}")
+        if looks_secret(k):
+            raise PipelineError(f"parameter {k!r} looks like a secret; {hint}")
         if any(s in x for x in _leaves(v) for s in secrets):
             raise PipelineError(f"the value of parameter {k!r} contains a secret from the environment; {hint}")
         if any(_CREDENTIAL.search(x) for x in _leaves(v)):
             raise PipelineError(f"the value of parameter {k!r} looks like a credential; {hint}")
 
+
 def _assigned(source: str) -> list[str]:
     "Names a cell assigns at top level, in order."
     import ast
-    try: tree = ast.parse(source)
-    except SyntaxError: return []
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
     out = []
     for n in tree.body:
-        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AnnAssign, ast.AugAssign)) else []
+        targets = (
+            n.targets
+            if isinstance(n, ast.Assign)
+            else [n.target]
+            if isinstance(n, (ast.AnnAssign, ast.AugAssign))
+            else []
+        )
         for t in targets:
-            for x in (t.elts if isinstance(t, ast.Tuple) else [t]):
-                if isinstance(x, ast.Name) and x.id not in out: out.append(x.id)
+            for x in t.elts if isinstance(t, ast.Tuple) else [t]:
+                if isinstance(x, ast.Name) and x.id not in out:
+                    out.append(x.id)
     return out
+
 
 def _parameters_cell(nb: dict) -> int | None:
     "Index of the `parameters` cell: the tagged one, else the first code cell that assigns `run_context`."
     code = [(i, c) for i, c in enumerate(nb.get('cells', [])) if c.get('cell_type') == 'code']
     tagged = [i for i, c in code if 'parameters' in c.get('metadata', {}).get('tags', [])]
-    if tagged: return tagged[0]
+    if tagged:
+        return tagged[0]
     src = lambda c: c['source'] if isinstance(c['source'], str) else ''.join(c['source'])
     return next((i for i, c in code if 'run_context' in _assigned(src(c))), None)
 
+
 def _read_nb(nb_path) -> dict:
-    try: return json.loads(Path(nb_path).read_text(encoding='utf-8'))
-    except (OSError, ValueError) as e: raise PipelineError(f"cannot read the notebook {nb_path}: {e}") from None
+    try:
+        return json.loads(Path(nb_path).read_text(encoding='utf-8'))
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"cannot read the notebook {nb_path}: {e}") from None
+
 
 def _declared(nb_path) -> list[str]:
     "The parameters a notebook's `parameters` cell declares (read without papermill: milliseconds)."
-    nb = _read_nb(nb_path); i = _parameters_cell(nb)
-    if i is None: return []
+    nb = _read_nb(nb_path)
+    i = _parameters_cell(nb)
+    if i is None:
+        return []
     s = nb['cells'][i]['source']
     return _assigned(s if isinstance(s, str) else ''.join(s))
+
 
 def _check_parameters(params: dict, nb_path) -> dict:
     "Refuse secrets, names the notebook's `parameters` cell does not declare, then values its pipeline does not allow."
     _refuse_secrets(params)
     known = _declared(nb_path) if params else []
     reserved = [k for k in params if k in RESERVED]
-    if reserved: raise PipelineError(f"parameter {reserved[0]!r} is set by the runner, not by the caller")
+    if reserved:
+        raise PipelineError(f"parameter {reserved[0]!r} is set by the runner, not by the caller")
     unknown = [k for k in params if k not in known]
     if unknown:
-        raise PipelineError(f"unknown parameter {', '.join(map(repr, unknown))} for {Path(nb_path).stem}; "
-                            f"valid: {', '.join(k for k in known if k not in RESERVED) or 'none (the notebook has no parameters cell)'}")
-    from autotrader.pipelines.params import ParamError, check_params     # light: no papermill, no pandas
-    try: return check_params(Path(nb_path).stem, params)
-    except ParamError as e: raise PipelineError(str(e)) from None
+        raise PipelineError(
+            f"unknown parameter {', '.join(map(repr, unknown))} for {Path(nb_path).stem}; "
+            f"valid: {', '.join(k for k in known if k not in RESERVED) or 'none (the notebook has no parameters cell)'}"
+        )
+    from autotrader.pipelines.params import ParamError, check_params  # light: no papermill, no pandas
+
+    try:
+        return check_params(Path(nb_path).stem, params)
+    except ParamError as e:
+        raise PipelineError(str(e)) from None
 
 # %% ../../nbs/ops/30_runner.ipynb #3999a5e7
 RESERVED = ('run_context',)
@@ -132,116 +182,191 @@ RESERVED = ('run_context',)
 def _scrub_text(s: str, secrets) -> tuple[str, int]:
     n = 0
     for x in secrets:
-        if x in s: n += s.count(x); s = s.replace(x, '***')
+        if x in s:
+            n += s.count(x)
+            s = s.replace(x, '***')
     return s, n
+
 
 def _scrub(o, secrets):
     "Replace `secrets` in every string of `o` (dicts and lists, in place); return (o, replacements)."
     n = 0
-    if isinstance(o, str): return _scrub_text(o, secrets)
+    if isinstance(o, str):
+        return _scrub_text(o, secrets)
     items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) else ()
     for k, v in list(items):
-        o[k], m = _scrub(v, secrets); n += m
+        o[k], m = _scrub(v, secrets)
+        n += m
     return o, n
 
 # %% ../../nbs/ops/30_runner.ipynb #5600026d
 _ORDER = ('ingest', 'train', 'evaluate', 'rollout', 'health')
-_HEADLINES = {   # pipeline: [(metric, column title)]; the first numeric one of _TREND is plotted
-    'ingest': [('rows_in', 'bars in'), ('rows_clean', 'stored'), ('rows_quarantined', 'quarantined'), ('instruments', 'instruments')],
+_HEADLINES = {  # pipeline: [(metric, column title)]; the first numeric one of _TREND is plotted
+    'ingest': [
+        ('rows_in', 'bars in'),
+        ('rows_clean', 'stored'),
+        ('rows_quarantined', 'quarantined'),
+        ('instruments', 'instruments'),
+    ],
     'train': [('version', 'version'), ('selected', 'model'), ('cv_best', 'CV best'), ('valid_sharpe', 'valid Sharpe')],
-    'evaluate': [('version', 'version'), ('promote', 'promote'), ('gates_failed', 'gates failed'), ('test_sharpe', 'Sharpe'),
-                 ('test_max_drawdown', 'max drawdown'), ('test_win_rate', 'win rate')],
-    'rollout': [('outcome', 'outcome'), ('strategy', 'strategy'), ('version', 'version'), ('champion', 'champion'),
-                ('rolled_back', 'rolled back')],
-    'health': [('level', 'level'), ('drift_critical', 'drift critical'), ('drift_warning', 'drift warning'),
-               ('max_psi', 'max PSI'), ('alerts', 'alerts')],
+    'evaluate': [
+        ('version', 'version'),
+        ('promote', 'promote'),
+        ('gates_failed', 'gates failed'),
+        ('test_sharpe', 'Sharpe'),
+        ('test_max_drawdown', 'max drawdown'),
+        ('test_win_rate', 'win rate'),
+    ],
+    'rollout': [
+        ('outcome', 'outcome'),
+        ('strategy', 'strategy'),
+        ('version', 'version'),
+        ('champion', 'champion'),
+        ('rolled_back', 'rolled back'),
+    ],
+    'health': [
+        ('level', 'level'),
+        ('drift_critical', 'drift critical'),
+        ('drift_warning', 'drift warning'),
+        ('max_psi', 'max PSI'),
+        ('alerts', 'alerts'),
+    ],
 }
 _TREND = {'ingest': 'rows_clean', 'train': 'cv_best', 'evaluate': 'test_sharpe', 'health': 'max_psi'}
 _COLOURS = {'ok': '#1a7f37', 'failed': '#cf222e', 'timeout': '#9a6700'}
-_INDEX_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328}table{border-collapse:collapse;margin:.5em 0 1.5em}"
-              "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#f6f8fa}"
-              ".ok{color:#1a7f37}.failed{color:#cf222e}.timeout{color:#9a6700}.over{color:#cf222e;font-weight:600}"
-              "td{white-space:normal;overflow-wrap:break-word}td:first-child{white-space:nowrap}td:last-child{min-width:10em;max-width:24em}td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}")
+_INDEX_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#1f2328}table{border-collapse:collapse;margin:.5em 0 1.5em}"
+    "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}th{background:#f6f8fa}"
+    ".ok{color:#1a7f37}.failed{color:#cf222e}.timeout{color:#9a6700}.over{color:#cf222e;font-weight:600}"
+    "td{white-space:normal;overflow-wrap:break-word}td:first-child{white-space:nowrap}td:last-child{min-width:10em;max-width:24em}td.num{text-align:right;font-variant-numeric:tabular-nums}svg{display:block;margin:.5em 0}.muted{color:#656d76}"
+)
+
 
 def _load_runs(reports_dir: Path) -> list[dict]:
     runs = []
     for f in Path(reports_dir).glob('*/*/run.json'):
-        try: r = json.loads(f.read_text(encoding='utf-8'))
-        except (OSError, ValueError): continue
-        if not isinstance(r, dict): continue
-        r.setdefault('pipeline', f.parent.parent.name); r.setdefault('run_id', f.parent.name)
+        try:
+            r = json.loads(f.read_text(encoding='utf-8'))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(r, dict):
+            continue
+        r.setdefault('pipeline', f.parent.parent.name)
+        r.setdefault('run_id', f.parent.name)
         r['_link'] = f.parent.relative_to(reports_dir).as_posix() + '/report.html'
         runs.append(r)
     return sorted(runs, key=lambda r: (str(r.get('started', '')), str(r.get('run_id', ''))), reverse=True)
 
+
 def _fmt(v) -> str:
     "A metric as a short string: 3 significant digits, lists joined, booleans as yes/no."
-    if v is None: return '—'
-    if isinstance(v, bool): return 'yes' if v else 'no'
-    if isinstance(v, float): return f'{v:.3g}' if abs(v) < 1000 else f'{v:,.0f}'
-    if isinstance(v, int): return f'{v:,}'
-    if isinstance(v, (list, tuple)): return ', '.join(map(_fmt, v)) or 'none'
-    if isinstance(v, dict): return ', '.join(f'{k}={_fmt(x)}' for k, x in v.items())
+    if v is None:
+        return '—'
+    if isinstance(v, bool):
+        return 'yes' if v else 'no'
+    if isinstance(v, float):
+        return f'{v:.3g}' if abs(v) < 1000 else f'{v:,.0f}'
+    if isinstance(v, int):
+        return f'{v:,}'
+    if isinstance(v, (list, tuple)):
+        return ', '.join(map(_fmt, v)) or 'none'
+    if isinstance(v, dict):
+        return ', '.join(f'{k}={_fmt(x)}' for k, x in v.items())
     return str(v)
+
 
 def _started(r) -> str:
     "A run's start as '2026-12-07 04:31:01' (the column says UTC)."
     s = str(r.get('started') or '')
     return s[:19].replace('T', ' ') if re.match(r'\d{4}-\d\d-\d\dT', s) else s or '—'
 
+
 def _secs(s) -> str:
     "Seconds as '42 s', '3.5 min', '2 h'."
-    if s is None: return ''
+    if s is None:
+        return ''
     s = float(s)
     return f'{s:.3g} s' if s < 120 else f'{s / 60:.3g} min' if s < 7200 else f'{s / 3600:.3g} h'
 
+
 def _headlines(name: str, runs: list[dict]) -> list[tuple[str, str]]:
-    if name in _HEADLINES: return _HEADLINES[name]
+    if name in _HEADLINES:
+        return _HEADLINES[name]
     keys = []
     for r in runs[:20]:
         for k, v in (r.get('metrics') or {}).items():
-            if k not in keys and not k.startswith('seconds_') and not isinstance(v, (dict, list)): keys.append(k)
+            if k not in keys and not k.startswith('seconds_') and not isinstance(v, (dict, list)):
+                keys.append(k)
     return [(k, k) for k in keys[:6]]
+
 
 def _trend_svg(name: str, runs: list[dict], w=640, h=130) -> str:
     "Inline SVG: the last 40 runs' durations (bars, coloured by status), the SLA line, the headline figure (line)."
     runs = list(reversed(runs[:40]))
-    if not runs: return ''
+    if not runs:
+        return ''
     e = html.escape
     durs = [float(r.get('duration_s') or 0) for r in runs]
     sla = next((r.get('sla_s') for r in reversed(runs) if r.get('sla_s')), None)
-    top = max(durs + [1e-9]); show_sla = sla is not None and sla <= 1.5 * top
-    if show_sla: top = max(top, sla)
-    L, R, T, B = 52, 64, 10, 22; pw, ph = w - L - R, h - T - B
-    step = pw / len(runs); bw = max(min(step * 0.7, 28), 2)
-    out = [f'<svg class="trend" data-pipeline="{e(name)}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
-           f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{e(name)} trend">',
-           f'<line x1="{L}" y1="{T + ph}" x2="{L + pw}" y2="{T + ph}" stroke="#999"/>',
-           f'<text x="{L - 4}" y="{T + 8}" font-size="10" text-anchor="end">{e(_secs(top))}</text>',
-           f'<text x="{L - 4}" y="{T + ph}" font-size="10" text-anchor="end">0</text>']
+    top = max(durs + [1e-9])
+    show_sla = sla is not None and sla <= 1.5 * top
+    if show_sla:
+        top = max(top, sla)
+    L, R, T, B = 52, 64, 10, 22
+    pw, ph = w - L - R, h - T - B
+    step = pw / len(runs)
+    bw = max(min(step * 0.7, 28), 2)
+    out = [
+        f'<svg class="trend" data-pipeline="{e(name)}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
+        f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{e(name)} trend">',
+        f'<line x1="{L}" y1="{T + ph}" x2="{L + pw}" y2="{T + ph}" stroke="#999"/>',
+        f'<text x="{L - 4}" y="{T + 8}" font-size="10" text-anchor="end">{e(_secs(top))}</text>',
+        f'<text x="{L - 4}" y="{T + ph}" font-size="10" text-anchor="end">0</text>',
+    ]
     for i, (r, d) in enumerate(zip(runs, durs)):
         x, bh = L + i * step + (step - bw) / 2, ph * d / top
-        out.append(f'<rect x="{x:.1f}" y="{T + ph - bh:.1f}" width="{bw:.1f}" height="{max(bh, 1):.1f}" '
-                   f'fill="{_COLOURS.get(r.get("status"), "#999")}" opacity="0.75"><title>{e(r.get("run_id"))}: '
-                   f'{e(r.get("status"))}, {e(_secs(d))}</title></rect>')
+        out.append(
+            f'<rect x="{x:.1f}" y="{T + ph - bh:.1f}" width="{bw:.1f}" height="{max(bh, 1):.1f}" '
+            f'fill="{_COLOURS.get(r.get("status"), "#999")}" opacity="0.75"><title>{e(r.get("run_id"))}: '
+            f'{e(r.get("status"))}, {e(_secs(d))}</title></rect>'
+        )
     if show_sla:
         y = T + ph * (1 - sla / top)
-        out.append(f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#cf222e" stroke-dasharray="4 3"/>'
-                   f'<text x="{L + 3}" y="{y - 3:.1f}" font-size="10" fill="#cf222e">SLA</text>')
+        out.append(
+            f'<line x1="{L}" y1="{y:.1f}" x2="{L + pw}" y2="{y:.1f}" stroke="#cf222e" stroke-dasharray="4 3"/>'
+            f'<text x="{L + 3}" y="{y - 3:.1f}" font-size="10" fill="#cf222e">SLA</text>'
+        )
     key = _TREND.get(name)
     vals = [(r.get('metrics') or {}).get(key) for r in runs] if key else []
-    pts = [(i, float(v)) for i, v in enumerate(vals) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    pts = [
+        (i, float(v))
+        for i, v in enumerate(vals)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     if pts:
-        lo, hi = min(v for _, v in pts), max(v for _, v in pts); span = (hi - lo) or 1.0
+        lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+        span = (hi - lo) or 1.0
         xy = [(L + i * step + step / 2, T + ph - ph * (v - lo) / span) for i, v in pts]
-        out.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}" fill="none" stroke="#0969da" stroke-width="1.5"/>')
+        out.append(
+            f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}" fill="none" stroke="#0969da" stroke-width="1.5"/>'
+        )
         out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#0969da"/>' for x, y in xy]
-        out.append(f'<text x="{L + pw + 3}" y="{T + 8}" font-size="10" fill="#0969da">{e(_fmt(hi))}</text>' +
-                   (f'<text x="{L + pw + 3}" y="{T + ph}" font-size="10" fill="#0969da">{e(_fmt(lo))}</text>' if hi != lo else ''))
-    legend = f'bars: duration (last {len(runs)} runs)' + (f'; line: {key}' if pts else '') + \
-             (f'; SLA {_secs(sla)}' + ('' if show_sla else ' (off scale)') if sla else '')
+        out.append(
+            f'<text x="{L + pw + 3}" y="{T + 8}" font-size="10" fill="#0969da">{e(_fmt(hi))}</text>'
+            + (
+                f'<text x="{L + pw + 3}" y="{T + ph}" font-size="10" fill="#0969da">{e(_fmt(lo))}</text>'
+                if hi != lo
+                else ''
+            )
+        )
+    legend = (
+        f'bars: duration (last {len(runs)} runs)'
+        + (f'; line: {key}' if pts else '')
+        + (f'; SLA {_secs(sla)}' + ('' if show_sla else ' (off scale)') if sla else '')
+    )
     out.append(f'<text x="{L}" y="{h - 5}" font-size="10" fill="#656d76">{e(legend)}</text></svg>')
     return ''.join(out)
+
 
 def _dur_cell(r) -> str:
     d, sla = r.get('duration_s'), r.get('sla_s')
@@ -249,40 +374,60 @@ def _dur_cell(r) -> str:
     text = _secs(d) + (f' / {_secs(sla)}' if sla else '')
     return f'<td class="num{" over" if over else ""}" title="duration / SLA">{html.escape(text)}{" ⚠ SLA" if over else ""}</td>'
 
+
 def write_index(reports_dir) -> Path:
     "Write `reports_dir/index.html`: runs by pipeline with status, duration against SLA, headline figures, trends, links."
-    d = Path(reports_dir); d.mkdir(parents=True, exist_ok=True)
+    d = Path(reports_dir)
+    d.mkdir(parents=True, exist_ok=True)
     e = lambda v: html.escape(_fmt(v))
     runs = _load_runs(d)
     by = {}
-    for r in runs: by.setdefault(str(r.get('pipeline')), []).append(r)
-    names = [n for n in _ORDER if n in by] + [n for n in by if n not in _ORDER]   # others: newest activity first
+    for r in runs:
+        by.setdefault(str(r.get('pipeline')), []).append(r)
+    names = [n for n in _ORDER if n in by] + [n for n in by if n not in _ORDER]  # others: newest activity first
     summary, sections = [], []
     for n in names:
         rs, last = by[n], by[n][0]
-        fails = sum(r.get('status') != 'ok' for r in rs); misses = sum(bool(r.get('sla_missed')) for r in rs)
-        summary.append(f'<tr><td><a href="#{e(n)}">{e(n)}</a></td><td><a href="{e(last["_link"])}">{e(_started(last))}</a></td>'
-                       f'<td class="{e(last.get("status"))}">{e(last.get("status"))}</td>{_dur_cell(last)}'
-                       f'<td class="num">{len(rs)}</td><td class="num">{fails}</td><td class="num">{misses}</td></tr>')
+        fails = sum(r.get('status') != 'ok' for r in rs)
+        misses = sum(bool(r.get('sla_missed')) for r in rs)
+        summary.append(
+            f'<tr><td><a href="#{e(n)}">{e(n)}</a></td><td><a href="{e(last["_link"])}">{e(_started(last))}</a></td>'
+            f'<td class="{e(last.get("status"))}">{e(last.get("status"))}</td>{_dur_cell(last)}'
+            f'<td class="num">{len(rs)}</td><td class="num">{fails}</td><td class="num">{misses}</td></tr>'
+        )
         heads = _headlines(n, rs)
         rows = []
         for r in rs:
             m = r.get('metrics') or {}
-            rows.append(f'<tr class="run" data-run="{e(r.get("run_id"))}"><td><a href="{e(r["_link"])}">{e(r.get("run_id"))}</a></td>'
-                        f'<td class="{e(r.get("status"))}">{e(r.get("status"))}</td><td>{e(_started(r))}</td>{_dur_cell(r)}'
-                        + ''.join(f'<td class="num">{e(m.get(k))}</td>' for k, _ in heads)
-                        + f'<td>{html.escape(r.get("summary") or r.get("error") or "")}</td></tr>')
-        sections.append(f'<section id="{e(n)}"><h2>{e(n)}</h2>{_trend_svg(n, rs)}<table class="runs">'
-                        '<tr><th>run</th><th>status</th><th>started (UTC)</th><th>duration / SLA</th>'
-                        + ''.join(f'<th>{html.escape(t)}</th>' for _, t in heads) + '<th>what happened</th></tr>\n'
-                        + '\n'.join(rows) + '</table></section>')
+            rows.append(
+                f'<tr class="run" data-run="{e(r.get("run_id"))}"><td><a href="{e(r["_link"])}">{e(r.get("run_id"))}</a></td>'
+                f'<td class="{e(r.get("status"))}">{e(r.get("status"))}</td><td>{e(_started(r))}</td>{_dur_cell(r)}'
+                + ''.join(f'<td class="num">{e(m.get(k))}</td>' for k, _ in heads)
+                + f'<td>{html.escape(r.get("summary") or r.get("error") or "")}</td></tr>'
+            )
+        sections.append(
+            f'<section id="{e(n)}"><h2>{e(n)}</h2>{_trend_svg(n, rs)}<table class="runs">'
+            '<tr><th>run</th><th>status</th><th>started (UTC)</th><th>duration / SLA</th>'
+            + ''.join(f'<th>{html.escape(t)}</th>' for _, t in heads)
+            + '<th>what happened</th></tr>\n'
+            + '\n'.join(rows)
+            + '</table></section>'
+        )
     now = datetime.now(timezone.utc).isoformat(timespec='seconds')
-    body = ('<p class="muted">No runs yet: <code>autotrader run all</code>.</p>' if not runs else
-            '<table class="summary"><tr><th>pipeline</th><th>last run</th><th>status</th><th>duration / SLA</th>'
-            '<th>runs</th><th>failed</th><th>SLA misses</th></tr>\n' + '\n'.join(summary) + '</table>\n' + '\n'.join(sections))
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>AutoTrader runs</title>'
-            f'<style>{_INDEX_CSS}</style></head><body><h1>AutoTrader runs</h1>'
-            f'<p class="muted">{len(runs)} runs · written {now}</p>\n{body}\n</body></html>\n')
+    body = (
+        '<p class="muted">No runs yet: <code>autotrader run all</code>.</p>'
+        if not runs
+        else '<table class="summary"><tr><th>pipeline</th><th>last run</th><th>status</th><th>duration / SLA</th>'
+        '<th>runs</th><th>failed</th><th>SLA misses</th></tr>\n'
+        + '\n'.join(summary)
+        + '</table>\n'
+        + '\n'.join(sections)
+    )
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>AutoTrader runs</title>'
+        f'<style>{_INDEX_CSS}</style></head><body><h1>AutoTrader runs</h1>'
+        f'<p class="muted">{len(runs)} runs · written {now}</p>\n{body}\n</body></html>\n'
+    )
     atomic_write(d / 'index.html', page)
     return d / 'index.html'
 
@@ -290,6 +435,7 @@ def write_index(reports_dir) -> Path:
 @dataclass
 class RunResult:
     "What a run produced; `status` is 'ok', 'failed' or 'timeout'; `summary` says what happened, in a sentence."
+
     pipeline: str
     run_id: str
     status: str
@@ -307,31 +453,59 @@ class RunResult:
     alerts: list = field(default_factory=list)
     summary: str = ''
 
+
 _ENGINE = []
+
 
 def _engine() -> str:
     "Register (once) papermill's nbclient engine that hands the notebook being executed to `sink` (so it survives a time-out), sends the kernel's stdout/stderr to `kernel_log` and tells `ticker` which cell runs."
-    if _ENGINE: return _ENGINE[0]
+    if _ENGINE:
+        return _ENGINE[0]
     from papermill.engines import NBClientEngine, papermill_engines
 
     class _CaptureEngine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, sink=None, kernel_log=None, ticker=None, log_output=False,
-                                     stdout_file=None, stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+        def execute_managed_notebook(
+            cls,
+            nb_man,
+            kernel_name,
+            sink=None,
+            kernel_log=None,
+            ticker=None,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+            start_timeout=60,
+            execution_timeout=None,
+            **kwargs,
+        ):
             from papermill.clientwrap import PapermillNotebookClient
             from papermill.engines import logger
             from papermill.utils import merge_kwargs, remove_args
-            if sink is not None: sink.append(nb_man.nb)
+
+            if sink is not None:
+                sink.append(nb_man.nb)
             if ticker is not None:
                 start, n = nb_man.cell_start, sum(c.cell_type == 'code' for c in nb_man.nb.cells)
+
                 def cell_start(cell, cell_index=None, **kw):
-                    ticker.cell = sum(c.cell_type == 'code' for c in nb_man.nb.cells[:(cell_index or 0) + 1]); ticker.cells = n
+                    ticker.cell = sum(c.cell_type == 'code' for c in nb_man.nb.cells[: (cell_index or 0) + 1])
+                    ticker.cells = n
                     return start(cell, cell_index, **kw)
+
                 nb_man.cell_start = cell_start
             kwargs = remove_args(['input_path'], **kwargs)
             safe = remove_args(['timeout', 'startup_timeout'], **kwargs)
-            final = merge_kwargs(safe, timeout=execution_timeout or kwargs.get('timeout'), startup_timeout=start_timeout,
-                                 kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            final = merge_kwargs(
+                safe,
+                timeout=execution_timeout or kwargs.get('timeout'),
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logger,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+            )
             client = PapermillNotebookClient(nb_man, **final)
             return client.execute(**({'stdout': kernel_log, 'stderr': kernel_log} if kernel_log is not None else {}))
 
@@ -339,131 +513,212 @@ def _engine() -> str:
     _ENGINE.append('autotrader')
     return 'autotrader'
 
+
 @contextmanager
 def _environ(**env):
     "Set (or, for None, unset) environment variables; restore them afterwards."
     old = {k: os.environ.get(k) for k in env}
+
     def _set(d):
         for k, v in d.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
     _set(env)
-    try: yield
-    finally: _set(old)
+    try:
+        yield
+    finally:
+        _set(old)
+
 
 def _check_kernel(kernel):
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    try: KernelSpecManager().get_kernel_spec(kernel)
-    except NoSuchKernel: raise PipelineError(f"no Jupyter kernel named {kernel!r} ([runner] kernel); see `jupyter kernelspec list`") from None
 
-def _now(): return datetime.now(timezone.utc).isoformat(timespec='seconds')
-def _short(s, n=500): s = ' '.join(str(s).split()); return s if len(s) <= n else s[:n - 1] + '…'
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise PipelineError(
+            f"no Jupyter kernel named {kernel!r} ([runner] kernel); see `jupyter kernelspec list`"
+        ) from None
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+
+def _short(s, n=500):
+    s = ' '.join(str(s).split())
+    return s if len(s) <= n else s[: n - 1] + '…'
 
 # %% ../../nbs/ops/30_runner.ipynb #c174418e
 # warnings that say nothing to a report's reader (message prefixes, as in python -W)
 _QUIET = ('IProgress not found', 'Consider using IPython.display.IFrame')
 
+
 def _quiet_warnings() -> str:
     "PYTHONWARNINGS for the kernel: the caller's filters plus ignore rules for `_QUIET`."
     return ','.join(filter(None, [os.environ.get('PYTHONWARNINGS'), *(f'ignore:{m}' for m in _QUIET)]))
 
+
 def _tagged_copy(nb_path, folder) -> str:
     "`nb_path`, or a copy in `folder` whose parameters cell carries the `parameters` tag papermill looks for."
-    nb = _read_nb(nb_path); i = _parameters_cell(nb)
-    if i is None or 'parameters' in nb['cells'][i].get('metadata', {}).get('tags', []): return str(nb_path)
+    nb = _read_nb(nb_path)
+    i = _parameters_cell(nb)
+    if i is None or 'parameters' in nb['cells'][i].get('metadata', {}).get('tags', []):
+        return str(nb_path)
     nb['cells'][i].setdefault('metadata', {}).setdefault('tags', []).append('parameters')
     p = Path(folder) / Path(nb_path).name
     p.write_text(json.dumps(nb), encoding='utf-8')
     return str(p)
+
 
 def _execute(nb_path, params, kernel, timeout, ticker, env) -> tuple[str, str | None, object | None, str]:
     "Run papermill; return (status, error, executed notebook or None, the kernel's stderr)."
     import tempfile
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
-    import logging   # papermill re-parses the parameters cell and warns about comments it cannot read: the runner read it already
+    import logging  # papermill re-parses the parameters cell and warns about comments it cannot read: the runner read it already
+
     logging.getLogger('papermill.translators').setLevel(logging.ERROR)
     sink, deadline = [], time.monotonic() + timeout
     with tempfile.TemporaryFile(mode='w+b') as klog, tempfile.TemporaryDirectory() as tmp:
         try:
-            with _environ(**env, PYTHONWARNINGS=_quiet_warnings(), TQDM_DISABLE='1'), (ticker or _nothing()):
-                pm.execute_notebook(_tagged_copy(nb_path, tmp), None, parameters=params, engine_name=_engine(), kernel_name=kernel,
-                                    cwd=os.getcwd(), execution_timeout=timeout, progress_bar=False, log_output=False,
-                                    request_save_on_cell_execute=False, coalesce_streams=True, sink=sink, kernel_log=klog,
-                                    ticker=ticker, timeout_func=lambda cell: max(deadline - time.monotonic(), 0.01))
+            with _environ(**env, PYTHONWARNINGS=_quiet_warnings(), TQDM_DISABLE='1'), ticker or _nothing():
+                pm.execute_notebook(
+                    _tagged_copy(nb_path, tmp),
+                    None,
+                    parameters=params,
+                    engine_name=_engine(),
+                    kernel_name=kernel,
+                    cwd=os.getcwd(),
+                    execution_timeout=timeout,
+                    progress_bar=False,
+                    log_output=False,
+                    request_save_on_cell_execute=False,
+                    coalesce_streams=True,
+                    sink=sink,
+                    kernel_log=klog,
+                    ticker=ticker,
+                    timeout_func=lambda cell: max(deadline - time.monotonic(), 0.01),
+                )
             status, error = 'ok', None
-        except PapermillExecutionError as e: status, error = 'failed', _short(f'{e.ename}: {e.evalue}')
-        except TimeoutError: status, error = 'timeout', f'time-out: the run did not finish within {timeout:g} s'
-        except Exception as e: status, error = 'failed', _short(f'{type(e).__name__}: {e}')
-        klog.seek(0); stderr = klog.read().decode('utf-8', 'replace')
+        except PapermillExecutionError as e:
+            status, error = 'failed', _short(f'{e.ename}: {e.evalue}')
+        except TimeoutError:
+            status, error = 'timeout', f'time-out: the run did not finish within {timeout:g} s'
+        except Exception as e:
+            status, error = 'failed', _short(f'{type(e).__name__}: {e}')
+        klog.seek(0)
+        stderr = klog.read().decode('utf-8', 'replace')
     return status, error, (sink[0] if sink else None), stderr
 
+
 @contextmanager
-def _nothing(): yield
+def _nothing():
+    yield
 
 # %% ../../nbs/ops/30_runner.ipynb #3a3e7fd4
-_REPORT_CSS = ("<style>/* autotrader: a report fits its page */"
-               ".jp-RenderedHTMLCommon table{max-width:100%;display:block;overflow-x:auto;border-collapse:collapse}"
-               ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:break-word;max-width:40em}"
-               ".jp-OutputArea-output pre,.jp-RenderedText pre,.jp-InputArea pre,.highlight pre{white-space:pre-wrap;overflow-wrap:anywhere}"
-               ".jp-RenderedImage img,.jp-OutputArea-output img{max-width:100%;height:auto}"
-               "body{overflow-x:hidden}.jp-Notebook{max-width:1200px;margin:0 auto}</style>")
+_REPORT_CSS = (
+    "<style>/* autotrader: a report fits its page */"
+    ".jp-RenderedHTMLCommon table{max-width:100%;display:block;overflow-x:auto;border-collapse:collapse}"
+    ".jp-RenderedHTMLCommon td,.jp-RenderedHTMLCommon th{white-space:normal;overflow-wrap:break-word;max-width:40em}"
+    ".jp-OutputArea-output pre,.jp-RenderedText pre,.jp-InputArea pre,.highlight pre{white-space:pre-wrap;overflow-wrap:anywhere}"
+    ".jp-RenderedImage img,.jp-OutputArea-output img{max-width:100%;height:auto}"
+    "body{overflow-x:hidden}.jp-Notebook{max-width:1200px;margin:0 auto}</style>"
+)
 _REMOTE_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>\s*', re.I)
-_MATHJAX_CONFIG = re.compile(r'<!-- (?:Load mathjax|MathJax configuration) -->\s*|<script type="text/x-mathjax-config">.*?</script>\s*', re.S)
-_MERMAID = re.compile(r'<script type="module">(?:(?!</script>).)*?cdnjs\.cloudflare\.com/ajax/libs/mermaid.*?</script>\s*', re.S)
+_MATHJAX_CONFIG = re.compile(
+    r'<!-- (?:Load mathjax|MathJax configuration) -->\s*|<script type="text/x-mathjax-config">.*?</script>\s*', re.S
+)
+_MERMAID = re.compile(
+    r'<script type="module">(?:(?!</script>).)*?cdnjs\.cloudflare\.com/ajax/libs/mermaid.*?</script>\s*', re.S
+)
+
 
 def _offline(page: str) -> str:
     "The page without remote scripts (see above), with `_REPORT_CSS`."
     page = _MERMAID.sub('', _MATHJAX_CONFIG.sub('', _REMOTE_SCRIPT.sub('', page)))
     return page.replace('</head>', _REPORT_CSS + '</head>', 1)
 
+
 def _render(nb, no_input: bool = False) -> str:
     try:
         from nbconvert import HTMLExporter
-        return _offline(HTMLExporter(exclude_input=no_input, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)[0])
+
+        return _offline(
+            HTMLExporter(
+                exclude_input=no_input, exclude_input_prompt=True, exclude_output_prompt=True
+            ).from_notebook_node(nb)[0]
+        )
     except Exception as e:  # a report that cannot render must not lose the run record
         return f"<!DOCTYPE html><html><body><h1>Report could not be rendered</h1><pre>{html.escape(repr(e))}</pre></body></html>"
 
 # %% ../../nbs/ops/30_runner.ipynb #02c92f56
-def _clock(s: float) -> str: s = int(s); return f'{s // 60}:{s % 60:02d}'
+def _clock(s: float) -> str:
+    s = int(s)
+    return f'{s // 60}:{s % 60:02d}'
+
 
 class _Ticker:
     "One status line on a terminal while a pipeline runs (see above)."
+
     def __init__(self, name, run_dir, probe=None, stream=None, every=0.5):
         from autotrader.pipelines.progress import PROGRESS_FILE
+
         self.name, self.file, self.probe, self.every = name, Path(run_dir) / PROGRESS_FILE, probe, every
         self.stream = stream if stream is not None else sys.stderr
-        self.cell = self.cells = 0; self.t0 = time.monotonic()
+        self.cell = self.cells = 0
+        self.t0 = time.monotonic()
         self._pos, self._buf, self._last = 0, b'', ''
-        self._stop = threading.Event(); self._thread = threading.Thread(target=self._loop, daemon=True, name=f'progress-{name}')
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f'progress-{name}')
 
-    def __enter__(self): self._thread.start(); return self
+    def __enter__(self):
+        self._thread.start()
+        return self
+
     def __exit__(self, *exc):
-        self._stop.set(); self._thread.join(5)
-        self.stream.write('\r\x1b[K'); self.stream.flush()
+        self._stop.set()
+        self._thread.join(5)
+        self.stream.write('\r\x1b[K')
+        self.stream.flush()
 
     def _from_file(self) -> str:
         try:
-            with open(self.file, 'rb') as f: f.seek(self._pos); chunk = f.read()
-        except OSError: return self._last
-        self._pos += len(chunk); *done, self._buf = (self._buf + chunk).split(b'\n')
-        if done and done[-1].strip(): self._last = done[-1].decode('utf-8', 'replace').strip()
+            with open(self.file, 'rb') as f:
+                f.seek(self._pos)
+                chunk = f.read()
+        except OSError:
+            return self._last
+        self._pos += len(chunk)
+        *done, self._buf = (self._buf + chunk).split(b'\n')
+        if done and done[-1].strip():
+            self._last = done[-1].decode('utf-8', 'replace').strip()
         return self._last
 
     def line(self) -> str:
         "The status line now."
-        parts = [f'{self.name} {_clock(time.monotonic() - self.t0)}'] + ([f'cell {self.cell}/{self.cells}'] if self.cells else [])
+        parts = [f'{self.name} {_clock(time.monotonic() - self.t0)}'] + (
+            [f'cell {self.cell}/{self.cells}'] if self.cells else []
+        )
         probe = None
         if self.probe is not None:
-            try: probe = self.probe()
-            except Exception: probe = None                 # a probe must never disturb a run
+            try:
+                probe = self.probe()
+            except Exception:
+                probe = None  # a probe must never disturb a run
         return ' · '.join(parts + [x for x in (self._from_file(), probe) if x])
 
     def _loop(self):
         import shutil
+
         while not self._stop.wait(self.every):
             width = max(shutil.get_terminal_size((100, 20)).columns - 1, 20)
-            self.stream.write('\r' + self.line()[:width] + '\x1b[K'); self.stream.flush()
+            self.stream.write('\r' + self.line()[:width] + '\x1b[K')
+            self.stream.flush()
+
 
 def _terminal(progress: bool) -> bool:
     "Show progress: asked for, stderr is a terminal, not under CI."
@@ -473,44 +728,73 @@ def _terminal(progress: bool) -> bool:
 def _train_probe(st, params):
     "A probe for the train run: 'trial k/N, best <objective> v' from the optuna SQLite storage (see above), or None."
     import sqlite3
+
     url = st.train.optuna_storage or f"sqlite:///{Path(st.data.dir).resolve() / 'optuna.db'}"
-    if not url.startswith('sqlite:///'): return None
-    path, n = url[len('sqlite:///'):], params.get('n_trials') or st.train.n_trials
+    if not url.startswith('sqlite:///'):
+        return None
+    path, n = url[len('sqlite:///') :], params.get('n_trials') or st.train.n_trials
+
     def query(sql, *a):
-        with sqlite3.connect(f'file:{path}?mode=ro', uri=True, timeout=0.2) as db: return db.execute(sql, a).fetchall()
-    try: start = query('SELECT COALESCE(MAX(trial_id), 0) FROM trials')[0][0]
-    except sqlite3.Error: start = 0
+        with sqlite3.connect(f'file:{path}?mode=ro', uri=True, timeout=0.2) as db:
+            return db.execute(sql, a).fetchall()
+
+    try:
+        start = query('SELECT COALESCE(MAX(trial_id), 0) FROM trials')[0][0]
+    except sqlite3.Error:
+        start = 0
+
     def probe():
         try:
             row = query('SELECT study_id FROM trials WHERE trial_id > ? ORDER BY trial_id DESC LIMIT 1', start)
-            if not row: return None
+            if not row:
+                return None
             sid = row[0][0]
-            done = query("SELECT COUNT(*) FROM trials WHERE study_id = ? AND state IN ('COMPLETE', 'PRUNED')", sid)[0][0]
-            best = query("SELECT MAX(v.value) FROM trial_values v JOIN trials t USING (trial_id) "
-                         "WHERE t.study_id = ? AND t.state = 'COMPLETE'", sid)[0][0]
-        except sqlite3.Error: return None
-        return f"trial {done}/{n}" + (f", best {st.train.objective} {best:.3g}" if isinstance(best, float) and math.isfinite(best) else '')
+            done = query("SELECT COUNT(*) FROM trials WHERE study_id = ? AND state IN ('COMPLETE', 'PRUNED')", sid)[0][
+                0
+            ]
+            best = query(
+                "SELECT MAX(v.value) FROM trial_values v JOIN trials t USING (trial_id) "
+                "WHERE t.study_id = ? AND t.state = 'COMPLETE'",
+                sid,
+            )[0][0]
+        except sqlite3.Error:
+            return None
+        return f"trial {done}/{n}" + (
+            f", best {st.train.objective} {best:.3g}" if isinstance(best, float) and math.isfinite(best) else ''
+        )
+
     return probe
+
 
 _PROBES = {'train': _train_probe}
 
 # %% ../../nbs/ops/30_runner.ipynb #bca12153
-def _n(x, one, many=None) -> str: return f"{x:,} {one if x == 1 else (many or one + 's')}" if isinstance(x, int) else f"{x} {many or one + 's'}"
+def _n(x, one, many=None) -> str:
+    return f"{x:,} {one if x == 1 else (many or one + 's')}" if isinstance(x, int) else f"{x} {many or one + 's'}"
+
 
 def run_summary(pipeline: str, status: str, metrics: dict, error: str | None = None) -> str:
     "What a run did, in a sentence (see above)."
     m = metrics or {}
-    if status != 'ok': return f"{pipeline}: {status} — {error or 'see the report'}"
-    if isinstance(m.get('summary'), str) and m['summary'].strip(): return f"{pipeline}: {m['summary'].strip()}"
+    if status != 'ok':
+        return f"{pipeline}: {status} — {error or 'see the report'}"
+    if isinstance(m.get('summary'), str) and m['summary'].strip():
+        return f"{pipeline}: {m['summary'].strip()}"
     if pipeline == 'health' and m.get('level'):
-        a = m.get('alerts'); a = len(a) if isinstance(a, list) else a
+        a = m.get('alerts')
+        a = len(a) if isinstance(a, list) else a
         return f"health: {m['level']}" + (f" — {_n(a, 'alert')}" if isinstance(a, int) else '')
     if pipeline == 'train' and m.get('version') is not None:
-        return f"train: registered version {m['version']}" + (f" ({m['selected']})" if m.get('selected') else '') + \
-               (f", CV best {_fmt(m['cv_best'])}" if isinstance(m.get('cv_best'), (int, float)) else '')
+        return (
+            f"train: registered version {m['version']}"
+            + (f" ({m['selected']})" if m.get('selected') else '')
+            + (f", CV best {_fmt(m['cv_best'])}" if isinstance(m.get('cv_best'), (int, float)) else '')
+        )
     if pipeline == 'evaluate' and m.get('version') is not None:
-        if m.get('promote'): return f"evaluate: version {m['version']} passed every gate — promoted for rollout"
-        g = m.get('gates_failed'); g = ', '.join(map(str, g)) if isinstance(g, list) else g
+        if m.get('promote'):
+            return f"evaluate: version {m['version']} passed every gate — promoted for rollout"
+        g = m.get('gates_failed')
+        g = ', '.join(map(str, g)) if isinstance(g, list) else g
         return f"evaluate: version {m['version']} not promoted" + (f" (gates failed: {g})" if g else '')
     heads = [(t, m.get(k)) for k, t in _headlines(pipeline, [{'metrics': m}]) if m.get(k) not in (None, '', [])]
     return f"{pipeline}: ok" + (' — ' + ', '.join(f'{t} {_fmt(v)}' for t, v in heads[:4]) if heads else '')
@@ -518,42 +802,62 @@ def run_summary(pipeline: str, status: str, metrics: dict, error: str | None = N
 # %% ../../nbs/ops/30_runner.ipynb #e19f2025
 def _sla(st, name) -> float | None:
     from autotrader.monitor.metrics import sla_seconds
-    try: return sla_seconds(st).get(name)
-    except ValueError as e: raise PipelineError(str(e)) from None
 
-def run_pipeline(name, parameters: dict | None = None, settings_path=None, reports_dir=None, timeout=None,
-                 run_id=None, kernel=None, progress=True, no_input=None) -> RunResult:
+    try:
+        return sla_seconds(st).get(name)
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+
+
+def run_pipeline(
+    name,
+    parameters: dict | None = None,
+    settings_path=None,
+    reports_dir=None,
+    timeout=None,
+    run_id=None,
+    kernel=None,
+    progress=True,
+    no_input=None,
+) -> RunResult:
     "Execute pipeline `name` with `parameters`; write the run folder, enforce the SLA, refresh the reports index."
     st = load_settings(settings_path)
     nb_path = pipeline_path(name)
     params = _check_parameters(dict(parameters or {}), nb_path)
-    kernel = kernel or st.runner.kernel; _check_kernel(kernel)
+    kernel = kernel or st.runner.kernel
+    _check_kernel(kernel)
     timeout = float(st.runner.timeout if timeout is None else timeout)
-    if not timeout > 0: raise PipelineError(f"timeout must be > 0 seconds, got {timeout:g}")
+    if not timeout > 0:
+        raise PipelineError(f"timeout must be > 0 seconds, got {timeout:g}")
     no_input = st.reports.no_input if no_input is None else bool(no_input)
     sla = _sla(st, nb_path.stem)
     run_id = _check_run_id(run_id or new_run_id())
     reports = Path(reports_dir if reports_dir is not None else st.reports.dir).resolve()
     run_dir = reports / nb_path.stem / run_id
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    try: run_dir.mkdir()
-    except FileExistsError: raise PipelineError(f"run {run_id} already exists: {run_dir}") from None
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise PipelineError(f"run {run_id} already exists: {run_dir}") from None
     settings_file = str(Path(st._file).resolve()) if st._file else None
     src = _source_dir().parent.parent
     env = dict(AUTOTRADER_SETTINGS=settings_file)
     tty = _terminal(progress)
     ctx = RunContext(run_id=run_id, run_dir=str(run_dir), pipeline=nb_path.stem, progress=tty)
-    if _source_dir().is_dir(): env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(src), os.environ.get('PYTHONPATH')]))
+    if _source_dir().is_dir():
+        env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(src), os.environ.get('PYTHONPATH')]))
 
     started, t0 = _now(), time.monotonic()
     exec_params = {**params, 'run_context': ctx.to_param()} if 'run_context' in _declared(nb_path) else params
     probe = _PROBES[nb_path.stem](st, params) if tty and nb_path.stem in _PROBES else None
     ticker = _Ticker(nb_path.stem, run_dir, probe) if tty else None
     status, error, nb, kstderr = _execute(nb_path, exec_params, kernel, timeout, ticker, env)
-    if ticker is not None: ticker.file.unlink(missing_ok=True)
+    if ticker is not None:
+        ticker.file.unlink(missing_ok=True)
     ended, duration = _now(), round(time.monotonic() - t0, 3)
 
     import nbformat
+
     nb = nb or nbformat.read(nb_path, as_version=4)
     if status != 'ok' and not nb.metadata.get('papermill', {}).get('exception'):
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Run {status}:** {html.escape(error or '')}"))
@@ -567,54 +871,120 @@ def run_pipeline(name, parameters: dict | None = None, settings_path=None, repor
     kstderr = _scrub_text(kstderr[-2000:], secrets)[0] if status != 'ok' and kstderr.strip() else None
     atomic_write(run_dir / 'notebook.ipynb', nbformat.writes(nb))
     atomic_write(run_dir / 'report.html', page)
-    record = dict(pipeline=nb_path.stem, run_id=run_id, status=status, parameters=params, started=started, ended=ended,
-                  duration_s=duration, sla_s=sla, sla_missed=bool(sla is not None and duration > sla), metrics=metrics,
-                  error=error, notebook_source=str(nb_path), autotrader_version=autotrader.__version__,
-                  settings_file=settings_file, kernel=kernel, timeout_s=timeout, no_input=no_input,
-                  secrets_scrubbed=n + m + k + j)
+    record = dict(
+        pipeline=nb_path.stem,
+        run_id=run_id,
+        status=status,
+        parameters=params,
+        started=started,
+        ended=ended,
+        duration_s=duration,
+        sla_s=sla,
+        sla_missed=bool(sla is not None and duration > sla),
+        metrics=metrics,
+        error=error,
+        notebook_source=str(nb_path),
+        autotrader_version=autotrader.__version__,
+        settings_file=settings_file,
+        kernel=kernel,
+        timeout_s=timeout,
+        no_input=no_input,
+        secrets_scrubbed=n + m + k + j,
+    )
     record['summary'] = run_summary(nb_path.stem, status, metrics, error)
-    if kstderr: record['kernel_stderr'] = kstderr
+    if kstderr:
+        record['kernel_stderr'] = kstderr
     record['alerts'] = _alert_run(record, st)
     atomic_write(run_dir / 'run.json', json.dumps(_plain(record), indent=2))
     mf.unlink(missing_ok=True)
     write_index(reports)
     _export_metrics(record, settings_path)
-    return RunResult(nb_path.stem, run_id, status, run_dir, run_dir / 'report.html', run_dir / 'notebook.ipynb',
-                     params, started, ended, duration, metrics, error, sla, record['sla_missed'], record['alerts'], record['summary'])
+    return RunResult(
+        nb_path.stem,
+        run_id,
+        status,
+        run_dir,
+        run_dir / 'report.html',
+        run_dir / 'notebook.ipynb',
+        params,
+        started,
+        ended,
+        duration,
+        metrics,
+        error,
+        sla,
+        record['sla_missed'],
+        record['alerts'],
+        record['summary'],
+    )
 
 # %% ../../nbs/ops/30_runner.ipynb #3177cd44
 def _export_metrics(record, settings_path):
     try:
         from autotrader.monitor.metrics import write_pipeline_metrics
+
         write_pipeline_metrics(_plain(record), load_settings(settings_path))
     except Exception as e:  # noqa: BLE001 — metrics must not fail a run
-        import logging; logging.getLogger('autotrader.runner').warning('pipeline metrics not written: %s', e)
+        import logging
+
+        logging.getLogger('autotrader.runner').warning('pipeline metrics not written: %s', e)
+
 
 def run_alerts(record: dict) -> list:
     "The alerts a finished run raises: critical when it failed or timed out, warning when it took longer than its SLA."
     from autotrader.monitor.alerts import Alert
+
     p, rid = str(record['pipeline']), record.get('run_id')
-    where = dict(pipeline=p, run_id=rid, started=record.get('started'), duration_s=record.get('duration_s'),
-                 sla_s=record.get('sla_s'), status=record.get('status'))
+    where = dict(
+        pipeline=p,
+        run_id=rid,
+        started=record.get('started'),
+        duration_s=record.get('duration_s'),
+        sla_s=record.get('sla_s'),
+        status=record.get('status'),
+    )
     out = []
     if record.get('status') != 'ok':
-        out.append(Alert('critical', 'pipeline_failed', f"pipeline {p}: run {rid} {record.get('status')}",
-                         text=str(record.get('error') or ''), details=where, key=f'pipeline_failed:{p}'))
+        out.append(
+            Alert(
+                'critical',
+                'pipeline_failed',
+                f"pipeline {p}: run {rid} {record.get('status')}",
+                text=str(record.get('error') or ''),
+                details=where,
+                key=f'pipeline_failed:{p}',
+            )
+        )
     if record.get('sla_missed'):
-        out.append(Alert('warning', 'pipeline_sla', f"pipeline {p}: run {rid} missed its SLA "
-                         f"({_secs(record.get('duration_s'))} > {_secs(record.get('sla_s'))})",
-                         text='The run took longer than its SLA ([metrics] sla_seconds).', details=where, key=f'pipeline_sla:{p}'))
+        out.append(
+            Alert(
+                'warning',
+                'pipeline_sla',
+                f"pipeline {p}: run {rid} missed its SLA "
+                f"({_secs(record.get('duration_s'))} > {_secs(record.get('sla_s'))})",
+                text='The run took longer than its SLA ([metrics] sla_seconds).',
+                details=where,
+                key=f'pipeline_sla:{p}',
+            )
+        )
     return out
+
 
 def _alert_run(record, st) -> list[dict]:
     "Send `run_alerts(record)` through the alert sinks; what happened to each, for run.json."
     alerts = run_alerts(record)
-    if not alerts: return []
+    if not alerts:
+        return []
     try:
         from autotrader.monitor.alerts import AlertManager
+
         done = AlertManager.from_settings(st).dispatch(alerts)
-        cols = [c for c in ('level', 'check', 'title', 'status', 'log', 'file', 'slack', 'pagerduty', 'email') if c in done]
+        cols = [
+            c for c in ('level', 'check', 'title', 'status', 'log', 'file', 'slack', 'pagerduty', 'email') if c in done
+        ]
         return [{k: v for k, v in row.items() if v != ''} for row in done[cols].to_dict('records')]
     except Exception as e:  # noqa: BLE001 — alerting must not fail a run (the outbox retries what it recorded)
-        import logging; logging.getLogger('autotrader.runner').warning('run alerts not sent: %s', e)
+        import logging
+
+        logging.getLogger('autotrader.runner').warning('run alerts not sent: %s', e)
         return [dict(level=a.level, check=a.check, title=a.title, status=f'not sent: {_short(e, 200)}') for a in alerts]

@@ -4,7 +4,15 @@
 
 # %% ../../nbs/ops/33_scheduler.ipynb #544a6874
 from __future__ import annotations
-import fcntl, json, os, shlex, signal, subprocess, sys, threading, time
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,26 +29,43 @@ __all__ = ['SchedulerError', 'scheduler_paths', 'read_history', 'trigger', 'run_
 class SchedulerError(PipelineError):
     "The scheduler cannot start or act (another scheduler holds the job store, a pipeline is already running)."
 
-def _st(settings) -> Settings: return settings if isinstance(settings, Settings) else load_settings(settings)
+
+def _st(settings) -> Settings:
+    return settings if isinstance(settings, Settings) else load_settings(settings)
+
 
 def scheduler_paths(settings=None) -> dict:
     "{'db', 'lock', 'dir', 'history', 'logs', 'locks'} of the scheduler (see above)."
     st = _st(settings)
     db = Path(st.schedule.jobstore) if st.schedule.jobstore else Path(st.data.dir) / 'scheduler' / 'scheduler.db'
     d = db.parent
-    return dict(db=db, lock=db.with_name(db.name + '.lock'), dir=d, history=d / 'history.jsonl', logs=d / 'logs', locks=d / 'locks')
+    return dict(
+        db=db,
+        lock=db.with_name(db.name + '.lock'),
+        dir=d,
+        history=d / 'history.jsonl',
+        logs=d / 'logs',
+        locks=d / 'locks',
+    )
+
 
 def _history(paths, **event):
     "Append one event to history.jsonl (one short line: appends of one process do not interleave)."
     paths['history'].parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({'at': datetime.now(timezone.utc).isoformat(timespec='milliseconds'), 'pid': os.getpid(), **event}, default=str)
-    with open(paths['history'], 'a', encoding='utf-8') as f: f.write(line + '\n')
+    line = json.dumps(
+        {'at': datetime.now(timezone.utc).isoformat(timespec='milliseconds'), 'pid': os.getpid(), **event}, default=str
+    )
+    with open(paths['history'], 'a', encoding='utf-8') as f:
+        f.write(line + '\n')
+
 
 def read_history(settings=None) -> list[dict]:
     "The scheduler's events, oldest first."
     f = scheduler_paths(settings)['history']
-    if not f.exists(): return []
+    if not f.exists():
+        return []
     return [json.loads(l) for l in f.read_text(encoding='utf-8').splitlines() if l.strip()]
+
 
 @contextmanager
 def _flock(path: Path, what: str):
@@ -48,85 +73,127 @@ def _flock(path: Path, what: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or '?'
             raise SchedulerError(f"{what} (pid {holder}, lock {path})") from None
-        os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
-    finally: os.close(fd)      # closing the descriptor releases the lock, also when the process is killed
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock, also when the process is killed
 
 # %% ../../nbs/ops/33_scheduler.ipynb #41aab196
 def trigger(name: str, settings_path=None, reports_dir=None, log=print) -> list:
     "Run pipeline `name` as a schedule does: retries, then its triggers; the stages (`StageResult`)."
     st = _st(settings_path)
     specs = pipeline_specs(st)
-    if name not in specs: raise SettingsError(f"no pipeline spec {name!r}; known: {', '.join(specs)}")
+    if name not in specs:
+        raise SettingsError(f"no pipeline spec {name!r}; known: {', '.join(specs)}")
     paths = scheduler_paths(st)
     lock = _flock(paths['locks'] / f'{name}.lock', f"pipeline {name} is already running")
-    try: lock.__enter__()
-    except SchedulerError as e:       # a run of this pipeline is going on: this one is skipped, not queued
+    try:
+        lock.__enter__()
+    except SchedulerError as e:  # a run of this pipeline is going on: this one is skipped, not queued
         from autotrader.ops.lifecycle import StageResult
-        _history(paths, event='skipped', pipeline=name, reason=str(e)); log(f"{name}: skipped: {e}")
+
+        _history(paths, event='skipped', pipeline=name, reason=str(e))
+        log(f"{name}: skipped: {e}")
         return [StageResult(name, 'skipped', note=str(e))]
     try:
         stages = run_chain(name, specs, settings_path=settings_path, reports_dir=reports_dir, log=log)
-        for s in stages: log(_stage_line(s))
+        for s in stages:
+            log(_stage_line(s))
         return stages
-    finally: lock.__exit__(None, None, None)
+    finally:
+        lock.__exit__(None, None, None)
+
 
 def _command() -> list[str]:
     "The `autotrader` command of this environment (the console script next to the interpreter, else python -m)."
     exe = Path(sys.executable).parent / 'autotrader'
     return [str(exe)] if exe.is_file() else [sys.executable, '-m', 'autotrader.cli']
 
+
 def _trigger_args(name, settings_file, reports_dir) -> list[str]:
-    return ['schedule', 'trigger', name] + (['--settings', str(settings_file)] if settings_file else []) + \
-           (['--reports', str(reports_dir)] if reports_dir else [])
+    return (
+        ['schedule', 'trigger', name]
+        + (['--settings', str(settings_file)] if settings_file else [])
+        + (['--reports', str(reports_dir)] if reports_dir else [])
+    )
+
 
 def run_job(name: str, settings_file: str | None = None, reports_dir: str | None = None):
     "The APScheduler job of pipeline `name`: `autotrader schedule trigger NAME` in a child process, output to its log."
     st = load_settings(settings_file)
-    paths = scheduler_paths(st); paths['logs'].mkdir(parents=True, exist_ok=True)
+    paths = scheduler_paths(st)
+    paths['logs'].mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(paths['logs'] / f'{name}.log', 'ab') as out:
-        out.write(f"== {datetime.now(timezone.utc).isoformat(timespec='seconds')} {name}\n".encode()); out.flush()
-        rc = subprocess.call([*_command(), *_trigger_args(name, settings_file, reports_dir)], stdout=out, stderr=subprocess.STDOUT,
-                             env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+        out.write(f"== {datetime.now(timezone.utc).isoformat(timespec='seconds')} {name}\n".encode())
+        out.flush()
+        rc = subprocess.call(
+            [*_command(), *_trigger_args(name, settings_file, reports_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, 'PYTHONUNBUFFERED': '1'},
+        )
     _history(paths, event='finished', pipeline=name, returncode=rc, seconds=round(time.monotonic() - t0, 3))
     if rc == 2:
-        _alert(st, 'critical', name, f"scheduled run of {name} could not start (exit code 2)",
-               f"See {paths['logs'] / (name + '.log')}: a settings, pipeline or lock error stopped it before it ran.")
+        _alert(
+            st,
+            'critical',
+            name,
+            f"scheduled run of {name} could not start (exit code 2)",
+            f"See {paths['logs'] / (name + '.log')}: a settings, pipeline or lock error stopped it before it ran.",
+        )
     return rc
+
 
 def _alert(st, level, name, title, text=''):
     "An alert about the scheduler itself (run failures and SLA misses are alerted by the runner)."
     try:
         from autotrader.monitor.alerts import Alert, AlertManager
-        AlertManager.from_settings(st).dispatch([Alert(level, 'scheduler', title, text, dict(pipeline=name), key=f'scheduler:{name}:{level}')])
+
+        AlertManager.from_settings(st).dispatch(
+            [Alert(level, 'scheduler', title, text, dict(pipeline=name), key=f'scheduler:{name}:{level}')]
+        )
     except Exception as e:  # noqa: BLE001
-        import logging; logging.getLogger('autotrader.scheduler').warning('scheduler alert not sent: %s', e)
+        import logging
+
+        logging.getLogger('autotrader.scheduler').warning('scheduler alert not sent: %s', e)
 
 # %% ../../nbs/ops/33_scheduler.ipynb #bd01592d
-def _job_id(name): return f'pipeline:{name}'
+def _job_id(name):
+    return f'pipeline:{name}'
+
 
 def _sync_jobs(sched, specs, settings_file, reports_dir, grace) -> dict:
     "Reconcile the stored jobs with the specs; {pipeline: 'added' | 'kept' | 'rescheduled' | 'removed'}."
     done = {}
     wanted = {_job_id(n): (n, s) for n, s in specs.items() if s.schedule}
     for job in sched.get_jobs():
-        if job.id not in wanted: sched.remove_job(job.id); done[job.name] = 'removed'
+        if job.id not in wanted:
+            sched.remove_job(job.id)
+            done[job.name] = 'removed'
     for jid, (name, spec) in wanted.items():
         trig, args = cron_trigger(spec.schedule, f'[pipeline_{name}] schedule'), [name, settings_file, reports_dir]
         job = sched.get_job(jid)
         if job is None:
-            sched.add_job(run_job, trig, id=jid, name=name, args=args, coalesce=True, max_instances=1, misfire_grace_time=grace)
-            done[name] = 'added'; continue
+            sched.add_job(
+                run_job, trig, id=jid, name=name, args=args, coalesce=True, max_instances=1, misfire_grace_time=grace
+            )
+            done[name] = 'added'
+            continue
         done[name] = 'kept'
-        if str(job.trigger) != str(trig): sched.reschedule_job(jid, trigger=trig); done[name] = 'rescheduled'
+        if str(job.trigger) != str(trig):
+            sched.reschedule_job(jid, trigger=trig)
+            done[name] = 'rescheduled'
         if list(job.args) != args or job.misfire_grace_time != grace or not job.coalesce or job.max_instances != 1:
             sched.modify_job(jid, args=args, misfire_grace_time=grace, coalesce=True, max_instances=1)
     return done
+
 
 def run_scheduler(settings_path=None, reports_dir=None, for_seconds: float | None = None, log=print) -> dict:
     "Run the local scheduler until SIGINT/SIGTERM (or `for_seconds`); returns what the start-up did to the jobs."
@@ -134,6 +201,7 @@ def run_scheduler(settings_path=None, reports_dir=None, for_seconds: float | Non
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler import events as ev
+
     st = _st(settings_path)
     specs = pipeline_specs(st)
     paths = scheduler_paths(st)
@@ -141,21 +209,42 @@ def run_scheduler(settings_path=None, reports_dir=None, for_seconds: float | Non
     reports = str(Path(reports_dir).resolve()) if reports_dir else None
     grace = st.schedule.misfire_grace or None
     with _flock(paths['lock'], f"another scheduler is running on {paths['db']}: one scheduler per job store"):
+
         def on_event(e):
             name = e.job_id.split(':', 1)[-1]
-            kind = {ev.EVENT_JOB_SUBMITTED: 'submitted', ev.EVENT_JOB_MAX_INSTANCES: 'blocked', ev.EVENT_JOB_MISSED: 'missed'}[e.code]
-            times = [t.isoformat() for t in getattr(e, 'scheduled_run_times', None) or [getattr(e, 'scheduled_run_time', None)] if t]
+            kind = {
+                ev.EVENT_JOB_SUBMITTED: 'submitted',
+                ev.EVENT_JOB_MAX_INSTANCES: 'blocked',
+                ev.EVENT_JOB_MISSED: 'missed',
+            }[e.code]
+            times = [
+                t.isoformat()
+                for t in getattr(e, 'scheduled_run_times', None) or [getattr(e, 'scheduled_run_time', None)]
+                if t
+            ]
             _history(paths, event=kind, pipeline=name, scheduled=times)
             log(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} {name}: {kind} (scheduled {', '.join(times)})")
             if kind == 'missed':
-                _alert(st, 'warning', name, f"scheduled run of {name} skipped: missed by more than [schedule] misfire_grace",
-                       f"scheduled for {', '.join(times)}")
-        sched = BackgroundScheduler(jobstores={'default': SQLAlchemyJobStore(url=f"sqlite:///{paths['db']}")},
-                                    executors={'default': ThreadPoolExecutor(max(4, len(specs)))}, timezone='UTC')
+                _alert(
+                    st,
+                    'warning',
+                    name,
+                    f"scheduled run of {name} skipped: missed by more than [schedule] misfire_grace",
+                    f"scheduled for {', '.join(times)}",
+                )
+
+        sched = BackgroundScheduler(
+            jobstores={'default': SQLAlchemyJobStore(url=f"sqlite:///{paths['db']}")},
+            executors={'default': ThreadPoolExecutor(max(4, len(specs)))},
+            timezone='UTC',
+        )
         sched.add_listener(on_event, ev.EVENT_JOB_SUBMITTED | ev.EVENT_JOB_MAX_INSTANCES | ev.EVENT_JOB_MISSED)
         stop = threading.Event()
-        old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)} \
-              if threading.current_thread() is threading.main_thread() else {}
+        old = (
+            {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+            if threading.current_thread() is threading.main_thread()
+            else {}
+        )
         sched.start(paused=True)
         try:
             done = _sync_jobs(sched, specs, settings_file, reports, grace)
@@ -166,15 +255,24 @@ def run_scheduler(settings_path=None, reports_dir=None, for_seconds: float | Non
             sched.resume()
             stop.wait(for_seconds)
         finally:
-            sched.shutdown(wait=False)   # running pipelines finish in their own processes, holding their locks
-            for s, h in old.items(): signal.signal(s, h)
+            sched.shutdown(wait=False)  # running pipelines finish in their own processes, holding their locks
+            for s, h in old.items():
+                signal.signal(s, h)
             _history(paths, event='stopped')
     return done
 
 # %% ../../nbs/ops/33_scheduler.ipynb #495cf4c3
 def _fmt_secs(s):
-    if s is None: return ''
-    return f'{s / 3600:g} h' if s >= 3600 and s % 3600 == 0 else f'{s / 60:g} min' if s >= 60 and s % 60 == 0 else f'{s:g} s'
+    if s is None:
+        return ''
+    return (
+        f'{s / 3600:g} h'
+        if s >= 3600 and s % 3600 == 0
+        else f'{s / 60:g} min'
+        if s >= 60 and s % 60 == 0
+        else f'{s:g} s'
+    )
+
 
 def schedule_table(settings=None, now: datetime | None = None) -> list[dict]:
     "One row per pipeline: schedule (UTC), next run, SLA, retries, time-out, triggers."
@@ -183,16 +281,28 @@ def schedule_table(settings=None, now: datetime | None = None) -> list[dict]:
     for n, s in pipeline_specs(_st(settings)).items():
         nxt = cron_trigger(s.schedule).get_next_fire_time(None, now) if s.schedule else None
         trig = ', '.join(s.triggers) + (f' (when {s.trigger_when})' if s.triggers and s.trigger_when else '')
-        rows.append(dict(pipeline=n, schedule=s.schedule or 'triggered', next_run=f'{nxt:%Y-%m-%d %H:%M:%S}' if nxt else '',
-                         sla=_fmt_secs(s.sla_s), retries=f"{s.retries} (from {_fmt_secs(s.retry_delay)}, x2)" if s.retries else '0',
-                         timeout=_fmt_secs(s.timeout) or '[runner] timeout', triggers=trig))
+        rows.append(
+            dict(
+                pipeline=n,
+                schedule=s.schedule or 'triggered',
+                next_run=f'{nxt:%Y-%m-%d %H:%M:%S}' if nxt else '',
+                sla=_fmt_secs(s.sla_s),
+                retries=f"{s.retries} (from {_fmt_secs(s.retry_delay)}, x2)" if s.retries else '0',
+                timeout=_fmt_secs(s.timeout) or '[runner] timeout',
+                triggers=trig,
+            )
+        )
     return rows
 
+
 def format_table(rows: list[dict]) -> str:
-    if not rows: return ''
-    cols = list(rows[0]); w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    if not rows:
+        return ''
+    cols = list(rows[0])
+    w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     line = lambda r: '  '.join(f'{str(r[c]):<{w[c]}}' for c in cols).rstrip()
     return '\n'.join([line({c: c.replace('_', ' ') for c in cols})] + [line(r) for r in rows])
+
 
 def crontab_lines(settings_path=None, reports_dir=None) -> str:
     "The crontab equivalent of the schedules: one line per scheduled pipeline, running `autotrader schedule trigger`."
@@ -200,13 +310,22 @@ def crontab_lines(settings_path=None, reports_dir=None) -> str:
     settings_file = str(Path(st._file).resolve()) if st._file else None
     reports = str(Path(reports_dir).resolve()) if reports_dir else None
     logs = scheduler_paths(st)['logs']
-    out = ['# AutoTrader schedules, generated by `autotrader schedule crontab` (install: crontab FILE).',
-           '# Times are UTC: CRON_TZ is honoured by cronie; with Debian cron, run the machine in UTC.',
-           '# Each line runs a pipeline with its retries and triggers; SLAs and alerts come from the runner.',
-           'CRON_TZ=UTC', f'# logs: {logs}']
+    out = [
+        '# AutoTrader schedules, generated by `autotrader schedule crontab` (install: crontab FILE).',
+        '# Times are UTC: CRON_TZ is honoured by cronie; with Debian cron, run the machine in UTC.',
+        '# Each line runs a pipeline with its retries and triggers; SLAs and alerts come from the runner.',
+        'CRON_TZ=UTC',
+        f'# logs: {logs}',
+    ]
     for n, s in pipeline_specs(st).items():
-        if not s.schedule: continue
-        if s.has_seconds: raise SettingsError(f"[pipeline_{n}] schedule: {s.schedule!r} has seconds: cron cannot run it (the local scheduler can)")
+        if not s.schedule:
+            continue
+        if s.has_seconds:
+            raise SettingsError(
+                f"[pipeline_{n}] schedule: {s.schedule!r} has seconds: cron cannot run it (the local scheduler can)"
+            )
         cmd = ' '.join(map(shlex.quote, [*_command(), *_trigger_args(n, settings_file, reports)]))
-        out.append(f"{s.schedule} cd {shlex.quote(os.getcwd())} && mkdir -p {shlex.quote(str(logs))} && {cmd} >> {shlex.quote(str(logs / (n + '.log')))} 2>&1")
+        out.append(
+            f"{s.schedule} cd {shlex.quote(os.getcwd())} && mkdir -p {shlex.quote(str(logs))} && {cmd} >> {shlex.quote(str(logs / (n + '.log')))} 2>&1"
+        )
     return '\n'.join(out) + '\n'

@@ -4,7 +4,15 @@
 
 # %% ../../nbs/ops/36_stack.ipynb #119cb3a6
 from __future__ import annotations
-import copy, json, os, shutil, signal, socket, subprocess, sys, time, urllib.request
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import autotrader
@@ -19,139 +27,211 @@ __all__ = ['COMPONENTS', 'DEFAULT_PORTS', 'JOB_COMPONENT', 'BINARIES', 'HOST', '
 # %% ../../nbs/ops/36_stack.ipynb #79387151
 COMPONENTS = ('receiver', 'alertmanager', 'node-exporter', 'gateway', 'scheduler', 'prometheus')
 DEFAULT_PORTS = {'receiver': 9095, 'alertmanager': 9093, 'node-exporter': 9100, 'prometheus': 9090}
-JOB_COMPONENT = {'autotrader-textfiles': 'node-exporter', 'autotrader-gateway': 'gateway', 'alertmanager': 'alertmanager',
-                 'prometheus': 'prometheus'}
-BINARIES = {'prometheus': (('prometheus',), 'prometheus'),
-            'alertmanager': (('prometheus-alertmanager', 'alertmanager'), 'prometheus-alertmanager'),
-            'node-exporter': (('prometheus-node-exporter', 'node_exporter'), 'prometheus-node-exporter')}
+JOB_COMPONENT = {
+    'autotrader-textfiles': 'node-exporter',
+    'autotrader-gateway': 'gateway',
+    'alertmanager': 'alertmanager',
+    'prometheus': 'prometheus',
+}
+BINARIES = {
+    'prometheus': (('prometheus',), 'prometheus'),
+    'alertmanager': (('prometheus-alertmanager', 'alertmanager'), 'prometheus-alertmanager'),
+    'node-exporter': (('prometheus-node-exporter', 'node_exporter'), 'prometheus-node-exporter'),
+}
 HOST = '127.0.0.1'
+
 
 class StackError(RuntimeError):
     "The stack cannot be brought up as asked (a missing binary or file, a port in use); the message says what to do."
+
 
 def find_binary(component: str) -> str:
     "The executable of a Debian-packaged component, or a StackError naming the apt package."
     names, package = BINARIES[component]
     for n in names:
         p = shutil.which(n) or shutil.which(n, path='/usr/bin:/usr/sbin:/usr/local/bin')
-        if p: return p
-    raise StackError(f"{component}: none of {', '.join(names)} is installed; on Debian/Ubuntu: "
-                     f"sudo apt-get install {package}  (see the README, 'The local operations stack')")
+        if p:
+            return p
+    raise StackError(
+        f"{component}: none of {', '.join(names)} is installed; on Debian/Ubuntu: "
+        f"sudo apt-get install {package}  (see the README, 'The local operations stack')"
+    )
+
 
 def ops_dir() -> Path:
     "The repository's `ops/` folder (`$AUTOTRADER_OPS_DIR` to use another copy): the configuration files the stack reads."
     d = Path(os.environ.get('AUTOTRADER_OPS_DIR') or Path(autotrader.__file__).resolve().parent.parent / 'ops')
     for f in ('docker/prometheus.yml', 'docker/alertmanager.yml', 'prometheus/autotrader-rules.yml'):
-        if not (d / f).is_file(): raise StackError(f"{d / f} not found: run from a clone of the repository or set AUTOTRADER_OPS_DIR to its ops/ folder")
+        if not (d / f).is_file():
+            raise StackError(
+                f"{d / f} not found: run from a clone of the repository or set AUTOTRADER_OPS_DIR to its ops/ folder"
+            )
     return d
 
 # %% ../../nbs/ops/36_stack.ipynb #d60f4302
 def _yaml():
     import yaml
+
     return yaml
 
-def prometheus_config(ports: dict, ops: Path | None = None, scrape_interval: str | None = None,
-                      evaluation_interval: str | None = None, host: str = HOST) -> dict:
+
+def prometheus_config(
+    ports: dict,
+    ops: Path | None = None,
+    scrape_interval: str | None = None,
+    evaluation_interval: str | None = None,
+    host: str = HOST,
+) -> dict:
     "ops/docker/prometheus.yml with the stack's addresses (and optionally intervals); the rules of ops/prometheus."
     ops = ops or ops_dir()
     cfg = _yaml().safe_load((ops / 'docker' / 'prometheus.yml').read_text())
     g = dict(cfg.get('global') or {})
-    if scrape_interval: g['scrape_interval'] = scrape_interval
-    if evaluation_interval or scrape_interval: g['evaluation_interval'] = evaluation_interval or scrape_interval
-    if scrape_interval and _secs(scrape_interval) < 10: g['scrape_timeout'] = scrape_interval
+    if scrape_interval:
+        g['scrape_interval'] = scrape_interval
+    if evaluation_interval or scrape_interval:
+        g['evaluation_interval'] = evaluation_interval or scrape_interval
+    if scrape_interval and _secs(scrape_interval) < 10:
+        g['scrape_timeout'] = scrape_interval
     cfg['global'] = g
     cfg['rule_files'] = [str((ops / 'prometheus' / 'autotrader-rules.yml').resolve())]
-    for am in cfg['alerting']['alertmanagers']: am['static_configs'] = [{'targets': [f"{host}:{ports['alertmanager']}"]}]
+    for am in cfg['alerting']['alertmanagers']:
+        am['static_configs'] = [{'targets': [f"{host}:{ports['alertmanager']}"]}]
     for job in cfg['scrape_configs']:
         comp = JOB_COMPONENT.get(job['job_name'])
-        if comp is None: raise StackError(f"scrape job {job['job_name']!r} of prometheus.yml has no component in the local stack")
+        if comp is None:
+            raise StackError(f"scrape job {job['job_name']!r} of prometheus.yml has no component in the local stack")
         job['static_configs'] = [{'targets': [f"{host}:{ports[comp]}"]}]
     return cfg
 
-def alertmanager_config(receiver_url: str, ops: Path | None = None, group_wait: str | None = None,
-                        group_interval: str | None = None) -> dict:
+
+def alertmanager_config(
+    receiver_url: str, ops: Path | None = None, group_wait: str | None = None, group_interval: str | None = None
+) -> dict:
     "ops/docker/alertmanager.yml with every webhook pointed at `receiver_url` (and optionally shorter grouping times)."
     cfg = _yaml().safe_load(((ops or ops_dir()) / 'docker' / 'alertmanager.yml').read_text())
     hooks = [w for r in cfg['receivers'] for w in r.get('webhook_configs', [])]
-    if not hooks: raise StackError('alertmanager.yml has no webhook receiver to point at the alert receiver')
-    for w in hooks: w['url'] = receiver_url
-    if group_wait: cfg['route']['group_wait'] = group_wait
-    if group_interval: cfg['route']['group_interval'] = group_interval
+    if not hooks:
+        raise StackError('alertmanager.yml has no webhook receiver to point at the alert receiver')
+    for w in hooks:
+        w['url'] = receiver_url
+    if group_wait:
+        cfg['route']['group_wait'] = group_wait
+    if group_interval:
+        cfg['route']['group_interval'] = group_interval
     return cfg
+
 
 def _secs(d: str) -> float:
     "Seconds of a Prometheus duration ('15s', '1m', '1h30m', '500ms')."
     import re
+
     units = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800, 'y': 31536000}
     parts = re.findall(r'(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)', str(d))
-    if not parts or ''.join(a + b for a, b in parts) != str(d): raise ValueError(f"not a duration: {d!r}")
+    if not parts or ''.join(a + b for a, b in parts) != str(d):
+        raise ValueError(f"not a duration: {d!r}")
     return sum(float(a) * units[b] for a, b in parts)
 
 # %% ../../nbs/ops/36_stack.ipynb #eaf3ccc0
-def stack_dir(settings) -> Path: return Path(settings.data.dir).resolve() / 'stack'
+def stack_dir(settings) -> Path:
+    return Path(settings.data.dir).resolve() / 'stack'
+
 
 def _proc(pid: int):
     import psutil
+
     try:
         p = psutil.Process(int(pid))
         return None if p.status() == psutil.STATUS_ZOMBIE else p
-    except (psutil.Error, ValueError): return None
+    except (psutil.Error, ValueError):
+        return None
+
 
 def read_pid(d: Path, name: str):
     "The live process of component `name` (psutil.Process), or None (no pid file, dead, or a recycled pid)."
     f = d / f'{name}.pid'
-    try: rec = json.loads(f.read_text())
-    except (OSError, ValueError): return None
+    try:
+        rec = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
     p = _proc(rec.get('pid', -1))
     return p if p is not None and abs(p.create_time() - rec.get('started', 0)) < 1 else None
+
 
 def _write_pid(d: Path, name: str, pid: int):
     p = _proc(pid)
     (d / f'{name}.pid').write_text(json.dumps({'pid': pid, 'started': p.create_time() if p else 0}))
 
+
 def _port_free(port: int, host: str = HOST) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try: s.bind((host, port)); return True
-        except OSError: return False
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
 
 def free_port(host: str = HOST) -> int:
-    with socket.socket() as s: s.bind((host, 0)); return s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r: return 200 <= r.status < 300
-    except Exception: return False
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return 200 <= r.status < 300
+    except Exception:
+        return False
+
 
 def _command() -> list[str]:
     "The `autotrader` command of this environment."
     exe = Path(sys.executable).parent / 'autotrader'
     return [str(exe)] if exe.is_file() else [sys.executable, '-m', 'autotrader.cli']
 
+
 def _spawn(d: Path, name: str, cmd: list[str], env: dict | None = None) -> int:
     (d / 'logs').mkdir(parents=True, exist_ok=True)
     with open(d / 'logs' / f'{name}.log', 'ab') as log:
-        log.write(f"== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(cmd)}\n".encode()); log.flush()
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                             env={**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})})
+        log.write(f"== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(cmd)}\n".encode())
+        log.flush()
+        p = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})},
+        )
     _write_pid(d, name, p.pid)
     return p.pid
+
 
 def stop_component(d: Path, name: str, timeout: float = 20.0, sig=signal.SIGTERM) -> bool:
     "Stop component `name` (its whole process group); True when it was running."
     import psutil
+
     p = read_pid(d, name)
-    if p is None: (d / f'{name}.pid').unlink(missing_ok=True); return False
+    if p is None:
+        (d / f'{name}.pid').unlink(missing_ok=True)
+        return False
     procs = [p] + p.children(recursive=True)
-    try: os.killpg(p.pid, sig)
+    try:
+        os.killpg(p.pid, sig)
     except (ProcessLookupError, PermissionError):
         for q in procs:
-            try: q.send_signal(sig)
-            except psutil.Error: pass
+            try:
+                q.send_signal(sig)
+            except psutil.Error:
+                pass
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     for q in alive:
-        try: q.kill()
-        except psutil.Error: pass
+        try:
+            q.kill()
+        except psutil.Error:
+            pass
     psutil.wait_procs(alive, timeout=5)
     (d / f'{name}.pid').unlink(missing_ok=True)
     return True
@@ -160,6 +240,7 @@ def stop_component(d: Path, name: str, timeout: float = 20.0, sig=signal.SIGTERM
 @dataclass
 class StackOptions:
     "How the stack runs: ports (component → port), gateway replicas, and the intervals (None: the shipped ones)."
+
     ports: dict = field(default_factory=dict)
     replicas: int = 2
     scrape_interval: str | None = None
@@ -167,66 +248,125 @@ class StackOptions:
     group_interval: str | None = None
     scheduler: bool = True
 
-def _settings(settings) -> Settings: return settings if isinstance(settings, Settings) else load_settings(settings)
+
+def _settings(settings) -> Settings:
+    return settings if isinstance(settings, Settings) else load_settings(settings)
+
 
 def _state(d: Path) -> dict:
-    try: return json.loads((d / 'stack.json').read_text())
-    except (OSError, ValueError): return {}
+    try:
+        return json.loads((d / 'stack.json').read_text())
+    except (OSError, ValueError):
+        return {}
+
 
 def _choose_ports(st: Settings, d: Path, wanted: dict) -> dict:
     old = _state(d).get('ports', {})
     ports = {}
     for name in COMPONENTS:
-        if name == 'scheduler': continue
+        if name == 'scheduler':
+            continue
         default = int(st.deploy.port) if name == 'gateway' else DEFAULT_PORTS[name]
-        if name in wanted: ports[name] = int(wanted[name]); continue
-        if name in old and (read_pid(d, name) is not None or _port_free(old[name])): ports[name] = int(old[name]); continue
+        if name in wanted:
+            ports[name] = int(wanted[name])
+            continue
+        if name in old and (read_pid(d, name) is not None or _port_free(old[name])):
+            ports[name] = int(old[name])
+            continue
         ports[name] = default if _port_free(default) else free_port()
     return ports
+
 
 def _commands(st: Settings, d: Path, ports: dict, opt: StackOptions) -> dict:
     settings = ['--settings', str(Path(st._file).resolve())] if st._file else []
     at = _command()
     return {
         'receiver': at + ['stack', 'receiver', '--host', HOST, '--port', f"receiver={ports['receiver']}"] + settings,
-        'alertmanager': [find_binary('alertmanager'), f"--config.file={d / 'alertmanager.yml'}", f"--storage.path={d / 'alertmanager-data'}",
-                         f"--web.listen-address={HOST}:{ports['alertmanager']}", '--cluster.listen-address='],
-        'node-exporter': [find_binary('node-exporter'), f"--web.listen-address={HOST}:{ports['node-exporter']}", '--collector.disable-defaults',
-                          '--collector.textfile', f"--collector.textfile.directory={metrics_dir(st).resolve()}"],
-        'gateway': at + ['serve', '--host', HOST, '--port', str(ports['gateway']), '--replicas', str(opt.replicas)] + settings,
+        'alertmanager': [
+            find_binary('alertmanager'),
+            f"--config.file={d / 'alertmanager.yml'}",
+            f"--storage.path={d / 'alertmanager-data'}",
+            f"--web.listen-address={HOST}:{ports['alertmanager']}",
+            '--cluster.listen-address=',
+        ],
+        'node-exporter': [
+            find_binary('node-exporter'),
+            f"--web.listen-address={HOST}:{ports['node-exporter']}",
+            '--collector.disable-defaults',
+            '--collector.textfile',
+            f"--collector.textfile.directory={metrics_dir(st).resolve()}",
+        ],
+        'gateway': at
+        + ['serve', '--host', HOST, '--port', str(ports['gateway']), '--replicas', str(opt.replicas)]
+        + settings,
         'scheduler': at + ['schedule', 'run'] + settings,
-        'prometheus': [find_binary('prometheus'), f"--config.file={d / 'prometheus.yml'}", f"--storage.tsdb.path={d / 'prometheus-data'}",
-                       f"--web.listen-address={HOST}:{ports['prometheus']}"]}
+        'prometheus': [
+            find_binary('prometheus'),
+            f"--config.file={d / 'prometheus.yml'}",
+            f"--storage.tsdb.path={d / 'prometheus-data'}",
+            f"--web.listen-address={HOST}:{ports['prometheus']}",
+        ],
+    }
+
 
 def _health_url(name: str, port: int | None) -> str | None:
-    path = {'receiver': '/healthz', 'alertmanager': '/-/ready', 'node-exporter': '/metrics', 'gateway': '/healthz', 'prometheus': '/-/ready'}.get(name)
+    path = {
+        'receiver': '/healthz',
+        'alertmanager': '/-/ready',
+        'node-exporter': '/metrics',
+        'gateway': '/healthz',
+        'prometheus': '/-/ready',
+    }.get(name)
     return f"http://{HOST}:{port}{path}" if path and port else None
 
-def _address(name: str, port: int | None) -> str | None: return f"http://{HOST}:{port}" if port else None
+
+def _address(name: str, port: int | None) -> str | None:
+    return f"http://{HOST}:{port}" if port else None
 
 # %% ../../nbs/ops/36_stack.ipynb #559c5256
 def stack_up(settings=None, options: StackOptions | None = None, timeout: float = 120.0, log=print) -> list[dict]:
     "Start every component of the stack that is not running; wait for their health checks; the status rows."
     st, opt = _settings(settings), options or StackOptions()
-    d = stack_dir(st); d.mkdir(parents=True, exist_ok=True)
+    d = stack_dir(st)
+    d.mkdir(parents=True, exist_ok=True)
     metrics_dir(st).mkdir(parents=True, exist_ok=True)
     old = _state(d).get('options', {})
-    if not options and old: opt = StackOptions(**{**asdict(opt), **old, 'ports': {}})
+    if not options and old:
+        opt = StackOptions(**{**asdict(opt), **old, 'ports': {}})
     ops = ops_dir()
     ports = _choose_ports(st, d, opt.ports)
     for name, port in ports.items():
         if read_pid(d, name) is None and not _port_free(port):
-            raise StackError(f"{name}: port {port} on {HOST} is in use by another program: free it or pass --port {name}=PORT")
-    cmds = _commands(st, d, ports, opt)        # every binary found before anything starts
+            raise StackError(
+                f"{name}: port {port} on {HOST} is in use by another program: free it or pass --port {name}=PORT"
+            )
+    cmds = _commands(st, d, ports, opt)  # every binary found before anything starts
     y = _yaml()
     (d / 'prometheus.yml').write_text(y.safe_dump(prometheus_config(ports, ops, opt.scrape_interval), sort_keys=False))
-    (d / 'alertmanager.yml').write_text(y.safe_dump(alertmanager_config(f"http://{HOST}:{ports['receiver']}/v1/alertmanager", ops,
-                                                                          opt.group_wait, opt.group_interval), sort_keys=False))
-    (d / 'stack.json').write_text(json.dumps({'ports': ports, 'options': {**asdict(opt), 'ports': {}}, 'ops': str(ops),
-                                              'settings': str(Path(st._file).resolve()) if st._file else None}, indent=2))
+    (d / 'alertmanager.yml').write_text(
+        y.safe_dump(
+            alertmanager_config(
+                f"http://{HOST}:{ports['receiver']}/v1/alertmanager", ops, opt.group_wait, opt.group_interval
+            ),
+            sort_keys=False,
+        )
+    )
+    (d / 'stack.json').write_text(
+        json.dumps(
+            {
+                'ports': ports,
+                'options': {**asdict(opt), 'ports': {}},
+                'ops': str(ops),
+                'settings': str(Path(st._file).resolve()) if st._file else None,
+            },
+            indent=2,
+        )
+    )
     for name in COMPONENTS:
-        if name == 'scheduler' and not opt.scheduler: continue
-        if read_pid(d, name) is not None: continue
+        if name == 'scheduler' and not opt.scheduler:
+            continue
+        if read_pid(d, name) is not None:
+            continue
         pid = _spawn(d, name, cmds[name])
         log(f"{name:<14} started (pid {pid}) {_address(name, ports.get(name)) or ''}")
         url = _health_url(name, ports.get(name))
@@ -235,35 +375,62 @@ def stack_up(settings=None, options: StackOptions | None = None, timeout: float 
             if read_pid(d, name) is None:
                 tail = (d / 'logs' / f'{name}.log').read_text(errors='replace')[-2000:]
                 raise StackError(f"{name} exited at start; its log ({d / 'logs' / (name + '.log')}) ends with:\n{tail}")
-            if time.monotonic() > deadline: raise StackError(f"{name} did not answer {url} within {timeout:g} s")
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} did not answer {url} within {timeout:g} s")
             time.sleep(0.2)
     return stack_status(st)
 
+
 def stack_status(settings=None) -> list[dict]:
     "One row per component: name, address, pid, pids (the gateway: supervisor and replicas), up (process alive and healthy)."
-    st = _settings(settings); d = stack_dir(st)
+    st = _settings(settings)
+    d = stack_dir(st)
     ports, rows = _state(d).get('ports', {}), []
     for name in COMPONENTS:
         p, port = read_pid(d, name), ports.get(name)
-        pids = [] if p is None else [p.pid] + [c.pid for c in p.children(recursive=True)
-                                                if name == 'gateway' and c.status() != 'zombie' and 'resource_tracker' not in ' '.join(c.cmdline())]
+        pids = (
+            []
+            if p is None
+            else [p.pid]
+            + [
+                c.pid
+                for c in p.children(recursive=True)
+                if name == 'gateway' and c.status() != 'zombie' and 'resource_tracker' not in ' '.join(c.cmdline())
+            ]
+        )
         url = _health_url(name, port)
         up = p is not None and (url is None or _http_ok(url))
-        rows.append(dict(name=name, address=_address(name, port), pid=p.pid if p else None, pids=pids, up=up,
-                         log=str(d / 'logs' / f'{name}.log')))
+        rows.append(
+            dict(
+                name=name,
+                address=_address(name, port),
+                pid=p.pid if p else None,
+                pids=pids,
+                up=up,
+                log=str(d / 'logs' / f'{name}.log'),
+            )
+        )
     return rows
+
 
 def stack_down(settings=None, log=print) -> list[str]:
     "Stop every component (reverse order of start); the names of those that were running."
-    st = _settings(settings); d = stack_dir(st); out = []
+    st = _settings(settings)
+    d = stack_dir(st)
+    out = []
     for name in reversed(COMPONENTS):
-        if stop_component(d, name): out.append(name); log(f"{name:<14} stopped")
+        if stop_component(d, name):
+            out.append(name)
+            log(f"{name:<14} stopped")
     return out
+
 
 def format_status(rows: list[dict]) -> str:
     "The status table."
     lines = [f"{'component':<14} {'up':<5} {'pid':<8} {'address':<24} replicas"]
     for r in rows:
         reps = ' '.join(map(str, r['pids'][1:])) if r['name'] == 'gateway' else ''
-        lines.append(f"{r['name']:<14} {'up' if r['up'] else 'DOWN':<5} {r['pid'] or '-':<8} {r['address'] or '-':<24} {reps}")
+        lines.append(
+            f"{r['name']:<14} {'up' if r['up'] else 'DOWN':<5} {r['pid'] or '-':<8} {r['address'] or '-':<24} {reps}"
+        )
     return '\n'.join(lines)

@@ -6,7 +6,8 @@ whatever needs it — nothing below reads the run from the environment."""
 
 # %% ../../nbs/pipelines_lib/70_context.ipynb #a944f1c6
 from __future__ import annotations
-import json, math
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -25,20 +26,29 @@ def new_run_id() -> str:
 # %% ../../nbs/pipelines_lib/70_context.ipynb #362619fb
 def plain(o, key='metric'):
     "`o` as plain JSON data: numpy/pandas scalars unwrapped, NaN/inf → None, dates → ISO strings."
-    if o is None or isinstance(o, (bool, str)): return o
-    if isinstance(o, int): return int(o)
-    if isinstance(o, float): return o if math.isfinite(o) else None
-    if isinstance(o, dict): return {str(k): plain(v, f'{key}.{k}') for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [plain(v, key) for v in o]
-    if isinstance(o, (datetime, date)): return o.isoformat()
-    if isinstance(o, Path): return str(o)
-    if hasattr(o, 'tolist'): return plain(o.tolist(), key)   # numpy scalars and arrays
+    if o is None or isinstance(o, (bool, str)):
+        return o
+    if isinstance(o, int):
+        return int(o)
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): plain(v, f'{key}.{k}') for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [plain(v, key) for v in o]
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, 'tolist'):
+        return plain(o.tolist(), key)  # numpy scalars and arrays
     raise TypeError(f"{key}: a {type(o).__name__} is not JSON-serialisable")
 
 # %% ../../nbs/pipelines_lib/70_context.ipynb #1f82d56b
 @dataclass
 class RunContext:
     "Where a pipeline run lives and what it runs on (see above)."
+
     run_id: str = field(default_factory=new_run_id)
     run_dir: str | None = None
     pipeline: str | None = None
@@ -46,7 +56,8 @@ class RunContext:
     progress: bool = True
 
     @property
-    def in_runner(self) -> bool: return self.run_dir is not None
+    def in_runner(self) -> bool:
+        return self.run_dir is not None
 
     @classmethod
     def local(cls, pipeline: str | None = None, **kw) -> 'RunContext':
@@ -56,7 +67,8 @@ class RunContext:
     def record(self, **metrics) -> dict:
         "Merge `metrics` into the run's `metrics.json` (inside the runner); return all of them."
         new = {k: plain(v, k) for k, v in metrics.items()}
-        if not self.in_runner: return new
+        if not self.in_runner:
+            return new
         f = Path(self.run_dir) / 'metrics.json'
         merged = {**(json.loads(f.read_text()) if f.exists() else {}), **new}
         atomic_write(f, json.dumps(merged, indent=2))
@@ -64,12 +76,23 @@ class RunContext:
 
     def to_param(self) -> dict:
         "The context as the `run_context` papermill parameter."
-        return dict(run_id=self.run_id, run_dir=self.run_dir, pipeline=self.pipeline, clock=self.clock.to_dict(),
-                    progress=self.progress)
+        return dict(
+            run_id=self.run_id,
+            run_dir=self.run_dir,
+            pipeline=self.pipeline,
+            clock=self.clock.to_dict(),
+            progress=self.progress,
+        )
 
     @classmethod
     def from_param(cls, d: dict | None, pipeline: str | None = None) -> 'RunContext':
         "The context a `to_param()` describes; None (a notebook run by hand) → a local context."
-        if not d: return cls.local(pipeline)
-        return cls(run_id=d['run_id'], run_dir=d.get('run_dir'), pipeline=d.get('pipeline') or pipeline,
-                   clock=clock_from_dict(d.get('clock')), progress=bool(d.get('progress', False)))
+        if not d:
+            return cls.local(pipeline)
+        return cls(
+            run_id=d['run_id'],
+            run_dir=d.get('run_dir'),
+            pipeline=d.get('pipeline') or pipeline,
+            clock=clock_from_dict(d.get('clock')),
+            progress=bool(d.get('progress', False)),
+        )

@@ -17,32 +17,57 @@ __all__ = ['DrillsResult', 'run', 'plot_timelines']
 @dataclass
 class DrillsResult:
     "The drills run, in order (`autotrader.ops.drills.DrillResult`)."
+
     results: list = field(default_factory=list)
 
     @property
     def table(self) -> pd.DataFrame:
-        cols = ['drill', 'detected', 'mttd_s', 'mttr_s', 'alert', 'runbook', 'recovered', 'recovery', 'restored_s', 'resolved_s', 'simulated_s', 'note']
+        cols = [
+            'drill',
+            'detected',
+            'mttd_s',
+            'mttr_s',
+            'alert',
+            'runbook',
+            'recovered',
+            'recovery',
+            'restored_s',
+            'resolved_s',
+            'simulated_s',
+            'note',
+        ]
         return pd.DataFrame([{k: r.to_dict()[k] for k in cols} for r in self.results], columns=cols)
 
     @property
     def timelines(self) -> pd.DataFrame:
-        return pd.DataFrame([dict(drill=r.drill, t_s=t, event=e) for r in self.results for t, e in r.timeline], columns=['drill', 't_s', 'event'])
+        return pd.DataFrame(
+            [dict(drill=r.drill, t_s=t, event=e) for r in self.results for t, e in r.timeline],
+            columns=['drill', 't_s', 'event'],
+        )
 
     def metrics(self) -> dict:
         rs = self.results
         worst = lambda k: max([getattr(r, k) for r in rs if getattr(r, k) is not None], default=None)
-        return dict(drills=len(rs), detected=sum(r.detected for r in rs), recovered=sum(r.recovered for r in rs),
-                    worst_mttd_s=worst('mttd_s'), worst_mttr_s=worst('mttr_s'),
-                    undetected=[r.drill for r in rs if not r.detected], unrecovered=[r.drill for r in rs if not r.recovered])
+        return dict(
+            drills=len(rs),
+            detected=sum(r.detected for r in rs),
+            recovered=sum(r.recovered for r in rs),
+            worst_mttd_s=worst('mttd_s'),
+            worst_mttr_s=worst('mttr_s'),
+            undetected=[r.drill for r in rs if not r.detected],
+            unrecovered=[r.drill for r in rs if not r.recovered],
+        )
 
     def headline(self) -> str:
         m = self.metrics()
         return f"{m['detected']}/{m['drills']} drills detected, {m['recovered']}/{m['drills']} recovered"
 
+
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None, log=print) -> DrillsResult:
     "Run the drills of `params['drills']` ('all' or comma-separated names; `timeout` seconds per drill) on the running stack."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
-    p = dict(params or {}); ctx = ctx or RunContext.local('drills')
+    p = dict(params or {})
+    ctx = ctx or RunContext.local('drills')
     names = [n.strip() for n in str(p.get('drills') or 'all').split(',') if n.strip()]
     return DrillsResult(D.run_drills(names, st, p.get('timeout'), log))
 
@@ -50,17 +75,48 @@ def run(settings=None, params: dict | None = None, ctx: RunContext | None = None
 def plot_timelines(res: DrillsResult):
     "A timeline per drill (seconds from the injection, log scale past 1 s)."
     import matplotlib.pyplot as plt
+
     rs = res.results
     fig, ax = plt.subplots(figsize=(10, 0.6 + 0.55 * max(1, len(rs))))
     for i, r in enumerate(rs):
         ts = [max(t, 0.5) for t, _ in r.timeline]
-        if ts: ax.plot([min(ts), max(ts)], [i, i], color='0.8', lw=1, zorder=1)
+        if ts:
+            ax.plot([min(ts), max(ts)], [i, i], color='0.8', lw=1, zorder=1)
         for t, e in r.timeline:
-            c = 'tab:red' if 'delivered' in e else 'tab:green' if ('resolved' in e or 'restored' in e) else 'tab:orange' if 'Prometheus' in e else '0.4'
+            c = (
+                'tab:red'
+                if 'delivered' in e
+                else 'tab:green'
+                if ('resolved' in e or 'restored' in e)
+                else 'tab:orange'
+                if 'Prometheus' in e
+                else '0.4'
+            )
             ax.scatter([max(t, 0.5)], [i], color=c, s=28, zorder=2)
-        if r.mttd_s is not None: ax.annotate(f"MTTD {r.mttd_s:.0f} s", (max(r.mttd_s, 0.5), i), xytext=(0, 6), textcoords='offset points', fontsize=7, ha='center')
-        if r.mttr_s is not None: ax.annotate(f"MTTR {r.mttr_s:.0f} s", (max(r.mttr_s, 0.5), i), xytext=(0, -11), textcoords='offset points', fontsize=7, ha='center')
-    ax.set_yticks(range(len(rs)), [r.drill for r in rs]); ax.set_xscale('log'); ax.invert_yaxis()
-    ax.set_xlabel('seconds from the injection (red: delivered to the receiver; green: restored / resolved; orange: Prometheus)')
-    ax.grid(alpha=0.3, axis='x'); fig.tight_layout()
+        if r.mttd_s is not None:
+            ax.annotate(
+                f"MTTD {r.mttd_s:.0f} s",
+                (max(r.mttd_s, 0.5), i),
+                xytext=(0, 6),
+                textcoords='offset points',
+                fontsize=7,
+                ha='center',
+            )
+        if r.mttr_s is not None:
+            ax.annotate(
+                f"MTTR {r.mttr_s:.0f} s",
+                (max(r.mttr_s, 0.5), i),
+                xytext=(0, -11),
+                textcoords='offset points',
+                fontsize=7,
+                ha='center',
+            )
+    ax.set_yticks(range(len(rs)), [r.drill for r in rs])
+    ax.set_xscale('log')
+    ax.invert_yaxis()
+    ax.set_xlabel(
+        'seconds from the injection (red: delivered to the receiver; green: restored / resolved; orange: Prometheus)'
+    )
+    ax.grid(alpha=0.3, axis='x')
+    fig.tight_layout()
     return fig

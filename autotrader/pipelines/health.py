@@ -8,21 +8,44 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import Settings, load_settings
-from ..schema import parse_instruments, timeframe_delta, to_utc
+from ..schema import parse_instruments, to_utc
 from ..features.store import FeatureStore
 from ..features.basic import make_feature_set
 import json
-from ..monitor.drift import drift_table, feature_columns, plot_drift, top_drifted, reference_chunks
-from ..monitor.quality import (missing_table, range_table, correlation_change, newest_bars, freshness_table,
-                                        quality_config, _grade)
-from ..monitor.performance import (read_signals, signal_outcomes, performance_summary, rolling_performance,
-                                            confidence_shift, importance_shift, permutation_importance)
-from ..monitor.alerts import Alert, AlertManager, RANK, alerts_path
+from ..monitor.drift import drift_table, feature_columns, reference_chunks
+from autotrader.monitor.quality import (
+    missing_table,
+    range_table,
+    correlation_change,
+    newest_bars,
+    freshness_table,
+    quality_config,
+    _grade,
+)
+from autotrader.monitor.performance import (
+    read_signals,
+    signal_outcomes,
+    performance_summary,
+    rolling_performance,
+    confidence_shift,
+    importance_shift,
+    permutation_importance,
+)
+from ..monitor.alerts import AlertManager, alerts_path
 from ..monitor.metrics import write_health_metrics
-from ..monitor.health import (HealthError, champion_reference, health_windows, build_alerts, _registry_exists,
-                                       _worst, _fmt, inconclusive_alert)
+from autotrader.monitor.health import (
+    HealthError,
+    champion_reference,
+    health_windows,
+    build_alerts,
+    _registry_exists,
+    _worst,
+    _fmt,
+    inconclusive_alert,
+)
 from .context import RunContext
 
 # %% auto #0
@@ -57,24 +80,56 @@ class HealthResult:
     champion: dict | None = None
 
     @property
-    def level(self) -> str: return _worst(self.levels.values())
+    def level(self) -> str:
+        return _worst(self.levels.values())
 
     def summary(self) -> pd.DataFrame:
         "One row per check: level and the headline figure."
         d, c, p = self.drift, self.correlation, self.performance
         within = int((d.reason.str.contains('within the reference band', regex=False)).sum()) if len(d) else 0
         inc = int((d.level == 'inconclusive').sum()) if len(d) else 0
-        rows = [('drift', self.levels['drift'], f"{int(d.level.isin(['warning', 'critical']).sum())} of {len(d)} features beyond their reference band"
-                 + (f"; {inc} inconclusive ({d.reason[d.level == 'inconclusive'].iloc[0]})" if inc else '')
-                 + (f"; {within} above a fixed threshold but within their band (normal for them)" if within else '')
-                 + f"; max PSI {_fmt(d.psi.max() if len(d) else np.nan)}"),
-                ('missing', self.levels['missing'], f"max missing {_fmt(self.missing.missing_cur.max() if len(self.missing) else np.nan, True)}"),
-                ('range', self.levels['range'], f"max outside training range {_fmt(self.ranges.out_of_range.max() if len(self.ranges) else np.nan, True)}"),
-                ('correlation', self.levels['correlation'], f"max |Δρ| beyond the band {_fmt(c.max_abs_change)}" + (f"; {c.reason}" if getattr(c, 'reason', '') else '')),
-                ('freshness', self.levels['freshness'], f"max behind {_fmt(self.freshness.behind_hours.max() if len(self.freshness) else np.nan)} trading hours"),
-                ('performance', self.levels['performance'], f"{p.get('signals', 0)} signals; hit rate {_fmt(p.get('hit_rate'), True)}; Sharpe {_fmt(p.get('sharpe'))}"),
-                ('confidence', self.levels['confidence'], 'n/a' if self.confidence is None else f"PSI {_fmt(self.confidence.psi.max())}"),
-                ('importance', self.levels['importance'], f"TV {_fmt((self.importance or {}).get('tv'))}")]
+        rows = [
+            (
+                'drift',
+                self.levels['drift'],
+                f"{int(d.level.isin(['warning', 'critical']).sum())} of {len(d)} features beyond their reference band"
+                + (f"; {inc} inconclusive ({d.reason[d.level == 'inconclusive'].iloc[0]})" if inc else '')
+                + (f"; {within} above a fixed threshold but within their band (normal for them)" if within else '')
+                + f"; max PSI {_fmt(d.psi.max() if len(d) else np.nan)}",
+            ),
+            (
+                'missing',
+                self.levels['missing'],
+                f"max missing {_fmt(self.missing.missing_cur.max() if len(self.missing) else np.nan, True)}",
+            ),
+            (
+                'range',
+                self.levels['range'],
+                f"max outside training range {_fmt(self.ranges.out_of_range.max() if len(self.ranges) else np.nan, True)}",
+            ),
+            (
+                'correlation',
+                self.levels['correlation'],
+                f"max |Δρ| beyond the band {_fmt(c.max_abs_change)}"
+                + (f"; {c.reason}" if getattr(c, 'reason', '') else ''),
+            ),
+            (
+                'freshness',
+                self.levels['freshness'],
+                f"max behind {_fmt(self.freshness.behind_hours.max() if len(self.freshness) else np.nan)} trading hours",
+            ),
+            (
+                'performance',
+                self.levels['performance'],
+                f"{p.get('signals', 0)} signals; hit rate {_fmt(p.get('hit_rate'), True)}; Sharpe {_fmt(p.get('sharpe'))}",
+            ),
+            (
+                'confidence',
+                self.levels['confidence'],
+                'n/a' if self.confidence is None else f"PSI {_fmt(self.confidence.psi.max())}",
+            ),
+            ('importance', self.levels['importance'], f"TV {_fmt((self.importance or {}).get('tv'))}"),
+        ]
         return pd.DataFrame(rows, columns=['check', 'level', 'figure']).set_index('check')
 
     def headline(self) -> str:
@@ -85,62 +140,98 @@ class HealthResult:
     def metrics(self) -> dict:
         "Figures for `RunContext.record` (run.json and the reports index)."
         d = self.drift
-        return dict(level=self.level, rows_reference=len(self.reference), rows_current=len(self.current), features=len(d),
-                    drift_critical=int((d.level == 'critical').sum()), drift_warning=int((d.level == 'warning').sum()),
-                    drift_inconclusive=int((d.level == 'inconclusive').sum()),
-                    checks_inconclusive=sum(l == 'inconclusive' for l in self.levels.values()),
-                    max_psi=float(d.psi.max()) if len(d) else None, alerts=len(self.alerts),
-                    alerts_critical=sum(a.level == 'critical' for a in self.alerts),
-                    alerts_sent=int((self.dispatched.status == 'sent').sum()) if self.dispatched is not None and len(self.dispatched) else 0,
-                    undelivered=len(self.undelivered) if self.undelivered is not None else 0,
-                    **{f'seconds_{k}': round(v, 3) for k, v in self.timings.items()})
+        return dict(
+            level=self.level,
+            rows_reference=len(self.reference),
+            rows_current=len(self.current),
+            features=len(d),
+            drift_critical=int((d.level == 'critical').sum()),
+            drift_warning=int((d.level == 'warning').sum()),
+            drift_inconclusive=int((d.level == 'inconclusive').sum()),
+            checks_inconclusive=sum(l == 'inconclusive' for l in self.levels.values()),
+            max_psi=float(d.psi.max()) if len(d) else None,
+            alerts=len(self.alerts),
+            alerts_critical=sum(a.level == 'critical' for a in self.alerts),
+            alerts_sent=int((self.dispatched.status == 'sent').sum())
+            if self.dispatched is not None and len(self.dispatched)
+            else 0,
+            undelivered=len(self.undelivered) if self.undelivered is not None else 0,
+            **{f'seconds_{k}': round(v, 3) for k, v in self.timings.items()},
+        )
 
 # %% ../../nbs/pipelines_lib/75_health.ipynb #bd2241df
-def _performance(st, store, instruments, cals, now, cur0, champion, timeframe) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
-    h = st.health; t = st.train
+def _performance(
+    st, store, instruments, cals, now, cur0, champion, timeframe
+) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
+    h = st.health
+    t = st.train
     start = now - pd.Timedelta(days=h.performance_days)
     sig = read_signals(store, start, now, [i.symbol for i in instruments], timeframe)
-    if champion is not None and len(sig): sig = sig[sig.model_version == str(champion['version'])]
+    if champion is not None and len(sig):
+        sig = sig[sig.model_version == str(champion['version'])]
     if not len(sig):
         return dict(signals=0, level='ok', reason='no signals logged in the performance window'), pd.DataFrame(), None
-    try: bars = store.read('bars', sorted(sig.instrument.unique()), start, None, timeframe=timeframe, as_of=now, by_commit=False)
-    except Exception: bars = pd.DataFrame()
+    try:
+        bars = store.read(
+            'bars', sorted(sig.instrument.unique()), start, None, timeframe=timeframe, as_of=now, by_commit=False
+        )
+    except Exception:
+        bars = pd.DataFrame()
     o = signal_outcomes(sig, bars, t.position_mode, t.position_band, t.allow_short)
     p = performance_summary(o, timeframe, cals, t.cost_bps)
     roll = rolling_performance(o, h.rolling_bars, timeframe, cals, t.cost_bps)
     if p['signals'] < h.min_signals:
-        p.update(level='inconclusive' if champion is not None else 'info',
-                 reason=f"{p['signals']} signals with an outcome < [health] min_signals {h.min_signals}")
+        p.update(
+            level='inconclusive' if champion is not None else 'info',
+            reason=f"{p['signals']} signals with an outcome < [health] min_signals {h.min_signals}",
+        )
     else:
         lh = _grade(p['hit_rate'], h.hit_rate_warning, h.hit_rate_critical, above=False)
         ls = _grade(p['sharpe'], h.sharpe_warning, h.sharpe_critical, above=False)
         p['level'] = _worst([lh, ls])
-        p['reason'] = '; '.join([f"hit rate {_fmt(p['hit_rate'], True)} < {h.hit_rate_warning if lh == 'warning' else h.hit_rate_critical:g}"] * (lh != 'ok')
-                                + [f"Sharpe {_fmt(p['sharpe'])} < {h.sharpe_warning if ls == 'warning' else h.sharpe_critical:g}"] * (ls != 'ok'))
+        p['reason'] = '; '.join(
+            [
+                f"hit rate {_fmt(p['hit_rate'], True)} < {h.hit_rate_warning if lh == 'warning' else h.hit_rate_critical:g}"
+            ]
+            * (lh != 'ok')
+            + [f"Sharpe {_fmt(p['sharpe'])} < {h.sharpe_warning if ls == 'warning' else h.sharpe_critical:g}"]
+            * (ls != 'ok')
+        )
     ref, cur = sig[sig.timestamp < cur0], sig[sig.timestamp >= cur0]
     conf = confidence_shift(ref, cur, settings=st) if len(ref) and len(cur) else None
     return p, roll, conf
 
+
 IMPORTANCE_ARTIFACTS = ('tables/importance.csv', 'tables/feature_importance.csv')
 
+
 def _importance(st, champion, current, features) -> dict | None:
-    if champion is None or not len(current): return None
+    if champion is None or not len(current):
+        return None
     reg = champion['registry']
     ref = None
     for name in IMPORTANCE_ARTIFACTS:
-        try: t = pd.read_csv(reg.client.download_artifacts(champion['run_id'], name))
-        except Exception: continue
+        try:
+            t = pd.read_csv(reg.client.download_artifacts(champion['run_id'], name))
+        except Exception:
+            continue
         t = t.set_index('feature') if 'feature' in t else t.set_index(t.columns[0])
-        ref = t['importance'].astype('float64'); break
-    if ref is None: return dict(level='ok', reason=f"the champion's run logged none of {', '.join(IMPORTANCE_ARTIFACTS)}")
+        ref = t['importance'].astype('float64')
+        break
+    if ref is None:
+        return dict(level='ok', reason=f"the champion's run logged none of {', '.join(IMPORTANCE_ARTIFACTS)}")
     model = reg.load_model(champion['version'])
     cols = [c for c in ref.index if c in current.columns]
     X = current.dropna(subset=cols + ['_next_up'])
-    if len(X) > st.health.importance_rows: X = X.sample(st.health.importance_rows, random_state=0)
-    if len(X) < 50: return dict(level='inconclusive', reason=f'{len(X)} current rows with an outcome: too few')
+    if len(X) > st.health.importance_rows:
+        X = X.sample(st.health.importance_rows, random_state=0)
+    if len(X) < 50:
+        return dict(level='inconclusive', reason=f'{len(X)} current rows with an outcome: too few')
+
     def up(df):
         p = np.asarray(model.predict(df[cols]))
         return p[:, -1] if p.ndim == 2 else p
+
     cur = permutation_importance(up, X[cols], X['_next_up'].astype(int))
     out = importance_shift(ref, cur)
     out['level'] = _grade(out['tv'], st.health.importance_warning, st.health.importance_critical)
@@ -151,111 +242,213 @@ def _importance(st, champion, current, features) -> dict | None:
 def _streaks(st, levels: dict, update: bool) -> dict:
     "Consecutive health runs each check has been inconclusive (this run included), kept next to the alert outbox."
     path = alerts_path(st).parent / 'health_inconclusive.json'
-    try: old = json.loads(path.read_text())
-    except (OSError, ValueError): old = {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = {}
     new = {k: (int(old.get(k, 0)) + 1 if l == 'inconclusive' else 0) for k, l in levels.items()}
     if update:
-        path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(new))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(new))
     return new
+
 
 def drop_warmup(reference: pd.DataFrame, current: pd.DataFrame, features) -> tuple[pd.DataFrame, int]:
     "The reference without each instrument's warm-up: rows before the first one where every feature the current window mostly has is defined."
     live = [f for f in features if len(current) and current[f].notna().mean() > 0.5]
-    if not live or not len(reference) or 'instrument' not in reference: return reference, 0
+    if not live or not len(reference) or 'instrument' not in reference:
+        return reference, 0
     r = reference.sort_values(['instrument', 'timestamp'], kind='stable')
     keep = r[live].notna().all(axis=1).groupby(r['instrument']).cummax()
     return r[keep.to_numpy()].reset_index(drop=True), int((~keep).sum())
 
-def run_health(settings=None, now=None, instruments=None, current_bars: int | None = None, reference_bars: int | None = None,
-               current_hours: int | None = None, reference_days: int | None = None,
-               send: bool = True, registry=None, write_metrics: bool = True, source: str = 'health') -> HealthResult:
+
+def run_health(
+    settings=None,
+    now=None,
+    instruments=None,
+    current_bars: int | None = None,
+    reference_bars: int | None = None,
+    current_hours: int | None = None,
+    reference_days: int | None = None,
+    send: bool = True,
+    registry=None,
+    write_metrics: bool = True,
+    source: str = 'health',
+) -> HealthResult:
     "Run every health check (see above); alerts are dispatched when `send`."
-    T = {}; t0 = time.perf_counter()
+    T = {}
+    t0 = time.perf_counter()
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     now = to_utc(now) if now is not None else pd.Timestamp.now(tz='UTC').floor('s')
     tf = st.data.timeframe
     ins = parse_instruments(instruments if instruments else st.instruments.symbols, st.instruments.default_calendar)
     cals = {i.symbol: i.calendar for i in ins}
     champion = champion_reference(st, registry) if (registry is not None or _registry_exists(st)) else None
-    T['champion'] = time.perf_counter() - t0; t = time.perf_counter()
+    T['champion'] = time.perf_counter() - t0
+    t = time.perf_counter()
     fs = (champion or {}).get('feature_set') or make_feature_set(st).id
-    if champion and champion.get('timeframe'): tf = champion['timeframe']
-    w = health_windows(now, current_bars or st.drift.current_bars, reference_bars or st.drift.reference_bars, champion,
-                       [i.calendar for i in ins], tf, current_hours if current_hours is not None else st.drift.current_hours,
-                       reference_days if reference_days is not None else st.drift.reference_days)
+    if champion and champion.get('timeframe'):
+        tf = champion['timeframe']
+    w = health_windows(
+        now,
+        current_bars or st.drift.current_bars,
+        reference_bars or st.drift.reference_bars,
+        champion,
+        [i.calendar for i in ins],
+        tf,
+        current_hours if current_hours is not None else st.drift.current_hours,
+        reference_days if reference_days is not None else st.drift.reference_days,
+    )
     store = FeatureStore(st.store.dir, st.store.keep_snapshots)
     ds = f'features/{fs}'
     if ds not in store.datasets():
-        raise HealthError(f"the store {store.root} holds no dataset {ds!r} (it has: {', '.join(store.datasets()) or 'nothing'}): "
-                          "run the ingest pipeline first (`autotrader run ingest`)")
+        raise HealthError(
+            f"the store {store.root} holds no dataset {ds!r} (it has: {', '.join(store.datasets()) or 'nothing'}): "
+            "run the ingest pipeline first (`autotrader run ingest`)"
+        )
     syms = [i.symbol for i in ins]
     ref_syms = (champion or {}).get('instruments') or syms
     ref = store.read(ds, ref_syms, *w['reference'], timeframe=tf, as_of=now, by_commit=False)
     cur = store.read(ds, syms, *w['current'], timeframe=tf, as_of=now, by_commit=False)
-    if w.get('current_bars') and len(cur):                       # each instrument: its own last current_bars bars
-        cur = cur.sort_values(['instrument', 'timestamp'], kind='stable').groupby('instrument', sort=False).tail(w['current_bars']).reset_index(drop=True)
-    T['read'] = time.perf_counter() - t; t = time.perf_counter()
+    if w.get('current_bars') and len(cur):  # each instrument: its own last current_bars bars
+        cur = (
+            cur.sort_values(['instrument', 'timestamp'], kind='stable')
+            .groupby('instrument', sort=False)
+            .tail(w['current_bars'])
+            .reset_index(drop=True)
+        )
+    T['read'] = time.perf_counter() - t
+    t = time.perf_counter()
     feats = [f for f in (st.drift.features or feature_columns(ref)) if f in ref.columns and f in cur.columns]
     notes = []
     if st.drift.features and len(feats) < len(st.drift.features):
         notes.append(f"[drift] features not in {ds}: {sorted(set(st.drift.features) - set(feats))}")
     ref, warm = drop_warmup(ref, cur, feats)
-    if warm: notes.append(f"reference: {warm} warm-up row(s) left out (features not yet defined)")
-    chunks = reference_chunks(ref, max(len(cur), 1))               # the reference cut into chunks the size of the current window
+    if warm:
+        notes.append(f"reference: {warm} warm-up row(s) left out (features not yet defined)")
+    chunks = reference_chunks(ref, max(len(cur), 1))  # the reference cut into chunks the size of the current window
     drift = drift_table(ref, cur, feats, settings=st, chunks=chunks)
-    T['drift'] = time.perf_counter() - t; t = time.perf_counter()
-    missing, ranges = missing_table(ref, cur, feats, settings=st, chunks=chunks), range_table(ref, cur, feats, settings=st, chunks=chunks)
+    T['drift'] = time.perf_counter() - t
+    t = time.perf_counter()
+    missing, ranges = (
+        missing_table(ref, cur, feats, settings=st, chunks=chunks),
+        range_table(ref, cur, feats, settings=st, chunks=chunks),
+    )
     corr = correlation_change(ref, cur, feats, settings=st, rho1=drift.rho1, chunks=chunks)
     fresh = freshness_table(newest_bars(store, syms, tf, now), cals, tf, now, settings=st)
-    T['quality'] = time.perf_counter() - t; t = time.perf_counter()
+    T['quality'] = time.perf_counter() - t
+    t = time.perf_counter()
     perf, roll, conf = _performance(st, store, ins, cals, now, w['current'][0], champion, tf)
     imp = None
     if champion is not None:
         try:
             bars = store.read('bars', syms, *w['current'], timeframe=tf, as_of=now, by_commit=False)
             nxt = bars.sort_values(['instrument', 'timestamp']).assign(
-                _next_up=lambda b: (b.groupby('instrument').close.shift(-1) > b.close).where(b.groupby('instrument').close.shift(-1).notna()))
-            imp = _importance(st, champion, cur.merge(nxt[['instrument', 'timestamp', '_next_up']], on=['instrument', 'timestamp'], how='left'), feats)
+                _next_up=lambda b: (b.groupby('instrument').close.shift(-1) > b.close).where(
+                    b.groupby('instrument').close.shift(-1).notna()
+                )
+            )
+            imp = _importance(
+                st,
+                champion,
+                cur.merge(nxt[['instrument', 'timestamp', '_next_up']], on=['instrument', 'timestamp'], how='left'),
+                feats,
+            )
         except Exception as e:
-            imp = dict(level='ok', reason=f'importance not computed: {type(e).__name__}: {e}'); notes.append(imp['reason'])
-    T['performance'] = time.perf_counter() - t; t = time.perf_counter()
-    levels = dict(drift=_worst(drift.level), missing=_worst(missing.level), range=_worst(ranges.level), correlation=_worst([corr.level]),
-                  freshness=_worst(fresh.level), performance=_worst([perf.get('level', 'ok')]),
-                  confidence=_worst(conf.level) if conf is not None else 'ok', importance=_worst([(imp or {}).get('level', 'ok')]))
-    if champion is None: notes.append("no champion in the registry yet: the drift reference is the configured window")
-    if len(ref) < st.drift.min_rows: notes.append(f"the reference window holds {len(ref)} rows only")
+            imp = dict(level='ok', reason=f'importance not computed: {type(e).__name__}: {e}')
+            notes.append(imp['reason'])
+    T['performance'] = time.perf_counter() - t
+    t = time.perf_counter()
+    levels = dict(
+        drift=_worst(drift.level),
+        missing=_worst(missing.level),
+        range=_worst(ranges.level),
+        correlation=_worst([corr.level]),
+        freshness=_worst(fresh.level),
+        performance=_worst([perf.get('level', 'ok')]),
+        confidence=_worst(conf.level) if conf is not None else 'ok',
+        importance=_worst([(imp or {}).get('level', 'ok')]),
+    )
+    if champion is None:
+        notes.append("no champion in the registry yet: the drift reference is the configured window")
+    if len(ref) < st.drift.min_rows:
+        notes.append(f"the reference window holds {len(ref)} rows only")
     if len(chunks) < st.drift.min_chunks:
-        notes.append(f"the reference holds {len(chunks)} chunk(s) of the current window's size ({len(cur)} rows) < [drift] min_chunks "
-                     f"{st.drift.min_chunks}: drift, range and correlation are inconclusive (a longer reference or a shorter current window)")
-    r = HealthResult(now, fs, w, w['reference_source'], ref, cur, drift, missing, ranges, corr, fresh, perf, roll, conf, imp,
-                     levels, notes=notes, champion=champion)
+        notes.append(
+            f"the reference holds {len(chunks)} chunk(s) of the current window's size ({len(cur)} rows) < [drift] min_chunks "
+            f"{st.drift.min_chunks}: drift, range and correlation are inconclusive (a longer reference or a shorter current window)"
+        )
+    r = HealthResult(
+        now,
+        fs,
+        w,
+        w['reference_source'],
+        ref,
+        cur,
+        drift,
+        missing,
+        ranges,
+        corr,
+        fresh,
+        perf,
+        roll,
+        conf,
+        imp,
+        levels,
+        notes=notes,
+        champion=champion,
+    )
     r.alerts = build_alerts(r, source)
-    reasons = dict(drift=next(iter(drift.reason[drift.level == 'inconclusive']), ''), correlation=getattr(corr, 'reason', ''),
-                   range=next(iter(ranges.reason[ranges.level == 'inconclusive']), ''),
-                   missing=next(iter(missing.reason[missing.level == 'inconclusive']), ''), performance=perf.get('reason', ''))
+    reasons = dict(
+        drift=next(iter(drift.reason[drift.level == 'inconclusive']), ''),
+        correlation=getattr(corr, 'reason', ''),
+        range=next(iter(ranges.reason[ranges.level == 'inconclusive']), ''),
+        missing=next(iter(missing.reason[missing.level == 'inconclusive']), ''),
+        performance=perf.get('reason', ''),
+    )
     streak = _streaks(st, levels, update=send)
     a = inconclusive_alert(levels, streak, st.health.inconclusive_runs, reasons, source)
-    if a is not None: r.alerts.append(a)
+    if a is not None:
+        r.alerts.append(a)
     mgr = AlertManager.from_settings(st)
-    if send: r.dispatched = mgr.dispatch(r.alerts, now=now.to_pydatetime())
+    if send:
+        r.dispatched = mgr.dispatch(r.alerts, now=now.to_pydatetime())
     r.undelivered = mgr.undelivered()
-    T['alerts'] = time.perf_counter() - t; t = time.perf_counter()
+    T['alerts'] = time.perf_counter() - t
+    t = time.perf_counter()
     if write_metrics:
-        r.metrics_file = write_health_metrics(st, drift=drift, missing=missing, ranges=ranges, correlation_max=corr.max_abs_change,
-                                              freshness=fresh, performance={**perf, 'confidence_psi': conf.loc['confidence', 'psi'] if conf is not None else None,
-                                                                            'importance_shift': (imp or {}).get('tv')},
-                                              levels=levels, alerts=pd.DataFrame({'level': [a.level for a in r.alerts]}),
-                                              undelivered=r.undelivered, feature_set=fs, now=now)
-    T['metrics'] = time.perf_counter() - t; T['total'] = time.perf_counter() - t0
+        r.metrics_file = write_health_metrics(
+            st,
+            drift=drift,
+            missing=missing,
+            ranges=ranges,
+            correlation_max=corr.max_abs_change,
+            freshness=fresh,
+            performance={
+                **perf,
+                'confidence_psi': conf.loc['confidence', 'psi'] if conf is not None else None,
+                'importance_shift': (imp or {}).get('tv'),
+            },
+            levels=levels,
+            alerts=pd.DataFrame({'level': [a.level for a in r.alerts]}),
+            undelivered=r.undelivered,
+            feature_set=fs,
+            now=now,
+        )
+    T['metrics'] = time.perf_counter() - t
+    T['total'] = time.perf_counter() - t0
     r.timings = T
     return r
 
 # %% ../../nbs/pipelines_lib/75_health.ipynb #ab456eb8
 PARAMS = ('now', 'instruments', 'current_bars', 'reference_bars', 'current_hours', 'reference_days', 'send_alerts')
 
+
 def run(settings=None, params: dict | None = None, ctx: RunContext | None = None) -> HealthResult:
     "The health pipeline: export the signal log, then `run_health(settings, **params)`."
     from autotrader.deploy.state import export_signal_log
+
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     p = {k: v for k, v in (params or {}).items() if k in PARAMS and v is not None}
     exported = export_signal_log(st)
@@ -268,45 +461,72 @@ def run(settings=None, params: dict | None = None, ctx: RunContext | None = None
 def plot_quality(r: HealthResult):
     "Missing and out-of-range shares per feature, the correlation change matrix, and freshness per instrument."
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     m = r.missing.missing_cur.reindex(r.drift.index)
     q = quality_config(None)
-    ax[0].barh(m.index.astype(str), m.to_numpy(), label='missing'); ax[0].barh(m.index.astype(str), r.ranges.out_of_range.reindex(m.index).fillna(0).to_numpy(),
-                                                                             left=m.fillna(0).to_numpy(), label='outside training range')
-    ax[0].set_title('share of current values'); ax[0].legend(fontsize=7); ax[0].invert_yaxis()
+    ax[0].barh(m.index.astype(str), m.to_numpy(), label='missing')
+    ax[0].barh(
+        m.index.astype(str),
+        r.ranges.out_of_range.reindex(m.index).fillna(0).to_numpy(),
+        left=m.fillna(0).to_numpy(),
+        label='outside training range',
+    )
+    ax[0].set_title('share of current values')
+    ax[0].legend(fontsize=7)
+    ax[0].invert_yaxis()
     D = r.correlation.delta
     if len(D):
         im = ax[1].imshow(D.to_numpy(), cmap='RdBu_r', vmin=-1, vmax=1)
-        ax[1].set_xticks(range(len(D)), D.columns, rotation=90, fontsize=6); ax[1].set_yticks(range(len(D)), D.index, fontsize=6)
+        ax[1].set_xticks(range(len(D)), D.columns, rotation=90, fontsize=6)
+        ax[1].set_yticks(range(len(D)), D.index, fontsize=6)
         fig.colorbar(im, ax=ax[1], shrink=0.8)
     ax[1].set_title(f'correlation change (current − reference), max |Δρ| {_fmt(r.correlation.max_abs_change)}')
     f = r.freshness
-    ax[2].bar(f.index.astype(str), f.behind_hours.replace(np.inf, np.nan).fillna(0).to_numpy(),
-              color=[{'critical': 'red', 'warning': 'orange'}.get(l, 'tab:green') for l in f.level])
-    ax[2].set_title('trading hours since the newest bar closed'); ax[2].tick_params(axis='x', rotation=45)
+    ax[2].bar(
+        f.index.astype(str),
+        f.behind_hours.replace(np.inf, np.nan).fillna(0).to_numpy(),
+        color=[{'critical': 'red', 'warning': 'orange'}.get(l, 'tab:green') for l in f.level],
+    )
+    ax[2].set_title('trading hours since the newest bar closed')
+    ax[2].tick_params(axis='x', rotation=45)
     fig.tight_layout()
     return fig
+
 
 def plot_performance(r: HealthResult):
     "Rolling hit rate and Sharpe of the logged signals, and the confidence distributions (None without signals)."
     import matplotlib.pyplot as plt
-    if r.rolling is None or not len(r.rolling): return None
+
+    if r.rolling is None or not len(r.rolling):
+        return None
     fig, ax = plt.subplots(1, 3, figsize=(15, 3.6))
-    ax[0].plot(r.rolling.index, r.rolling.hit_rate); ax[0].axhline(0.5, color='grey', lw=0.8); ax[0].set_title('rolling hit rate')
-    ax[1].plot(r.rolling.index, r.rolling.sharpe); ax[1].axhline(0, color='grey', lw=0.8); ax[1].set_title('rolling realised Sharpe (annualised)')
-    for a in ax[:2]: a.tick_params(axis='x', rotation=30)
+    ax[0].plot(r.rolling.index, r.rolling.hit_rate)
+    ax[0].axhline(0.5, color='grey', lw=0.8)
+    ax[0].set_title('rolling hit rate')
+    ax[1].plot(r.rolling.index, r.rolling.sharpe)
+    ax[1].axhline(0, color='grey', lw=0.8)
+    ax[1].set_title('rolling realised Sharpe (annualised)')
+    for a in ax[:2]:
+        a.tick_params(axis='x', rotation=30)
     if r.confidence is not None and 'confidence' in r.confidence.attrs.get('hist', {}):
         e, a, b = r.confidence.attrs['hist']['confidence']
         k = len(e) + 1
-        ax[2].bar(np.arange(k) - 0.2, a[:k] / max(1, a.sum()), 0.4, label='reference'); ax[2].bar(np.arange(k) + 0.2, b[:k] / max(1, b.sum()), 0.4, label='current')
-        ax[2].set_title('confidence max(p, 1−p), reference-quantile bins'); ax[2].legend(fontsize=7)
-    else: ax[2].axis('off')
+        ax[2].bar(np.arange(k) - 0.2, a[:k] / max(1, a.sum()), 0.4, label='reference')
+        ax[2].bar(np.arange(k) + 0.2, b[:k] / max(1, b.sum()), 0.4, label='current')
+        ax[2].set_title('confidence max(p, 1−p), reference-quantile bins')
+        ax[2].legend(fontsize=7)
+    else:
+        ax[2].axis('off')
     fig.tight_layout()
     return fig
+
 
 def alerts_table(r: HealthResult) -> pd.DataFrame:
     "The alerts of this run with their delivery per sink (and retried older alerts)."
     if r.dispatched is None or not len(r.dispatched):
-        return pd.DataFrame([dict(level=a.level, check=a.check, title=a.title, status='not sent (send=False)') for a in r.alerts],
-                            columns=['level', 'check', 'title', 'status'])
+        return pd.DataFrame(
+            [dict(level=a.level, check=a.check, title=a.title, status='not sent (send=False)') for a in r.alerts],
+            columns=['level', 'check', 'title', 'status'],
+        )
     return r.dispatched.drop(columns=['created_at'])

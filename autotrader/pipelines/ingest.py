@@ -12,7 +12,7 @@ from ..config import load_settings, Settings
 from ..schema import Instrument, parse_instruments, timeframe_delta, to_utc
 from ..data.archive import make_archive
 from ..data.connectors import get_connector, ConnectorError
-from ..data.validation import validate_bars, completeness, ValidationResult
+from ..data.validation import validate_bars, ValidationResult
 from ..features.store import FeatureStore
 from ..features.basic import make_feature_set
 from .context import RunContext, new_run_id

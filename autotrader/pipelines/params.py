@@ -16,28 +16,36 @@ __all__ = ['SOURCES', 'MODELS', 'SPECS', 'ParamError', 'Param', 'param_names', '
 class ParamError(ValueError):
     "A pipeline parameter has a value it does not allow; the message names the parameter, the value and what is allowed."
 
+
 _TRUE, _FALSE = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
 _SYMBOL = re.compile(r'[A-Za-z0-9][A-Za-z0-9._/^=-]*(:[A-Za-z0-9_/.-]+)?')
+
 
 @dataclass(frozen=True)
 class Param:
     "One pipeline parameter: `kind` is str, int, float, bool, choice, timestamp, instruments or version."
+
     name: str
     kind: str = 'str'
     help: str = ''
     choices: tuple = ()
-    lo: float | None = None          # smallest allowed (ints and floats)
-    hi: float | None = None          # largest allowed
-    lo_open: bool = False            # lo itself not allowed
-    hi_open: bool = False            # hi itself not allowed
+    lo: float | None = None  # smallest allowed (ints and floats)
+    hi: float | None = None  # largest allowed
+    lo_open: bool = False  # lo itself not allowed
+    hi_open: bool = False  # hi itself not allowed
 
     def allowed(self) -> str:
         "What the parameter allows, in words."
-        if self.kind == 'choice': return 'one of ' + ', '.join(map(str, self.choices))
-        if self.kind == 'bool': return 'true or false'
-        if self.kind == 'timestamp': return 'an ISO 8601 date or date-time in UTC, such as 2024-01-01 or 2024-01-01T12:00'
-        if self.kind == 'instruments': return 'comma-separated symbols, each SYMBOL or SYMBOL:CALENDAR (e.g. BTC-USD,ETH-USD)'
-        if self.kind == 'version': return "a registered version number (e.g. 3) or an alias (challenger, champion)"
+        if self.kind == 'choice':
+            return 'one of ' + ', '.join(map(str, self.choices))
+        if self.kind == 'bool':
+            return 'true or false'
+        if self.kind == 'timestamp':
+            return 'an ISO 8601 date or date-time in UTC, such as 2024-01-01 or 2024-01-01T12:00'
+        if self.kind == 'instruments':
+            return 'comma-separated symbols, each SYMBOL or SYMBOL:CALENDAR (e.g. BTC-USD,ETH-USD)'
+        if self.kind == 'version':
+            return "a registered version number (e.g. 3) or an alias (challenger, champion)"
         if self.kind in ('int', 'float'):
             what = 'an integer' if self.kind == 'int' else 'a number'
             lo = '' if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
@@ -47,57 +55,83 @@ class Param:
 
     def check(self, v):
         "The value to pass on (converted), or `ParamError`."
-        if v is None: return None
+        if v is None:
+            return None
         out = _convert(self, v)
-        if out is _BAD: raise ParamError(f"parameter {self.name}={v!r}: expected {self.allowed()}")
+        if out is _BAD:
+            raise ParamError(f"parameter {self.name}={v!r}: expected {self.allowed()}")
         return out
 
 # %% ../../nbs/pipelines_lib/69_params.ipynb #90416f29
 _BAD = object()
 
+
 def _number(p, v):
-    if isinstance(v, bool): return _BAD
+    if isinstance(v, bool):
+        return _BAD
     if p.kind == 'int':
-        if isinstance(v, str) and re.fullmatch(r'[+-]?\d+', v.strip()): v = int(v)
-        if not isinstance(v, int): return _BAD
+        if isinstance(v, str) and re.fullmatch(r'[+-]?\d+', v.strip()):
+            v = int(v)
+        if not isinstance(v, int):
+            return _BAD
         x = v
     else:
-        try: x = float(v)
-        except (TypeError, ValueError): return _BAD
-        if x != x: return _BAD                                                       # NaN
-    if p.lo is not None and (x < p.lo or (p.lo_open and x == p.lo)): return _BAD
-    if p.hi is not None and (x > p.hi or (p.hi_open and x == p.hi)): return _BAD
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            return _BAD
+        if x != x:
+            return _BAD  # NaN
+    if p.lo is not None and (x < p.lo or (p.lo_open and x == p.lo)):
+        return _BAD
+    if p.hi is not None and (x > p.hi or (p.hi_open and x == p.hi)):
+        return _BAD
     return x
 
+
 def _timestamp(v):
-    if isinstance(v, (date, datetime)): return v.isoformat()
+    if isinstance(v, (date, datetime)):
+        return v.isoformat()
     s = str(v).strip()
-    if not re.fullmatch(r'\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?', s): return _BAD
-    try: datetime.fromisoformat(s.replace('Z', '+00:00'))
-    except ValueError: return _BAD
+    if not re.fullmatch(r'\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?', s):
+        return _BAD
+    try:
+        datetime.fromisoformat(s.replace('Z', '+00:00'))
+    except ValueError:
+        return _BAD
     return s
+
 
 def _instruments(v):
     items = [str(x).strip() for x in (v if isinstance(v, (list, tuple)) else str(v).split(','))]
     items = [x for x in items if x]
-    if not items or not all(_SYMBOL.fullmatch(x) for x in items): return _BAD
+    if not items or not all(_SYMBOL.fullmatch(x) for x in items):
+        return _BAD
     return ','.join(items)
+
 
 def _convert(p, v):
     k = p.kind
-    if k in ('int', 'float'): return _number(p, v)
+    if k in ('int', 'float'):
+        return _number(p, v)
     if k == 'bool':
-        if isinstance(v, bool): return v
+        if isinstance(v, bool):
+            return v
         s = str(v).strip().lower()
         return True if s in _TRUE else False if s in _FALSE else _BAD
-    if k == 'choice': return v if v in p.choices else (str(v).strip() if str(v).strip() in p.choices else _BAD)
-    if k == 'timestamp': return _timestamp(v)
-    if k == 'instruments': return _instruments(v)
+    if k == 'choice':
+        return v if v in p.choices else (str(v).strip() if str(v).strip() in p.choices else _BAD)
+    if k == 'timestamp':
+        return _timestamp(v)
+    if k == 'instruments':
+        return _instruments(v)
     if k == 'version':
-        if isinstance(v, int) and not isinstance(v, bool): return str(v) if v >= 1 else _BAD
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v) if v >= 1 else _BAD
         s = str(v).strip().lstrip('v')
         return s if re.fullmatch(r'[1-9]\d*|[a-z][a-z0-9_-]*', s) else _BAD
-    if k == 'str': return v if isinstance(v, str) and v.strip() else _BAD
+    if k == 'str':
+        return v if isinstance(v, str) and v.strip() else _BAD
     raise ValueError(f"unknown parameter kind {k!r}")
 
 # %% ../../nbs/pipelines_lib/69_params.ipynb #febca66e
@@ -106,28 +140,44 @@ SOURCES = ('sim', 'file', 'binance', 'oanda', 'ibkr')
 MODELS = ('hgb', 'logistic')
 
 SPECS: dict[str, tuple[Param, ...]] = {
-    'ingest': (Param('source', 'choice', 'market-data source', SOURCES),
-               Param('instruments', 'instruments', 'instruments to fetch'),
-               Param('start', help='first bar (UTC)', **_WHEN), Param('end', help='end, exclusive (UTC)', **_WHEN),
-               Param('timeframe', 'choice', 'bar length', tuple(TIMEFRAMES)),
-               Param('path', 'str', 'file source: a file or a glob'),
-               Param('backfill', 'bool', 'ignore watermarks and re-ingest [start, end)')),
-    'train': (Param('feature_set', 'str', 'feature set name'), Param('instruments', 'instruments'),
-              Param('start', **_WHEN), Param('end', **_WHEN),
-              Param('valid_size', 'float', 'validation share', lo=0, hi=1, lo_open=True, hi_open=True),
-              Param('test_size', 'float', 'test share', lo=0, hi=1, lo_open=True, hi_open=True),
-              Param('n_trials', 'int', 'optuna trials', lo=1, hi=100_000), Param('timeout', 'float', 'tuning time-out (s); 0 = none', lo=0),
-              Param('model', 'choice', 'estimator tuned', MODELS), Param('baseline', 'choice', 'baseline estimator', MODELS + ('none',)),
-              Param('seed', 'int', 'random seed', lo=0)),
+    'ingest': (
+        Param('source', 'choice', 'market-data source', SOURCES),
+        Param('instruments', 'instruments', 'instruments to fetch'),
+        Param('start', help='first bar (UTC)', **_WHEN),
+        Param('end', help='end, exclusive (UTC)', **_WHEN),
+        Param('timeframe', 'choice', 'bar length', tuple(TIMEFRAMES)),
+        Param('path', 'str', 'file source: a file or a glob'),
+        Param('backfill', 'bool', 'ignore watermarks and re-ingest [start, end)'),
+    ),
+    'train': (
+        Param('feature_set', 'str', 'feature set name'),
+        Param('instruments', 'instruments'),
+        Param('start', **_WHEN),
+        Param('end', **_WHEN),
+        Param('valid_size', 'float', 'validation share', lo=0, hi=1, lo_open=True, hi_open=True),
+        Param('test_size', 'float', 'test share', lo=0, hi=1, lo_open=True, hi_open=True),
+        Param('n_trials', 'int', 'optuna trials', lo=1, hi=100_000),
+        Param('timeout', 'float', 'tuning time-out (s); 0 = none', lo=0),
+        Param('model', 'choice', 'estimator tuned', MODELS),
+        Param('baseline', 'choice', 'baseline estimator', MODELS + ('none',)),
+        Param('seed', 'int', 'random seed', lo=0),
+    ),
     'evaluate': (Param('version', 'version', 'version to evaluate (default: the challenger)'),),
-    'rollout': (Param('version', 'version', 'version to roll out (default: the challenger)'),
-                Param('strategy', 'choice', 'how to roll out', ('canary', 'bluegreen')),
-                Param('clock', 'choice', 'clock of the stages', ('wall', 'replay')),
-                Param('speed', 'float', 'replay clock speed (clock seconds per wall second)', lo=0, lo_open=True)),
-    'health': (Param('now', help='end of the current window (UTC)', **_WHEN), Param('instruments', 'instruments'),
-               Param('current_hours', 'int', 'current window (hours)', lo=1), Param('reference_days', 'int', 'reference window (days)', lo=1),
-               Param('send_alerts', 'bool', 'dispatch alerts')),
+    'rollout': (
+        Param('version', 'version', 'version to roll out (default: the challenger)'),
+        Param('strategy', 'choice', 'how to roll out', ('canary', 'bluegreen')),
+        Param('clock', 'choice', 'clock of the stages', ('wall', 'replay')),
+        Param('speed', 'float', 'replay clock speed (clock seconds per wall second)', lo=0, lo_open=True),
+    ),
+    'health': (
+        Param('now', help='end of the current window (UTC)', **_WHEN),
+        Param('instruments', 'instruments'),
+        Param('current_hours', 'int', 'current window (hours)', lo=1),
+        Param('reference_days', 'int', 'reference window (days)', lo=1),
+        Param('send_alerts', 'bool', 'dispatch alerts'),
+    ),
 }
+
 
 def param_names(pipeline: str) -> tuple[str, ...]:
     "The parameter names of `pipeline`."
@@ -139,11 +189,14 @@ def check_params(pipeline: str, params: dict) -> dict:
     specs = {p.name: p for p in SPECS.get(pipeline, ())}
     out = {}
     for k, v in params.items():
-        try: out[k] = specs[k].check(v) if k in specs else v
-        except ParamError as e: raise ParamError(f"{pipeline}: {e}") from None
+        try:
+            out[k] = specs[k].check(v) if k in specs else v
+        except ParamError as e:
+            raise ParamError(f"{pipeline}: {e}") from None
     s, e = out.get('start'), out.get('end')
     if specs.get('start') and specs['start'].kind == 'timestamp' and s and e:
         a, b = (datetime.fromisoformat(x.replace('Z', '+00:00')) for x in (s, e))
         a, b = (x.replace(tzinfo=None) if x.tzinfo is None else x.astimezone().replace(tzinfo=None) for x in (a, b))
-        if not a < b: raise ParamError(f"{pipeline}: parameter end={e!r} is not after start={s!r}")
+        if not a < b:
+            raise ParamError(f"{pipeline}: parameter end={e!r} is not after start={s!r}")
     return out

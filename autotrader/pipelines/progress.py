@@ -13,12 +13,18 @@ __all__ = ['PROGRESS_FILE', 'progress']
 # %% ../../nbs/pipelines_lib/68_progress.ipynb #db212352
 PROGRESS_FILE = '.progress'
 
+
 def progress(ctx, text: str) -> None:
     "Report what a long step is doing ('fetch sim: 3/5 instruments'); see above. A no-op unless `ctx.progress`."
-    if ctx is None or not getattr(ctx, 'progress', False): return
+    if ctx is None or not getattr(ctx, 'progress', False):
+        return
     line = ' '.join(str(text).split())
     if getattr(ctx, 'run_dir', None):
         try:
-            with open(Path(ctx.run_dir) / PROGRESS_FILE, 'a', encoding='utf-8') as f: f.write(line + '\n')
-        except OSError: pass                      # progress must never fail a run
-    elif sys.stderr.isatty(): sys.stderr.write('\r' + line[:150] + '\x1b[K'); sys.stderr.flush()
+            with open(Path(ctx.run_dir) / PROGRESS_FILE, 'a', encoding='utf-8') as f:
+                f.write(line + '\n')
+        except OSError:
+            pass  # progress must never fail a run
+    elif sys.stderr.isatty():
+        sys.stderr.write('\r' + line[:150] + '\x1b[K')
+        sys.stderr.flush()

@@ -4,8 +4,10 @@
 
 # %% ../../nbs/pipelines_lib/67_readable.ipynb #91138867
 from __future__ import annotations
-import math, re
-import numpy as np, pandas as pd
+import math
+import re
+import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['MISSING', 'cell_text', 'readable']
@@ -14,33 +16,49 @@ __all__ = ['MISSING', 'cell_text', 'readable']
 MISSING = '—'
 _ISO = re.compile(r'\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?$')
 
+
 def cell_text(v) -> str:
     "One value as a reader wants to see it (see above)."
-    if v is None or v is pd.NaT: return MISSING
-    if isinstance(v, (bool, np.bool_)): return 'yes' if v else 'no'
-    if isinstance(v, (int, np.integer)): return f'{int(v):,}'
+    if v is None or v is pd.NaT:
+        return MISSING
+    if isinstance(v, (bool, np.bool_)):
+        return 'yes' if v else 'no'
+    if isinstance(v, (int, np.integer)):
+        return f'{int(v):,}'
     if isinstance(v, (float, np.floating)):
-        if not math.isfinite(v): return MISSING
-        return f'{int(v):,}' if float(v).is_integer() and abs(v) < 1e15 else f'{v:,.0f}' if abs(v) >= 1e4 else f'{v:.4g}'
+        if not math.isfinite(v):
+            return MISSING
+        return (
+            f'{int(v):,}' if float(v).is_integer() and abs(v) < 1e15 else f'{v:,.0f}' if abs(v) >= 1e4 else f'{v:.4g}'
+        )
     if isinstance(v, (pd.Timestamp, np.datetime64)):
         t = pd.Timestamp(v)
-        if pd.isna(t): return MISSING
-        if t.tzinfo is not None: t = t.tz_convert('UTC')
+        if pd.isna(t):
+            return MISSING
+        if t.tzinfo is not None:
+            t = t.tz_convert('UTC')
         return t.strftime('%Y-%m-%d') if (t.hour, t.minute, t.second) == (0, 0, 0) else t.strftime('%Y-%m-%d %H:%M:%S')
-    if isinstance(v, pd.Timedelta): return MISSING if pd.isna(v) else str(v).replace('0 days ', '')
-    if isinstance(v, dict): return '; '.join(f'{k}: {cell_text(x)}' for k, x in v.items()) or MISSING
-    if isinstance(v, (list, tuple, set, np.ndarray)): return ', '.join(cell_text(x) for x in v) or MISSING
+    if isinstance(v, pd.Timedelta):
+        return MISSING if pd.isna(v) else str(v).replace('0 days ', '')
+    if isinstance(v, dict):
+        return '; '.join(f'{k}: {cell_text(x)}' for k, x in v.items()) or MISSING
+    if isinstance(v, (list, tuple, set, np.ndarray)):
+        return ', '.join(cell_text(x) for x in v) or MISSING
     s = str(v)
-    if _ISO.match(s):                                             # an ISO time stored as text (catalogs, JSON)
-        try: return cell_text(pd.Timestamp(s))
-        except ValueError: pass
+    if _ISO.match(s):  # an ISO time stored as text (catalogs, JSON)
+        try:
+            return cell_text(pd.Timestamp(s))
+        except ValueError:
+            pass
     return MISSING if s.strip() in ('', 'nan', 'NaN', 'None', 'NaT') else s
+
 
 def readable(df: pd.DataFrame, index: bool = True) -> pd.DataFrame:
     "`df` with every cell as text for a reader and column names without underscores (see above)."
     out = df.copy()
     out.columns = [str(c).replace('_', ' ') for c in out.columns]
-    for c in out.columns: out[c] = [cell_text(v) for v in out[c].tolist()]
+    for c in out.columns:
+        out[c] = [cell_text(v) for v in out[c].tolist()]
     if index and not isinstance(out.index, pd.RangeIndex):
         out.index = [cell_text(v) for v in out.index.tolist()] if out.index.nlevels == 1 else out.index
         out.index.name = None if df.index.name is None else str(df.index.name).replace('_', ' ')

@@ -13,12 +13,11 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..config import Settings, load_settings
 from ..clock import ReplayClock, WallClock
-from ..deploy.state import DeploymentState, StateError, iso, TERMINAL, live_age
+from ..deploy.state import DeploymentState, StateError, live_age
 from ..deploy.controller import RolloutController
 from ..deploy.replay import ReplayTrader, local_gateway
 from .context import RunContext

@@ -7,7 +7,8 @@ promotion gates read — per instrument and for the equal-weight portfolio, with
 from __future__ import annotations
 import math
 from collections.abc import Mapping
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import TIMEFRAMES
 
 # %% auto #0
@@ -18,18 +19,27 @@ __all__ = ['EULER_GAMMA', 'bars_per_year', 'instrument_bars_per_year', 'position
 # %% ../../nbs/train/42_backtest.ipynb #918b5bf5
 def bars_per_year(timeframe: str, calendar: str = 'crypto') -> float:
     "Bars in a year of the `calendar` at `timeframe` (see the table above)."
-    if timeframe not in TIMEFRAMES: raise ValueError(f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
     s = TIMEFRAMES[timeframe]
-    if calendar in ('crypto', 'always'): return 365.25 * 86400 / s
-    if calendar == 'fx': return 365.25 * 5 / 7 * 86400 / s
-    if calendar == 'equity_us': return 252.0 * (1 if s >= 86400 else math.ceil(23400 / s))
-    from autotrader.schema import annual_bars          # an exchange (XNYS, XLON, …): its sessions, holidays and early closes
-    try: return float(annual_bars(calendar, timeframe))
-    except (KeyError, ValueError) as e: raise ValueError(f"unknown calendar {calendar!r}: {e}") from None
+    if calendar in ('crypto', 'always'):
+        return 365.25 * 86400 / s
+    if calendar == 'fx':
+        return 365.25 * 5 / 7 * 86400 / s
+    if calendar == 'equity_us':
+        return 252.0 * (1 if s >= 86400 else math.ceil(23400 / s))
+    from autotrader.schema import annual_bars  # an exchange (XNYS, XLON, …): its sessions, holidays and early closes
+
+    try:
+        return float(annual_bars(calendar, timeframe))
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"unknown calendar {calendar!r}: {e}") from None
+
 
 def instrument_bars_per_year(settings) -> dict:
     "{symbol: bars per year} for `[instruments] symbols` at `[data] timeframe`."
     from autotrader.schema import parse_instruments
+
     ins = parse_instruments(settings.instruments.symbols, settings.instruments.default_calendar)
     return {i.symbol: bars_per_year(settings.data.timeframe, i.calendar) for i in ins}
 
@@ -37,39 +47,60 @@ def instrument_bars_per_year(settings) -> dict:
 def positions(prob, mode: str = 'threshold', band: float = 0.0, allow_short: bool = True) -> np.ndarray:
     "Positions in [-1, 1] from P(up) (see above)."
     p = np.asarray(prob, dtype='float64')
-    if mode not in ('threshold', 'sized'): raise ValueError(f"mode must be 'threshold' or 'sized', got {mode!r}")
-    if not band >= 0: raise ValueError(f"band must be >= 0, got {band!r}")
+    if mode not in ('threshold', 'sized'):
+        raise ValueError(f"mode must be 'threshold' or 'sized', got {mode!r}")
+    if not band >= 0:
+        raise ValueError(f"band must be >= 0, got {band!r}")
     with np.errstate(invalid='ignore'):
-        if mode == 'threshold': w = np.where(p > 0.5 + band, 1.0, np.where(p < 0.5 - band, -1.0, 0.0))
-        else: w = np.where(np.abs(p - 0.5) <= band, 0.0, np.clip(2 * p - 1, -1, 1))
+        if mode == 'threshold':
+            w = np.where(p > 0.5 + band, 1.0, np.where(p < 0.5 - band, -1.0, 0.0))
+        else:
+            w = np.where(np.abs(p - 0.5) <= band, 0.0, np.clip(2 * p - 1, -1, 1))
     w = np.where(np.isnan(p), 0.0, w)
     return np.maximum(w, 0.0) if not allow_short else w + 0.0
 
-def backtest(frame: pd.DataFrame, prob: str = 'prob', ret: str = 'next_ret', cost_bps=2.0, mode: str = 'threshold',
-             band: float = 0.0, allow_short: bool = True, position: str | None = None) -> pd.DataFrame:
+
+def backtest(
+    frame: pd.DataFrame,
+    prob: str = 'prob',
+    ret: str = 'next_ret',
+    cost_bps=2.0,
+    mode: str = 'threshold',
+    band: float = 0.0,
+    allow_short: bool = True,
+    position: str | None = None,
+) -> pd.DataFrame:
     "Per-bar positions, turnover, cost, gross and net returns of every instrument in `frame` (see above)."
     need = ['instrument', 'timestamp', ret] + ([position] if position else [prob])
     miss = [c for c in need if c not in frame]
-    if miss: raise ValueError(f"backtest needs columns {miss}")
+    if miss:
+        raise ValueError(f"backtest needs columns {miss}")
     f = frame.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
-    if f.duplicated(['instrument', 'timestamp']).any(): raise ValueError("duplicate (instrument, timestamp) rows")
-    if f[ret].isna().any(): raise ValueError(f"{ret!r} has missing values: drop rows without a next bar first")
+    if f.duplicated(['instrument', 'timestamp']).any():
+        raise ValueError("duplicate (instrument, timestamp) rows")
+    if f[ret].isna().any():
+        raise ValueError(f"{ret!r} has missing values: drop rows without a next bar first")
     w = f[position].fillna(0).to_numpy(dtype='float64') if position else positions(f[prob], mode, band, allow_short)
-    if position and (np.abs(w) > 1 + 1e-12).any(): raise ValueError("positions must lie in [-1, 1]")
+    if position and (np.abs(w) > 1 + 1e-12).any():
+        raise ValueError("positions must lie in [-1, 1]")
     prev = pd.Series(w).groupby(f['instrument'].to_numpy(), sort=False).shift(1).fillna(0.0).to_numpy()
     if isinstance(cost_bps, Mapping):
         miss = sorted(set(f['instrument']) - set(cost_bps))
-        if miss: raise ValueError(f"cost_bps has no cost for {miss}")
+        if miss:
+            raise ValueError(f"cost_bps has no cost for {miss}")
         c = f['instrument'].map(cost_bps).to_numpy(dtype='float64')
-    else: c = np.full(len(f), float(cost_bps))
+    else:
+        c = np.full(len(f), float(cost_bps))
     out = f[['instrument', 'timestamp']].copy()
-    if not position: out['prob'] = f[prob].to_numpy(dtype='float64')
+    if not position:
+        out['prob'] = f[prob].to_numpy(dtype='float64')
     out['position'] = w
     out['turnover'] = np.abs(w - prev)
     out['cost'] = c / 1e4 * out['turnover']
     out['gross'] = w * f[ret].to_numpy(dtype='float64')
     out['net'] = out['gross'] - out['cost']
     return out
+
 
 def portfolio(bt: pd.DataFrame) -> pd.DataFrame:
     "Equal-weight portfolio per timestamp (see above): net, gross, cost, position (gross exposure), turnover, n_instruments."
@@ -82,68 +113,113 @@ def portfolio(bt: pd.DataFrame) -> pd.DataFrame:
 # %% ../../nbs/train/42_backtest.ipynb #18f85856
 EULER_GAMMA = 0.5772156649015329
 
+
 def expected_max_sharpe(sr_var: float, n_trials: int) -> float:
     "SR_0: expected maximum Sharpe ratio of `n_trials` unskilled trials whose Sharpe ratios have variance `sr_var` (same units)."
     from scipy.stats import norm
-    if n_trials <= 1 or not sr_var > 0: return 0.0
-    return math.sqrt(sr_var) * ((1 - EULER_GAMMA) * norm.ppf(1 - 1 / n_trials) + EULER_GAMMA * norm.ppf(1 - 1 / (n_trials * math.e)))
 
-def deflated_sharpe_ratio(sr: float, n_obs: int, skew: float = 0.0, kurt: float = 3.0, sr_var: float = 0.0,
-                          n_trials: int = 1) -> float:
+    if n_trials <= 1 or not sr_var > 0:
+        return 0.0
+    return math.sqrt(sr_var) * (
+        (1 - EULER_GAMMA) * norm.ppf(1 - 1 / n_trials) + EULER_GAMMA * norm.ppf(1 - 1 / (n_trials * math.e))
+    )
+
+
+def deflated_sharpe_ratio(
+    sr: float, n_obs: int, skew: float = 0.0, kurt: float = 3.0, sr_var: float = 0.0, n_trials: int = 1
+) -> float:
     "DSR (a probability) of the per-bar Sharpe ratio `sr` over `n_obs` returns; `sr_var` per bar too (see above)."
     from scipy.stats import norm
-    den = 1 - skew * sr + (kurt - 1) / 4 * sr ** 2
-    if n_obs < 2 or not np.isfinite(sr) or not den > 0: return float('nan')
+
+    den = 1 - skew * sr + (kurt - 1) / 4 * sr**2
+    if n_obs < 2 or not np.isfinite(sr) or not den > 0:
+        return float('nan')
     return float(norm.cdf((sr - expected_max_sharpe(sr_var, n_trials)) * math.sqrt(n_obs - 1) / math.sqrt(den)))
 
 # %% ../../nbs/train/42_backtest.ipynb #b3a5478e
-def performance(net, position=None, turnover=None, bars_per_year: float = 8766.0, n_trials: int = 1,
-                trial_sharpe_var: float = 0.0) -> dict:
+def performance(
+    net, position=None, turnover=None, bars_per_year: float = 8766.0, n_trials: int = 1, trial_sharpe_var: float = 0.0
+) -> dict:
     "Metrics of per-bar net returns `net` (see the table above); `trial_sharpe_var` is in annualised units."
-    r = np.asarray(net, dtype='float64'); T = len(r); A = float(bars_per_year)
+    r = np.asarray(net, dtype='float64')
+    T = len(r)
+    A = float(bars_per_year)
     w = np.zeros(T) if position is None else np.asarray(position, dtype='float64')
     to = np.full(T, np.nan) if turnover is None else np.asarray(turnover, dtype='float64')
     nan = float('nan')
     m = dict(n_bars=T, n_active=int((w != 0).sum()))
-    if T == 0: return {**m, **{k: nan for k in _METRICS}}
+    if T == 0:
+        return {**m, **{k: nan for k in _METRICS}}
     mu, sd = r.mean(), (r.std(ddof=1) if T > 1 else nan)
     dd = math.sqrt(np.mean(np.minimum(r, 0) ** 2))
-    eq = np.cumprod(1 + r); peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
+    eq = np.cumprod(1 + r)
+    peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
     gain, loss = r[r > 0].sum(), -r[r < 0].sum()
     sr = mu / sd if sd > 0 else nan
-    c = r - mu; m2 = np.mean(c ** 2)
-    skew, kurt = (np.mean(c ** 3) / m2 ** 1.5, np.mean(c ** 4) / m2 ** 2) if m2 > 0 else (nan, nan)
+    c = r - mu
+    m2 = np.mean(c**2)
+    skew, kurt = (np.mean(c**3) / m2**1.5, np.mean(c**4) / m2**2) if m2 > 0 else (nan, nan)
     m.update(
         sharpe=sr * math.sqrt(A) if sd > 0 else nan,
         sortino=mu / dd * math.sqrt(A) if dd > 0 else nan,
         max_drawdown=float(np.max(1 - eq / peak)),
         win_rate=float((r > 0).sum() / (r != 0).sum()) if (r != 0).any() else nan,
         profit_factor=float(gain / loss) if loss > 0 else (float('inf') if gain > 0 else nan),
-        total_return=float(eq[-1] - 1), cagr=float(eq[-1] ** (A / T) - 1) if eq[-1] > 0 else -1.0,
-        ann_return=float(mu * A), ann_vol=float(sd * math.sqrt(A)),
+        total_return=float(eq[-1] - 1),
+        cagr=float(eq[-1] ** (A / T) - 1) if eq[-1] > 0 else -1.0,
+        ann_return=float(mu * A),
+        ann_vol=float(sd * math.sqrt(A)),
         turnover=float(np.nanmean(to)) if turnover is not None else nan,
         turnover_annual=float(np.nanmean(to) * A) if turnover is not None else nan,
         exposure=float(np.abs(w).mean()) if position is not None else nan,
-        skew=float(skew), kurtosis=float(kurt),
+        skew=float(skew),
+        kurtosis=float(kurt),
         deflated_sharpe=deflated_sharpe_ratio(sr, T, skew, kurt, trial_sharpe_var / A, n_trials) if sd > 0 else nan,
         expected_max_sharpe=expected_max_sharpe(trial_sharpe_var / A, n_trials) * math.sqrt(A),
-        bars_per_year=A, n_trials=int(n_trials))
+        bars_per_year=A,
+        n_trials=int(n_trials),
+    )
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in m.items()}
 
-_METRICS = ['sharpe', 'sortino', 'max_drawdown', 'win_rate', 'profit_factor', 'total_return', 'cagr', 'ann_return',
-            'ann_vol', 'turnover', 'turnover_annual', 'exposure', 'skew', 'kurtosis', 'deflated_sharpe',
-            'expected_max_sharpe', 'bars_per_year', 'n_trials']
+
+_METRICS = [
+    'sharpe',
+    'sortino',
+    'max_drawdown',
+    'win_rate',
+    'profit_factor',
+    'total_return',
+    'cagr',
+    'ann_return',
+    'ann_vol',
+    'turnover',
+    'turnover_annual',
+    'exposure',
+    'skew',
+    'kurtosis',
+    'deflated_sharpe',
+    'expected_max_sharpe',
+    'bars_per_year',
+    'n_trials',
+]
 
 # %% ../../nbs/train/42_backtest.ipynb #7d26021c
 def observed_bars_per_year(timestamps) -> float:
     "Distinct timestamps per year over their span (plus one median step)."
     ts = pd.DatetimeIndex(pd.unique(pd.Series(timestamps))).sort_values()
-    if len(ts) < 2: return float('nan')
+    if len(ts) < 2:
+        return float('nan')
     span = (ts[-1] - ts[0]) + pd.Series(ts).diff().median()
     return len(ts) / (span / pd.Timedelta(days=365.25))
 
-def evaluate(bt: pd.DataFrame, bars_per_year=8766.0, n_trials: int = 1, trial_sharpe_var: float = 0.0,
-             portfolio_bars_per_year: float | None = None) -> pd.DataFrame:
+
+def evaluate(
+    bt: pd.DataFrame,
+    bars_per_year=8766.0,
+    n_trials: int = 1,
+    trial_sharpe_var: float = 0.0,
+    portfolio_bars_per_year: float | None = None,
+) -> pd.DataFrame:
     "Metrics of each instrument of a `backtest` frame and of their equal-weight `portfolio` (index: instrument)."
     insts = sorted(bt['instrument'].unique())
     bpy = {i: float(bars_per_year[i] if isinstance(bars_per_year, Mapping) else bars_per_year) for i in insts}
@@ -154,12 +230,23 @@ def evaluate(bt: pd.DataFrame, bars_per_year=8766.0, n_trials: int = 1, trial_sh
     if portfolio_bars_per_year is None:
         vals = set(bpy.values())
         portfolio_bars_per_year = vals.pop() if len(vals) == 1 else observed_bars_per_year(pf.index)
-    rows['portfolio'] = performance(pf['net'], pf['position'], pf['turnover'], portfolio_bars_per_year, n_trials, trial_sharpe_var)
-    out = pd.DataFrame.from_dict(rows, orient='index'); out.index.name = 'instrument'
+    rows['portfolio'] = performance(
+        pf['net'], pf['position'], pf['turnover'], portfolio_bars_per_year, n_trials, trial_sharpe_var
+    )
+    out = pd.DataFrame.from_dict(rows, orient='index')
+    out.index.name = 'instrument'
     return out
+
 
 def backtest_from_settings(frame: pd.DataFrame, settings, prob: str = 'prob', ret: str = 'next_ret') -> pd.DataFrame:
     "`backtest` with `[train] cost_bps`, `position_mode`, `position_band`, `allow_short`."
     t = settings.train
-    return backtest(frame, prob=prob, ret=ret, cost_bps=t.cost_bps, mode=t.position_mode, band=t.position_band,
-                    allow_short=t.allow_short)
+    return backtest(
+        frame,
+        prob=prob,
+        ret=ret,
+        cost_bps=t.cost_bps,
+        mode=t.position_mode,
+        band=t.position_band,
+        allow_short=t.allow_short,
+    )

@@ -4,10 +4,11 @@
 
 # %% ../../nbs/train/43_gates.ipynb #6a3d6759
 from __future__ import annotations
-import json, math
-from dataclasses import dataclass, field, asdict
+import json
+import math
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-import numpy as np, pandas as pd
+import pandas as pd
 
 # %% auto #0
 __all__ = ['GateDecision', 'evaluate_gates', 'gates_from_settings']
@@ -15,63 +16,129 @@ __all__ = ['GateDecision', 'evaluate_gates', 'gates_from_settings']
 # %% ../../nbs/train/43_gates.ipynb #9da1ab7e
 _OPS = {'>': lambda v, t: v > t, '<': lambda v, t: v < t}
 
+
 def _num(v):
     "A plain float, or None for missing / NaN / infinite (strict JSON has no NaN)."
-    try: v = float(v)
-    except (TypeError, ValueError): return None
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
     return v if math.isfinite(v) else None
+
 
 @dataclass
 class GateDecision:
     gates: list
     scope: str = 'portfolio'
     decided_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec='seconds'))
+
     @property
-    def passed(self) -> bool: return bool(self.gates) and all(g['passed'] for g in self.gates)
+    def passed(self) -> bool:
+        return bool(self.gates) and all(g['passed'] for g in self.gates)
+
     @property
-    def failed(self) -> list: return [g['gate'] for g in self.gates if not g['passed']]
+    def failed(self) -> list:
+        return [g['gate'] for g in self.gates if not g['passed']]
+
     @property
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.gates, columns=['gate', 'subject', 'metric', 'value', 'op', 'threshold', 'passed'])
+
     def to_dict(self) -> dict:
-        return dict(passed=self.passed, failed=self.failed, scope=self.scope, decided_at=self.decided_at,
-                    gates=[{**g, 'value': _num(g['value']), 'threshold': _num(g['threshold'])} for g in self.gates])
-    def to_json(self, **kw) -> str: return json.dumps(self.to_dict(), allow_nan=False, **kw)
+        return dict(
+            passed=self.passed,
+            failed=self.failed,
+            scope=self.scope,
+            decided_at=self.decided_at,
+            gates=[{**g, 'value': _num(g['value']), 'threshold': _num(g['threshold'])} for g in self.gates],
+        )
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, **kw)
+
     def _repr_html_(self):
         return f"<p><b>{'PASSED' if self.passed else 'FAILED'}</b></p>" + self.table.to_html(index=False)
 
+
 def _gate(name, subject, metric, value, op, threshold):
     v = _num(value)
-    return dict(gate=name if subject == 'portfolio' else f"{name}[{subject}]", subject=subject, metric=metric,
-                value=value if v is None else v, op=op, threshold=float(threshold),
-                passed=bool(v is not None and _OPS[op](v, threshold)))
+    return dict(
+        gate=name if subject == 'portfolio' else f"{name}[{subject}]",
+        subject=subject,
+        metric=metric,
+        value=value if v is None else v,
+        op=op,
+        threshold=float(threshold),
+        passed=bool(v is not None and _OPS[op](v, threshold)),
+    )
 
-def evaluate_gates(metrics, min_sharpe: float = 2.0, max_drawdown: float = 0.15, min_win_rate: float = 0.55,
-                   min_deflated_sharpe: float = 0.95, scope: str = 'portfolio', champion_metrics=None,
-                   champion_metric: str = 'sharpe', champion_margin: float = 0.0) -> GateDecision:
+
+def evaluate_gates(
+    metrics,
+    min_sharpe: float = 2.0,
+    max_drawdown: float = 0.15,
+    min_win_rate: float = 0.55,
+    min_deflated_sharpe: float = 0.95,
+    scope: str = 'portfolio',
+    champion_metrics=None,
+    champion_metric: str = 'sharpe',
+    champion_margin: float = 0.0,
+) -> GateDecision:
     "Gate the challenger's test-window `metrics` (an `evaluate` frame, or one row / dict of metrics) — see above."
-    if scope not in ('portfolio', 'each_instrument'): raise ValueError(f"scope must be 'portfolio' or 'each_instrument', got {scope!r}")
+    if scope not in ('portfolio', 'each_instrument'):
+        raise ValueError(f"scope must be 'portfolio' or 'each_instrument', got {scope!r}")
     if isinstance(metrics, pd.DataFrame):
-        if 'portfolio' not in metrics.index: raise ValueError("metrics frame has no 'portfolio' row (use train.backtest.evaluate)")
+        if 'portfolio' not in metrics.index:
+            raise ValueError("metrics frame has no 'portfolio' row (use train.backtest.evaluate)")
         subjects = {'portfolio': metrics.loc['portfolio']}
-        if scope == 'each_instrument': subjects.update({i: metrics.loc[i] for i in metrics.index if i != 'portfolio'})
-    else: subjects = {'portfolio': pd.Series(dict(metrics))}
+        if scope == 'each_instrument':
+            subjects.update({i: metrics.loc[i] for i in metrics.index if i != 'portfolio'})
+    else:
+        subjects = {'portfolio': pd.Series(dict(metrics))}
     gates = []
-    if not 0 <= min_deflated_sharpe < 1: raise ValueError(f"min_deflated_sharpe is a probability in [0, 1) (0 = off), got {min_deflated_sharpe!r}")
+    if not 0 <= min_deflated_sharpe < 1:
+        raise ValueError(f"min_deflated_sharpe is a probability in [0, 1) (0 = off), got {min_deflated_sharpe!r}")
     for s, m in subjects.items():
-        if min_deflated_sharpe > 0: gates.append(_gate('deflated_sharpe', s, 'deflated_sharpe', m.get('deflated_sharpe'), '>', min_deflated_sharpe))
-        gates += [_gate('sharpe', s, 'sharpe', m.get('sharpe'), '>', min_sharpe),
-                  _gate('max_drawdown', s, 'max_drawdown', m.get('max_drawdown'), '<', max_drawdown),
-                  _gate('win_rate', s, 'win_rate', m.get('win_rate'), '>', min_win_rate)]
+        if min_deflated_sharpe > 0:
+            gates.append(
+                _gate('deflated_sharpe', s, 'deflated_sharpe', m.get('deflated_sharpe'), '>', min_deflated_sharpe)
+            )
+        gates += [
+            _gate('sharpe', s, 'sharpe', m.get('sharpe'), '>', min_sharpe),
+            _gate('max_drawdown', s, 'max_drawdown', m.get('max_drawdown'), '<', max_drawdown),
+            _gate('win_rate', s, 'win_rate', m.get('win_rate'), '>', min_win_rate),
+        ]
     if champion_metrics is not None:
-        cm = champion_metrics.loc['portfolio'] if isinstance(champion_metrics, pd.DataFrame) else pd.Series(dict(champion_metrics))
+        cm = (
+            champion_metrics.loc['portfolio']
+            if isinstance(champion_metrics, pd.DataFrame)
+            else pd.Series(dict(champion_metrics))
+        )
         ref = _num(cm.get(champion_metric))
-        gates.append(_gate('beats_champion', 'portfolio', champion_metric, subjects['portfolio'].get(champion_metric), '>',
-                           (ref if ref is not None else float('nan')) + champion_margin))
+        gates.append(
+            _gate(
+                'beats_champion',
+                'portfolio',
+                champion_metric,
+                subjects['portfolio'].get(champion_metric),
+                '>',
+                (ref if ref is not None else float('nan')) + champion_margin,
+            )
+        )
     return GateDecision(gates, scope)
+
 
 def gates_from_settings(metrics, settings, champion_metrics=None) -> GateDecision:
     "`evaluate_gates` with the `[gates]` thresholds."
     g = settings.gates
-    return evaluate_gates(metrics, g.min_sharpe, g.max_drawdown, g.min_win_rate, g.min_deflated_sharpe, g.scope,
-                          champion_metrics, g.champion_metric, g.champion_margin)
+    return evaluate_gates(
+        metrics,
+        g.min_sharpe,
+        g.max_drawdown,
+        g.min_win_rate,
+        g.min_deflated_sharpe,
+        g.scope,
+        champion_metrics,
+        g.champion_metric,
+        g.champion_margin,
+    )

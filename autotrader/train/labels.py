@@ -4,20 +4,28 @@
 
 # %% ../../nbs/train/40_labels.ipynb #908a3b5e
 from __future__ import annotations
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['make_labels', 'prob_up', 'labels_from_settings']
 
 # %% ../../nbs/train/40_labels.ipynb #07f0e6cb
-def make_labels(bars: pd.DataFrame, horizon: int = 1, dead_zone: float = 0.0, dead_zone_mode: str = 'drop') -> pd.DataFrame:
+def make_labels(
+    bars: pd.DataFrame, horizon: int = 1, dead_zone: float = 0.0, dead_zone_mode: str = 'drop'
+) -> pd.DataFrame:
     "Labels of canonical `bars` (any instruments): instrument, timestamp[, timeframe], t1, fwd_ret, next_ret, y."
-    if int(horizon) != horizon or horizon < 1: raise ValueError(f"horizon must be a whole number of bars >= 1, got {horizon!r}")
-    if not dead_zone >= 0: raise ValueError(f"dead_zone must be >= 0, got {dead_zone!r}")
-    if dead_zone_mode not in ('drop', 'flat'): raise ValueError(f"dead_zone_mode must be 'drop' or 'flat', got {dead_zone_mode!r}")
+    if int(horizon) != horizon or horizon < 1:
+        raise ValueError(f"horizon must be a whole number of bars >= 1, got {horizon!r}")
+    if not dead_zone >= 0:
+        raise ValueError(f"dead_zone must be >= 0, got {dead_zone!r}")
+    if dead_zone_mode not in ('drop', 'flat'):
+        raise ValueError(f"dead_zone_mode must be 'drop' or 'flat', got {dead_zone_mode!r}")
     for c in ('instrument', 'timestamp', 'close'):
-        if c not in bars: raise ValueError(f"bars need a {c!r} column")
-    if bars.duplicated(['instrument', 'timestamp']).any(): raise ValueError("bars have duplicate (instrument, timestamp) rows")
+        if c not in bars:
+            raise ValueError(f"bars need a {c!r} column")
+    if bars.duplicated(['instrument', 'timestamp']).any():
+        raise ValueError("bars have duplicate (instrument, timestamp) rows")
     keys = ['instrument', 'timestamp'] + (['timeframe'] if 'timeframe' in bars else [])
     b = bars.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
     close = b['close'].astype('float64').where(lambda c: c > 0)
@@ -31,7 +39,8 @@ def make_labels(bars: pd.DataFrame, horizon: int = 1, dead_zone: float = 0.0, de
     r = out['fwd_ret'].to_numpy()
     inside = np.abs(r) < dead_zone
     if dead_zone_mode == 'drop':
-        out = out[~inside]; out['y'] = (out['fwd_ret'] > 0).astype('int8')
+        out = out[~inside]
+        out['y'] = (out['fwd_ret'] > 0).astype('int8')
     else:
         out['y'] = np.where(inside, 0, np.sign(r)).astype('int8')
     return out.reset_index(drop=True)
@@ -40,8 +49,10 @@ def make_labels(bars: pd.DataFrame, horizon: int = 1, dead_zone: float = 0.0, de
 def prob_up(proba, classes) -> np.ndarray:
     "Score in [0, 1] for the backtest from `predict_proba` output and the estimator's `classes_` (see above)."
     proba, classes = np.asarray(proba, dtype='float64'), list(np.asarray(classes).tolist())
-    if proba.ndim != 2 or proba.shape[1] != len(classes): raise ValueError(f"proba has shape {proba.shape}, classes {classes}")
-    if 1 not in classes: raise ValueError(f"no 'up' class 1 among {classes}")
+    if proba.ndim != 2 or proba.shape[1] != len(classes):
+        raise ValueError(f"proba has shape {proba.shape}, classes {classes}")
+    if 1 not in classes:
+        raise ValueError(f"no 'up' class 1 among {classes}")
     down = -1 if -1 in classes else 0
     p_dn = proba[:, classes.index(down)] if down in classes else 0.0
     return 0.5 + 0.5 * (proba[:, classes.index(1)] - p_dn)

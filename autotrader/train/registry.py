@@ -5,12 +5,17 @@ aliases `challenger` and `champion`, gate results as version tags."""
 
 # %% ../../nbs/train/44_registry.ipynb #e527e45b
 from __future__ import annotations
-import json, math, os, re, subprocess
+import json
+import math
+import os
+import re
+import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 from ..config import looks_secret, secret_values
 from fastcore.basics import patch
 
@@ -23,66 +28,97 @@ def _mlflow():
     os.environ.setdefault('MLFLOW_DISABLE_TELEMETRY', 'true')
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     import mlflow
+
     return mlflow
+
 
 def tracking_uri(settings) -> str:
     "`[mlflow] tracking_uri`, or the SQLite file in the data folder."
     return settings.mlflow.tracking_uri or f"sqlite:///{Path(settings.data.dir).resolve() / 'mlflow.db'}"
 
-def _is_local(uri: str) -> bool: return uri.startswith(('sqlite:', 'file:')) or '://' not in uri
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(('sqlite:', 'file:')) or '://' not in uri
+
 
 def artifact_location(settings) -> str | None:
     "Artifact root of new experiments on a local backend (`[mlflow] artifact_dir` or `<data.dir>/mlruns`); None for a server."
-    if not _is_local(tracking_uri(settings)): return None
+    if not _is_local(tracking_uri(settings)):
+        return None
     d = settings.mlflow.artifact_dir or Path(settings.data.dir) / 'mlruns'
     return Path(d).resolve().as_uri()
+
 
 def git_commit(path=None) -> str | None:
     "HEAD commit of the git work tree at `path` (default: the current directory), or None."
     try:
         r = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=path or None, capture_output=True, text=True, timeout=10)
         return (r.stdout.strip() or None) if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError): return None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 # %% ../../nbs/train/44_registry.ipynb #9b84fd1c
 _BAD = re.compile(r'[^A-Za-z0-9_\-./: ]')
-def _name(k) -> str: return _BAD.sub('_', str(k))
+
+
+def _name(k) -> str:
+    return _BAD.sub('_', str(k))
+
 
 def _flat(d, prefix='') -> dict:
     out = {}
     for k, v in (d or {}).items():
         k = f"{prefix}{k}"
-        if isinstance(v, dict): out.update(_flat(v, k + '.'))
-        else: out[k] = v
+        if isinstance(v, dict):
+            out.update(_flat(v, k + '.'))
+        else:
+            out[k] = v
     return out
+
 
 def _check_names(d: dict, what: str):
     bad = [k for k in d if looks_secret(k)]
-    if bad: raise ValueError(f"{what} {bad} look like secrets: secrets are never logged to MLflow")
+    if bad:
+        raise ValueError(f"{what} {bad} look like secrets: secrets are never logged to MLflow")
+
 
 def _scrub(v: str) -> str:
     "Mask the value of any secret present in the environment (`config.secret_values`)."
-    for x in secret_values(): v = v.replace(x, '***')
+    for x in secret_values():
+        v = v.replace(x, '***')
     return v
+
 
 def clean_params(params) -> dict:
     "Flat, string-valued, secret-free params."
-    p = _flat(params); _check_names(p, 'params')
-    return {_name(k): _scrub(v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (list, tuple)) else str(v))[:6000]
-            for k, v in p.items()}
+    p = _flat(params)
+    _check_names(p, 'params')
+    return {
+        _name(k): _scrub(
+            v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (list, tuple)) else str(v)
+        )[:6000]
+        for k, v in p.items()
+    }
+
 
 def clean_tags(tags) -> dict:
     "Flat, string-valued, secret-free tags."
-    t = {k: _scrub(str(v)) for k, v in _flat(tags).items()}; _check_names(t, 'tags')
+    t = {k: _scrub(str(v)) for k, v in _flat(tags).items()}
+    _check_names(t, 'tags')
     return t
+
 
 def clean_metrics(metrics) -> dict:
     out = {}
     for k, v in _flat(metrics).items():
-        try: f = float(v)
-        except (TypeError, ValueError): continue
-        if math.isfinite(f): out[_name(k)] = f
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[_name(k)] = f
     return out
+
 
 def metrics_from_frame(ev: pd.DataFrame, prefix: str = 'test') -> dict:
     "Metrics of an `evaluate` frame: `<prefix>.<metric>` (portfolio) and `<prefix>.<instrument>.<metric>`."
@@ -95,6 +131,7 @@ def metrics_from_frame(ev: pd.DataFrame, prefix: str = 'test') -> dict:
 # %% ../../nbs/train/44_registry.ipynb #8d10c646
 _SK_TRUSTED = ('sklearn.', 'numpy.', 'scipy.', 'autotrader.')
 
+
 @dataclass
 class LoggedRun:
     run_id: str
@@ -102,37 +139,58 @@ class LoggedRun:
     model_uri: str | None = None
     model_id: str | None = None
 
+
 def _skops_trusted(model) -> list[str]:
     import skops.io as sio
+
     untrusted = sio.get_untrusted_types(data=sio.dumps(model))
     bad = [t for t in untrusted if not t.startswith(_SK_TRUSTED)]
-    if bad: raise ValueError(f"skops cannot vouch for {bad}: log this model with serialization='cloudpickle' (loading it then runs pickled code)")
+    if bad:
+        raise ValueError(
+            f"skops cannot vouch for {bad}: log this model with serialization='cloudpickle' (loading it then runs pickled code)"
+        )
     return untrusted
+
 
 def _requirements(model, serialization) -> list[str]:
     import importlib.metadata as md
+
     pk = ['scikit-learn', 'numpy', 'pandas', 'scipy'] + (['skops'] if serialization == 'skops' else ['cloudpickle'])
     out = [f"{p}=={md.version(p)}" for p in pk]
     mods = {type(o).__module__ for o in _walk(model)}
-    if any(m.startswith('autotrader') for m in mods): out.append(f"autotrader=={md.version('autotrader')}")
+    if any(m.startswith('autotrader') for m in mods):
+        out.append(f"autotrader=={md.version('autotrader')}")
     return out
+
 
 def _walk(est, seen=None):
     "The estimator and every estimator nested in it (pipelines, column transformers, ensembles)."
     seen = seen if seen is not None else set()
-    if id(est) in seen: return
-    seen.add(id(est)); yield est
+    if id(est) in seen:
+        return
+    seen.add(id(est))
+    yield est
     if hasattr(est, 'get_params'):
         for v in est.get_params(deep=False).values():
-            for x in (v if isinstance(v, (list, tuple)) else [v]):
+            for x in v if isinstance(v, (list, tuple)) else [v]:
                 x = x[1] if isinstance(x, tuple) and len(x) >= 2 else x
-                if hasattr(x, 'get_params'): yield from _walk(x, seen)
+                if hasattr(x, 'get_params'):
+                    yield from _walk(x, seen)
+
 
 class ModelRegistry:
     "MLflow runs and registered model versions (see above)."
-    def __init__(self, tracking_uri: str, model_name: str = 'autotrader', experiment: str = 'autotrader',
-                 artifact_location: str | None = None, serialization: str = 'skops'):
-        if serialization not in ('skops', 'cloudpickle'): raise ValueError(f"serialization must be skops or cloudpickle, got {serialization!r}")
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        model_name: str = 'autotrader',
+        experiment: str = 'autotrader',
+        artifact_location: str | None = None,
+        serialization: str = 'skops',
+    ):
+        if serialization not in ('skops', 'cloudpickle'):
+            raise ValueError(f"serialization must be skops or cloudpickle, got {serialization!r}")
         self.uri, self.model_name, self.experiment = tracking_uri, model_name, experiment
         self.artifact_location, self.serialization = artifact_location, serialization
 
@@ -143,7 +201,8 @@ class ModelRegistry:
             Path(settings.data.dir).mkdir(parents=True, exist_ok=True)
         return cls(tracking_uri(settings), m.model_name, m.experiment, artifact_location(settings), m.serialization)
 
-    def __repr__(self): return f"ModelRegistry({self.uri!r}, model_name={self.model_name!r}, experiment={self.experiment!r})"
+    def __repr__(self):
+        return f"ModelRegistry({self.uri!r}, model_name={self.model_name!r}, experiment={self.experiment!r})"
 
     @property
     def client(self):
@@ -154,59 +213,103 @@ class ModelRegistry:
         "Point MLflow's fluent API at this registry for the duration (restored afterwards)."
         mlflow = _mlflow()
         prev_t, prev_r = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-        mlflow.set_tracking_uri(self.uri); mlflow.set_registry_uri(self.uri)
-        try: yield mlflow
-        finally: mlflow.set_tracking_uri(prev_t); mlflow.set_registry_uri(prev_r)
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+        try:
+            yield mlflow
+        finally:
+            mlflow.set_tracking_uri(prev_t)
+            mlflow.set_registry_uri(prev_r)
 
     def experiment_id(self) -> str:
         "Id of the experiment (created, with the local artifact location, when missing)."
-        c = self.client; e = c.get_experiment_by_name(self.experiment)
-        if e is not None: return e.experiment_id
-        try: return c.create_experiment(self.experiment, artifact_location=self.artifact_location)
-        except Exception:                                    # created meanwhile by another process
+        c = self.client
+        e = c.get_experiment_by_name(self.experiment)
+        if e is not None:
+            return e.experiment_id
+        try:
+            return c.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        except Exception:  # created meanwhile by another process
             e = c.get_experiment_by_name(self.experiment)
-            if e is None: raise
+            if e is None:
+                raise
             return e.experiment_id
 
 # %% ../../nbs/train/44_registry.ipynb #da7c3389
 @patch
-def log_run(self: ModelRegistry, params=None, metrics=None, tags=None, *, run_name: str | None = None,
-             data_hash: str | None = None, feature_set: str | None = None, model=None, input_example=None,
-             gates=None, card_html: str | None = None, tables: dict | None = None, git_dir=None) -> LoggedRun:
+def log_run(
+    self: ModelRegistry,
+    params=None,
+    metrics=None,
+    tags=None,
+    *,
+    run_name: str | None = None,
+    data_hash: str | None = None,
+    feature_set: str | None = None,
+    model=None,
+    input_example=None,
+    gates=None,
+    card_html: str | None = None,
+    tables: dict | None = None,
+    git_dir=None,
+) -> LoggedRun:
     "One MLflow run: params, metrics, lineage tags, and optionally the model, gates, model card and tables (see above)."
     from autotrader import __version__
+
     tg = {**clean_tags(tags), 'autotrader.version': __version__}
-    if data_hash: tg['autotrader.data_hash'] = str(data_hash)
-    if feature_set: tg['autotrader.feature_set'] = str(feature_set)
+    if data_hash:
+        tg['autotrader.data_hash'] = str(data_hash)
+    if feature_set:
+        tg['autotrader.feature_set'] = str(feature_set)
     commit = git_commit(git_dir)
-    if commit: tg['autotrader.git_commit'] = commit
+    if commit:
+        tg['autotrader.git_commit'] = commit
     eid = self.experiment_id()
     with self._active() as mlflow:
         with mlflow.start_run(experiment_id=eid, run_name=run_name, tags=tg) as run:
             rid = run.info.run_id
-            if params: mlflow.log_params(clean_params(params))
-            if metrics: mlflow.log_metrics(clean_metrics(metrics))
+            if params:
+                mlflow.log_params(clean_params(params))
+            if metrics:
+                mlflow.log_metrics(clean_metrics(metrics))
             uri = mid = None
-            if model is not None: uri, mid = self._log_model(mlflow, model, input_example)
+            if model is not None:
+                uri, mid = self._log_model(mlflow, model, input_example)
             if gates is not None:
                 d = gates.to_dict() if hasattr(gates, 'to_dict') else dict(gates)
-                mlflow.log_dict(d, 'gates.json'); mlflow.set_tag('autotrader.gates_passed', str(bool(d.get('passed'))).lower())
-            if card_html is not None: mlflow.log_text(card_html, 'model_card.html')
+                mlflow.log_dict(d, 'gates.json')
+                mlflow.set_tag('autotrader.gates_passed', str(bool(d.get('passed'))).lower())
+            if card_html is not None:
+                mlflow.log_text(card_html, 'model_card.html')
             for name, t in (tables or {}).items():
-                mlflow.log_text(pd.DataFrame(t).to_csv(index=not isinstance(pd.DataFrame(t).index, pd.RangeIndex)), f"tables/{_name(name)}.csv")
+                mlflow.log_text(
+                    pd.DataFrame(t).to_csv(index=not isinstance(pd.DataFrame(t).index, pd.RangeIndex)),
+                    f"tables/{_name(name)}.csv",
+                )
     return LoggedRun(rid, eid, uri, mid)
+
 
 @patch
 def _log_model(self: ModelRegistry, mlflow, model, input_example):
     from mlflow.models import infer_signature
-    if input_example is None: raise ValueError("log_run(model=…) needs input_example= (a few rows of the feature frame)")
+
+    if input_example is None:
+        raise ValueError("log_run(model=…) needs input_example= (a few rows of the feature frame)")
     ex = input_example.head(5) if hasattr(input_example, 'head') else np.asarray(input_example)[:5]
     fn = 'predict_proba' if hasattr(model, 'predict_proba') else 'predict'
     kw = dict(serialization_format=self.serialization, pip_requirements=_requirements(model, self.serialization))
-    if self.serialization == 'skops': kw['skops_trusted_types'] = _skops_trusted(model)
-    info = mlflow.sklearn.log_model(model, name='model', signature=infer_signature(ex, getattr(model, fn)(ex)),
-                                    input_example=ex, pyfunc_predict_fn=fn, **kw)
+    if self.serialization == 'skops':
+        kw['skops_trusted_types'] = _skops_trusted(model)
+    info = mlflow.sklearn.log_model(
+        model,
+        name='model',
+        signature=infer_signature(ex, getattr(model, fn)(ex)),
+        input_example=ex,
+        pyfunc_predict_fn=fn,
+        **kw,
+    )
     return info.model_uri, info.model_id
+
 
 @patch
 def log_card(self: ModelRegistry, run_id: str, html: str, name: str = 'model_card.html'):
@@ -216,57 +319,83 @@ def log_card(self: ModelRegistry, run_id: str, html: str, name: str = 'model_car
 # %% ../../nbs/train/44_registry.ipynb #9e7a38a7
 @patch
 def _mv(self: ModelRegistry, mv) -> dict:
-    return dict(name=mv.name, version=str(mv.version), run_id=mv.run_id, source=mv.source, tags=dict(mv.tags or {}),
-                aliases=list(mv.aliases or []), model_uri=f"models:/{mv.name}/{mv.version}")
+    return dict(
+        name=mv.name,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        source=mv.source,
+        tags=dict(mv.tags or {}),
+        aliases=list(mv.aliases or []),
+        model_uri=f"models:/{mv.name}/{mv.version}",
+    )
+
 
 @patch
-def register(self: ModelRegistry, run, alias: str | None = 'challenger', tags: dict | None = None,
-              description: str | None = None) -> str:
+def register(
+    self: ModelRegistry, run, alias: str | None = 'challenger', tags: dict | None = None, description: str | None = None
+) -> str:
     "Register the run's logged model (a `LoggedRun` or a model URI) as a new version; set `alias`. Returns the version."
     uri = run.model_uri if isinstance(run, LoggedRun) else str(run)
-    if not uri: raise ValueError("this run logged no model (log_run(model=…))")
+    if not uri:
+        raise ValueError("this run logged no model (log_run(model=…))")
     tg = clean_tags(tags)
     with self._active() as mlflow:
         mv = mlflow.register_model(uri, self.model_name, tags=tg or None)
     c = self.client
-    if description: c.update_model_version(self.model_name, mv.version, description=description)
-    if alias: c.set_registered_model_alias(self.model_name, alias, mv.version)
+    if description:
+        c.update_model_version(self.model_name, mv.version, description=description)
+    if alias:
+        c.set_registered_model_alias(self.model_name, alias, mv.version)
     return str(mv.version)
+
 
 @patch
 def set_gate_tags(self: ModelRegistry, version, decision) -> dict:
     "Write a `GateDecision` (or its dict) as tags of the model version; returns the tags."
     d = decision.to_dict() if hasattr(decision, 'to_dict') else dict(decision)
     fmt = lambda v: 'null' if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
-    tg = {'gates.passed': str(bool(d['passed'])).lower(), 'gates.failed': ','.join(d.get('failed', [])),
-          'gates.decided_at': str(d.get('decided_at', '')), 'gates.scope': str(d.get('scope', ''))}
+    tg = {
+        'gates.passed': str(bool(d['passed'])).lower(),
+        'gates.failed': ','.join(d.get('failed', [])),
+        'gates.decided_at': str(d.get('decided_at', '')),
+        'gates.scope': str(d.get('scope', '')),
+    }
     for g in d['gates']:
-        tg[f"gate.{_name(g['gate'].replace('[', '.').rstrip(']'))}"] = \
+        tg[f"gate.{_name(g['gate'].replace('[', '.').rstrip(']'))}"] = (
             f"{fmt(g['value'])} {g['op']} {fmt(g['threshold'])}: {'pass' if g['passed'] else 'fail'}"
+        )
     c = self.client
-    for k, v in tg.items(): c.set_model_version_tag(self.model_name, str(version), k, v)
+    for k, v in tg.items():
+        c.set_model_version_tag(self.model_name, str(version), k, v)
     return tg
+
 
 @patch
 def version(self: ModelRegistry, alias: str) -> dict | None:
     "The version `alias` points to, or None (also when the model is not registered yet)."
     from mlflow.exceptions import MlflowException
+
     c = self.client
-    try: rm = c.get_registered_model(self.model_name)
+    try:
+        rm = c.get_registered_model(self.model_name)
     except MlflowException as e:
-        if getattr(e, 'error_code', '') == 'RESOURCE_DOES_NOT_EXIST': return None
+        if getattr(e, 'error_code', '') == 'RESOURCE_DOES_NOT_EXIST':
+            return None
         raise
     v = (rm.aliases or {}).get(alias)
     return None if v is None else self._mv(c.get_model_version(self.model_name, str(v)))
+
 
 @patch
 def promote(self: ModelRegistry, version=None) -> str | None:
     "Point `champion` at `version` (default: the challenger); returns the previous champion's version or None."
     if version is None:
         ch = self.challenger()
-        if ch is None: raise ValueError(f"{self.model_name} has no challenger to promote")
+        if ch is None:
+            raise ValueError(f"{self.model_name} has no challenger to promote")
         version = ch['version']
-    prev = self.champion(); c = self.client
+    prev = self.champion()
+    c = self.client
     c.set_registered_model_alias(self.model_name, 'champion', str(version))
     now = datetime.now(timezone.utc).isoformat(timespec='seconds')
     c.set_model_version_tag(self.model_name, str(version), 'promoted_at', now)
@@ -275,11 +404,14 @@ def promote(self: ModelRegistry, version=None) -> str | None:
         c.set_model_version_tag(self.model_name, prev['version'], 'demoted_at', now)
     return prev['version'] if prev else None
 
+
 @patch
 def load_model(self: ModelRegistry, ref='champion'):
     "The pyfunc model of an alias (`champion`, `challenger`) or a version number."
     uri = f"models:/{self.model_name}/{ref}" if str(ref).isdigit() else f"models:/{self.model_name}@{ref}"
-    with self._active() as mlflow: return mlflow.pyfunc.load_model(uri)
+    with self._active() as mlflow:
+        return mlflow.pyfunc.load_model(uri)
+
 
 @patch
 def run_metrics(self: ModelRegistry, version) -> dict:
@@ -287,7 +419,12 @@ def run_metrics(self: ModelRegistry, version) -> dict:
     mv = self.client.get_model_version(self.model_name, str(version))
     return dict(self.client.get_run(mv.run_id).data.metrics)
 
+
 @patch
-def champion(self: ModelRegistry): return self.version('champion')
+def champion(self: ModelRegistry):
+    return self.version('champion')
+
+
 @patch
-def challenger(self: ModelRegistry): return self.version('challenger')
+def challenger(self: ModelRegistry):
+    return self.version('challenger')

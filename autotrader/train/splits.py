@@ -6,7 +6,8 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass, field
-import numpy as np, pandas as pd
+import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['Windows', 'chrono_split', 'PurgedKFold', 'CVResult', 'purged_cv_score', 'windows_from_settings', 'cv_from_settings']
@@ -14,56 +15,81 @@ __all__ = ['Windows', 'chrono_split', 'PurgedKFold', 'CVResult', 'purged_cv_scor
 # %% ../../nbs/train/41_splits.ipynb #1f24f523
 def _np(v) -> np.ndarray:
     "Times as a plain numpy array: tz-aware timestamps become UTC datetime64 (fast to sort and search); numbers stay."
-    if isinstance(v, pd.Series): v = pd.Index(v)
+    if isinstance(v, pd.Series):
+        v = pd.Index(v)
     if isinstance(v, pd.Index):
-        if isinstance(v.dtype, pd.DatetimeTZDtype): v = v.tz_convert('UTC').tz_localize(None)
+        if isinstance(v.dtype, pd.DatetimeTZDtype):
+            v = v.tz_convert('UTC').tz_localize(None)
         return v.to_numpy()
     v = np.asarray(v)
-    if v.dtype == object and len(v) and isinstance(v[0], pd.Timestamp): return _np(pd.DatetimeIndex(v))
+    if v.dtype == object and len(v) and isinstance(v[0], pd.Timestamp):
+        return _np(pd.DatetimeIndex(v))
     return v
 
-def _timeline(t0) -> np.ndarray: return np.unique(t0)
+
+def _timeline(t0) -> np.ndarray:
+    return np.unique(t0)
+
 
 def _as_array(v, n, what):
     v = _np(v)
-    if v.ndim != 1 or len(v) != n: raise ValueError(f"{what} has {len(v) if v.ndim == 1 else v.shape} values, expected {n}")
+    if v.ndim != 1 or len(v) != n:
+        raise ValueError(f"{what} has {len(v) if v.ndim == 1 else v.shape} values, expected {n}")
     return v
+
 
 def _iso(v):
     "A JSON-friendly time bound: ISO 8601 in UTC for timestamps, a plain number otherwise."
-    if v is None: return None
+    if v is None:
+        return None
     if isinstance(v, (np.datetime64, pd.Timestamp)):
-        t = pd.Timestamp(v); return (t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')).isoformat()
+        t = pd.Timestamp(v)
+        return (t.tz_localize('UTC') if t.tzinfo is None else t.tz_convert('UTC')).isoformat()
     return v.item() if hasattr(v, 'item') else v
+
 
 @dataclass
 class Windows:
     "Positional row indices of the train / valid / test windows, their time bounds and the rows purged between them."
+
     train: np.ndarray
     valid: np.ndarray
     test: np.ndarray
     bounds: dict = field(default_factory=dict)
     purged: dict = field(default_factory=dict)
+
     def to_dict(self) -> dict:
         "JSON-serialisable summary (for run params and the model card)."
-        return {k: dict(start=_iso(s), end=_iso(e), rows=int(len(getattr(self, k))), purged=int(self.purged.get(k, 0)))
-                for k, (s, e) in self.bounds.items()}
+        return {
+            k: dict(start=_iso(s), end=_iso(e), rows=int(len(getattr(self, k))), purged=int(self.purged.get(k, 0)))
+            for k, (s, e) in self.bounds.items()
+        }
+
 
 def chrono_split(t0, t1, valid_size: float = 0.1, test_size: float = 0.2) -> Windows:
     "Chronological windows over the timeline of `t0`; rows whose label interval reaches a later window are purged."
-    t0 = _np(t0); t1 = _as_array(t1, len(t0), 't1')
+    t0 = _np(t0)
+    t1 = _as_array(t1, len(t0), 't1')
     if not (0 <= valid_size < 1 and 0 < test_size < 1 and valid_size + test_size < 1):
-        raise ValueError(f"need 0 <= valid_size, 0 < test_size and valid_size + test_size < 1; got {valid_size}, {test_size}")
-    tl = _timeline(t0); n = len(tl)
+        raise ValueError(
+            f"need 0 <= valid_size, 0 < test_size and valid_size + test_size < 1; got {valid_size}, {test_size}"
+        )
+    tl = _timeline(t0)
+    n = len(tl)
     n_test, n_valid = int(round(test_size * n)), int(round(valid_size * n))
     n_train = n - n_test - n_valid
     if n_test < 1 or n_train < 1 or (valid_size > 0 and n_valid < 1):
         raise ValueError(f"{n} timestamps are too few for valid_size={valid_size}, test_size={test_size}")
-    v0, s0 = tl[n_train], tl[n_train + n_valid]              # first timestamp of validation, of test
+    v0, s0 = tl[n_train], tl[n_train + n_valid]  # first timestamp of validation, of test
     wins, bounds, purged = {}, {}, {}
-    for name, lo, hi, nxt in [('train', tl[0], tl[n_train - 1], v0 if n_valid else s0),
-                              ('valid', v0, tl[n_train + n_valid - 1], s0), ('test', s0, tl[-1], None)]:
-        if name == 'valid' and not n_valid: wins[name] = np.array([], dtype=int); continue
+    for name, lo, hi, nxt in [
+        ('train', tl[0], tl[n_train - 1], v0 if n_valid else s0),
+        ('valid', v0, tl[n_train + n_valid - 1], s0),
+        ('test', s0, tl[-1], None),
+    ]:
+        if name == 'valid' and not n_valid:
+            wins[name] = np.array([], dtype=int)
+            continue
         inside = (t0 >= lo) & (t0 <= hi)
         keep = inside & (t1 < nxt) if nxt is not None else inside
         wins[name], bounds[name], purged[name] = np.flatnonzero(keep), (lo, hi), int(inside.sum() - keep.sum())
@@ -72,94 +98,148 @@ def chrono_split(t0, t1, valid_size: float = 0.1, test_size: float = 0.2) -> Win
 # %% ../../nbs/train/41_splits.ipynb #4a523e07
 class PurgedKFold:
     "Purged, embargoed walk-forward (default) or k-fold cross-validation on the timeline of `t0` (see above)."
-    def __init__(self, n_splits: int = 5, t1=None, t0=None, embargo: float = 0.01, walk_forward: bool = True,
-                 max_train_bars: int = 0):
+
+    def __init__(
+        self,
+        n_splits: int = 5,
+        t1=None,
+        t0=None,
+        embargo: float = 0.01,
+        walk_forward: bool = True,
+        max_train_bars: int = 0,
+    ):
         self.n_splits, self.t1, self.t0, self.embargo = n_splits, t1, t0, embargo
         self.walk_forward, self.max_train_bars = walk_forward, max_train_bars
 
-    def get_n_splits(self, X=None, y=None, groups=None) -> int: return self.n_splits
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
 
     def _times(self, X):
         n = len(X) if X is not None else (len(self.t0) if self.t0 is not None else len(self.t1))
         idx = getattr(X, 'index', None)
-        if self.t0 is not None: t0 = _as_array(self.t0, n, 't0')
-        elif isinstance(self.t1, pd.Series) and isinstance(self.t1.index, pd.DatetimeIndex): t0 = _as_array(self.t1.index, n, 't0')
-        elif isinstance(idx, pd.DatetimeIndex): t0 = _np(idx)
-        elif isinstance(idx, pd.MultiIndex) and 'timestamp' in idx.names: t0 = _np(idx.get_level_values('timestamp'))
-        else: raise ValueError("PurgedKFold needs t0: pass t0= (or t1 as a Series indexed by t0), or give X a DatetimeIndex / a 'timestamp' index level")
-        if self.t1 is not None: t1 = _as_array(self.t1, n, 't1')
-        elif isinstance(idx, pd.MultiIndex) and 't1' in idx.names: t1 = _np(idx.get_level_values('t1'))
-        else: raise ValueError("PurgedKFold needs t1 (label end times): pass t1= or give X a 't1' index level")
-        if (t1 < t0).any(): raise ValueError("some label end times t1 are before their t0")
+        if self.t0 is not None:
+            t0 = _as_array(self.t0, n, 't0')
+        elif isinstance(self.t1, pd.Series) and isinstance(self.t1.index, pd.DatetimeIndex):
+            t0 = _as_array(self.t1.index, n, 't0')
+        elif isinstance(idx, pd.DatetimeIndex):
+            t0 = _np(idx)
+        elif isinstance(idx, pd.MultiIndex) and 'timestamp' in idx.names:
+            t0 = _np(idx.get_level_values('timestamp'))
+        else:
+            raise ValueError(
+                "PurgedKFold needs t0: pass t0= (or t1 as a Series indexed by t0), or give X a DatetimeIndex / a 'timestamp' index level"
+            )
+        if self.t1 is not None:
+            t1 = _as_array(self.t1, n, 't1')
+        elif isinstance(idx, pd.MultiIndex) and 't1' in idx.names:
+            t1 = _np(idx.get_level_values('t1'))
+        else:
+            raise ValueError("PurgedKFold needs t1 (label end times): pass t1= or give X a 't1' index level")
+        if (t1 < t0).any():
+            raise ValueError("some label end times t1 are before their t0")
         return t0, t1
 
     def _embargo_bars(self, n_times) -> int:
         e = self.embargo or 0
-        if e < 0: raise ValueError(f"embargo must be >= 0, got {e}")
+        if e < 0:
+            raise ValueError(f"embargo must be >= 0, got {e}")
         return int(math.ceil(e * n_times)) if e < 1 else int(e)
 
     def split(self, X=None, y=None, groups=None):
         "Yield (train, validation) positional index arrays, one pair per fold."
         t0, t1 = self._times(X)
-        tl = _timeline(t0); T = len(tl); K = int(self.n_splits)
+        tl = _timeline(t0)
+        T = len(tl)
+        K = int(self.n_splits)
         nb = K + 1 if self.walk_forward else K
-        if K < (1 if self.walk_forward else 2) or T < nb: raise ValueError(f"{T} timestamps cannot make {K} folds ({nb} blocks)")
+        if K < (1 if self.walk_forward else 2) or T < nb:
+            raise ValueError(f"{T} timestamps cannot make {K} folds ({nb} blocks)")
         blocks = np.array_split(np.arange(T), nb)
         e, pos = self._embargo_bars(T), np.searchsorted(tl, t0)
-        for b in (blocks[1:] if self.walk_forward else blocks):
+        for b in blocks[1:] if self.walk_forward else blocks:
             val = np.flatnonzero((pos >= b[0]) & (pos <= b[-1]))
             v0, v1 = tl[b[0]], t1[val].max()
-            p = np.searchsorted(tl, v1, side='right') + e          # first timeline position after the embargo
+            p = np.searchsorted(tl, v1, side='right') + e  # first timeline position after the embargo
             after = (pos >= p) if p < T else np.zeros(len(t0), bool)
             keep = (t1 < v0) | after
             if self.walk_forward:
                 keep &= pos < b[0]
-                if self.max_train_bars: keep &= pos >= b[0] - int(self.max_train_bars)
+                if self.max_train_bars:
+                    keep &= pos >= b[0] - int(self.max_train_bars)
             keep[val] = False
             train = np.flatnonzero(keep)
-            if not len(train): raise ValueError(f"fold validating {v0}..{tl[b[-1]]} has no training rows left after purging "
-                                                "(too few timestamps for the folds, the label horizon and the embargo)")
+            if not len(train):
+                raise ValueError(
+                    f"fold validating {v0}..{tl[b[-1]]} has no training rows left after purging "
+                    "(too few timestamps for the folds, the label horizon and the embargo)"
+                )
             yield train, val
 
     def folds(self, X=None) -> pd.DataFrame:
         "One row per fold: sizes and time bounds of training and validation, and the rows purged or embargoed."
-        t0, t1 = self._times(X); tl = _timeline(t0); rows = []
+        t0, t1 = self._times(X)
+        tl = _timeline(t0)
+        rows = []
         for k, (tr, va) in enumerate(self.split(X)):
-            before = (np.searchsorted(tl, t0) < np.searchsorted(tl, t0[va].min())) if self.walk_forward else np.ones(len(t0), bool)
+            before = (
+                (np.searchsorted(tl, t0) < np.searchsorted(tl, t0[va].min()))
+                if self.walk_forward
+                else np.ones(len(t0), bool)
+            )
             if self.walk_forward and self.max_train_bars:
                 before &= np.searchsorted(tl, t0) >= np.searchsorted(tl, t0[va].min()) - int(self.max_train_bars)
             before[va] = False
-            rows.append(dict(fold=k, n_train=len(tr), n_valid=len(va), n_removed=int(before.sum() - len(tr)),
-                             train_start=_iso(t0[tr].min()), train_end=_iso(t0[tr].max()),
-                             valid_start=_iso(t0[va].min()), valid_end=_iso(t0[va].max())))
+            rows.append(
+                dict(
+                    fold=k,
+                    n_train=len(tr),
+                    n_valid=len(va),
+                    n_removed=int(before.sum() - len(tr)),
+                    train_start=_iso(t0[tr].min()),
+                    train_end=_iso(t0[tr].max()),
+                    valid_start=_iso(t0[va].min()),
+                    valid_end=_iso(t0[va].max()),
+                )
+            )
         return pd.DataFrame(rows)
 
     def __repr__(self):
-        return (f"PurgedKFold(n_splits={self.n_splits}, embargo={self.embargo}, walk_forward={self.walk_forward}, "
-                f"max_train_bars={self.max_train_bars})")
+        return (
+            f"PurgedKFold(n_splits={self.n_splits}, embargo={self.embargo}, walk_forward={self.walk_forward}, "
+            f"max_train_bars={self.max_train_bars})"
+        )
 
 # %% ../../nbs/train/41_splits.ipynb #64a99b1c
 _FOLD_INFO = ['fold', 'n_train', 'n_valid', 'n_removed', 'train_start', 'train_end', 'valid_start', 'valid_end']
+
 
 @dataclass
 class CVResult:
     folds: pd.DataFrame
     oof: pd.DataFrame
+
     @property
     def mean(self) -> dict:
         num = self.folds.drop(columns=_FOLD_INFO, errors='ignore').select_dtypes('number')
         return {k: float(v) for k, v in num.mean().items()}
 
-def purged_cv_score(estimator, X, y, cv: PurgedKFold, scoring=('neg_log_loss', 'roc_auc', 'accuracy'),
-                    sample_weight=None, on_fold=None) -> CVResult:
+
+def purged_cv_score(
+    estimator, X, y, cv: PurgedKFold, scoring=('neg_log_loss', 'roc_auc', 'accuracy'), sample_weight=None, on_fold=None
+) -> CVResult:
     "Fit a clone of `estimator` on each purged training fold; score the validation fold (see above)."
     from sklearn.base import clone
     from sklearn.metrics import get_scorer
+
     Xa = X if hasattr(X, 'iloc') else np.asarray(X)
-    ya = np.asarray(y); take = (lambda a, i: a.iloc[i]) if hasattr(Xa, 'iloc') else (lambda a, i: a[i])
-    scorers = {s if isinstance(s, str) else getattr(s, '__name__', f'score{i}'): get_scorer(s) if isinstance(s, str) else s
-               for i, s in enumerate(scoring)}
-    classes = np.unique(ya); oof = np.full((len(ya), len(classes)), np.nan)
+    ya = np.asarray(y)
+    take = (lambda a, i: a.iloc[i]) if hasattr(Xa, 'iloc') else (lambda a, i: a[i])
+    scorers = {
+        s if isinstance(s, str) else getattr(s, '__name__', f'score{i}'): get_scorer(s) if isinstance(s, str) else s
+        for i, s in enumerate(scoring)
+    }
+    classes = np.unique(ya)
+    oof = np.full((len(ya), len(classes)), np.nan)
     info, rows = cv.folds(X).to_dict('records'), []
     for k, (tr, va) in enumerate(cv.split(X)):
         m = clone(estimator)
@@ -167,12 +247,15 @@ def purged_cv_score(estimator, X, y, cv: PurgedKFold, scoring=('neg_log_loss', '
         m.fit(take(Xa, tr), ya[tr], **kw)
         row = dict(info[k])
         for name, sc in scorers.items():
-            try: row[name] = float(sc(m, take(Xa, va), ya[va]))
-            except ValueError: row[name] = np.nan            # e.g. AUC of a fold with one class only
+            try:
+                row[name] = float(sc(m, take(Xa, va), ya[va]))
+            except ValueError:
+                row[name] = np.nan  # e.g. AUC of a fold with one class only
         if hasattr(m, 'predict_proba'):
             p = m.predict_proba(take(Xa, va))
             oof[np.ix_(va, np.searchsorted(classes, m.classes_))] = p
-            if on_fold is not None: row.update(on_fold(va, p, m.classes_) or {})
+            if on_fold is not None:
+                row.update(on_fold(va, p, m.classes_) or {})
         rows.append(row)
     idx = X.index if hasattr(X, 'index') else None
     return CVResult(pd.DataFrame(rows), pd.DataFrame(oof, columns=[f'p_{c}' for c in classes], index=idx))
@@ -182,8 +265,15 @@ def windows_from_settings(t0, t1, settings) -> Windows:
     "`chrono_split` with `[train] valid_size` and `test_size`."
     return chrono_split(t0, t1, valid_size=settings.train.valid_size, test_size=settings.train.test_size)
 
+
 def cv_from_settings(settings, t0=None, t1=None) -> PurgedKFold:
     "The `[train]` cross-validation splitter (t0/t1 of the rows it will split, or None to read them from X's index)."
     t = settings.train
-    return PurgedKFold(t.cv_folds, t1=t1, t0=t0, embargo=t.embargo, walk_forward=t.cv_scheme == 'walk_forward',
-                       max_train_bars=t.max_train_bars)
+    return PurgedKFold(
+        t.cv_folds,
+        t1=t1,
+        t0=t0,
+        embargo=t.embargo,
+        walk_forward=t.cv_scheme == 'walk_forward',
+        max_train_bars=t.max_train_bars,
+    )

@@ -5,10 +5,14 @@ cross-validated backtest each candidate is scored with, and optuna studies that 
 
 # %% ../../nbs/train/46_tuning.ipynb #3c198ebd
 from __future__ import annotations
-import hashlib, json, logging, math, time, warnings
+import hashlib
+import json
+import time
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, asdict
-import numpy as np, pandas as pd
+from dataclasses import dataclass, asdict
+import numpy as np
+import pandas as pd
 from .labels import prob_up
 from .splits import PurgedKFold, purged_cv_score
 from .backtest import backtest, evaluate, performance, portfolio, observed_bars_per_year
@@ -20,51 +24,89 @@ __all__ = ['ESTIMATORS', 'OBJECTIVES', 'register_estimator', 'make_estimator', '
 # %% ../../nbs/train/46_tuning.ipynb #bd907149
 ESTIMATORS: dict[str, dict] = {}
 
+
 def register_estimator(name: str, build, space, defaults: dict, doc: str = ''):
     "Make `build(params, seed) -> sklearn estimator` available as `name`, tuned over `space(trial) -> params`."
     ESTIMATORS[name] = dict(build=build, space=space, defaults=dict(defaults), doc=doc)
 
+
 def _spec(name):
-    if name not in ESTIMATORS: raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}")
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}")
     return ESTIMATORS[name]
+
 
 def make_estimator(name: str, params: dict | None = None, seed: int = 0):
     "A fresh, unfitted pipeline `name` with its defaults overridden by `params`."
-    s = _spec(name); p = {**s['defaults'], **(params or {})}
+    s = _spec(name)
+    p = {**s['defaults'], **(params or {})}
     unknown = set(p) - set(s['defaults'])
-    if unknown: raise ValueError(f"estimator {name!r} has no parameter(s) {', '.join(sorted(unknown))}; it has {', '.join(s['defaults'])}")
+    if unknown:
+        raise ValueError(
+            f"estimator {name!r} has no parameter(s) {', '.join(sorted(unknown))}; it has {', '.join(s['defaults'])}"
+        )
     return s['build'](p, int(seed))
+
 
 def suggest_params(trial, name: str) -> dict:
     "One point of `name`'s search space, drawn by an optuna trial."
     return _spec(name)['space'](trial)
 
+
 def _hgb(p, seed):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import Pipeline
+
     return Pipeline([('model', HistGradientBoostingClassifier(**p, early_stopping=False, random_state=seed))])
 
+
 def _hgb_space(t):
-    return dict(learning_rate=t.suggest_float('learning_rate', 0.01, 0.3, log=True),
-                max_iter=t.suggest_int('max_iter', 50, 400, log=True),
-                max_leaf_nodes=t.suggest_int('max_leaf_nodes', 7, 63, log=True),
-                min_samples_leaf=t.suggest_int('min_samples_leaf', 20, 400, log=True),
-                l2_regularization=t.suggest_float('l2_regularization', 1e-4, 10.0, log=True),
-                max_features=t.suggest_float('max_features', 0.5, 1.0))
+    return dict(
+        learning_rate=t.suggest_float('learning_rate', 0.01, 0.3, log=True),
+        max_iter=t.suggest_int('max_iter', 50, 400, log=True),
+        max_leaf_nodes=t.suggest_int('max_leaf_nodes', 7, 63, log=True),
+        min_samples_leaf=t.suggest_int('min_samples_leaf', 20, 400, log=True),
+        l2_regularization=t.suggest_float('l2_regularization', 1e-4, 10.0, log=True),
+        max_features=t.suggest_float('max_features', 0.5, 1.0),
+    )
+
 
 def _logistic(p, seed):
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
-    return Pipeline([('impute', SimpleImputer(strategy='median', keep_empty_features=True)), ('scale', StandardScaler()),
-                     ('model', LogisticRegression(**p, max_iter=1000, random_state=seed))])
 
-register_estimator('hgb', _hgb, _hgb_space, dict(learning_rate=0.1, max_iter=100, max_leaf_nodes=31, min_samples_leaf=20,
-                                                 l2_regularization=1e-4, max_features=1.0),
-                   doc='Histogram gradient boosting (scikit-learn), the default.')
-register_estimator('logistic', _logistic, lambda t: dict(C=t.suggest_float('C', 1e-3, 10.0, log=True)), dict(C=1.0),
-                   doc='Standardised logistic regression, the linear baseline.')
+    return Pipeline(
+        [
+            ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+            ('scale', StandardScaler()),
+            ('model', LogisticRegression(**p, max_iter=1000, random_state=seed)),
+        ]
+    )
+
+
+register_estimator(
+    'hgb',
+    _hgb,
+    _hgb_space,
+    dict(
+        learning_rate=0.1,
+        max_iter=100,
+        max_leaf_nodes=31,
+        min_samples_leaf=20,
+        l2_regularization=1e-4,
+        max_features=1.0,
+    ),
+    doc='Histogram gradient boosting (scikit-learn), the default.',
+)
+register_estimator(
+    'logistic',
+    _logistic,
+    lambda t: dict(C=t.suggest_float('C', 1e-3, 10.0, log=True)),
+    dict(C=1.0),
+    doc='Standardised logistic regression, the linear baseline.',
+)
 
 # %% ../../nbs/train/46_tuning.ipynb #993813ac
 @dataclass
@@ -82,8 +124,10 @@ class BacktestSpec:
         return backtest(f, cost_bps=self.cost_bps, mode=self.mode, band=self.band, allow_short=self.allow_short)
 
     def _pf_bpy(self, bt):
-        if self.portfolio_bars_per_year: return float(self.portfolio_bars_per_year)
-        if not isinstance(self.bars_per_year, Mapping): return float(self.bars_per_year)
+        if self.portfolio_bars_per_year:
+            return float(self.portfolio_bars_per_year)
+        if not isinstance(self.bars_per_year, Mapping):
+            return float(self.bars_per_year)
         vals = {float(self.bars_per_year[i]) for i in bt['instrument'].unique()}
         return vals.pop() if len(vals) == 1 else observed_bars_per_year(bt['timestamp'])
 
@@ -95,39 +139,67 @@ class BacktestSpec:
         pf = portfolio(bt)
         return performance(pf['net'], pf['position'], pf['turnover'], self._pf_bpy(bt))
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 # %% ../../nbs/train/46_tuning.ipynb #44e2f03d
 OBJECTIVES = ('sharpe', 'log_loss', 'roc_auc')
 
+
 def fold_metrics(frame: pd.DataFrame, y, proba, classes, spec: BacktestSpec) -> dict:
     "Classifier and after-cost strategy metrics of one validation fold (see above)."
     from sklearn.metrics import log_loss, roc_auc_score
-    y = np.asarray(y); p = prob_up(proba, classes)
+
+    y = np.asarray(y)
+    p = prob_up(proba, classes)
     m = spec.portfolio_metrics(spec.run(frame, p))
     up = (y > 0).astype(int)
-    try: auc = float(roc_auc_score(up, p))
-    except ValueError: auc = float('nan')                   # one class only in the fold
+    try:
+        auc = float(roc_auc_score(up, p))
+    except ValueError:
+        auc = float('nan')  # one class only in the fold
     pred = np.asarray(classes)[np.argmax(np.asarray(proba), axis=1)]
     sr = m['sharpe']
-    return dict(sharpe=float(sr) if np.isfinite(sr) else 0.0, win_rate=m['win_rate'], max_drawdown=m['max_drawdown'],
-                total_return=m['total_return'], neg_log_loss=-float(log_loss(y, proba, labels=list(classes))),
-                roc_auc=auc, accuracy=float((pred == y).mean()))
+    return dict(
+        sharpe=float(sr) if np.isfinite(sr) else 0.0,
+        win_rate=m['win_rate'],
+        max_drawdown=m['max_drawdown'],
+        total_return=m['total_return'],
+        neg_log_loss=-float(log_loss(y, proba, labels=list(classes))),
+        roc_auc=auc,
+        accuracy=float((pred == y).mean()),
+    )
+
 
 def _objective_value(m: dict, objective: str) -> float:
     v = m['neg_log_loss'] if objective == 'log_loss' else m[objective]
     return float(v) if v is not None and np.isfinite(v) else float('nan')
 
-def cv_score(estimator, X: pd.DataFrame, y, frame: pd.DataFrame, cv: PurgedKFold, spec: BacktestSpec,
-             objective: str = 'sharpe', on_fold=None) -> pd.DataFrame:
+
+def cv_score(
+    estimator,
+    X: pd.DataFrame,
+    y,
+    frame: pd.DataFrame,
+    cv: PurgedKFold,
+    spec: BacktestSpec,
+    objective: str = 'sharpe',
+    on_fold=None,
+) -> pd.DataFrame:
     "One row per fold: fold bounds and sizes, classifier and after-cost metrics (see above)."
-    if objective not in OBJECTIVES: raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    y = np.asarray(y); frame = frame.reset_index(drop=True); rows = []
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    y = np.asarray(y)
+    frame = frame.reset_index(drop=True)
+    rows = []
+
     def _on(va, proba, classes):
-        m = fold_metrics(frame.iloc[va], y[va], proba, classes, spec); rows.append(m)
+        m = fold_metrics(frame.iloc[va], y[va], proba, classes, spec)
+        rows.append(m)
         if on_fold is not None:
             on_fold(len(rows) - 1, m, float(np.nanmean([_objective_value(r, objective) for r in rows])))
         return m
+
     res = purged_cv_score(estimator, X, y, cv, scoring=(), on_fold=_on)
     return res.folds
 
@@ -136,23 +208,32 @@ def config_hash(*parts) -> str:
     "Short, stable hash of JSON-able configuration."
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
+
 def study_name(prefix: str, estimator: str, data_hash: str, config) -> str:
     "`<prefix>-<estimator>-<data hash[:12]>-<config hash>` (see above)."
     return f"{prefix}-{estimator}-{str(data_hash)[:12]}-{config_hash(config)}"
 
+
 def safe_url(url: str | None) -> str | None:
     "A storage URL with any password masked."
-    if not url: return url
+    if not url:
+        return url
     try:
         from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
-    except Exception: return url.split('@')[-1] if '@' in url else url
+    except Exception:
+        return url.split('@')[-1] if '@' in url else url
+
 
 def _storage(url):
     import optuna
-    if url is None: return None
+
+    if url is None:
+        return None
     kw = {'connect_args': {'timeout': 60}} if str(url).startswith('sqlite') else {}
     return optuna.storages.RDBStorage(str(url), engine_kwargs=kw)
+
 
 @dataclass
 class TuningResult:
@@ -170,107 +251,196 @@ class TuningResult:
     resumed: int
     ran: int
     seconds: float
+
     def summary(self) -> dict:
-        return dict(estimator=self.estimator, study=self.study_name, storage=safe_url(self.storage), objective=self.objective,
-                    best_value=self.best_value, best_trial=self.best_trial, n_trials=self.n_trials, resumed=self.resumed,
-                    ran=self.ran, trial_sharpe_var=self.trial_sharpe_var, seconds=round(self.seconds, 2))
+        return dict(
+            estimator=self.estimator,
+            study=self.study_name,
+            storage=safe_url(self.storage),
+            objective=self.objective,
+            best_value=self.best_value,
+            best_trial=self.best_trial,
+            n_trials=self.n_trials,
+            resumed=self.resumed,
+            ran=self.ran,
+            trial_sharpe_var=self.trial_sharpe_var,
+            seconds=round(self.seconds, 2),
+        )
 
 # %% ../../nbs/train/46_tuning.ipynb #cd665cbd
 _FINISHED = ('COMPLETE', 'PRUNED')
+
 
 def _trials_frame(study) -> pd.DataFrame:
     rows = []
     for t in study.trials:
         u = t.user_attrs
-        rows.append(dict(number=t.number, state=t.state.name, value=t.value, sharpe=u.get('sharpe'), n_folds=len(u.get('fold_sharpe', [])),
-                         roc_auc=u.get('roc_auc'), neg_log_loss=u.get('neg_log_loss'), win_rate=u.get('win_rate'),
-                         seconds=t.duration.total_seconds() if t.duration else None, **{f'params.{k}': v for k, v in t.params.items()}))
+        rows.append(
+            dict(
+                number=t.number,
+                state=t.state.name,
+                value=t.value,
+                sharpe=u.get('sharpe'),
+                n_folds=len(u.get('fold_sharpe', [])),
+                roc_auc=u.get('roc_auc'),
+                neg_log_loss=u.get('neg_log_loss'),
+                win_rate=u.get('win_rate'),
+                seconds=t.duration.total_seconds() if t.duration else None,
+                **{f'params.{k}': v for k, v in t.params.items()},
+            )
+        )
     return pd.DataFrame(rows)
+
 
 def _inherit_openmp_limit():
     "A thread initializer giving new threads the caller's OpenMP thread limit (OpenMP keeps it per thread: new threads start at all cores)."
     try:
         from threadpoolctl import threadpool_info, threadpool_limits
+
         n = next((i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openmp'), None)
-    except ImportError: return None
+    except ImportError:
+        return None
     return (lambda: threadpool_limits(limits=n, user_api='openmp')) if n else None
 
-def tune(X: pd.DataFrame, y, frame: pd.DataFrame, cv: PurgedKFold, spec: BacktestSpec, estimator: str = 'hgb',
-         n_trials: int = 30, timeout: float | None = None, objective: str = 'sharpe', seed: int = 0, storage: str | None = None,
-         study_name: str | None = None, pruning: bool = True, n_jobs: int = 1) -> TuningResult:
+
+def tune(
+    X: pd.DataFrame,
+    y,
+    frame: pd.DataFrame,
+    cv: PurgedKFold,
+    spec: BacktestSpec,
+    estimator: str = 'hgb',
+    n_trials: int = 30,
+    timeout: float | None = None,
+    objective: str = 'sharpe',
+    seed: int = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+    pruning: bool = True,
+    n_jobs: int = 1,
+) -> TuningResult:
     "Tune `estimator` with optuna on purged CV of (X, y); resume the study `study_name` in `storage` (see above)."
     import optuna
-    if objective not in OBJECTIVES: raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     _spec(estimator)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
     name = study_name or f"autotrader-{estimator}-{config_hash(objective, seed)}"
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if pruning else optuna.pruners.NopPruner()
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if pruning else optuna.pruners.NopPruner()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-        study = optuna.create_study(storage=_storage(storage), study_name=name, direction='maximize', load_if_exists=True,
-                                    sampler=optuna.samplers.TPESampler(seed=int(seed)), pruner=pruner)
+        study = optuna.create_study(
+            storage=_storage(storage),
+            study_name=name,
+            direction='maximize',
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=int(seed)),
+            pruner=pruner,
+        )
     done = sum(t.state.name in _FINISHED for t in study.trials)
-    if not study.trials: study.enqueue_trial(ESTIMATORS[estimator]['defaults'])
+    if not study.trials:
+        study.enqueue_trial(ESTIMATORS[estimator]['defaults'])
     y = np.asarray(y)
 
     def _objective(trial, params):
         est = make_estimator(estimator, params, seed)
         sharpe, folds = [], []
+
         def on_fold(k, m, running):
-            sharpe.append(m['sharpe']); folds.append({c: m[c] for c in ('sharpe', 'win_rate', 'max_drawdown', 'neg_log_loss', 'roc_auc', 'accuracy')})
-            trial.set_user_attr('fold_sharpe', sharpe); trial.set_user_attr('sharpe', float(np.mean(sharpe)))
+            sharpe.append(m['sharpe'])
+            folds.append(
+                {c: m[c] for c in ('sharpe', 'win_rate', 'max_drawdown', 'neg_log_loss', 'roc_auc', 'accuracy')}
+            )
+            trial.set_user_attr('fold_sharpe', sharpe)
+            trial.set_user_attr('sharpe', float(np.mean(sharpe)))
             trial.set_user_attr('folds', folds)
             for c in ('neg_log_loss', 'roc_auc', 'win_rate'):
-                trial.set_user_attr(c, float(np.nanmean([f[c] for f in folds])) if any(np.isfinite(f[c]) for f in folds if f[c] is not None) else None)
+                trial.set_user_attr(
+                    c,
+                    float(np.nanmean([f[c] for f in folds]))
+                    if any(np.isfinite(f[c]) for f in folds if f[c] is not None)
+                    else None,
+                )
             trial.report(running, k)
-            if trial.should_prune(): raise optuna.TrialPruned(f"fold {k}: running mean {running:.4g} below the median")
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"fold {k}: running mean {running:.4g} below the median")
+
         res = cv_score(est, X, y, frame, cv, spec, objective, on_fold)
         v = float(np.nanmean([_objective_value(r, objective) for r in res.to_dict('records')]))
         return v if np.isfinite(v) else float('-inf')
 
     def _run(trial, params):
-        try: return optuna.trial.TrialState.COMPLETE, _objective(trial, params)
-        except optuna.TrialPruned: return optuna.trial.TrialState.PRUNED, None
-        except BaseException as e: return optuna.trial.TrialState.FAIL, e
+        try:
+            return optuna.trial.TrialState.COMPLETE, _objective(trial, params)
+        except optuna.TrialPruned:
+            return optuna.trial.TrialState.PRUNED, None
+        except BaseException as e:
+            return optuna.trial.TrialState.FAIL, e
 
     todo, start = max(0, int(n_trials) - done), time.perf_counter()
     jobs = max(1, int(n_jobs))
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(jobs, initializer=_inherit_openmp_limit()) as pool, warnings.catch_warnings():
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
         while todo > 0 and not (timeout and time.perf_counter() - start > timeout):
-            batch = [study.ask() for _ in range(min(jobs, todo))]            # asked, and sampled, in order: deterministic
+            batch = [study.ask() for _ in range(min(jobs, todo))]  # asked, and sampled, in order: deterministic
             params = [suggest_params(t, estimator) for t in batch]
             out = list(pool.map(_run, batch, params)) if len(batch) > 1 else [_run(batch[0], params[0])]
             for t, (state, v) in zip(batch, out):
-                if state == optuna.trial.TrialState.FAIL: study.tell(t, state=state); raise v
+                if state == optuna.trial.TrialState.FAIL:
+                    study.tell(t, state=state)
+                    raise v
                 study.tell(t, v if state == optuna.trial.TrialState.COMPLETE else None, state=state)
             todo -= len(batch)
     trials = _trials_frame(study)
     fin = trials[trials.state.isin(_FINISHED)] if len(trials) else trials
     complete = [t for t in study.trials if t.state.name == 'COMPLETE']
-    if not complete: raise RuntimeError(f"study {name}: no trial completed (time-out {timeout} s too short?)")
+    if not complete:
+        raise RuntimeError(f"study {name}: no trial completed (time-out {timeout} s too short?)")
     best = study.best_trial
     info = cv.folds(X).drop(columns=['n_removed'], errors='ignore')
     folds = pd.concat([info.reset_index(drop=True), pd.DataFrame(best.user_attrs.get('folds', []))], axis=1)
     srs = fin['sharpe'].dropna().to_numpy(dtype='float64') if len(fin) else np.array([])
-    return TuningResult(estimator, name, storage, objective, {**ESTIMATORS[estimator]['defaults'], **best.params},
-                        float(best.value), best.number, trials, folds, int(len(fin)),
-                        float(np.var(srs, ddof=1)) if len(srs) > 1 else 0.0, done, int(len(fin)) - done,
-                        time.perf_counter() - t0)
+    return TuningResult(
+        estimator,
+        name,
+        storage,
+        objective,
+        {**ESTIMATORS[estimator]['defaults'], **best.params},
+        float(best.value),
+        best.number,
+        trials,
+        folds,
+        int(len(fin)),
+        float(np.var(srs, ddof=1)) if len(srs) > 1 else 0.0,
+        done,
+        int(len(fin)) - done,
+        time.perf_counter() - t0,
+    )
 
 # %% ../../nbs/train/46_tuning.ipynb #f628454c
 def plot_tuning(result: TuningResult):
     "Objective of each finished trial (pruned ones hollow: the running mean where they stopped) and the best so far."
     import matplotlib.pyplot as plt
+
     t = result.trials.copy()
-    if 'state' not in t: t = pd.DataFrame(columns=['number', 'state', 'value'])
-    fig, ax = plt.subplots(figsize=(7.5, 3.0)); ax.grid(alpha=0.3)
-    c = t[t.state == 'COMPLETE']; p = t[t.state == 'PRUNED']
+    if 'state' not in t:
+        t = pd.DataFrame(columns=['number', 'state', 'value'])
+    fig, ax = plt.subplots(figsize=(7.5, 3.0))
+    ax.grid(alpha=0.3)
+    c = t[t.state == 'COMPLETE']
+    p = t[t.state == 'PRUNED']
     ax.plot(c.number, c.value, 'o', color='tab:blue', label='complete')
-    if len(p): ax.plot(p.number, p.value, 'o', mfc='none', color='tab:grey', label='pruned')
+    if len(p):
+        ax.plot(p.number, p.value, 'o', mfc='none', color='tab:grey', label='pruned')
     ax.plot(c.number, c.value.cummax(), '-', color='black', lw=1, label='best so far')
-    ax.set_xlabel('trial'); ax.set_ylabel(result.objective); ax.set_title(f"{result.estimator}: {result.n_trials} trials")
+    ax.set_xlabel('trial')
+    ax.set_ylabel(result.objective)
+    ax.set_title(f"{result.estimator}: {result.n_trials} trials")
     ax.legend(fontsize=7)
     return fig
