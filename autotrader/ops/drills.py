@@ -302,7 +302,7 @@ DRILLS = {d.name: d for d in [
     Drill('replica-killed', 'one gateway replica SIGKILLed; the supervisor starts a new one', 'AutoTraderGatewayReplicaRestarted',
           _replica_killed, _replica_back, timeout=600),
     Drill('gateway-down', 'every gateway replica and their supervisor SIGKILLed', 'AutoTraderGatewayNotReady',
-          lambda env: _killpg(env, 'gateway'), _component_up('gateway'), recover=_restart),
+          lambda env: _killpg(env, 'gateway'), lambda env: K._http_ok(env.gateway + '/readyz'), recover=_restart),
     Drill('collector-down', 'node-exporter, the text-file collector, SIGKILLed', 'AutoTraderTextfileCollectorDown',
           lambda env: _killpg(env, 'node-exporter'), _component_up('node-exporter'), recover=_restart),
     Drill('metrics-stale', "the health check's writer stopped 2 h ago (simulated)", 'AutoTraderHealthNotRunning',
