@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Build the static documentation site from the repository: the README (home page), docs/*.md, the Markdown under
 ops/ and benchmarks/, and every notebook in nbs/ (library modules and pipelines), rendered offline with nbconvert and
-mistune (both already installed with the project). The site mirrors the repository's paths (`nbs/ops/35_recovery.ipynb`
-→ `nbs/ops/35_recovery.html`), so the links written for GitHub work unchanged: links to .md / .ipynb pages point to
+mistune (both already installed with the project). The site mirrors the repository's paths (`nbs/ops/85_recovery.ipynb`
+→ `nbs/ops/85_recovery.html`), so the links written for GitHub work unchanged: links to .md / .ipynb pages point to
 their .html, links to other repository files get a copy of the file, links to folders get a listing page.
 
 Every relative link and image of every page is then checked against the built site; a broken one fails the build.

@@ -82,13 +82,14 @@ def trained(tmp_path_factory):
     return dict(dir=d, **out)
 
 
-def _write_settings(d: Path, state_url: str, **deploy) -> Path:
+def _write_settings(d: Path, state_url: str, canary_kv: dict | None = None, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
     kv = {**dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
                  baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=80, on_inconclusive='hold',
                  max_hold_minutes=4320, latency_floor_ms=100, warmup_requests=5), **deploy}
     canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=100, integration_bars=12,
                   smoke_latency_ms=100)     # a busy CI machine; the slow versions take 150 ms
+    canary.update(canary_kv or {})
     p = d / f"settings-{abs(hash(state_url)) % 10**6}.ini"
     p.write_text(base + '[deploy]\n' + ''.join(f'{k} = {v}\n' for k, v in kv.items())
                  + '[canary]\n' + ''.join(f'{k} = {v}\n' for k, v in canary.items()))
@@ -222,7 +223,8 @@ def test_read_endpoints_and_metrics(cluster, trained):
     for url in cluster['urls']:
         assert get(url + '/healthz')[0] == 200
         code, body = get(url + '/readyz'); assert code == 200 and json.loads(body)['ready'] is True
-        r = json.loads(get(url + '/v1/routing')[1])
+        assert get(url + '/v1/routing')[0] == 401                        # routing detail is for operators
+        r = json.loads(get(url + '/v1/routing', headers={'Authorization': f'Bearer {TOKEN}'})[1])
         assert r['served']['*']['version'] == trained['good'] and r['state']['routes']['*']['slot'] == 'blue'
         assert get(f'{url}/v1/signal/ETH-USD')[0] == 200
         m = get(url + '/metrics')[1]
@@ -355,10 +357,10 @@ def test_blue_green_switch_under_load_has_zero_downtime(cluster, trained):
               'bluegreen.analysis', 'bluegreen.promoting', 'bluegreen.relabel', 'bluegreen.succeeded'):
         assert a in actions, (a, actions)
     res = state.analyses(final['id'])
-    assert {'error_rate', 'p99_latency_ms', 'sharpe'} <= set(res.check) and res[res.check == 'sharpe'].verdict.iloc[-1] == 'pass'
+    assert {'error_rate', 'p99_latency_ms', 'sharpe', 'pnl'} <= set(res.check) and res[res.check == 'pnl'].verdict.iloc[-1] == 'pass'
 
 
-@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'sharpe')])
+@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'P&L worse')])
 def test_bad_green_is_rolled_back_automatically(cluster, trained, mode, reason):
     from loadgen import Load
     from autotrader.deploy.bluegreen import BlueGreenDeployment
@@ -431,7 +433,7 @@ def test_canary_good_version_goes_to_every_instrument_and_becomes_champion(clust
     assert [len(x) for x in on_new] == [2, 3, 4, 4] and all(set(a) <= set(b) for a, b in zip(on_new, on_new[1:])), on_new
     assert list(log[log.action == 'canary.stage'].to_state) == ['running/stage 0', 'running/stage 1', 'running/stage 2', 'running/stage 3']
     a = state.analyses(d['id'])
-    assert {'smoke', 'integration', 'error_rate', 'p99_latency_ms', 'sharpe'} <= set(a.check)
+    assert {'smoke', 'integration', 'error_rate', 'p99_latency_ms', 'sharpe', 'pnl'} <= set(a.check)
     assert ModelRegistry.from_settings(st).champion()['version'] == new
     r = state.routing(); assert r.slots['blue']['version'] == new and 'canary' not in r.slots and set(r.routes) == {'*'}
     # the health pipeline reads the champion's training window and the served signals
@@ -443,7 +445,7 @@ def test_canary_good_version_goes_to_every_instrument_and_becomes_champion(clust
     assert h.performance.get('signals', 0) > 0, h.performance
 
 
-@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'sharpe')])
+@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'P&L worse')])
 def test_bad_canary_is_rolled_back_from_the_canary_instruments_only(cluster, trained, mode, reason, monkeypatch):
     from loadgen import Load
     from bad_models import register_misbehaving
@@ -605,16 +607,22 @@ class World:
     served by uvicorn in a thread (so the canary's integration replay has a URL) whose serving core the test calls
     directly as traffic. Hours of stages take seconds: the controller sleeps on the manual clock."""
     def __init__(self, trained, tmp, monkeypatch, **deploy):
-        import threading, uvicorn
+        import sqlite3, threading, uvicorn
         from autotrader.clock import ManualClock
         from autotrader.config import load_settings
         from autotrader.deploy.gateway import create_app, bootstrap_routing
         from autotrader.deploy.state import DeploymentState
         from autotrader.train.registry import ModelRegistry
         monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
-        shutil.copytree(trained['dir'], tmp / 'w', ignore=shutil.ignore_patterns('*.log', 'deploy.db*', 'rollout-state.db*'))
-        kv = dict(analysis_seconds=3600, min_requests=20, min_signals=40, watch_minutes=240, max_hold_minutes=7 * 1440, **deploy)
-        self.settings = _write_settings(tmp / 'w', f"sqlite:///{tmp / 'w' / 'manual.db'}", **kv)
+        shutil.copytree(trained['dir'], tmp / 'w', ignore=shutil.ignore_patterns('*.log', '*.db', '*.db-wal', '*.db-shm'))
+        for db in Path(trained['dir']).rglob('*.db'):       # SQLite (MLflow, optuna) copied consistently, WAL included
+            if db.name.startswith(('deploy', 'rollout-state', 'manual')): continue
+            with sqlite3.connect(db) as src, sqlite3.connect(tmp / 'w' / db.relative_to(trained['dir'])) as dst: src.backup(dst)
+        # latency limits far above a busy test host's hiccups; the slow versions here take a second a call
+        kv = dict(analysis_seconds=3600, min_requests=20, min_signals=40, watch_minutes=240, max_hold_minutes=7 * 1440,
+                  latency_floor_ms=500, **deploy)
+        self.settings = _write_settings(tmp / 'w', f"sqlite:///{tmp / 'w' / 'manual.db'}",
+                                        canary_kv=dict(max_p99_ms=500, smoke_latency_ms=500), **kv)
         self.st = load_settings(self.settings, env={})
         self.clock = ManualClock(pd.Timestamp('2024-10-01T00:00Z').timestamp())
         self.state = DeploymentState.from_settings(self.st, self.clock)
@@ -684,19 +692,21 @@ def test_manual_clock_canary_good_version_passes_every_stage(world, trained):
     assert {v for t, i, v, c in w.served if c == 200} <= {champ, new}
 
 
-@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'sharpe')])
-def test_manual_clock_bad_canary_is_rolled_back_at_stage_0(world, trained, mode, reason):
+@pytest.mark.parametrize('mode, reason', [('raises', 'error_rate'), ('slow', 'p99_latency_ms'), ('inverted', 'P&L worse')])
+def test_manual_clock_bad_canary_is_rolled_back_from_its_instruments_only(world, trained, mode, reason):
     from bad_models import register_misbehaving
     from autotrader.deploy.controller import RolloutController
     w = world; champ = w.reg.champion()['version']
-    bad = register_misbehaving(w.reg, champ, mode, healthy_calls=60)
+    bad = register_misbehaving(w.reg, champ, mode, healthy_calls=100, delay=0.7)   # past the checks' ~55 calls
     w.walk(60); w.t0 = w.clock.now()
     ctl = RolloutController('canary', w.st, state=w.state, registry=w.reg, clock=w.clock, log=print)
     d = _run(lambda tick, poll: ctl.run(bad, tick=tick, poll=poll), w)
     log = w.state.audit_log(d['id'])
-    assert d['status'] == 'rolled_back' and d['stage'] == 0, log.tail(6)[['action', 'reason']].to_string()
+    # rolled back in the stage where it misbehaved (a version that raises on some inputs only, or turns slow after
+    # its first calls, may pass stage 0's few bars: the gateway calls a model once per bar and instrument)
+    assert d['status'] == 'rolled_back' and (d['stage'] == 0 or mode != 'inverted'), log.tail(6)[['action', 'reason']].to_string()
     assert reason in log[log.action == 'canary.rolling_back'].reason.iloc[0]
-    canary = d['detail']['plan'][0]['instruments']
+    canary = d['detail']['plan'][d['stage']]['instruments']
     others = [i for i in INSTRUMENTS if i not in canary]
     assert all(v == champ for t, i, v, c in w.served if i in others and c == 200)            # never touched
     assert w.reg.champion()['version'] == champ and set(w.state.routing().routes) == {'*'}
@@ -727,14 +737,23 @@ def test_manual_clock_blue_green_promotes_a_good_green_and_rolls_back_a_raising_
 def test_manual_clock_controller_resumes_from_the_state_alone(world, trained):
     "A controller abandoned mid-stage (as if SIGKILLed) and a fresh one resuming: no stage skipped or repeated."
     from autotrader.deploy.controller import RolloutController, resume
+    from autotrader.deploy.state import StateError
     w = world; new = trained['twin']
     w.walk(60); w.t0 = w.clock.now()
     ctl = RolloutController('canary', w.st, state=w.state, registry=w.reg, clock=w.clock, log=print)
     ctl.start(new)
     while (d := ctl.step())['status'] != 'running' or d['stage'] < 1:
         w.traffic(); w.clock.advance(ctl._wait(d, None))
+    held = d['detail']['lease']; assert held['holder'] == ctl.lease_id
     del ctl                                                          # gone: nothing of it is kept but the state
-    d = _run(lambda tick, poll: resume(w.st, clock=w.clock, state=w.state, registry=w.reg, log=print, tick=tick, poll=poll), w)
+    # its lease is still valid and its process (this one) alive: a second controller is refused …
+    with pytest.raises(StateError, match='driven by another controller'):
+        RolloutController('canary', w.st, state=w.state, registry=w.reg, clock=w.clock, log=print).step()
+    # … until the operator takes over (audited)
+    d = _run(lambda tick, poll: resume(w.st, clock=w.clock, state=w.state, registry=w.reg, log=print, tick=tick, poll=poll,
+                                       take_over=True), w)
     log = w.state.audit_log(d['id'])
     assert d['status'] == 'succeeded', log.tail(6)[['action', 'reason']].to_string()
     assert list(log[log.action == 'canary.stage'].to_state) == ['running/stage 0', 'running/stage 1', 'running/stage 2', 'running/stage 3']
+    taken = log[log.action == 'canary.lease']
+    assert len(taken) == 2 and taken.reason.iloc[-1].startswith('took over'), taken[['from_state', 'to_state', 'reason']]

@@ -22,7 +22,7 @@ def site(tmp_path_factory):
 def test_site_has_every_page(site):
     for page in ('index.html', 'docs/architecture.html', 'docs/operations.html', 'ops/runbooks/README.html',
                  'ops/runbooks/procedures/disaster-recovery.html', 'ops/runbooks/alerts/AutoTraderPipelineFailed.html',
-                 'ops/terraform/README.html', 'nbs/ops/35_recovery.html', 'nbs/pipelines/ingest.html', 'assets/site.css'):
+                 'ops/terraform/README.html', 'nbs/ops/85_recovery.html', 'nbs/pipelines/ingest.html', 'assets/site.css'):
         assert (site / page).is_file(), page
     notebooks = sorted(p for p in (ROOT / 'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
     for nb in notebooks:
@@ -71,8 +71,8 @@ def test_chromium_opens_the_index_and_a_notebook_page(served, tmp_path):
         assert page.locator('main h1').first.inner_text().strip() == 'AutoTrader'
         page.screenshot(path=str(tmp_path / 'index.png'))
         # follow the navigation to a library notebook, as a reader would
-        page.locator('nav a', has_text='35_recovery').click()
-        page.wait_for_url('**/nbs/ops/35_recovery.html')
+        page.locator('nav a', has_text='85_recovery').click()
+        page.wait_for_url('**/nbs/ops/85_recovery.html')
         assert 'verify_archive' in page.locator('main').inner_text()
         assert page.locator('main .code_cell').count() > 5
         page.screenshot(path=str(tmp_path / 'notebook.png'), full_page=False)
