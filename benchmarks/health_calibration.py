@@ -99,7 +99,7 @@ def series_run(label, bars, calendar, timeframe, symbols, step, plants, rng, tmp
     t0 = time.perf_counter()
     feats = fs.compute(bars)
     write_store(st.store.dir, bars, feats, fs)
-    min_bars = st.drift.current_bars * (1 + st.drift.min_chunks) + 10
+    min_bars = st.drift.current_bars * (1 + st.drift.min_chunks) + fs.lookback + 10      # warm-up, then enough chunks
     pts = replay_points(bars, calendar, min_bars, step) if timeframe == '1d' else step
     res = dict(label=label, rows=len(bars), features=len(fs.columns), replays=0, alerting=0, checks={}, inconclusive=0,
                ok_while_short=0, psi_within=0)
@@ -110,7 +110,7 @@ def series_run(label, bars, calendar, timeframe, symbols, step, plants, rng, tmp
         res['alerting'] += bool(bad)
         for c in set(bad): res['checks'][c] = res['checks'].get(c, 0) + 1
         res['inconclusive'] += r.level == 'inconclusive'
-        short = (r.drift.n_cur < st.drift.min_rows).any() if len(r.drift) else True
+        short = (r.drift.n_cur[r.drift.level != 'info'] < st.drift.min_rows).any() if len(r.drift) else True   # info: never supplied
         res['ok_while_short'] += bool(short and r.level == 'ok')
     res['seconds_unshifted'] = time.perf_counter() - t0
     # planted shifts at random replay points

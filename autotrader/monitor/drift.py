@@ -461,7 +461,8 @@ def drift_table(
     idx = reference_chunks(reference, max(len(current), 1)) if chunks is None else np.asarray(chunks)
     K = idx.shape[0]
     cs = {k: np.full((K, len(features)), np.nan) for k in ('psi', 'ks_stat', 'js')}
-    if len(num) and K and len(reference):
+    banded = K >= cfg['min_chunks']                  # fewer chunks: no band (inconclusive), so none computed
+    if len(num) and banded and len(reference):
         E = np.stack([h[0] for h in res['hist']])
         P = np.stack([h[1] for h in res['hist']]) / len(reference)
         c = chunk_numeric_stats(R, idx, E, P, cfg['epsilon'])
@@ -483,7 +484,7 @@ def drift_table(
         d = categorical_drift(reference[f], current[f], cfg['epsilon'], cfg['max_categories'])
         hists[f] = d.pop('hist')
         rows.append(dict(feature=f, kind='categorical', **d, rho1=np.nan, n_eff_cur=d['n_cur'], p_eff=np.nan))
-        for k in range(K):
+        for k in range(K if banded else 0):
             dk = categorical_drift(reference[f], reference[f].iloc[idx[k]], cfg['epsilon'], cfg['max_categories'])
             cs['psi'][k, len(num) + i], cs['js'][k, len(num) + i] = dk['psi'], dk['js']
     cols = [

@@ -158,7 +158,7 @@ def missing_table(
                 if m > cfg['missing_warning']
                 else ''
             )
-            if s > cfg['frozen_share'] and (not banded or not zs <= bs['threshold']):
+            if s > cfg['frozen_share'] and banded and zs > bs['threshold']:   # discrete features repeat by nature: only beyond a band
                 lvl = 'critical'
                 why = '; '.join(
                     [w for w in [why] if w]
@@ -248,7 +248,7 @@ def range_table(
         share = np.where(n > 0, (below + above) / np.maximum(n, 1), np.nan)
     idx = _chunks(reference, current, chunks)
     K = idx.shape[0]
-    if K and len(num):
+    if K >= cfg['min_chunks'] and len(num):          # fewer chunks: no band (inconclusive), so none computed
         lmn, lmx = _loo_range(R, idx)
         X = R[idx]  # (K, m, F)
         b_, a_, n_ = _outside(X, lmn[:, None, :], lmx[:, None, :], cfg['range_margin'])
@@ -410,8 +410,9 @@ def correlation_change(
         pv = np.where((er > 3) & (ec > 3), 2 * norm.sf(np.abs(z)), np.nan)
     idx = _chunks(reference, current, chunks)
     K = idx.shape[0]
-    cd = np.empty((K, len(iu[0])))
-    for k in range(K):
+    kk = K if K >= cfg['min_chunks'] else 0          # fewer chunks: no band (inconclusive), so none computed
+    cd = np.empty((kk, len(iu[0])))
+    for k in range(kk):
         rk, nk = pairwise_corr(_every(Xr[idx[k]], max_rows))
         cd[k] = np.where(nk[iu] >= cfg['min_rows'], np.abs(rk[iu] - rr[iu]), np.nan)
     b = calibrate(cd, np.abs(rc[iu] - rr[iu]), cfg['band_sd'], floor=0.05)
