@@ -38,9 +38,11 @@ DEPLOY = textwrap.dedent("""\
     warmup_requests = 5
     [canary]
     stages = canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60
-    max_p99_ms = 100
+    # latency is not what this drill tests: generous limits on a busy CI machine, so the raising version passes its
+    # smoke test and is rolled back for its errors
+    max_p99_ms = 1000
     integration_bars = 12
-    smoke_latency_ms = 100
+    smoke_latency_ms = 1000
     """)
 
 
@@ -159,7 +161,8 @@ def test_drill_bad_canary(stack):
         box['load'] = Load([env.gateway], instruments, rate=100, max_seconds=600).__enter__()
         def go():
             os.environ['AUTOTRADER_ADMIN_TOKEN'] = TOKEN
-            box['d'] = CanaryRollout(settings=st).run(bad)
+            box['d'] = d = CanaryRollout(settings=st).run(bad)
+            if d['status'] != 'rolled_back': env.scratch['recovery_failed'] = f"the canary ended {d['status']}, not rolled back"
         box['thread'] = threading.Thread(target=go, daemon=True); box['thread'].start()
     def restored(env):
         d = box.get('d')
