@@ -44,51 +44,27 @@ def postgres():
 # ---------------------------------------------------------------- a trained champion and misbehaving versions
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    "Sim bars of 4 crypto instruments (alpha 0.6), a trained and promoted v1, its twin v2, and v3 raises / v4 slow / v5 inverted."
-    from autotrader.config import load_settings
-    from autotrader.pipelines.ingest import ingest
-    from autotrader.pipelines.train import train
-    from autotrader.pipelines.evaluate import evaluate_version
-    from autotrader.train.core import apply_decision
+def trained(champion, tmp_path_factory):
+    """The session's trained and promoted v1 (tests/champion.py: sim bars of 4 crypto instruments, alpha 0.6), copied
+    for this module, with its twin v2 and v3 raises / v4 slow (600 ms a call) / v5 inverted registered beside it."""
     from autotrader.train.registry import ModelRegistry
     from bad_models import register_misbehaving
-    d = tmp_path_factory.mktemp('deploy')
-    (d / 'settings.ini').write_text(textwrap.dedent(f"""\
-        [instruments]
-        symbols = {', '.join(INSTRUMENTS)}
-        [data]
-        end = 2025-01-01
-        lookback_days = 150
-        [sim]
-        # a stronger edge than the demo's 0.3: a Sharpe comparison over a few dozen bars must tell an inverted model
-        # from the champion (at 0.3 the champion itself loses over 20 two-instrument bars about one time in six)
-        alpha = 0.6
-        [train]
-        cv_folds = 3
-        n_trials = 3
-        """))
-    st = load_settings(d / 'settings.ini', env={})
-    ingest(settings=st, progress=False)
-    res = train(st)
-    ev = evaluate_version(st, res.version)
-    assert ev.promote, ev.decision['reasons']
-    apply_decision(st, res.version)
-    reg = ModelRegistry.from_settings(st)
-    run = reg.client.get_model_version(reg.model_name, res.version).run_id
+    from champion import copy_champion
+    c = copy_champion(champion, tmp_path_factory.mktemp('deploy') / 'champion')
+    reg = ModelRegistry.from_settings(c.settings)
+    run = reg.client.get_model_version(reg.model_name, c.version).run_id
     twin = reg.register(f"runs:/{run}/model", alias=None, tags={'test.mode': 'twin'})
-    bad = {m: register_misbehaving(reg, res.version, m) for m in ('raises', 'slow', 'inverted')}
-    out = dict(good=res.version, twin=twin, **bad)
-    return dict(dir=d, **out)
+    bad = {m: register_misbehaving(reg, c.version, m, delay=0.6) for m in ('raises', 'slow', 'inverted')}
+    return dict(dir=c.dir, good=c.version, twin=twin, **bad)
 
 
 def _write_settings(d: Path, state_url: str, canary_kv: dict | None = None, **deploy) -> Path:
     base = (d / 'settings.ini').read_text()
     kv = {**dict(state_url=state_url, routing_poll_seconds=0.5, heartbeat_seconds=0.5, flush_seconds=0.25, watch_minutes=480,
                  baseline_minutes=120, analysis_seconds=1800, min_requests=20, min_signals=80, on_inconclusive='hold',
-                 max_hold_minutes=4320, latency_floor_ms=100, warmup_requests=5), **deploy}
-    canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=100, integration_bars=12,
-                  smoke_latency_ms=100)     # a busy CI machine; the slow versions take 150 ms
+                 max_hold_minutes=4320, latency_floor_ms=250, warmup_requests=5), **deploy}
+    canary = dict(stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60', max_p99_ms=250, integration_bars=12,
+                  smoke_latency_ms=250)     # a busy CI machine; the slow versions take 600 ms a call
     canary.update(canary_kv or {})
     p = d / f"settings-{abs(hash(state_url)) % 10**6}.ini"
     p.write_text(base + '[deploy]\n' + ''.join(f'{k} = {v}\n' for k, v in kv.items())
@@ -455,7 +431,7 @@ def test_bad_canary_is_rolled_back_from_the_canary_instruments_only(cluster, tra
     st, state = cluster['st'], cluster['state']
     reg = ModelRegistry.from_settings(st); champ = reg.champion()['version']
     # the raising version passes its smoke test and the integration replay, then fails on live inputs
-    bad = register_misbehaving(reg, champ, mode, healthy_calls=60)     # more than the checks make: smoke 20, warm-up 5 + replay 48
+    bad = register_misbehaving(reg, champ, mode, healthy_calls=60, delay=0.6)   # more than the checks make: smoke 45, warm-up 5 + replay 48
     with Load(cluster['urls'], INSTRUMENTS, rate=200) as load:
         time.sleep(1.0)
         d = CanaryRollout(settings=st).run(bad)
@@ -482,7 +458,7 @@ def test_pre_deployment_checks_stop_a_bad_version_before_any_instrument(cluster,
     monkeypatch.setenv('AUTOTRADER_ADMIN_TOKEN', TOKEN)
     st, state = cluster['st'], cluster['state']
     reg = ModelRegistry.from_settings(st); champ = reg.champion()['version']
-    bad = register_misbehaving(reg, champ, mode, healthy_calls=0)            # misbehaves from its first prediction
+    bad = register_misbehaving(reg, champ, mode, healthy_calls=0, delay=0.6)   # misbehaves from its first prediction
     gen = state.generation()
     d = CanaryRollout(settings=st).run(bad)
     assert d['status'] == 'failed' and check in state.audit_log(d['id']).reason.iloc[-1]
