@@ -7,6 +7,7 @@ pipeline or parameter, refused secret parameter; nothing ran); 3 the pipeline ti
 
 # %% ../nbs/90_cli.ipynb #9dbbc887
 from __future__ import annotations
+
 import argparse
 import ast
 import sys
@@ -296,6 +297,7 @@ def _history_table(rows: list[dict]) -> str:
 
 def _cmd_deploy(a) -> int:
     import json
+
     from autotrader.deploy import bluegreen as B
     from autotrader.deploy.state import DeploymentState, StateError
 
@@ -431,8 +433,8 @@ _COMMANDS = dict(run=_cmd_run, pipelines=_cmd_pipelines, settings=_cmd_settings,
 
 
 def _cmd_archive(a) -> int:
-    from autotrader.ops.recovery import verify_archive
     from autotrader.data.archive import ArchiveError
+    from autotrader.ops.recovery import verify_archive
 
     try:
         rep = verify_archive(
@@ -446,8 +448,8 @@ def _cmd_archive(a) -> int:
 
 
 def _cmd_store(a) -> int:
-    from autotrader.ops.recovery import rebuild_store
     from autotrader.data.archive import ArchiveError
+    from autotrader.ops.recovery import rebuild_store
 
     try:
         r = rebuild_store(load_settings(a.settings), a.timeframe, a.source, a.instruments, force=a.force)
@@ -546,13 +548,15 @@ def _stack_parsers(sub, settings, fmt):
 
 def _cmd_stack(a) -> int:
     import json as _json
+
     from autotrader.ops import stack as K
 
     try:
         if a.action == 'receiver':
-            from autotrader.monitor.receiver import AlertReceiver
             import signal as _signal
             import threading
+
+            from autotrader.monitor.receiver import AlertReceiver
 
             port = dict(a.port).get('receiver', dict(a.port).get('port', 9095))
             rcv = AlertReceiver(a.settings, a.host, int(port)).start()
@@ -586,6 +590,7 @@ def _cmd_stack(a) -> int:
 
 def _cmd_drill(a) -> int:
     import json as _json
+
     from autotrader.ops import drills as D
 
     if a.action == 'list':

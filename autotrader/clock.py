@@ -5,6 +5,7 @@ tests step. Everything that decides on a window or a timer (watch windows, canar
 
 # %% ../nbs/03_clock.ipynb #790b3177
 from __future__ import annotations
+
 import math
 import time
 from dataclasses import dataclass, field

@@ -4,6 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #52b65536
 from __future__ import annotations
+
 import configparser
 import os
 import re

@@ -4,6 +4,7 @@
 
 # %% ../nbs/02_files.ipynb #1ace2840
 from __future__ import annotations
+
 import os
 import stat
 import tempfile

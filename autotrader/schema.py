@@ -4,13 +4,16 @@
 
 # %% ../nbs/01_schema.ipynb #ddd55748
 from __future__ import annotations
+
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
+
 import numpy as np
 import pandas as pd
+
 from .config import TIMEFRAMES
 
 # %% auto #0

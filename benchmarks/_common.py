@@ -1,16 +1,22 @@
 "What the benchmark scripts share: memory readings, size formatting, and running a measured child process."
-import json, resource, subprocess, sys
+
+import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
-MARK = '@@BENCH@@ '     # a child prints its result as one line: MARK + JSON
+MARK = '@@BENCH@@ '  # a child prints its result as one line: MARK + JSON
 
 
 def status_kb(field):
     "VmRSS / VmHWM of this process from /proc (kB), or None off Linux."
     try:
         for line in Path('/proc/self/status').read_text().splitlines():
-            if line.startswith(field + ':'): return int(line.split()[1])
-    except OSError: return None
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    except OSError:
+        return None
 
 
 def maxrss_bytes():
@@ -20,8 +26,9 @@ def maxrss_bytes():
 
 
 def gb(b):
-    if b >= 1024 ** 3 * 0.995: return f"{b / 1024 ** 3:.2f} GB"
-    return f"{b / 1024 ** 2:,.0f} MB" if b >= 10 * 1024 ** 2 else f"{b / 1024 ** 2:.1f} MB"
+    if b >= 1024**3 * 0.995:
+        return f"{b / 1024**3:.2f} GB"
+    return f"{b / 1024**2:,.0f} MB" if b >= 10 * 1024**2 else f"{b / 1024**2:.1f} MB"
 
 
 def emit(result: dict):
@@ -36,4 +43,4 @@ def run_child(argv, what, env=None) -> dict:
     if p.returncode or not out:
         sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
         raise SystemExit(f"benchmark {what} failed (exit code {p.returncode})")
-    return json.loads(out[-1][len(MARK):])
+    return json.loads(out[-1][len(MARK) :])

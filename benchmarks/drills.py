@@ -11,14 +11,24 @@ The data folder is a fresh temporary one: 20 days of sim bars of one instrument 
 runner (so the pipeline's metrics file exists) and a health run (its metrics file). Without a deployed model the
 gateway answers not ready, so `gateway-down` (whose alert, AutoTraderGatewayNotReady, then already fires) is left out
 unless --with-model trains and promotes one first (4 instruments, 150 days; a few minutes more)."""
-import argparse, json, os, statistics, sys, tempfile, textwrap, time
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
 from pathlib import Path
 
 
 def setup(d: Path, with_model: bool):
     from autotrader.config import load_settings
     from autotrader.ops.runner import run_pipeline
-    (d / 'settings.ini').write_text(textwrap.dedent("""\
+
+    (d / 'settings.ini').write_text(
+        textwrap.dedent("""\
         [data]
         dir = data
         lookback_days = 20
@@ -26,9 +36,11 @@ def setup(d: Path, with_model: bool):
         symbols = BTC-USD:crypto
         [features]
         set = basic
-        """))
-    if with_model:      # 4 instruments, a stronger edge (the tests' champion): a model that passes the gates, served
-        (d / 'settings.ini').write_text(textwrap.dedent("""\
+        """)
+    )
+    if with_model:  # 4 instruments, a stronger edge (the tests' champion): a model that passes the gates, served
+        (d / 'settings.ini').write_text(
+            textwrap.dedent("""\
             [data]
             dir = data
             lookback_days = 150
@@ -39,7 +51,8 @@ def setup(d: Path, with_model: bool):
             [train]
             cv_folds = 3
             n_trials = 3
-            """))
+            """)
+        )
     os.chdir(d)
     st = load_settings(d / 'settings.ini', env={})
     r = run_pipeline('ingest', {}, settings_path=st._file, progress=False)
@@ -48,10 +61,13 @@ def setup(d: Path, with_model: bool):
         from autotrader.pipelines.evaluate import evaluate_version
         from autotrader.pipelines.train import train
         from autotrader.train.core import apply_decision
-        res = train(st); ev = evaluate_version(st, res.version)
+
+        res = train(st)
+        ev = evaluate_version(st, res.version)
         assert ev.promote, ev.decision['reasons']
-        apply_decision(st, res.version)            # alias champion: the gateway serves it
+        apply_decision(st, res.version)  # alias champion: the gateway serves it
     from autotrader.pipelines.health import run_health
+
     run_health(st)
     return st
 
@@ -59,13 +75,21 @@ def setup(d: Path, with_model: bool):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('drills', nargs='*', help='drill names (default: all but gateway-down without --with-model)')
-    ap.add_argument('--runs', type=int, default=3, help='runs of a drill under 10 min (default 3; the median is reported)')
+    ap.add_argument(
+        '--runs', type=int, default=3, help='runs of a drill under 10 min (default 3; the median is reported)'
+    )
     ap.add_argument('--json', metavar='FILE', help='write every result as JSON')
-    ap.add_argument('--with-model', action='store_true', help='train and promote a model first, so the gateway is ready and gateway-down can run')
+    ap.add_argument(
+        '--with-model',
+        action='store_true',
+        help='train and promote a model first, so the gateway is ready and gateway-down can run',
+    )
     a = ap.parse_args()
     import signal
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))        # stop the stack on the way out (finally)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack on the way out (finally)
     from autotrader.ops import stack as K, drills as D
+
     names = a.drills or [n for n in D.DRILLS if n != 'gateway-down' or a.with_model]
     D.drill_names(names)
     d = Path(tempfile.mkdtemp(prefix='autotrader-drills-'))
@@ -74,18 +98,40 @@ def main():
     print(f'data ready in {time.monotonic() - t:.0f} s ({d})', flush=True)
     results, rows = {}, []
     try:
-        K.stack_up(st, K.StackOptions(replicas=2, ports={k: K.free_port() for k in ('receiver', 'alertmanager', 'node-exporter', 'gateway', 'prometheus')}))
+        K.stack_up(
+            st,
+            K.StackOptions(
+                replicas=2,
+                ports={
+                    k: K.free_port() for k in ('receiver', 'alertmanager', 'node-exporter', 'gateway', 'prometheus')
+                },
+            ),
+        )
         for name in names:
             runs = []
             while len(runs) < a.runs:
                 r = D.run_drill(D.DRILLS[name], st, log=lambda *x: print(*x, flush=True))
                 runs.append(r)
-                if not (r.detected and r.recovered) or (r.mttr_s or 0) >= 600: break
+                if not (r.detected and r.recovered) or (r.mttr_s or 0) >= 600:
+                    break
             results[name] = runs
             ok = [r for r in runs if r.detected]
-            med = lambda k: statistics.median([getattr(r, k) for r in ok if getattr(r, k) is not None]) if [r for r in ok if getattr(r, k) is not None] else None
-            rep = D.DrillResult(name, bool(ok) and len(ok) == len(runs), med('mttd_s'), med('mttr_s'), runs[0].alert, runs[0].runbook,
-                                all(r.recovered for r in runs), simulated_s=runs[0].simulated_s, recovery=runs[0].recovery)
+            med = lambda k: (
+                statistics.median([getattr(r, k) for r in ok if getattr(r, k) is not None])
+                if [r for r in ok if getattr(r, k) is not None]
+                else None
+            )
+            rep = D.DrillResult(
+                name,
+                bool(ok) and len(ok) == len(runs),
+                med('mttd_s'),
+                med('mttr_s'),
+                runs[0].alert,
+                runs[0].runbook,
+                all(r.recovered for r in runs),
+                simulated_s=runs[0].simulated_s,
+                recovery=runs[0].recovery,
+            )
             rows.append((rep, len(runs)))
             print(D.format_table([rep]), flush=True)
     finally:
@@ -96,10 +142,16 @@ def main():
     for r, _ in rows:
         mttd_real = (r.mttd_s or 0) + r.simulated_s
         target = 300 if r.recovery == 'automatic' else 1800
-        if not r.detected: print(f'FINDING {r.drill}: not detected')
-        elif mttd_real >= 300: print(f'FINDING {r.drill}: MTTD {mttd_real:.0f} s (with the simulated {r.simulated_s:.0f} s) above the 5 min target')
-        if r.mttr_s is not None and r.mttr_s >= target: print(f'FINDING {r.drill}: MTTR {r.mttr_s:.0f} s above the {target // 60} min target')
-    if a.json: Path(a.json).write_text(json.dumps({k: [r.to_dict() for r in v] for k, v in results.items()}, indent=2))
+        if not r.detected:
+            print(f'FINDING {r.drill}: not detected')
+        elif mttd_real >= 300:
+            print(
+                f'FINDING {r.drill}: MTTD {mttd_real:.0f} s (with the simulated {r.simulated_s:.0f} s) above the 5 min target'
+            )
+        if r.mttr_s is not None and r.mttr_s >= target:
+            print(f'FINDING {r.drill}: MTTR {r.mttr_s:.0f} s above the {target // 60} min target')
+    if a.json:
+        Path(a.json).write_text(json.dumps({k: [r.to_dict() for r in v] for k, v in results.items()}, indent=2))
 
 
 if __name__ == '__main__':

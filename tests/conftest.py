@@ -1,36 +1,59 @@
-import os, socket, sys
+import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # import the repo's autotrader without installing it
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # import the repo's autotrader without installing it
 
 
 def _coverage_of_children():
     """Coverage of the processes the tests start (CLI, papermill kernels, gateways): coverage's `patch = subprocess`
     hands them its configuration; COVERAGE_FILE makes their data files land beside this process's (which pytest-cov
     combines at the end), whatever their working directory."""
-    try: import coverage
-    except ImportError: return
+    try:
+        import coverage
+    except ImportError:
+        return
     cov = coverage.Coverage.current()
-    if cov is not None: os.environ.setdefault('COVERAGE_FILE', os.path.abspath(cov.config.data_file))
+    if cov is not None:
+        os.environ.setdefault('COVERAGE_FILE', os.path.abspath(cov.config.data_file))
 
 
 _coverage_of_children()
 
-from champion import Champion, copy_champion, shared_champion   # noqa: E402  (tests/ is on sys.path: rootdir conftest)
+from champion import Champion, copy_champion, shared_champion  # noqa: E402  (tests/ is on sys.path: rootdir conftest)
 
 
 # Seconds per test file in a serial run before the speed-up (tests/ at d840c0b, `--durations=80`, on a 2-core machine
 # shared with other jobs, about 3.8 times slower than CI; test_airflow, test_monitor_prometheus and test_drills were not
 # measured: guesses). Only the order matters: pytest-xdist hands out work in collection order, so the longest files
 # start first and the short ones fill in at the end (longest-processing-time-first scheduling).
-COST = {'test_train_pipeline.py': 1814, 'test_deploy.py': 630, 'test_run_all.py': 509, 'test_airflow.py': 400,
-        'test_schedule.py': 355, 'test_ingest.py': 262, 'test_install.py': 231, 'test_train_registry.py': 225,
-        'test_drills.py': 200, 'test_runner.py': 174, 'test_monitor_health.py': 107, 'test_monitor_prometheus.py': 100,
-        'test_monitor_alerts.py': 79, 'test_jupyterlab.py': 78, 'test_docs.py': 75, 'test_features.py': 43,
-        'test_brokers.py': 33, 'test_reports_site.py': 26, 'test_false_promotion.py': 25, 'test_train_splits.py': 23}
+COST = {
+    'test_train_pipeline.py': 1814,
+    'test_deploy.py': 630,
+    'test_run_all.py': 509,
+    'test_airflow.py': 400,
+    'test_schedule.py': 355,
+    'test_ingest.py': 262,
+    'test_install.py': 231,
+    'test_train_registry.py': 225,
+    'test_drills.py': 200,
+    'test_runner.py': 174,
+    'test_monitor_health.py': 107,
+    'test_monitor_prometheus.py': 100,
+    'test_monitor_alerts.py': 79,
+    'test_jupyterlab.py': 78,
+    'test_docs.py': 75,
+    'test_features.py': 43,
+    'test_brokers.py': 33,
+    'test_reports_site.py': 26,
+    'test_false_promotion.py': 25,
+    'test_train_splits.py': 23,
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,11 +61,15 @@ def pytest_collection_modifyitems(config, items):
     group), so the fixture is set up once; the tests of the session's `mlflow_server` share a worker (group
     'mlflow_server'), so one server starts; other tests go wherever a worker is free. The costliest files first."""
     for item in items:
-        if item.get_closest_marker('xdist_group'): continue
+        if item.get_closest_marker('xdist_group'):
+            continue
         defs = getattr(getattr(item, '_fixtureinfo', None), 'name2fixturedefs', {})
-        if 'mlflow_server' in defs or 'mlflow_server_process' in defs: group = 'mlflow_server'
-        elif any(d and d[-1].scope in ('module', 'package', 'class') for d in defs.values()): group = item.module.__name__
-        else: continue
+        if 'mlflow_server' in defs or 'mlflow_server_process' in defs:
+            group = 'mlflow_server'
+        elif any(d and d[-1].scope in ('module', 'package', 'class') for d in defs.values()):
+            group = item.module.__name__
+        else:
+            continue
         item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda i: -COST.get(Path(str(i.path)).name, 0))
 
@@ -73,6 +100,7 @@ def mlflow_server_process(tmp_path_factory):
     """Start the session's `mlflow server` and return at once (process, uri, folder): a fixture that asks for this one
     lets the server boot (tens of seconds) while its first tests run; `mlflow_server` waits until it answers."""
     from local_servers import start_mlflow_server
+
     gen = start_mlflow_server(tmp_path_factory)
     yield next(gen)
     gen.close()
@@ -83,6 +111,7 @@ def mlflow_server(mlflow_server_process):
     """One real `mlflow server` for the run (SQLite backend, proxied local artifacts, no auth) on 127.0.0.1, healthy;
     yields `MlflowServer(uri, artifacts)`. Its tests share one xdist worker (group 'mlflow_server'), so it starts once."""
     from local_servers import MlflowServer, wait_healthy
+
     proc, uri, d = mlflow_server_process
     wait_healthy(proc, uri, d)
     return MlflowServer(uri, d / 'artifacts')
@@ -92,8 +121,15 @@ def mlflow_server(mlflow_server_process):
 def moto_s3():
     "A real moto S3 server on 127.0.0.1 (own thread) with fake AWS credentials in the environment; yields its endpoint URL."
     from moto.server import ThreadedMotoServer
+
     with pytest.MonkeyPatch.context() as mp:
-        for var in ('AWS_PROFILE', 'AWS_SESSION_TOKEN', 'AWS_SECURITY_TOKEN', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3'):
+        for var in (
+            'AWS_PROFILE',
+            'AWS_SESSION_TOKEN',
+            'AWS_SECURITY_TOKEN',
+            'AWS_ENDPOINT_URL',
+            'AWS_ENDPOINT_URL_S3',
+        ):
             mp.delenv(var, raising=False)
         mp.setenv('AWS_ACCESS_KEY_ID', 'testing')
         mp.setenv('AWS_SECRET_ACCESS_KEY', 'testing')
@@ -103,7 +139,8 @@ def moto_s3():
         server.start()
         host, port = server.get_host_and_port()
         try:
-            with socket.create_connection((host, port), timeout=5): pass
+            with socket.create_connection((host, port), timeout=5):
+                pass
             yield f'http://{host}:{port}'
         finally:
             server.stop()
@@ -121,5 +158,6 @@ def empty_settings(tmp_path_factory):
 def hermetic(monkeypatch, tmp_path):
     "cwd is tmp_path (no ./settings.ini is picked up) and no AUTOTRADER* variable from the outside."
     monkeypatch.chdir(tmp_path)
-    for k in [k for k in os.environ if k.startswith('AUTOTRADER')]: monkeypatch.delenv(k)
+    for k in [k for k in os.environ if k.startswith('AUTOTRADER')]:
+        monkeypatch.delenv(k)
     return tmp_path

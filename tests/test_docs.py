@@ -1,5 +1,10 @@
 "The documentation site: built offline from the README, docs/, the runbooks and every notebook, no broken links; headless Chromium opens its index and a notebook page."
-import functools, http.server, subprocess, sys, threading
+
+import functools
+import http.server
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,34 +25,55 @@ def site(tmp_path_factory):
 
 
 def test_site_has_every_page(site):
-    for page in ('index.html', 'docs/architecture.html', 'docs/operations.html', 'ops/runbooks/README.html',
-                 'ops/runbooks/procedures/disaster-recovery.html', 'ops/runbooks/alerts/AutoTraderPipelineFailed.html',
-                 'ops/terraform/README.html', 'nbs/ops/85_recovery.html', 'nbs/pipelines/ingest.html', 'assets/site.css'):
+    for page in (
+        'index.html',
+        'docs/architecture.html',
+        'docs/operations.html',
+        'ops/runbooks/README.html',
+        'ops/runbooks/procedures/disaster-recovery.html',
+        'ops/runbooks/alerts/AutoTraderPipelineFailed.html',
+        'ops/terraform/README.html',
+        'nbs/ops/85_recovery.html',
+        'nbs/pipelines/ingest.html',
+        'assets/site.css',
+    ):
         assert (site / page).is_file(), page
     notebooks = sorted(p for p in (ROOT / 'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
     for nb in notebooks:
         assert (site / nb.relative_to(ROOT).with_suffix('.html')).is_file(), nb
     index = (site / 'index.html').read_text()
-    assert 'href="docs/architecture.html"' in index and '../shared' not in index   # README links rewritten into the site
+    assert 'href="docs/architecture.html"' in index and '../shared' not in index  # README links rewritten into the site
     # the architecture guide links to the nbs/ folder: a listing page stands in for it
     assert 'href="../nbs/index.html"' in (site / 'docs' / 'architecture.html').read_text()
     assert 'href="ops/index.html"' in (site / 'nbs' / 'index.html').read_text()
 
 
 def test_broken_links_fail_the_build(tmp_path):
-    repo = tmp_path / 'repo'; (repo / 'docs').mkdir(parents=True); (repo / 'nbs').mkdir()
+    repo = tmp_path / 'repo'
+    (repo / 'docs').mkdir(parents=True)
+    (repo / 'nbs').mkdir()
     (repo / 'README.md').write_text('# Demo\n\n[guide](docs/guide.md) and [gone](docs/missing.md)\n')
-    (repo / 'docs' / 'guide.md').write_text('# Guide\n\n[home](../README.md), [a folder](../nbs/), [rules](rules.yml)\n')
+    (repo / 'docs' / 'guide.md').write_text(
+        '# Guide\n\n[home](../README.md), [a folder](../nbs/), [rules](rules.yml)\n'
+    )
     (repo / 'docs' / 'rules.yml').write_text('groups: []\n')
-    r = subprocess.run([sys.executable, str(BUILD), '--root', str(repo), '--out', str(tmp_path / 'out')],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(BUILD), '--root', str(repo), '--out', str(tmp_path / 'out')],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 1 and 'README.md: link docs/missing.md → docs/missing.md does not exist' in r.stderr
     (repo / 'README.md').write_text('# Demo\n\n[guide](docs/guide.md)\n')
-    r = subprocess.run([sys.executable, str(BUILD), '--root', str(repo), '--out', str(tmp_path / 'out')],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(BUILD), '--root', str(repo), '--out', str(tmp_path / 'out')],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 'out' / 'docs' / 'guide.html').read_text().count('href="../index.html"') >= 1
-    assert (tmp_path / 'out' / 'docs' / 'rules.yml').read_text() == 'groups: []\n'      # linked files are copied
+    assert (tmp_path / 'out' / 'docs' / 'rules.yml').read_text() == 'groups: []\n'  # linked files are copied
 
 
 @pytest.fixture
@@ -56,9 +82,13 @@ def served(site):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *a, **k: None
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True); t.start()
-    try: yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    finally: httpd.shutdown(); httpd.server_close()
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f'http://127.0.0.1:{httpd.server_address[1]}'
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.mark.browser

@@ -4,7 +4,15 @@ short Alertmanager grouping) and a fast subset of the drills (`autotrader drill 
 text-file collector dead, a failing pipeline, a bad canary. Each drill must be detected (its alert delivered by
 Alertmanager to the receiver, recorded in the outbox) and recovered (service restored; the alert resolved where the
 rule allows it within the test); the times are printed, never asserted. The Debian binaries come from .ci/run."""
-import dataclasses, json, os, re, subprocess, sys, time, textwrap
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import textwrap
 from pathlib import Path
 import pytest
 
@@ -12,16 +20,21 @@ from autotrader.config import load_settings
 from autotrader.ops import stack as K
 from autotrader.ops import drills as D
 
-pytestmark = [pytest.mark.e2e, pytest.mark.infra]      # the whole stack as processes; Prometheus, Alertmanager, node-exporter from Debian
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.infra,
+]  # the whole stack as processes; Prometheus, Alertmanager, node-exporter from Debian
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _binaries():
     try:
-        for c in K.BINARIES: K.find_binary(c)
+        for c in K.BINARIES:
+            K.find_binary(c)
     except K.StackError as e:
-        if os.environ.get('CI'): pytest.fail(str(e))
+        if os.environ.get('CI'):
+            pytest.fail(str(e))
         pytest.skip(str(e))
 
 
@@ -57,19 +70,34 @@ def stack(champion, tmp_path_factory):
     from autotrader.deploy.state import DeploymentState, ReplayClock
     from autotrader.deploy.gateway import bootstrap_routing
     from autotrader.train.registry import ModelRegistry
+
     c = copy_champion(champion, tmp_path_factory.mktemp('drills') / 'champion')
     c.settings_path.write_text(c.settings_path.read_text() + DEPLOY)
     st = load_settings(c.settings_path, env={})
     state = DeploymentState.from_settings(st)
-    state.set_clock(ReplayClock(start=pd.Timestamp('2024-10-01T00:00Z').timestamp(), speed=7200.0), reason='drills: replay')
+    state.set_clock(
+        ReplayClock(start=pd.Timestamp('2024-10-01T00:00Z').timestamp(), speed=7200.0), reason='drills: replay'
+    )
     bootstrap_routing(state, ModelRegistry.from_settings(st))
-    env = {'AUTOTRADER_ADMIN_TOKEN': TOKEN, 'MLFLOW_DISABLE_TELEMETRY': 'true', 'NO_PROXY': '127.0.0.1,localhost',
-           'PYTHONPATH': os.pathsep.join([str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')])}   # the bad models' code
-    old = {k: os.environ.get(k) for k in env}; os.environ.update(env)
+    env = {
+        'AUTOTRADER_ADMIN_TOKEN': TOKEN,
+        'MLFLOW_DISABLE_TELEMETRY': 'true',
+        'NO_PROXY': '127.0.0.1,localhost',
+        'PYTHONPATH': os.pathsep.join([str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')]),
+    }  # the bad models' code
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     t = time.monotonic()
-    opt = K.StackOptions(ports={k: K.free_port() for k in ('receiver', 'alertmanager', 'node-exporter', 'gateway', 'prometheus')},
-                         replicas=2, scrape_interval='1s', group_wait='1s', group_interval='2s', scheduler=False)
-    cwd = os.getcwd(); os.chdir(c.dir)
+    opt = K.StackOptions(
+        ports={k: K.free_port() for k in ('receiver', 'alertmanager', 'node-exporter', 'gateway', 'prometheus')},
+        replicas=2,
+        scrape_interval='1s',
+        group_wait='1s',
+        group_interval='2s',
+        scheduler=False,
+    )
+    cwd = os.getcwd()
+    os.chdir(c.dir)
     try:
         rows = K.stack_up(st, opt, log=print)
         gw = next(r['address'] for r in rows if r['name'] == 'gateway')
@@ -77,17 +105,26 @@ def stack(champion, tmp_path_factory):
         while not K._http_ok(gw + '/readyz'):
             assert time.monotonic() < deadline, 'the gateway did not get ready (see its log in the stack folder)'
             time.sleep(0.5)
-        print(K.format_status(rows)); print(f'stack up and the gateway ready in {time.monotonic() - t:.0f} s')
+        print(K.format_status(rows))
+        print(f'stack up and the gateway ready in {time.monotonic() - t:.0f} s')
         yield st
     finally:
-        K.stack_down(st, log=print); os.chdir(cwd)
+        K.stack_down(st, log=print)
+        os.chdir(cwd)
         for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _cli(st, *args):
-    return subprocess.run([sys.executable, '-m', 'autotrader.cli', *args, '--settings', str(st._file)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, '-m', 'autotrader.cli', *args, '--settings', str(st._file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_stack_status_json_lists_every_component(stack):
@@ -95,18 +132,22 @@ def test_stack_status_json_lists_every_component(stack):
     rows = {x['name']: x for x in json.loads(r.stdout)}
     assert list(rows) == list(K.COMPONENTS)
     for name in ('receiver', 'alertmanager', 'node-exporter', 'gateway', 'prometheus'):
-        assert rows[name]['up'] and rows[name]['address'].startswith('http://127.0.0.1:') and rows[name]['pid'], rows[name]
-    assert len(rows['gateway']['pids']) == 3                  # the supervisor and 2 replicas
-    assert not rows['scheduler']['up'] and r.returncode == 1   # started without the scheduler here
+        assert rows[name]['up'] and rows[name]['address'].startswith('http://127.0.0.1:') and rows[name]['pid'], rows[
+            name
+        ]
+    assert len(rows['gateway']['pids']) == 3  # the supervisor and 2 replicas
+    assert not rows['scheduler']['up'] and r.returncode == 1  # started without the scheduler here
     r = _cli(stack, 'drill', 'list')
     assert r.returncode == 0 and 'replica-killed' in r.stdout
 
 
 def _check(res: D.DrillResult, resolved=True):
-    print(D.format_table([res])); print('\n'.join(f'{t:8.1f} s  {e}' for t, e in res.timeline))
+    print(D.format_table([res]))
+    print('\n'.join(f'{t:8.1f} s  {e}' for t, e in res.timeline))
     assert res.detected, res.note
     assert res.restored_s is not None, res.note
-    if resolved: assert res.resolved_s is not None and res.recovered, res.note
+    if resolved:
+        assert res.resolved_s is not None and res.recovered, res.note
 
 
 def test_drill_replica_killed(stack):
@@ -128,14 +169,14 @@ def test_drill_collector_down_through_the_drills_pipeline(stack):
     assert rec['metrics']['detected'] == rec['metrics']['recovered'] == rec['metrics']['drills'] == 1, rec['metrics']
     page = (run_dir / 'report.html').read_text()
     assert 'AutoTraderTextfileCollectorDown' in page and 'collector-down' in page and 'Timelines' in page
-    assert K.stack_status(stack)[2]['up']                   # node-exporter running again
+    assert K.stack_status(stack)[2]['up']  # node-exporter running again
 
 
 def test_drill_pipeline_failed_cli_json(stack):
     "`autotrader drill run pipeline-failed --json`: a failed ingest run, AutoTraderPipelineFailed delivered; the re-run succeeds, resolved."
     r = _cli(stack, 'drill', 'run', 'pipeline-failed', '--json', '--timeout', '300')
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    res, = json.loads(r.stdout)
+    (res,) = json.loads(r.stdout)
     print(r.stderr[-1500:])
     assert {'drill', 'detected', 'mttd_s', 'mttr_s', 'alert', 'runbook'} <= set(res)
     assert res['drill'] == 'pipeline-failed' and res['detected'] and res['recovered'], res
@@ -152,26 +193,50 @@ def test_drill_bad_canary(stack):
     from autotrader.deploy.canary import CanaryRollout
     from autotrader.deploy.state import DeploymentState
     from autotrader.train.registry import ModelRegistry
+
     st = stack
-    reg = ModelRegistry.from_settings(st); champ = reg.champion()['version']
-    bad = register_misbehaving(reg, champ, 'raises', healthy_calls=60)     # passes the pre-deployment checks, fails live
+    reg = ModelRegistry.from_settings(st)
+    champ = reg.champion()['version']
+    bad = register_misbehaving(reg, champ, 'raises', healthy_calls=60)  # passes the pre-deployment checks, fails live
     instruments = [s.split(':')[0] for s in st.instruments.symbols]
     box = {}
+
     def inject(env):
         box['load'] = Load([env.gateway], instruments, rate=100, max_seconds=600).__enter__()
+
         def go():
             os.environ['AUTOTRADER_ADMIN_TOKEN'] = TOKEN
             box['d'] = d = CanaryRollout(settings=st).run(bad)
-            if d['status'] != 'rolled_back': env.scratch['recovery_failed'] = f"the canary ended {d['status']}, not rolled back"
-        box['thread'] = threading.Thread(target=go, daemon=True); box['thread'].start()
+            if d['status'] != 'rolled_back':
+                env.scratch['recovery_failed'] = f"the canary ended {d['status']}, not rolled back"
+
+        box['thread'] = threading.Thread(target=go, daemon=True)
+        box['thread'].start()
+
     def restored(env):
         d = box.get('d')
-        return d is not None and d['status'] == 'rolled_back' and set(DeploymentState.from_settings(st).routing().routes) == {'*'}
+        return (
+            d is not None
+            and d['status'] == 'rolled_back'
+            and set(DeploymentState.from_settings(st).routing().routes) == {'*'}
+        )
+
     def cleanup(env):
-        if 'load' in box: box['load'].__exit__(None, None, None)
-        if 'thread' in box: box['thread'].join(120)
-    drill = D.Drill('bad-canary', 'a canary raising on live inputs; the controller rolls it back', 'AutoTraderGatewayErrorRate',
-                    inject, restored, cleanup=cleanup, labels={'version': str(bad)}, wait_resolved=False)
+        if 'load' in box:
+            box['load'].__exit__(None, None, None)
+        if 'thread' in box:
+            box['thread'].join(120)
+
+    drill = D.Drill(
+        'bad-canary',
+        'a canary raising on live inputs; the controller rolls it back',
+        'AutoTraderGatewayErrorRate',
+        inject,
+        restored,
+        cleanup=cleanup,
+        labels={'version': str(bad)},
+        wait_resolved=False,
+    )
     res = D.run_drill(drill, st, timeout=300)
     print(box.get('d', {}).get('status'), box['load'].summary() if 'load' in box else None)
     _check(res, resolved=False)

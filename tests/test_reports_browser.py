@@ -9,7 +9,13 @@ written there too, shrunk to a small palette PNG (how the README's pictures are 
 
 The train, evaluate (model card) and health pages are being reworked under another issue: their expectations are
 marked `xfail(strict=False)` until that lands (a pass is reported as XPASS); ingest, rollout and the index must pass."""
-import json, os, re, shutil, stat, subprocess, sys
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +23,15 @@ import pytest
 from browser import browser_page, need_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('reports_browser')]   # one `run all` for the module, on one worker
-OTHER_ISSUE = pytest.mark.xfail(strict=False, reason='train/evaluate/health pages are being reworked under the real-data '
-                                                     'issue (health charts, card inline); checked here, not yet required')
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group('reports_browser'),
+]  # one `run all` for the module, on one worker
+OTHER_ISSUE = pytest.mark.xfail(
+    strict=False,
+    reason='train/evaluate/health pages are being reworked under the real-data '
+    'issue (health charts, card inline); checked here, not yet required',
+)
 WIDTH, HEIGHT = 1280, 900
 
 
@@ -30,8 +42,14 @@ def _env(**extra):
 
 
 def _cli(cwd, *args, timeout=1200):
-    return subprocess.run([sys.executable, '-m', 'autotrader.cli', *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=_env())
+    return subprocess.run(
+        [sys.executable, '-m', 'autotrader.cli', *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(),
+    )
 
 
 @pytest.fixture(scope='module')
@@ -47,7 +65,8 @@ def site(tmp_path_factory):
     rep = d / 'reports'
     ingests = sorted(rep.glob('ingest/*/report.html'))
     pages = {'ingest': ingests[0], 'ingest-up-to-date': ingests[-1], 'index': rep / 'index.html'}
-    for p in ('train', 'evaluate', 'rollout', 'health'): pages[p] = next(rep.glob(f'{p}/*/report.html'))
+    for p in ('train', 'evaluate', 'rollout', 'health'):
+        pages[p] = next(rep.glob(f'{p}/*/report.html'))
     return dict(dir=d, pages=pages, out=r.stdout, again=again.stdout)
 
 
@@ -92,27 +111,52 @@ _IMAGES = """async () => {
   return out;
 }"""
 
-_BAD_TEXT = [(re.compile(r'Traceback \(most recent call last\)|\b\w*Error: |\b(User|Future|Deprecation|Runtime)Warning\b|^\s*warnings\.warn', re.M), 'warning or traceback text'),
-             (re.compile(r'\bNaN\b|\bnan\b'), 'NaN'), (re.compile(r'\bNone\b'), 'None'), (re.compile(r'dtype: ?\w+'), 'dtype:'),
-             (re.compile(r"\{'[a-z_]+': "), 'a raw dict'), (re.compile(r'\bvNone\b|DeploymentState\('), 'a repr')]
+_BAD_TEXT = [
+    (
+        re.compile(
+            r'Traceback \(most recent call last\)|\b\w*Error: |\b(User|Future|Deprecation|Runtime)Warning\b|^\s*warnings\.warn',
+            re.M,
+        ),
+        'warning or traceback text',
+    ),
+    (re.compile(r'\bNaN\b|\bnan\b'), 'NaN'),
+    (re.compile(r'\bNone\b'), 'None'),
+    (re.compile(r'dtype: ?\w+'), 'dtype:'),
+    (re.compile(r"\{'[a-z_]+': "), 'a raw dict'),
+    (re.compile(r'\bvNone\b|DeploymentState\('), 'a repr'),
+]
 
 
 def _problems(page, path: Path, shot: Path) -> list[str]:
     scripts, out = [], []
-    page.on('request', lambda r: scripts.append(r.url) if r.resource_type == 'script' or r.url.startswith(('http:', 'https:')) else None)
-    page.goto(path.as_uri()); page.wait_for_load_state('load')
+    page.on(
+        'request',
+        lambda r: (
+            scripts.append(r.url) if r.resource_type == 'script' or r.url.startswith(('http:', 'https:')) else None
+        ),
+    )
+    page.goto(path.as_uri())
+    page.wait_for_load_state('load')
     text = page.evaluate(_VISIBLE)
     for rx, what in _BAD_TEXT:
-        out += [f"{what} in the visible text: …{text[max(m.start() - 60, 0):m.end() + 40]!r}…" for m in rx.finditer(text)][:3]
+        out += [
+            f"{what} in the visible text: …{text[max(m.start() - 60, 0) : m.end() + 40]!r}…" for m in rx.finditer(text)
+        ][:3]
     out += page.evaluate(_CLIPPED, WIDTH)
     for i, im in enumerate(page.evaluate(_IMAGES)):
-        if im['colour'] < 0.0005: out.append(f"chart {i + 1} ({im['w']}×{im['h']} px) has no data drawn (no coloured pixel)")
+        if im['colour'] < 0.0005:
+            out.append(f"chart {i + 1} ({im['w']}×{im['h']} px) has no data drawn (no coloured pixel)")
     for svg in page.query_selector_all('svg.trend'):
-        if not svg.query_selector('rect, polyline'): out.append(f"index trend {svg.get_attribute('data-pipeline')} has no data")
+        if not svg.query_selector('rect, polyline'):
+            out.append(f"index trend {svg.get_attribute('data-pipeline')} has no data")
     out += [f"requested {u}" for u in scripts]
     for a in page.query_selector_all('a[href]'):
         href = a.get_attribute('href')
-        if href and not href.startswith(('#', 'http:', 'https:', 'mailto:')) and not (path.parent / href.split('#')[0]).exists():
+        if (
+            href
+            and not href.startswith(('#', 'http:', 'https:', 'mailto:'))
+            and not (path.parent / href.split('#')[0]).exists()
+        ):
             out.append(f"broken link {href}")
     # the picture: where the results start (the first output of a report; the top of the index)
     page.evaluate("() => { const o = document.querySelector('.jp-OutputArea-output'); if (o) o.scrollIntoView(); }")
@@ -123,17 +167,29 @@ def _problems(page, path: Path, shot: Path) -> list[str]:
 def _keep(shot: Path, name: str):
     "Copy the screenshot, shrunk to a 128-colour PNG, to $AUTOTRADER_SCREENSHOTS (e.g. docs/reports)."
     dest = os.environ.get('AUTOTRADER_SCREENSHOTS')
-    if not dest: return
+    if not dest:
+        return
     from PIL import Image
-    d = Path(dest); d.mkdir(parents=True, exist_ok=True)
+
+    d = Path(dest)
+    d.mkdir(parents=True, exist_ok=True)
     im = Image.open(shot).convert('RGB')
     im = im.resize((im.width * 3 // 4, im.height * 3 // 4), Image.LANCZOS)
     im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(d / f'{name}.png', optimize=True)
 
 
-@pytest.mark.parametrize('name', ['ingest', 'ingest-up-to-date', 'rollout', 'index',
-                                  pytest.param('train', marks=OTHER_ISSUE), pytest.param('evaluate', marks=OTHER_ISSUE),
-                                  pytest.param('health', marks=OTHER_ISSUE)])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'ingest',
+        'ingest-up-to-date',
+        'rollout',
+        'index',
+        pytest.param('train', marks=OTHER_ISSUE),
+        pytest.param('evaluate', marks=OTHER_ISSUE),
+        pytest.param('health', marks=OTHER_ISSUE),
+    ],
+)
 def test_report_reads_cleanly_in_a_browser(site, name, tmp_path):
     path = site['pages'][name]
     mode = stat.S_IMODE(path.stat().st_mode)

@@ -2,7 +2,15 @@
 files, MLflow on SQLite; fewer tuning trials and a shorter history here to keep CI short), every stage's status and
 duration printed, every pipeline's report and the index left, a champion that `autotrader serve` then serves; a
 failing stage stops it clearly."""
-import json, os, re, signal, subprocess, sys, time, urllib.request
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,32 +41,47 @@ def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_pat
     stages = dict(re.findall(r'^(ingest|train|evaluate|rollout|health)\s+(ok|skipped|failed|timeout)\s', out, re.M))
     assert list(stages) == ['ingest', 'train', 'evaluate', 'rollout', 'health'], out
     assert all(stages[s] == 'ok' for s in ('ingest', 'train', 'evaluate', 'health')), out
-    assert re.search(r'^wall time: [\d.]+ min \(\d+ s\)$', out, re.M) and f"index:     {tmp_path / 'reports' / 'index.html'}" in out
+    assert (
+        re.search(r'^wall time: [\d.]+ min \(\d+ s\)$', out, re.M)
+        and f"index:     {tmp_path / 'reports' / 'index.html'}" in out
+    )
     for p in ('ingest', 'train', 'evaluate', 'health'):
         (run,) = (tmp_path / 'reports' / p).glob('*/run.json')
         assert json.loads(run.read_text())['status'] == 'ok' and (run.parent / 'report.html').exists()
     ev = json.loads(next((tmp_path / 'reports' / 'evaluate').glob('*/run.json')).read_text())
     # the embedded defaults' demo edge is promoted and rolled out (replay clock): the run ends with a champion
     assert stages['rollout'] == 'ok' and ev['metrics']['promote'], out
-    assert json.loads(next((tmp_path / 'reports' / 'rollout').glob('*/run.json')).read_text())['parameters'] == {'clock': 'replay'}
+    assert json.loads(next((tmp_path / 'reports' / 'rollout').glob('*/run.json')).read_text())['parameters'] == {
+        'clock': 'replay'
+    }
     index = (tmp_path / 'reports' / 'index.html').read_text()
     assert all(f'id="{p}"' in index for p in ('ingest', 'train', 'evaluate', 'rollout', 'health'))
     # `autotrader serve` started afterwards bootstraps from the champion alias: it serves the version run all printed
     champion = re.search(r'^champion:  version (\S+) ', out, re.M).group(1)
     port = free_port()
     log = open(tmp_path / 'serve.log', 'wb')
-    gw = subprocess.Popen([sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(port)], cwd=tmp_path,
-                          env=_env(NO_PROXY='127.0.0.1,localhost'), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    gw = subprocess.Popen(
+        [sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(port)],
+        cwd=tmp_path,
+        env=_env(NO_PROXY='127.0.0.1,localhost'),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         body, deadline = None, time.monotonic() + 120
         while body is None and time.monotonic() < deadline and gw.poll() is None:
             try:
-                with urllib.request.urlopen(f'http://127.0.0.1:{port}/v1/signal/BTC-USD', timeout=10) as resp: body = json.loads(resp.read())
-            except OSError: time.sleep(0.5)
+                with urllib.request.urlopen(f'http://127.0.0.1:{port}/v1/signal/BTC-USD', timeout=10) as resp:
+                    body = json.loads(resp.read())
+            except OSError:
+                time.sleep(0.5)
         assert body is not None, (tmp_path / 'serve.log').read_text()[-3000:]
         assert str(body['version']) == champion and body['instrument'] == 'BTC-USD', body
     finally:
-        os.killpg(gw.pid, signal.SIGTERM); gw.wait(timeout=30); log.close()
+        os.killpg(gw.pid, signal.SIGTERM)
+        gw.wait(timeout=30)
+        log.close()
 
     # a stage that fails stops the lifecycle with its name, its report and its exit code
     r = _run_all(tmp_path, AUTOTRADER__TRAIN__MIN_TEST_TIMESTAMPS='1000000')

@@ -1,8 +1,9 @@
 "ops/runbooks: one runbook per Prometheus alert rule (its runbook_url, a full link on the repository, points to it), and every `autotrader …` command quoted in the runbooks and docs parses with the real CLI."
-import re, shlex
+
+import re
+import shlex
 from pathlib import Path
 
-import pytest
 import yaml
 
 from autotrader.cli import _parser
@@ -16,6 +17,7 @@ SECTIONS = ['## What it means', '## How to confirm', '## How to fix', '## When a
 def runbook_base() -> str:
     "A full link an on-call person can click: the repository's runbooks (pyproject [project.urls] Repository) by default."
     import tomllib
+
     repo = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['urls']['Repository'].rstrip('/')
     return f'{repo}/blob/main/ops/runbooks/alerts/'
 
@@ -38,7 +40,8 @@ def test_every_alert_rule_has_a_runbook_url_whose_file_exists():
         text = f.read_text()
         assert text.startswith(f"# {r['alert']}\n"), f'{url} is not the runbook of {r["alert"]}'
         assert f"**Severity:** {r['labels']['severity']}" in text, f'{url}: severity differs from the rule'
-        for s in SECTIONS: assert s in text, f'{url}: section {s!r} missing'
+        for s in SECTIONS:
+            assert s in text, f'{url}: section {s!r} missing'
 
 
 def test_no_runbook_without_a_rule_and_the_index_lists_them_all():
@@ -46,7 +49,8 @@ def test_no_runbook_without_a_rule_and_the_index_lists_them_all():
     files = {p.stem for p in (RUNBOOKS / 'alerts').glob('*.md')}
     assert files == alerts, f'runbooks without a rule: {files - alerts}; rules without a runbook: {alerts - files}'
     index = (RUNBOOKS / 'README.md').read_text()
-    for a in alerts: assert f'(alerts/{a}.md)' in index, f'ops/runbooks/README.md does not list {a}'
+    for a in alerts:
+        assert f'(alerts/{a}.md)' in index, f'ops/runbooks/README.md does not list {a}'
 
 
 def test_procedures_exist():
@@ -57,12 +61,13 @@ def test_procedures_exist():
 def test_relative_links_in_runbooks_resolve():
     for f in RUNBOOKS.rglob('*.md'):
         for target in re.findall(r'\]\(([^)#\s]+)(?:#[^)]*)?\)', f.read_text()):
-            if '://' in target: continue
+            if '://' in target:
+                continue
             assert (f.parent / target).exists(), f'{f.relative_to(ROOT)}: broken link {target}'
 
 
 _SPAN = re.compile(r'`(autotrader [^`]+)`')
-_FENCE = re.compile(r'```(bash|sh|console|shell|)\n(.*?)```', re.S)   # not ```text (usage synopses)
+_FENCE = re.compile(r'```(bash|sh|console|shell|)\n(.*?)```', re.S)  # not ```text (usage synopses)
 
 
 def quoted_commands(text: str) -> list[str]:
@@ -73,28 +78,35 @@ def quoted_commands(text: str) -> list[str]:
         for line in block.splitlines():
             line = line.strip()
             for part in re.split(r'\s*(?:&&|\|\||;)\s*', line):
-                if part.startswith('autotrader '): cmds.append(part)
+                if part.startswith('autotrader '):
+                    cmds.append(part)
     out = []
     for c in cmds:
         c = re.sub(r'\s+#.*$', '', c).strip()
         args = shlex.split(c)[1:]
-        if not args or '…' in args or '...' in args: continue       # prose: "every `autotrader …` command"
-        if '|' in c or re.search(r'\s\[', c): continue                  # a usage synopsis: `autotrader serve [--port P]`
+        if not args or '…' in args or '...' in args:
+            continue  # prose: "every `autotrader …` command"
+        if '|' in c or re.search(r'\s\[', c):
+            continue  # a usage synopsis: `autotrader serve [--port P]`
         out.append(c)
     return out
 
 
 def _subcommands() -> set:
     import argparse
+
     return {n for a in _parser()._actions if isinstance(a, argparse._SubParsersAction) for n in a.choices}
 
 
 def parses(cmd: str) -> bool:
     "The CLI accepts `cmd` (a bare `autotrader SUBCOMMAND`, naming a command in prose, only has to exist)."
     args = shlex.split(cmd)[1:]
-    if len(args) == 1 and not args[0].startswith('-'): return args[0] in _subcommands()
-    try: _parser().parse_args(args)
-    except SystemExit as e: return e.code == 0
+    if len(args) == 1 and not args[0].startswith('-'):
+        return args[0] in _subcommands()
+    try:
+        _parser().parse_args(args)
+    except SystemExit as e:
+        return e.code == 0
     return True
 
 
@@ -105,13 +117,21 @@ def documents() -> list[Path]:
 def test_every_quoted_command_parses_with_the_real_cli():
     seen = {}
     for f in documents():
-        for c in quoted_commands(f.read_text()): seen.setdefault(c, f.relative_to(ROOT).as_posix())
+        for c in quoted_commands(f.read_text()):
+            seen.setdefault(c, f.relative_to(ROOT).as_posix())
     bad = [f'{c}   ({where})' for c, where in seen.items() if not parses(c)]
     assert not bad, 'commands the CLI does not accept:\n' + '\n'.join(bad)
     joined = '\n'.join(seen)
-    for must in ('autotrader archive verify', 'autotrader store rebuild', 'autotrader deploy rollback --to VERSION',
-                 'autotrader deploy bluegreen', 'autotrader deploy canary', 'autotrader deploy promote',
-                 'autotrader run ingest -p backfill=True', 'autotrader schedule trigger'):
+    for must in (
+        'autotrader archive verify',
+        'autotrader store rebuild',
+        'autotrader deploy rollback --to VERSION',
+        'autotrader deploy bluegreen',
+        'autotrader deploy canary',
+        'autotrader deploy promote',
+        'autotrader run ingest -p backfill=True',
+        'autotrader schedule trigger',
+    ):
         assert must in joined, f'no runbook shows {must!r}'
     assert len(seen) >= 25
 

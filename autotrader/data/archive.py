@@ -5,6 +5,7 @@ content-addressed, partitioned by source / instrument / date, in a local folder 
 
 # %% ../../nbs/data/10_archive.ipynb #61d7aaa4
 from __future__ import annotations
+
 import base64
 import datetime
 import gzip
@@ -14,6 +15,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from ..files import atomic_write
 
 # %% auto #0

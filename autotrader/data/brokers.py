@@ -5,6 +5,7 @@
 
 # %% ../../nbs/data/13_brokers.ipynb #0c9fbef7
 from __future__ import annotations
+
 import datetime as dt
 import email.utils
 import json
@@ -15,12 +16,14 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+
 from ..config import secret
-from ..schema import Instrument, canonical, expected_bars, timeframe_delta, to_utc
 from .archive import RawPayload
-from .connectors import Connector, ConnectorError, register_connector, _empty, _with_error
+from .connectors import Connector, ConnectorError, _empty, _with_error, register_connector
+from ..schema import Instrument, canonical, expected_bars, timeframe_delta, to_utc
 
 # %% auto #0
 __all__ = ['OANDA_GRANULARITY', 'IB_BAR_SIZE', 'IB_CHUNK_DAYS', 'Transient', 'RetryPolicy', 'parse_retry_after', 'with_retries',

@@ -5,6 +5,7 @@ Brokers plug into the same interface."""
 
 # %% ../../nbs/data/11_connectors.ipynb #eb42ac70
 from __future__ import annotations
+
 import csv
 import glob
 import gzip
@@ -15,8 +16,13 @@ import zlib
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as _pa
+import pyarrow.csv as _pacsv
+
+from .archive import RawPayload
 from autotrader.schema import (
     BAR_COLUMNS,
     TS_DTYPE,
@@ -28,9 +34,6 @@ from autotrader.schema import (
     timeframe_delta,
     to_utc,
 )
-from .archive import RawPayload
-import pyarrow as _pa
-import pyarrow.csv as _pacsv
 
 # %% auto #0
 __all__ = ['CONNECTORS', 'ConnectorError', 'Connector', 'register_connector', 'get_connector', 'sim_bars', 'SimConnector',

@@ -4,9 +4,12 @@
 
 # %% ../../nbs/data/12_validation.ipynb #dfbcff24
 from __future__ import annotations
+
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
+
 from autotrader.schema import (
     BAR_COLUMNS,
     PRICE_COLUMNS,

@@ -5,14 +5,17 @@ latency, Sharpe of served signals against the previous version on the same bars)
 
 # %% ../../nbs/deploy/62_bluegreen.ipynb #bcbebd38
 from __future__ import annotations
+
 import math
 from dataclasses import dataclass
 from enum import Enum
+
 import numpy as np
 import pandas as pd
-from ..config import Settings, load_settings
 from fastcore.basics import patch
-from .state import DeploymentState, StateError, TERMINAL, iso, quantile_ms, live_age
+
+from ..config import Settings, load_settings
+from .state import TERMINAL, DeploymentState, StateError, iso, live_age, quantile_ms
 
 # %% auto #0
 __all__ = ['traffic', 'paired_sharpe', 'sharpe_args', 'single_sharpe', 'Thresholds', 'judge_traffic', 'judge_sharpe',
@@ -462,8 +465,8 @@ def rollback_to(settings=None, version=None, actor: str | None = None, log=print
 
 def deploy_status(settings=None) -> dict:
     "The routing in force, the active deployment, live replicas and the registry's aliases, as plain data (`--json`)."
-    from autotrader.train.registry import ModelRegistry
     from autotrader.deploy.state import safe_url
+    from autotrader.train.registry import ModelRegistry
 
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     state = DeploymentState.from_settings(st)

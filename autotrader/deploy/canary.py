@@ -5,18 +5,21 @@ instrument and stage against the champion scored in shadow on the same bars, a l
 
 # %% ../../nbs/deploy/63_canary.ipynb #2dc31ce8
 from __future__ import annotations
+
 import json
 import math
 import time
-import urllib.request
 import urllib.error
-from dataclasses import dataclass, field, asdict
+import urllib.request
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 import pandas as pd
-from ..config import Settings, load_settings, secret, SettingsError
-from .state import DeploymentState, StateError, iso, default_actor, live_age
 from fastcore.basics import patch
-from .bluegreen import traffic, paired_sharpe, sharpe_args, _resolve_version
+
+from ..config import Settings, SettingsError, load_settings, secret
+from .bluegreen import _resolve_version, paired_sharpe, sharpe_args, traffic
+from .state import DeploymentState, StateError, default_actor, iso, live_age
 
 # %% auto #0
 __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 'CanaryMetricsCollector', 'CanaryRollout',
@@ -129,8 +132,8 @@ class CanaryRollout:
     def __init__(
         self, settings=None, state: DeploymentState | None = None, registry=None, actor: str | None = None, log=print
     ):
-        from autotrader.train.registry import ModelRegistry
         from autotrader.features.store import FeatureStore
+        from autotrader.train.registry import ModelRegistry
 
         self.st = settings if isinstance(settings, Settings) else load_settings(settings)
         self.state = state or DeploymentState.from_settings(self.st)
@@ -423,7 +426,7 @@ def _latencies(handles: list, rows: pd.DataFrame, n: int) -> list[list[float]]:
 
 def smoke_check(registry, store, version: str, settings: Settings, baseline: str | None = None, n: int = 40) -> dict:
     "The smoke tests above, in this process: {'passed', 'reason', 'p50_ms', 'p99_ms', 'baseline_p99_ms', 'limit_ms', 'features'}."
-    from autotrader.deploy.gateway import load_version, warm_up, FeatureCache, GatewayError
+    from autotrader.deploy.gateway import FeatureCache, GatewayError, load_version, warm_up
 
     try:
         h = load_version(registry, version)

@@ -6,14 +6,17 @@ resumes from the state alone. Time comes from an injected clock — wall, replay
 
 # %% ../../nbs/deploy/65_controller.ipynb #f752d95a
 from __future__ import annotations
+
 import os
 import socket
 import time
 import uuid
-from ..config import Settings, load_settings
+
 from fastcore.basics import patch
-from .state import DeploymentState, StateError, TERMINAL, iso, default_actor, live_age
+
+from ..config import Settings, load_settings
 from .canary import _f
+from .state import TERMINAL, DeploymentState, StateError, default_actor, iso, live_age
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'LEASE_SECONDS', 'ACTIONS', 'Strategy', 'BlueGreenStrategy', 'CanaryStrategy', 'RolloutController',
@@ -57,13 +60,13 @@ class BlueGreenStrategy(Strategy):
 
     def analyze(self, ctl, d, start, now, final):
         from autotrader.deploy.bluegreen import (
-            traffic,
-            judge_traffic,
-            judge_sharpe,
             Thresholds,
+            judge_sharpe,
+            judge_traffic,
             paired_sharpe,
-            single_sharpe,
             sharpe_args,
+            single_sharpe,
+            traffic,
         )
 
         th, dp = Thresholds.from_settings(ctl.st), ctl.st.deploy
@@ -116,7 +119,7 @@ def _reason(r: dict) -> str:
 def _pnl_check(ctl, d: dict, start: float, now: float, instruments=None) -> dict:
     "The sequential P&L check (`deploy.sequential`) of the new version against the baseline on the same bars so far."
     from autotrader.deploy.bluegreen import sharpe_args
-    from autotrader.deploy.sequential import paired_pnl, judge_pnl
+    from autotrader.deploy.sequential import judge_pnl, paired_pnl
 
     p = paired_pnl(
         ctl.state,
@@ -254,8 +257,8 @@ class RolloutController:
         log=print,
         require_decision: bool = False,
     ):
-        from autotrader.train.registry import ModelRegistry
         from autotrader.features.store import FeatureStore
+        from autotrader.train.registry import ModelRegistry
 
         self.strategy = STRATEGIES[strategy]() if isinstance(strategy, str) else strategy
         self.st = settings if isinstance(settings, Settings) else load_settings(settings)
@@ -299,7 +302,7 @@ def _live_blue(state) -> str | None:
 
 def _check_decision(ctl, v: str, force: bool) -> str:
     "'' when the version's recorded decision says promote; else raise (or, with `force`, return the override note)."
-    from autotrader.train.core import read_decision, TrainError
+    from autotrader.train.core import TrainError, read_decision
 
     try:
         dec = read_decision(ctl.st, v)

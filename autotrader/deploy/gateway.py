@@ -5,6 +5,7 @@ newest feature rows in memory, a durable signal log, Prometheus metrics. `autotr
 
 # %% ../../nbs/deploy/61_gateway.ipynb #38cb7d99
 from __future__ import annotations
+
 import collections
 import contextlib
 import hmac
@@ -19,15 +20,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from ..config import Settings, load_settings, secret, SettingsError
-from ..features.store import FeatureStore, bar_close
-from ..train.labels import prob_up
-from ..train.backtest import positions
-from ..clock import iso
-from .state import DeploymentState, Routing, latency_bucket, LATENCY_EDGES_MS
 from fastcore.basics import patch
+
+from ..clock import iso
+from ..config import Settings, SettingsError, load_settings, secret
+from .state import LATENCY_EDGES_MS, DeploymentState, Routing, latency_bucket
+from ..features.store import FeatureStore, bar_close
+from ..train.backtest import positions
+from ..train.labels import prob_up
 
 # %% auto #0
 __all__ = ['MODEL_TIMEOUT_SECONDS', 'MAX_INFLIGHT', 'MODEL_THREADS', 'GatewayError', 'VersionUnavailable', 'ModelHandle',
@@ -120,7 +123,9 @@ class ModelHandle:
     warmed: bool = False
     by_position: bool = False  # the estimator was fitted on exactly `features`, in order: arrays skip name checks
     loaded_at: float = field(default_factory=time.time)
-    timeout: float | None = None  # seconds a call may take; None: no limit (the gateway sets one once a version is warm)
+    timeout: float | None = (
+        None  # seconds a call may take; None: no limit (the gateway sets one once a version is warm)
+    )
     max_inflight: int = MAX_INFLIGHT
     threads: int = MODEL_THREADS
     _slots: object = field(default=None, repr=False, compare=False)
@@ -1276,12 +1281,12 @@ _SERVER_THREADS = 3 * MAX_INFLIGHT
 
 def create_app(settings=None, url: str | None = None, replica: str | None = None, start: bool = True):
     "The Starlette app of one gateway replica (see above)."
+    from prometheus_client import CONTENT_TYPE_LATEST
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
-    from starlette.concurrency import run_in_threadpool
-    from prometheus_client import CONTENT_TYPE_LATEST
 
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     gw = Gateway(st, url, replica)
@@ -1439,10 +1444,10 @@ def serve(
     access_log: bool = False,
 ):
     "Run the gateway until interrupted (see above); says where it listens and, once ready, what it serves; `access_log`: one line per request."
+    import copy
     import sys
     import threading
     import urllib.request
-    import copy
 
     def say(msg):
         print(f"autotrader serve: {msg}", file=sys.stderr, flush=True)
@@ -1527,7 +1532,7 @@ def serve(
     )
     threading.Thread(target=announce, args=(st, url), daemon=True, name='serve-announce').start()
     try:
-        import httptools
+        import httptools  # noqa: F401 (is uvicorn's fast HTTP parser installed?)
 
         kw['http'] = 'httptools'  # noqa: F401
     except ImportError:

@@ -6,6 +6,7 @@ clients and long-running replicas do both."""
 
 # %% ../../nbs/deploy/66_replay.ipynb #92c28d82
 from __future__ import annotations
+
 import os
 import secrets as _secrets
 import signal
@@ -17,6 +18,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
 from .state import StateError
 
 # %% auto #0

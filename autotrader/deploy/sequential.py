@@ -7,7 +7,9 @@ as it is shown not to be worse, and the check says "inconclusive" — not "pass"
 
 # %% ../../nbs/deploy/64_sequential.ipynb #1f48b8bd
 from __future__ import annotations
+
 import math
+
 import numpy as np
 import pandas as pd
 

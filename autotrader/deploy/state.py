@@ -5,6 +5,7 @@ log, request statistics, replica heartbeats and the clock. SQLite (WAL) by defau
 
 # %% ../../nbs/deploy/60_state.ipynb #83394645
 from __future__ import annotations
+
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -195,7 +197,7 @@ def _engine(url: str):
         raise StateError(f"[deploy] state_url {safe_url(url)}: {e}") from None
 
 # %% ../../nbs/deploy/60_state.ipynb #be8697b4
-from ..clock import WallClock, ReplayClock, ManualClock, clock_from_dict, iso  # noqa: F401 (re-exported)
+from ..clock import ManualClock, ReplayClock, WallClock, clock_from_dict, iso  # noqa: F401 (re-exported)
 
 # %% ../../nbs/deploy/60_state.ipynb #e8c59de5
 def _now() -> float:
@@ -837,7 +839,9 @@ def export_signals(self: DeploymentState, store, run_id: str = 'signal-log', bat
     while True:
         with self.engine.connect() as c:
             rows = (
-                c.execute(sa.select(SIGNALS).where(SIGNALS.c.exported == False).order_by(SIGNALS.c.id).limit(batch))
+                c.execute(
+                    sa.select(SIGNALS).where(SIGNALS.c.exported == sa.false()).order_by(SIGNALS.c.id).limit(batch)
+                )
                 .mappings()
                 .all()
             )  # noqa: E712

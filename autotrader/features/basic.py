@@ -5,9 +5,11 @@ volatility. The full library (technical, microstructure, regime) builds on the s
 
 # %% ../../nbs/features/21_basic.ipynb #1fd113a4
 from __future__ import annotations
+
 import hashlib
 import json
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -78,7 +80,7 @@ def register_feature_set(
 def _spec(name: str) -> dict:
     if name not in FEATURE_SETS:
         try:
-            import autotrader.features.sets  # the full library registers its sets on import
+            import autotrader.features.sets  # noqa: F401 (the full library registers its sets on import)
         except ImportError:
             pass
     if name not in FEATURE_SETS:

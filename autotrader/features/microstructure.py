@@ -5,10 +5,13 @@ signed-volume imbalances, VWAP distance, and the quoted spread when the source g
 
 # %% ../../nbs/features/23_microstructure.ipynb #94cb47ee
 from __future__ import annotations
+
 import math
+
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr as _ndtr
+
 from autotrader.features.technical import (
     Block,
     _div,

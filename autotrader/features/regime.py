@@ -5,8 +5,11 @@
 
 # %% ../../nbs/features/24_regime.ipynb #4ea4b394
 from __future__ import annotations
+
 import numpy as np
 import pandas as pd
+
+from .store import bar_close
 from autotrader.features.technical import (
     Block,
     _f,
@@ -18,7 +21,6 @@ from autotrader.features.technical import (
     vol_parkinson,
     vol_yang_zhang,
 )
-from .store import bar_close
 
 # %% auto #0
 __all__ = ['regime_bars', 'quantile_class', 'vol_percentile', 'trend_regime', 'regime_block', 'regime_lookback', 'NotFittedError',

@@ -5,12 +5,15 @@ causal set, registered for the ingest pipeline and the store."""
 
 # %% ../../nbs/features/25_sets.ipynb #6b4454e6
 from __future__ import annotations
+
 import re
+
 import pandas as pd
+
 from .basic import FeatureSet, register_feature_set
-from .technical import by_instrument, technical_block, technical_lookback
 from .microstructure import microstructure_block, microstructure_lookback
 from .regime import regime_block, regime_lookback
+from .technical import by_instrument, technical_block, technical_lookback
 
 # %% auto #0
 __all__ = ['STANDARD_DEFAULTS', 'FEATURE_DOCS', 'standard_features', 'standard_lookback', 'describe_features']

@@ -4,16 +4,19 @@
 
 # %% ../../nbs/features/20_store.ipynb #30649d7d
 from __future__ import annotations
+
 import fcntl
 import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from ..schema import timeframe_delta, to_utc
-from ..files import atomic_write
 from fastcore.basics import patch
+
+from ..files import atomic_write
+from ..schema import timeframe_delta, to_utc
 
 # %% auto #0
 __all__ = ['StoreError', 'frame_hash', 'schema_hash', 'FeatureStore', 'bar_close', 'Transaction', 'forward_log_return',

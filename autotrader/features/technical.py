@@ -5,7 +5,9 @@ moving averages, momentum and rolling z-scores: causal, per instrument, vectoris
 
 # %% ../../nbs/features/22_technical.ipynb #f6ae90ee
 from __future__ import annotations
+
 import math
+
 import numpy as np
 import pandas as pd
 from scipy.signal import lfilter as _lfilter

@@ -5,6 +5,7 @@ cool-down; the JSONL file is a durable outbox, so an alert a sink failed to take
 
 # %% ../../nbs/monitor/53_alerts.ipynb #2c6e90ad
 from __future__ import annotations
+
 import fcntl
 import json
 import logging
@@ -14,15 +15,17 @@ import ssl
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
-from ..files import atomic_write
 from secrets import token_hex
+
 import pandas as pd
-from ..config import secret, secret_values, SettingsError
 from fastcore.basics import patch
+
+from ..config import SettingsError, secret, secret_values
+from ..files import atomic_write
 
 # %% auto #0
 __all__ = ['LEVELS', 'CHECK_LEVELS', 'RANK', 'SINKS', 'Alert', 'SinkError', 'slack_payload', 'pagerduty_payload', 'email_message',

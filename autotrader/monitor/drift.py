@@ -5,9 +5,11 @@ p-value) and Jensen–Shannon divergence, for numerical and categorical features
 
 # %% ../../nbs/monitor/50_drift.ipynb #42a9b764
 from __future__ import annotations
+
 import numpy as np
 import pandas as pd
-from scipy.stats import kstwo, t as student_t
+from scipy.stats import kstwo
+from scipy.stats import t as student_t
 
 # %% auto #0
 __all__ = ['KEY_COLUMNS', 'DRIFT_DEFAULTS', 'feature_columns', 'is_categorical', 'psi_js', 'ks_pvalue', 'numeric_drift',
@@ -461,7 +463,7 @@ def drift_table(
     idx = reference_chunks(reference, max(len(current), 1)) if chunks is None else np.asarray(chunks)
     K = idx.shape[0]
     cs = {k: np.full((K, len(features)), np.nan) for k in ('psi', 'ks_stat', 'js')}
-    banded = K >= cfg['min_chunks']                  # fewer chunks: no band (inconclusive), so none computed
+    banded = K >= cfg['min_chunks']  # fewer chunks: no band (inconclusive), so none computed
     if len(num) and banded and len(reference):
         E = np.stack([h[0] for h in res['hist']])
         P = np.stack([h[1] for h in res['hist']]) / len(reference)

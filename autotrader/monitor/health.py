@@ -5,11 +5,14 @@ how check results become alerts. The health pipeline's driver (`autotrader.pipel
 
 # %% ../../nbs/monitor/55_health.ipynb #c6d57cfa
 from __future__ import annotations
+
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from ..schema import timeframe_delta, to_utc, expected_bars
-from .alerts import Alert, RANK
+
+from .alerts import RANK, Alert
+from ..schema import expected_bars, timeframe_delta, to_utc
 
 # %% auto #0
 __all__ = ['TRAIN_TAGS', 'tag_training_window', 'champion_reference', 'HealthError', 'bars_back', 'health_windows',

@@ -5,11 +5,13 @@ textfile collector by batch runs."""
 
 # %% ../../nbs/monitor/54_metrics.ipynb #c673019e
 from __future__ import annotations
+
 import math
 import re
 import time
 from datetime import datetime
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry, write_to_textfile

@@ -5,10 +5,12 @@ that followed, shift of the confidence distribution, shift of the feature import
 
 # %% ../../nbs/monitor/52_performance.ipynb #ae0e878b
 from __future__ import annotations
+
 import numpy as np
 import pandas as pd
-from ..train.backtest import backtest, portfolio, bars_per_year
+
 from .drift import drift_table
+from ..train.backtest import backtest, bars_per_year, portfolio
 
 # %% auto #0
 __all__ = ['SIGNAL_COLUMNS', 'log_signals', 'read_signals', 'signal_outcomes', 'performance_summary', 'rolling_performance',

@@ -4,11 +4,13 @@
 
 # %% ../../nbs/monitor/56_receiver.ipynb #bd4d1cca
 from __future__ import annotations
+
 import http.server
 import json
 import logging
 import threading
 from datetime import datetime, timezone
+
 from ..config import Settings, load_settings
 from .alerts import LEVELS, Alert, AlertManager, read_outbox
 

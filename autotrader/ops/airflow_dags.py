@@ -4,6 +4,7 @@
 
 # %% ../../nbs/ops/84_airflow.ipynb #20e49ed3
 from __future__ import annotations
+
 import inspect
 import json
 import shlex
@@ -16,7 +17,7 @@ import papermill as pm
 
 from ..config import Settings, load_settings
 from ..files import atomic_write
-from .lifecycle import pipeline_specs, _available
+from .lifecycle import _available, pipeline_specs
 from .runner import pipeline_path
 from .scheduler import _command, _fmt_secs
 

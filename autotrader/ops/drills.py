@@ -4,11 +4,21 @@
 
 # %% ../../nbs/ops/87_drills.ipynb #d0d29fdf
 from __future__ import annotations
-import http.server, json, os, re, signal, threading, time, urllib.parse, urllib.request
-from dataclasses import dataclass, field, asdict
+
+import http.server
+import json
+import os
+import re
+import signal
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+
 from ..config import Settings, load_settings
 from ..files import atomic_write
 from ..monitor.metrics import metrics_dir
@@ -23,9 +33,11 @@ __all__ = ['DRILLS', 'DrillError', 'DrillResult', 'Drill', 'DrillEnv', 'run_dril
 class DrillError(RuntimeError):
     "A drill cannot run (unknown name, the stack not up, its alert already firing); the message says why."
 
+
 @dataclass
 class DrillResult:
     "The outcome of one drill; times in seconds from the injection."
+
     drill: str
     detected: bool = False
     mttd_s: float | None = None
@@ -40,309 +52,556 @@ class DrillResult:
     injected_at: str = ''
     timeline: list = field(default_factory=list)
     note: str = ''
-    def to_dict(self) -> dict: return asdict(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
 class Drill:
     "One incident: how to inject it, which alert must be delivered, how service is restored and checked."
+
     name: str
     title: str
     alert: str
-    inject: Callable                      # inject(env) -> None
-    restored: Callable                    # restored(env) -> bool: the service is back
-    recover: Callable | None = None       # the runbook's action (None: automatic recovery)
-    cleanup: Callable | None = None       # restore whatever the drill changed (always run)
+    inject: Callable  # inject(env) -> None
+    restored: Callable  # restored(env) -> bool: the service is back
+    recover: Callable | None = None  # the runbook's action (None: automatic recovery)
+    cleanup: Callable | None = None  # restore whatever the drill changed (always run)
     labels: dict = field(default_factory=dict)
     simulated_s: float = 0.0
     timeout: float = 900.0
     wait_resolved: bool = True
 
-def _iso(t: float) -> str: return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec='milliseconds')
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec='milliseconds')
+
+
 def _ts(s: str | None) -> float | None:
-    try: return datetime.fromisoformat(str(s).replace('Z', '+00:00')).timestamp()
-    except (TypeError, ValueError): return None
+    try:
+        return datetime.fromisoformat(str(s).replace('Z', '+00:00')).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 # %% ../../nbs/ops/87_drills.ipynb #eaa71631
 def _get_json(url: str, timeout: float = 5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r: return json.loads(r.read())
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
 
 class DrillEnv:
     "The running stack as a drill sees it (see above)."
+
     def __init__(self, settings, log=print):
         self.settings = settings if isinstance(settings, Settings) else load_settings(settings)
         self.dir = K.stack_dir(self.settings)
         self.ports = K._state(self.dir).get('ports') or {}
         self.log, self.t0, self.timeline, self.scratch = log, None, [], {}
+
     @property
-    def prometheus(self) -> str: return f"http://{K.HOST}:{self.ports['prometheus']}"
+    def prometheus(self) -> str:
+        return f"http://{K.HOST}:{self.ports['prometheus']}"
+
     @property
-    def alertmanager(self) -> str: return f"http://{K.HOST}:{self.ports['alertmanager']}"
+    def alertmanager(self) -> str:
+        return f"http://{K.HOST}:{self.ports['alertmanager']}"
+
     @property
-    def gateway(self) -> str: return f"http://{K.HOST}:{self.ports['gateway']}"
-    def status(self) -> dict: return {r['name']: r for r in K.stack_status(self.settings)}
+    def gateway(self) -> str:
+        return f"http://{K.HOST}:{self.ports['gateway']}"
+
+    def status(self) -> dict:
+        return {r['name']: r for r in K.stack_status(self.settings)}
+
     def mark(self, event: str):
         t = round(time.time() - self.t0, 2) if self.t0 else 0.0
-        self.timeline.append((t, event)); self.log(f"  {t:8.1f} s  {event}")
+        self.timeline.append((t, event))
+        self.log(f"  {t:8.1f} s  {event}")
+
     def active(self, alert: str, labels: dict | None = None) -> list[dict]:
         "The alerts named `alert` (with `labels`) active in Alertmanager."
-        f = '&'.join('filter=' + urllib.parse.quote(f'{k}="{v}"') for k, v in {'alertname': alert, **(labels or {})}.items())
-        return [a for a in _get_json(f"{self.alertmanager}/api/v2/alerts?active=true&silenced=false&inhibited=false&{f}")]
+        f = '&'.join(
+            'filter=' + urllib.parse.quote(f'{k}="{v}"') for k, v in {'alertname': alert, **(labels or {})}.items()
+        )
+        return [
+            a for a in _get_json(f"{self.alertmanager}/api/v2/alerts?active=true&silenced=false&inhibited=false&{f}")
+        ]
+
     def prometheus_state(self, alert: str, labels: dict | None = None) -> str | None:
         "'pending', 'firing' or None: the state of `alert` in Prometheus."
-        st = [a['state'] for a in _get_json(f"{self.prometheus}/api/v1/alerts")['data']['alerts']
-              if a['labels'].get('alertname') == alert and all(a['labels'].get(k) == v for k, v in (labels or {}).items())]
+        st = [
+            a['state']
+            for a in _get_json(f"{self.prometheus}/api/v1/alerts")['data']['alerts']
+            if a['labels'].get('alertname') == alert and all(a['labels'].get(k) == v for k, v in (labels or {}).items())
+        ]
         return 'firing' if 'firing' in st else 'pending' if st else None
+
     def records(self, alert: str, status: str, labels: dict | None = None) -> list[dict]:
         "The receiver's records of `alert` with `status` (firing/resolved) received since t0."
-        return [r for r in received(self.settings, _iso(self.t0 - 1)) if r['check'] == alert and r['details'].get('status') == status
-                and all(r['details'].get('labels', {}).get(k) == v for k, v in (labels or {}).items())]
+        return [
+            r
+            for r in received(self.settings, _iso(self.t0 - 1))
+            if r['check'] == alert
+            and r['details'].get('status') == status
+            and all(r['details'].get('labels', {}).get(k) == v for k, v in (labels or {}).items())
+        ]
+
     def scraped(self) -> bool:
         "Every scrape target up, and Prometheus has scraped each at least twice (a change can be seen)."
         q = urllib.parse.quote('min by (job) (count_over_time(up[10m]) >= 2 and up == 1)')
         r = _get_json(f"{self.prometheus}/api/v1/query?query={q}")['data']['result']
         import yaml
+
         jobs = {j['job_name'] for j in yaml.safe_load((self.dir / 'prometheus.yml').read_text())['scrape_configs']}
         return {x['metric'].get('job') for x in r} >= jobs
+
     def up(self, *components) -> bool:
-        s = self.status(); return all(s[c]['up'] for c in components)
+        s = self.status()
+        return all(s[c]['up'] for c in components)
 
 # %% ../../nbs/ops/87_drills.ipynb #3ef6f758
-def run_drill(drill: Drill, settings=None, timeout: float | None = None, log=print, env: DrillEnv | None = None,
-              precondition_s: float = 300.0) -> DrillResult:
+def run_drill(
+    drill: Drill,
+    settings=None,
+    timeout: float | None = None,
+    log=print,
+    env: DrillEnv | None = None,
+    precondition_s: float = 300.0,
+) -> DrillResult:
     "Inject `drill` into the running stack, measure MTTD and MTTR, clean up (see above)."
     env = env or DrillEnv(settings, log)
     timeout = timeout or drill.timeout
-    res = DrillResult(drill.name, alert=drill.alert, recovery='automatic' if drill.recover is None else 'runbook',
-                      simulated_s=drill.simulated_s)
+    res = DrillResult(
+        drill.name,
+        alert=drill.alert,
+        recovery='automatic' if drill.recover is None else 'runbook',
+        simulated_s=drill.simulated_s,
+    )
     res.runbook = _runbook(drill.alert)
     missing = [r['name'] for r in env.status().values() if not r['up'] and r['name'] != 'scheduler']
-    if missing or not env.ports: raise DrillError(f"the stack is not up ({', '.join(missing) or 'never started'}): run `autotrader stack up` first")
+    if missing or not env.ports:
+        raise DrillError(
+            f"the stack is not up ({', '.join(missing) or 'never started'}): run `autotrader stack up` first"
+        )
     deadline = time.monotonic() + precondition_s
-    while not env.scraped():                               # a freshly started Prometheus: every target up, twice
-        if time.monotonic() > deadline: raise DrillError("Prometheus does not see every target of the stack up: `autotrader stack status`")
+    while not env.scraped():  # a freshly started Prometheus: every target up, twice
+        if time.monotonic() > deadline:
+            raise DrillError("Prometheus does not see every target of the stack up: `autotrader stack status`")
         time.sleep(1)
     while env.active(drill.alert, drill.labels):
         if time.monotonic() > deadline:
-            raise DrillError(f"{drill.name}: {drill.alert} is already active in Alertmanager: fix what it says before drilling it")
+            raise DrillError(
+                f"{drill.name}: {drill.alert} is already active in Alertmanager: fix what it says before drilling it"
+            )
         time.sleep(1)
     log(f"drill {drill.name}: {drill.title}")
-    env.t0 = time.time(); env.timeline = []
+    env.t0 = time.time()
+    env.timeline = []
     try:
         drill.inject(env)
-        if env.scratch.get('t0'):                  # the incident began later than the injection started
-            shift = env.t0 - env.scratch['t0']; env.t0 = env.scratch['t0']
+        if env.scratch.get('t0'):  # the incident began later than the injection started
+            shift = env.t0 - env.scratch['t0']
+            env.t0 = env.scratch['t0']
             env.timeline = [(round(t + shift, 2), e) for t, e in env.timeline]
-        res.injected_at = _iso(env.t0); env.mark('injected')
+        res.injected_at = _iso(env.t0)
+        env.mark('injected')
         end = env.t0 + timeout
         seen, recovered_called = set(), False
         while time.time() < end:
             if not res.detected:
                 st = env.prometheus_state(drill.alert, drill.labels)
-                if st and st not in seen: seen.add(st); env.mark(f'{drill.alert} {st} in Prometheus')
-                hits = [r for r in env.records(drill.alert, 'firing', drill.labels) if (_ts(r['details'].get('starts_at')) or 0) >= env.t0 - 1]
+                if st and st not in seen:
+                    seen.add(st)
+                    env.mark(f'{drill.alert} {st} in Prometheus')
+                hits = [
+                    r
+                    for r in env.records(drill.alert, 'firing', drill.labels)
+                    if (_ts(r['details'].get('starts_at')) or 0) >= env.t0 - 1
+                ]
                 if hits:
-                    res.detected = True; res.mttd_s = round(_ts(hits[0]['details']['received_at']) - env.t0, 2)
-                    env.scratch['incidents'] = {(h['details']['fingerprint'], h['details'].get('starts_at')) for h in hits}
+                    res.detected = True
+                    res.mttd_s = round(_ts(hits[0]['details']['received_at']) - env.t0, 2)
+                    env.scratch['incidents'] = {
+                        (h['details']['fingerprint'], h['details'].get('starts_at')) for h in hits
+                    }
                     env.mark(f'{drill.alert} delivered to the receiver ({hits[0]["level"]})')
             if res.detected and drill.recover is not None and not recovered_called:
-                recovered_called = True; env.mark('recovery: ' + (drill.recover.__doc__ or 'runbook action')); drill.recover(env)
+                recovered_called = True
+                env.mark('recovery: ' + (drill.recover.__doc__ or 'runbook action'))
+                drill.recover(env)
             if res.restored_s is None and (res.detected or drill.recover is None) and drill.restored(env):
-                res.restored_s = round(time.time() - env.t0, 2); env.mark('service restored')
+                res.restored_s = round(time.time() - env.t0, 2)
+                env.mark('service restored')
             if res.detected and res.resolved_s is None:
-                done = [r for r in env.records(drill.alert, 'resolved', drill.labels)     # the same incident: same alert, same start
-                        if (r['details'].get('fingerprint'), r['details'].get('starts_at')) in env.scratch['incidents']]
-                if done: res.resolved_s = round(_ts(done[0]['details']['received_at']) - env.t0, 2); env.mark(f'{drill.alert} resolved at the receiver')
-            if res.detected and res.restored_s is not None and (res.resolved_s is not None or not drill.wait_resolved): break
-            if env.scratch.get('recovery_failed'): env.mark('recovery failed: ' + env.scratch['recovery_failed']); break
+                done = [
+                    r
+                    for r in env.records(
+                        drill.alert, 'resolved', drill.labels
+                    )  # the same incident: same alert, same start
+                    if (r['details'].get('fingerprint'), r['details'].get('starts_at')) in env.scratch['incidents']
+                ]
+                if done:
+                    res.resolved_s = round(_ts(done[0]['details']['received_at']) - env.t0, 2)
+                    env.mark(f'{drill.alert} resolved at the receiver')
+            if res.detected and res.restored_s is not None and (res.resolved_s is not None or not drill.wait_resolved):
+                break
+            if env.scratch.get('recovery_failed'):
+                env.mark('recovery failed: ' + env.scratch['recovery_failed'])
+                break
             time.sleep(0.5)
     finally:
         try:
-            if drill.cleanup: drill.cleanup(env)
+            if drill.cleanup:
+                drill.cleanup(env)
         finally:
-            K.stack_up(env.settings, log=lambda *a: None)       # whatever is not running is started again
+            K.stack_up(env.settings, log=lambda *a: None)  # whatever is not running is started again
     res.recovered = res.restored_s is not None and (res.resolved_s is not None or not drill.wait_resolved)
-    if res.restored_s is not None and res.resolved_s is not None: res.mttr_s = max(res.restored_s, res.resolved_s)
-    if not res.detected: res.note = f'{drill.alert} not delivered within {timeout:g} s'
-    elif not res.recovered: res.note = env.scratch.get('recovery_failed') or ('not restored' if res.restored_s is None else f'{drill.alert} not resolved within {timeout:g} s')
+    if res.restored_s is not None and res.resolved_s is not None:
+        res.mttr_s = max(res.restored_s, res.resolved_s)
+    if not res.detected:
+        res.note = f'{drill.alert} not delivered within {timeout:g} s'
+    elif not res.recovered:
+        res.note = env.scratch.get('recovery_failed') or (
+            'not restored' if res.restored_s is None else f'{drill.alert} not resolved within {timeout:g} s'
+        )
     res.timeline = list(env.timeline)
     return res
+
 
 def _runbook(alert: str) -> str:
     "The alert's runbook link (its rule's runbook_url)."
     try:
         import yaml
+
         rules = yaml.safe_load((K.ops_dir() / 'prometheus' / 'autotrader-rules.yml').read_text())
         for g in rules['groups']:
             for r in g['rules']:
-                if r.get('alert') == alert: return r['annotations']['runbook_url']
-    except Exception: pass
+                if r.get('alert') == alert:
+                    return r['annotations']['runbook_url']
+    except Exception:
+        pass
     return ''
 
 # %% ../../nbs/ops/87_drills.ipynb #052a9055
 def _kill(pid: int, sig=signal.SIGKILL):
-    try: os.kill(pid, sig)
-    except ProcessLookupError: pass
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
 
 def _killpg(env: DrillEnv, name: str):
     p = K.read_pid(env.dir, name)
-    if p is None: raise DrillError(f"{name} is not running")
+    if p is None:
+        raise DrillError(f"{name} is not running")
     env.scratch['killed'] = p.pid
-    try: os.killpg(p.pid, signal.SIGKILL)
-    except ProcessLookupError: pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
 
 def _replica_killed(env: DrillEnv):
     pids = env.status()['gateway']['pids']
-    if len(pids) < 3: raise DrillError("replica-killed needs the gateway with 2 replicas or more (autotrader stack up --replicas 2)")
-    env.scratch.update(killed=pids[-1], replicas=len(pids) - 1); _kill(pids[-1])
+    if len(pids) < 3:
+        raise DrillError("replica-killed needs the gateway with 2 replicas or more (autotrader stack up --replicas 2)")
+    env.scratch.update(killed=pids[-1], replicas=len(pids) - 1)
+    _kill(pids[-1])
+
 
 def _replica_back(env: DrillEnv) -> bool:
     g = env.status()['gateway']
     return g['up'] and env.scratch['killed'] not in g['pids'] and len(g['pids']) - 1 >= env.scratch['replicas']
 
+
 def _restart(env: DrillEnv):
     "restart the stopped component (autotrader stack up)"
     K.stack_up(env.settings, log=lambda *a: None)
 
+
 def _component_up(name):
     return lambda env: env.status()[name]['up']
 
+
 def _backdate(env: DrillEnv, file: Path, metric: str, seconds: float, labels: str = ''):
     "Rewrite `metric{labels}` in text file `file` as `seconds` older (the writer stopped that long ago); keep the original."
-    if not file.exists(): raise DrillError(f"{file.name} does not exist yet: run the pipeline that writes it first")
+    if not file.exists():
+        raise DrillError(f"{file.name} does not exist yet: run the pipeline that writes it first")
     text = file.read_text()
     pat = re.compile(rf'^({re.escape(metric)}{re.escape(labels)}) (\S+)$', re.M)
-    if not pat.search(text): raise DrillError(f"{file.name} has no {metric}{labels}")
+    if not pat.search(text):
+        raise DrillError(f"{file.name} has no {metric}{labels}")
     env.scratch.setdefault('files', {})[str(file)] = text
     atomic_write(file, pat.sub(lambda m: f"{m.group(1)} {min(float(m.group(2)), time.time()) - seconds:.3f}", text))
 
+
 def _restore_files(env: DrillEnv):
     for f, text in env.scratch.pop('files', {}).items():
-        if Path(f).read_text() != text and env.scratch.get('rewritten') is None: atomic_write(Path(f), text)
+        if Path(f).read_text() != text and env.scratch.get('rewritten') is None:
+            atomic_write(Path(f), text)
+
 
 def _health_stale(env: DrillEnv):
-    _backdate(env, metrics_dir(env.settings) / 'autotrader_health.prom', 'autotrader_health_last_run_timestamp_seconds', 2 * 3600 + 60)
+    _backdate(
+        env,
+        metrics_dir(env.settings) / 'autotrader_health.prom',
+        'autotrader_health_last_run_timestamp_seconds',
+        2 * 3600 + 60,
+    )
+
 
 def _health_resumes(env: DrillEnv):
     "the writer resumes (its file as it was before the drill)"
     for f, text in env.scratch.get('files', {}).items():
-        atomic_write(Path(f), re.sub(r'^(autotrader_health_last_run_timestamp_seconds) \S+$', lambda m: f"{m.group(1)} {time.time():.3f}", text, flags=re.M))
+        atomic_write(
+            Path(f),
+            re.sub(
+                r'^(autotrader_health_last_run_timestamp_seconds) \S+$',
+                lambda m: f"{m.group(1)} {time.time():.3f}",
+                text,
+                flags=re.M,
+            ),
+        )
     env.scratch['rewritten'] = True
 
-def _file_fresh(env: DrillEnv) -> bool: return env.scratch.get('rewritten', False)
+
+def _file_fresh(env: DrillEnv) -> bool:
+    return env.scratch.get('rewritten', False)
+
 
 def _run(env: DrillEnv, params: dict, extra_env: dict | None = None):
     "Run the ingest pipeline (the runner: report, run record, metrics file, alerts) with settings overrides `extra_env`."
     from autotrader.ops.runner import run_pipeline
+
     old = {k: os.environ.get(k) for k in (extra_env or {})}
     os.environ.update(extra_env or {})
-    try: r = run_pipeline('ingest', params, settings_path=env.settings._file, progress=False)
+    try:
+        r = run_pipeline('ingest', params, settings_path=env.settings._file, progress=False)
     finally:
         for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     env.mark(f'ingest run {r.run_id}: {r.status}')
     return r
 
+
 def _pipeline_fails(env: DrillEnv):
-    r = _run(env, {}, {'AUTOTRADER__DATA__SOURCE': 'file', 'AUTOTRADER__FILE__PATH': str(env.dir / 'drill-missing-source' / 'bars.csv')})
-    if r.status == 'ok': raise DrillError('the ingest run meant to fail succeeded')
+    r = _run(
+        env,
+        {},
+        {
+            'AUTOTRADER__DATA__SOURCE': 'file',
+            'AUTOTRADER__FILE__PATH': str(env.dir / 'drill-missing-source' / 'bars.csv'),
+        },
+    )
+    if r.status == 'ok':
+        raise DrillError('the ingest run meant to fail succeeded')
     env.scratch['t0'] = _ts(r.ended)
+
 
 def _rerun(env: DrillEnv):
     "re-run ingest (the pipeline's retry)"
     r = _run(env, {})
     env.scratch['rerun'] = r.status
-    if r.status != 'ok': env.scratch['recovery_failed'] = f"the ingest re-run {r.status}: {r.error or ''}"[:300]
+    if r.status != 'ok':
+        env.scratch['recovery_failed'] = f"the ingest re-run {r.status}: {r.error or ''}"[:300]
 
-def _rerun_ok(env: DrillEnv) -> bool: return env.scratch.get('rerun') == 'ok'
+
+def _rerun_ok(env: DrillEnv) -> bool:
+    return env.scratch.get('rerun') == 'ok'
+
 
 def _overdue(env: DrillEnv):
-    if K.read_pid(env.dir, 'scheduler') is None: raise DrillError('pipeline-overdue needs the scheduler running (autotrader stack up)')
+    if K.read_pid(env.dir, 'scheduler') is None:
+        raise DrillError('pipeline-overdue needs the scheduler running (autotrader stack up)')
     _killpg(env, 'scheduler')
-    _backdate(env, metrics_dir(env.settings) / 'autotrader_pipeline_ingest.prom', 'autotrader_pipeline_last_success_timestamp_seconds',
-              26 * 3600 + 60, '{pipeline="ingest"}')
+    _backdate(
+        env,
+        metrics_dir(env.settings) / 'autotrader_pipeline_ingest.prom',
+        'autotrader_pipeline_last_success_timestamp_seconds',
+        26 * 3600 + 60,
+        '{pipeline="ingest"}',
+    )
+
 
 def _scheduler_and_catch_up(env: DrillEnv):
     "restart the scheduler (autotrader stack up) and run the missed ingest"
-    K.stack_up(env.settings, log=lambda *a: None); _rerun(env)
+    K.stack_up(env.settings, log=lambda *a: None)
+    _rerun(env)
 
-def _overdue_restored(env: DrillEnv) -> bool: return _rerun_ok(env) and env.status()['scheduler']['up']
+
+def _overdue_restored(env: DrillEnv) -> bool:
+    return _rerun_ok(env) and env.status()['scheduler']['up']
+
 
 class _Outage:
     "A broker answering 503 (with Retry-After: 1) or 429 to every request, on 127.0.0.1."
+
     def __init__(self):
         class H(http.server.BaseHTTPRequestHandler):
             n = 0
+
             def _answer(self):
-                H.n += 1; code = 429 if H.n % 2 else 503
-                self.send_response(code); self.send_header('Retry-After', '1'); self.send_header('Content-Type', 'application/json')
-                self.end_headers(); self.wfile.write(b'{"code": -1003, "msg": "drill: broker outage"}')
+                H.n += 1
+                code = 429 if H.n % 2 else 503
+                self.send_response(code)
+                self.send_header('Retry-After', '1')
+                self.send_header('Content-Type', 'application/json')
+                self.end_headers()
+                self.wfile.write(b'{"code": -1003, "msg": "drill: broker outage"}')
+
             do_GET = do_POST = _answer
-            def log_message(self, *a): pass
-        self.server = http.server.ThreadingHTTPServer((K.HOST, 0), H); self.server.daemon_threads = True
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((K.HOST, 0), H)
+        self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://{K.HOST}:{self.server.server_port}"
-    def stop(self): self.server.shutdown(); self.server.server_close()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
 
 def _broker_down(env: DrillEnv):
     o = env.scratch['outage'] = _Outage()
     r = _run(env, {}, {'AUTOTRADER__DATA__SOURCE': 'binance', 'AUTOTRADER__BINANCE__API_URL': o.url})
-    if r.status == 'ok': raise DrillError('ingest succeeded against a broker answering only 503/429')
+    if r.status == 'ok':
+        raise DrillError('ingest succeeded against a broker answering only 503/429')
     env.scratch['t0'] = _ts(r.ended)
+
 
 def _broker_back(env: DrillEnv):
     "the broker answers again: the next ingest run"
-    env.scratch.pop('outage').stop(); _rerun(env)
+    env.scratch.pop('outage').stop()
+    _rerun(env)
+
 
 def _stop_outage(env: DrillEnv):
     o = env.scratch.pop('outage', None)
-    if o: o.stop()
+    if o:
+        o.stop()
 
-DRILLS = {d.name: d for d in [
-    Drill('replica-killed', 'one gateway replica SIGKILLed; the supervisor starts a new one', 'AutoTraderGatewayReplicaRestarted',
-          _replica_killed, _replica_back, timeout=600),
-    Drill('gateway-down', 'every gateway replica and their supervisor SIGKILLed', 'AutoTraderGatewayNotReady',
-          lambda env: _killpg(env, 'gateway'), lambda env: K._http_ok(env.gateway + '/readyz'), recover=_restart),
-    Drill('collector-down', 'node-exporter, the text-file collector, SIGKILLed', 'AutoTraderTextfileCollectorDown',
-          lambda env: _killpg(env, 'node-exporter'), _component_up('node-exporter'), recover=_restart),
-    Drill('metrics-stale', "the health check's writer stopped 2 h ago (simulated)", 'AutoTraderHealthNotRunning',
-          _health_stale, _file_fresh, recover=_health_resumes, cleanup=_restore_files, simulated_s=2 * 3600 + 60),
-    Drill('pipeline-failed', 'ingest fails (its source file is gone)', 'AutoTraderPipelineFailed',
-          _pipeline_fails, _rerun_ok, recover=_rerun, labels={'pipeline': 'ingest'}),
-    Drill('pipeline-overdue', "the scheduler killed; ingest's last success 26 h ago (simulated)", 'AutoTraderPipelineOverdue',
-          _overdue, _overdue_restored, recover=_scheduler_and_catch_up, cleanup=_restore_files, labels={'pipeline': 'ingest'},
-          simulated_s=26 * 3600 + 60),
-    Drill('broker-outage', 'the broker answers 503/429 to every request; ingest exhausts its retries', 'AutoTraderPipelineFailed',
-          _broker_down, _rerun_ok, recover=_broker_back, cleanup=_stop_outage, labels={'pipeline': 'ingest'}),
-]}
+
+DRILLS = {
+    d.name: d
+    for d in [
+        Drill(
+            'replica-killed',
+            'one gateway replica SIGKILLed; the supervisor starts a new one',
+            'AutoTraderGatewayReplicaRestarted',
+            _replica_killed,
+            _replica_back,
+            timeout=600,
+        ),
+        Drill(
+            'gateway-down',
+            'every gateway replica and their supervisor SIGKILLed',
+            'AutoTraderGatewayNotReady',
+            lambda env: _killpg(env, 'gateway'),
+            lambda env: K._http_ok(env.gateway + '/readyz'),
+            recover=_restart,
+        ),
+        Drill(
+            'collector-down',
+            'node-exporter, the text-file collector, SIGKILLed',
+            'AutoTraderTextfileCollectorDown',
+            lambda env: _killpg(env, 'node-exporter'),
+            _component_up('node-exporter'),
+            recover=_restart,
+        ),
+        Drill(
+            'metrics-stale',
+            "the health check's writer stopped 2 h ago (simulated)",
+            'AutoTraderHealthNotRunning',
+            _health_stale,
+            _file_fresh,
+            recover=_health_resumes,
+            cleanup=_restore_files,
+            simulated_s=2 * 3600 + 60,
+        ),
+        Drill(
+            'pipeline-failed',
+            'ingest fails (its source file is gone)',
+            'AutoTraderPipelineFailed',
+            _pipeline_fails,
+            _rerun_ok,
+            recover=_rerun,
+            labels={'pipeline': 'ingest'},
+        ),
+        Drill(
+            'pipeline-overdue',
+            "the scheduler killed; ingest's last success 26 h ago (simulated)",
+            'AutoTraderPipelineOverdue',
+            _overdue,
+            _overdue_restored,
+            recover=_scheduler_and_catch_up,
+            cleanup=_restore_files,
+            labels={'pipeline': 'ingest'},
+            simulated_s=26 * 3600 + 60,
+        ),
+        Drill(
+            'broker-outage',
+            'the broker answers 503/429 to every request; ingest exhausts its retries',
+            'AutoTraderPipelineFailed',
+            _broker_down,
+            _rerun_ok,
+            recover=_broker_back,
+            cleanup=_stop_outage,
+            labels={'pipeline': 'ingest'},
+        ),
+    ]
+}
 
 # %% ../../nbs/ops/87_drills.ipynb #3e287869
 def drill_names(names) -> list[str]:
     "`names` (or ['all']) as drill names; DrillError for an unknown one."
     names = list(DRILLS) if list(names) == ['all'] else list(names)
     bad = [n for n in names if n not in DRILLS]
-    if bad: raise DrillError(f"unknown drill(s) {', '.join(bad)}; known: {', '.join(DRILLS)}")
+    if bad:
+        raise DrillError(f"unknown drill(s) {', '.join(bad)}; known: {', '.join(DRILLS)}")
     return names
+
 
 def run_drills(names, settings=None, timeout: float | None = None, log=print) -> list[DrillResult]:
     "Run the drills `names` (or ['all']) one after the other on the running stack."
     st = settings if isinstance(settings, Settings) else load_settings(settings)
     return [run_drill(DRILLS[n], st, timeout, log) for n in drill_names(names)]
 
+
 def _secs(s) -> str:
-    if s is None: return '-'
+    if s is None:
+        return '-'
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
 
 def format_table(results: list[DrillResult]) -> str:
     "drill, detected, MTTD, MTTR, alert, runbook: one line per drill."
     rows = [('drill', 'detected', 'MTTD', 'MTTR', 'alert', 'runbook')]
     for r in results:
         sim = f" (+{_secs(r.simulated_s)} simulated)" if r.simulated_s else ''
-        rows.append((r.drill, 'yes' if r.detected else 'NO', _secs(r.mttd_s) + sim, _secs(r.mttr_s) + ('' if r.recovered else ' (not recovered)'),
-                     r.alert, r.runbook))
+        rows.append(
+            (
+                r.drill,
+                'yes' if r.detected else 'NO',
+                _secs(r.mttd_s) + sim,
+                _secs(r.mttr_s) + ('' if r.recovered else ' (not recovered)'),
+                r.alert,
+                r.runbook,
+            )
+        )
     w = [max(len(str(x[i])) for x in rows) for i in range(5)]
     return '\n'.join('  '.join(str(x[i]).ljust(w[i]) for i in range(5)) + '  ' + x[5] for x in rows)
 
+
 def format_list() -> str:
     "The drills: name, alert, recovery, what is injected."
-    return '\n'.join(f"{d.name:<17} {d.alert:<34} {'automatic' if d.recover is None else 'runbook':<9}  {d.title}" for d in DRILLS.values())
+    return '\n'.join(
+        f"{d.name:<17} {d.alert:<34} {'automatic' if d.recover is None else 'runbook':<9}  {d.title}"
+        for d in DRILLS.values()
+    )

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/ops/82_lifecycle.ipynb #dd0fe260
 from __future__ import annotations
+
 import ast
 import time
 from dataclasses import dataclass, field

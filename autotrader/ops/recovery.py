@@ -4,6 +4,7 @@
 
 # %% ../../nbs/ops/85_recovery.ipynb #a8720f40
 from __future__ import annotations
+
 import gzip
 import hashlib
 import json
@@ -15,14 +16,16 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import pandas as pd
-from ..config import load_settings, Settings, TIMEFRAMES
-from ..schema import Instrument, parse_instruments, timeframe_delta
-from ..data.archive import ArchiveError, LocalArchive, RawPayload, S3Archive, make_archive, _NAME
+
+from ..config import TIMEFRAMES, Settings, load_settings
+from ..data.archive import _NAME, ArchiveError, LocalArchive, RawPayload, S3Archive, make_archive
 from ..data.connectors import get_connector
 from ..data.validation import validate_bars
-from ..features.store import FeatureStore, frame_hash
 from ..features.basic import make_feature_set
+from ..features.store import FeatureStore, frame_hash
+from ..schema import Instrument, parse_instruments, timeframe_delta
 
 # %% auto #0
 __all__ = ['VerifyReport', 'verify_archive', 'RebuildResult', 'store_content_hash', 'rebuild_store']

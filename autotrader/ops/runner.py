@@ -4,6 +4,7 @@
 
 # %% ../../nbs/ops/80_runner.ipynb #6e4e83a2
 from __future__ import annotations
+
 import html
 import json
 import math
@@ -17,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from ..files import atomic_write
 
 import autotrader
 from ..config import load_settings, looks_secret, secret_values
-from ..pipelines.context import RunContext, new_run_id, plain as _plain
+from ..files import atomic_write
+from ..pipelines.context import RunContext, new_run_id
+from ..pipelines.context import plain as _plain
 
 # %% auto #0
 __all__ = ['RESERVED', 'PipelineError', 'list_pipelines', 'pipeline_path', 'write_index', 'RunResult', 'run_summary',
@@ -576,10 +578,11 @@ def _tagged_copy(nb_path, folder) -> str:
 
 def _execute(nb_path, params, kernel, timeout, ticker, env) -> tuple[str, str | None, object | None, str]:
     "Run papermill; return (status, error, executed notebook or None, the kernel's stderr)."
+    import logging  # papermill re-parses the parameters cell and warns about comments it cannot read: the runner read it already
     import tempfile
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
-    import logging  # papermill re-parses the parameters cell and warns about comments it cannot read: the runner read it already
 
     logging.getLogger('papermill.translators').setLevel(logging.ERROR)
     sink, deadline = [], time.monotonic() + timeout

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/ops/83_scheduler.ipynb #544a6874
 from __future__ import annotations
+
 import fcntl
 import json
 import os
@@ -18,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import Settings, SettingsError, load_settings
+from .lifecycle import _stage_line, cron_trigger, pipeline_specs, run_chain
 from .runner import PipelineError
-from .lifecycle import cron_trigger, pipeline_specs, run_chain, _stage_line
 
 # %% auto #0
 __all__ = ['SchedulerError', 'scheduler_paths', 'read_history', 'trigger', 'run_job', 'run_scheduler', 'schedule_table',
@@ -197,10 +198,10 @@ def _sync_jobs(sched, specs, settings_file, reports_dir, grace) -> dict:
 
 def run_scheduler(settings_path=None, reports_dir=None, for_seconds: float | None = None, log=print) -> dict:
     "Run the local scheduler until SIGINT/SIGTERM (or `for_seconds`); returns what the start-up did to the jobs."
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.executors.pool import ThreadPoolExecutor
     from apscheduler import events as ev
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
 
     st = _st(settings_path)
     specs = pipeline_specs(st)

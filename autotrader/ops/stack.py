@@ -4,6 +4,7 @@
 
 # %% ../../nbs/ops/86_stack.ipynb #119cb3a6
 from __future__ import annotations
+
 import json
 import os
 import shutil
@@ -13,8 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
 import autotrader
 from ..config import Settings, load_settings
 from ..monitor.metrics import metrics_dir

@@ -6,12 +6,14 @@ whatever needs it — nothing below reads the run from the environment."""
 
 # %% ../../nbs/pipelines_lib/70_context.ipynb #a944f1c6
 from __future__ import annotations
+
 import json
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from secrets import token_hex
+
 from ..clock import WallClock, clock_from_dict
 from ..files import atomic_write
 

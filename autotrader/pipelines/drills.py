@@ -4,11 +4,14 @@
 
 # %% ../../nbs/pipelines_lib/76_drills.ipynb #127253d9
 from __future__ import annotations
+
 from dataclasses import dataclass, field
+
 import pandas as pd
+
 from ..config import Settings, load_settings
-from .context import RunContext
 from ..ops import drills as D
+from .context import RunContext
 
 # %% auto #0
 __all__ = ['DrillsResult', 'run', 'plot_timelines']

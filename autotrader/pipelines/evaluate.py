@@ -5,35 +5,38 @@ promotion gates, the champion comparison, the model card and the promotion decis
 
 # %% ../../nbs/pipelines_lib/73_evaluate.ipynb #539d2498
 from __future__ import annotations
+
+import copy
 import json
 import math
 import time
-import copy
-from ..features.store import FeatureStore, StoreError
-from ..train.labels import prob_up
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from ..files import atomic_write
+
 from ..config import Settings, load_settings
-from ..schema import timeframe_delta
 from ..features.basic import FeatureSet
+from ..features.store import FeatureStore, StoreError
+from ..files import atomic_write
+from .context import RunContext
+from ..schema import timeframe_delta
 from autotrader.train.core import (
     TrainError,
     TrainingData,
-    train_instruments,
-    backtest_spec,
-    training_data,
-    decision_path,
-    _plain,
-    _resolve,
-    _quiet_mlflow,
     _limited,
+    _plain,
+    _quiet_mlflow,
+    _resolve,
+    backtest_spec,
+    decision_path,
     overrides,
+    train_instruments,
+    training_data,
 )
+from ..train.labels import prob_up
 from ..train.tuning import BacktestSpec, safe_url
-from .context import RunContext
 
 # %% auto #0
 __all__ = ['PARAMS', 'Evaluation', 'evaluate_version', 'run', 'card_iframe']
@@ -176,7 +179,7 @@ def _reasons(gates, notes) -> list[str]:
 def _card(
     reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp, spec=None, data=None, st=None, ov=None
 ) -> str:
-    from autotrader.train.card import render_card, card_plots, DEFAULT_LIMITATIONS, benchmark_table, card_warnings
+    from autotrader.train.card import DEFAULT_LIMITATIONS, benchmark_table, card_plots, card_warnings, render_card
 
     insts = ', '.join(s.split(':')[0] for s in tr['instruments'])
     model = dict(
@@ -279,8 +282,8 @@ def evaluate_version(settings=None, version=None, write: bool = True, ctx: RunCo
 
 
 def _evaluate_version(st, version, write, ctx=None):
-    from autotrader.train.registry import ModelRegistry, metrics_from_frame
     from autotrader.train.gates import gates_from_settings
+    from autotrader.train.registry import ModelRegistry, metrics_from_frame
 
     T = {}
     t0 = time.perf_counter()

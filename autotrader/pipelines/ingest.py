@@ -4,20 +4,23 @@
 
 # %% ../../nbs/pipelines_lib/71_ingest.ipynb #b76aa770
 from __future__ import annotations
+
 import time
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
-from ..config import load_settings, Settings
-from ..schema import Instrument, parse_instruments, timeframe_delta, to_utc
+
+from ..config import Settings, load_settings
 from ..data.archive import make_archive
-from ..data.connectors import get_connector, ConnectorError
-from ..data.validation import validate_bars, ValidationResult
-from ..features.store import FeatureStore
+from ..data.connectors import ConnectorError, get_connector
+from ..data.validation import ValidationResult, validate_bars
 from ..features.basic import make_feature_set
+from ..features.store import FeatureStore
 from .context import RunContext, new_run_id
 from .params import SPECS, param_names
 from .progress import progress as _progress
+from ..schema import Instrument, parse_instruments, timeframe_delta, to_utc
 
 # %% auto #0
 __all__ = ['PARAM_SPECS', 'PARAMS', 'IngestError', 'IngestResult', 'ingest', 'run', 'plot_ingest', 'summary_table',
@@ -302,7 +305,6 @@ def ingest(
         else (list(cal.values()) if connector.incremental else None)
     )
     start, end = to_utc(start or st.data.start), to_utc(end or st.data.end) or connector.latest_closed(timeframe)
-    step = timeframe_delta(timeframe)
     # fetch + archive
     t = time.perf_counter()
     if connector.incremental:

@@ -4,9 +4,11 @@
 
 # %% ../../nbs/pipelines_lib/69_params.ipynb #2ebfb422
 from __future__ import annotations
+
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+
 from ..config import TIMEFRAMES
 
 # %% auto #0

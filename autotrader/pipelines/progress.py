@@ -4,6 +4,7 @@
 
 # %% ../../nbs/pipelines_lib/68_progress.ipynb #b3a1b209
 from __future__ import annotations
+
 import sys
 from pathlib import Path
 

@@ -4,8 +4,10 @@
 
 # %% ../../nbs/pipelines_lib/67_readable.ipynb #91138867
 from __future__ import annotations
+
 import math
 import re
+
 import numpy as np
 import pandas as pd
 

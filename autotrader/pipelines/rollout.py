@@ -6,6 +6,7 @@ P&L and the audit log."""
 
 # %% ../../nbs/pipelines_lib/74_rollout.ipynb #a29ef9c6
 from __future__ import annotations
+
 import json
 import re
 import time
@@ -13,13 +14,15 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
-from ..config import Settings, load_settings
+
 from ..clock import ReplayClock, WallClock
-from ..deploy.state import DeploymentState, StateError, live_age
+from ..config import Settings, load_settings
 from ..deploy.controller import RolloutController
 from ..deploy.replay import ReplayTrader, local_gateway
+from ..deploy.state import DeploymentState, StateError, live_age
 from .context import RunContext
 from .params import SPECS, param_names
 from .progress import progress as _progress
@@ -222,9 +225,9 @@ def rollout(
     ctx: RunContext | None = None,
 ) -> RolloutResult:
     "Act on the promotion decision of `version` (see above)."
-    from autotrader.train.core import read_decision, TrainError
-    from autotrader.train.registry import ModelRegistry
     from autotrader.features.store import FeatureStore
+    from autotrader.train.core import TrainError, read_decision
+    from autotrader.train.registry import ModelRegistry
 
     t0 = time.time()
     st = settings if isinstance(settings, Settings) else load_settings(settings)
@@ -433,7 +436,11 @@ def _explain(r, res) -> str:
             if v == str(res.champion_before)
             else 'served'
         )
-    why = f" — the gateway said: {r.detail}; instruments: {r.instruments}" if r.detail else f"; instruments: {r.instruments}"
+    why = (
+        f" — the gateway said: {r.detail}; instruments: {r.instruments}"
+        if r.detail
+        else f"; instruments: {r.instruments}"
+    )
     if 'no fully-known feature row' in (r.detail or ''):
         return f"no feature row for that bar yet (a market that was closed, or its bar not stored when asked){why}"
     if r.phase.startswith('before') and r.answer == 'HTTP 503':

@@ -5,41 +5,44 @@ validation window, the final fit, MLflow logging and registration as `challenger
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #0dbd58a8
 from __future__ import annotations
+
 import math
 import time
-from ..config import SettingsError
-from ..schema import timeframe_delta, to_utc
-from ..train.backtest import bars_per_year
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from ..config import SettingsError
+from .context import RunContext
+from ..schema import timeframe_delta, to_utc
+from ..train.backtest import bars_per_year
 from autotrader.train.core import (
     TrainError,
     TrainingData,
-    run_settings,
-    backtest_spec,
-    training_data,
-    optuna_storage,
-    _quiet_mlflow,
     _limited,
+    _quiet_mlflow,
+    backtest_spec,
+    optuna_storage,
     overrides,
+    run_settings,
+    training_data,
 )
 from ..train.splits import Windows, chrono_split, cv_from_settings
 from autotrader.train.tuning import (
     ESTIMATORS,
     BacktestSpec,
     TuningResult,
+    _inherit_openmp_limit,
     cv_score,
     fold_metrics,
     make_estimator,
     safe_url,
     study_name,
     tune,
-    _inherit_openmp_limit,
 )
-from .context import RunContext
-from concurrent.futures import ThreadPoolExecutor
 
 # %% auto #0
 __all__ = ['PARAMS', 'TrainResult', 'train', 'select_candidate', 'run', 'plot_candidates']
@@ -352,8 +355,8 @@ def _train(st, instruments, start, end, as_of, register, ctx=None) -> TrainResul
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #9e2f969e
 def _log_and_register(res: TrainResult, st):
-    from autotrader.train.registry import ModelRegistry
     import autotrader
+    from autotrader.train.registry import ModelRegistry
 
     reg = ModelRegistry.from_settings(st)
     tr = res.training

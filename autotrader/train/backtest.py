@@ -5,10 +5,13 @@ promotion gates read — per instrument and for the equal-weight portfolio, with
 
 # %% ../../nbs/train/42_backtest.ipynb #e2f805c8
 from __future__ import annotations
+
 import math
 from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
+
 from ..config import TIMEFRAMES
 
 # %% auto #0

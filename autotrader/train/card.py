@@ -5,10 +5,12 @@ cross-validation, test metrics, gates, plots, limitations), logged with the run 
 
 # %% ../../nbs/train/45_card.ipynb #b9502263
 from __future__ import annotations
+
 import base64
 import io
 import math
 from datetime import datetime, timezone
+
 import numpy as np
 import pandas as pd
 
@@ -262,7 +264,7 @@ def benchmark_table(frame: pd.DataFrame, bt: pd.DataFrame, cost_bps=2.0, bars_pe
     strategy's own mean net position per instrument (its exposure, no timing), always flat — with gross and net
     Sharpe, annual return, cost drag and turnover per year, exposure and drawdown. `frame`: instrument, timestamp,
     next_ret; `bt`: the strategy's `backtest` frame."""
-    from autotrader.train.backtest import backtest, portfolio, performance
+    from autotrader.train.backtest import backtest, performance, portfolio
 
     f = frame[['instrument', 'timestamp', 'next_ret']]
     net_pos = bt.groupby('instrument')['position'].mean()

@@ -6,6 +6,7 @@ drivers themselves are in `autotrader.pipelines` (`train`, `evaluate`)."""
 
 # %% ../../nbs/train/47_core.ipynb #4262e5fc
 from __future__ import annotations
+
 import copy
 import hashlib
 import json
@@ -13,14 +14,16 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from ..config import SCHEMA, Settings, SettingsError, load_settings, _convert
-from ..schema import Instrument, exchange_code, parse_instruments, to_utc
+
+from ..config import SCHEMA, Settings, SettingsError, _convert, load_settings
 from ..features.basic import FeatureSet, make_feature_set
 from ..features.store import FeatureStore, frame_hash, training_set
-from .labels import make_labels
+from ..schema import Instrument, exchange_code, parse_instruments, to_utc
 from .backtest import bars_per_year, observed_bars_per_year
+from .labels import make_labels
 from autotrader.train.tuning import (
     BacktestSpec,
 )

@@ -4,10 +4,12 @@
 
 # %% ../../nbs/train/43_gates.ipynb #6a3d6759
 from __future__ import annotations
+
 import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
 import pandas as pd
 
 # %% auto #0

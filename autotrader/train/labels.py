@@ -4,6 +4,7 @@
 
 # %% ../../nbs/train/40_labels.ipynb #908a3b5e
 from __future__ import annotations
+
 import numpy as np
 import pandas as pd
 

@@ -5,6 +5,7 @@ aliases `challenger` and `champion`, gate results as version tags."""
 
 # %% ../../nbs/train/44_registry.ipynb #e527e45b
 from __future__ import annotations
+
 import json
 import math
 import os
@@ -14,10 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from ..config import looks_secret, secret_values
 from fastcore.basics import patch
+
+from ..config import looks_secret, secret_values
 
 # %% auto #0
 __all__ = ['tracking_uri', 'artifact_location', 'git_commit', 'clean_params', 'clean_tags', 'clean_metrics', 'metrics_from_frame',

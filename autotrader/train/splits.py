@@ -4,8 +4,10 @@
 
 # %% ../../nbs/train/41_splits.ipynb #21c437e8
 from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 

@@ -5,17 +5,20 @@ cross-validated backtest each candidate is scored with, and optuna studies that 
 
 # %% ../../nbs/train/46_tuning.ipynb #3c198ebd
 from __future__ import annotations
+
 import hashlib
 import json
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import pandas as pd
+
+from .backtest import backtest, evaluate, observed_bars_per_year, performance, portfolio
 from .labels import prob_up
 from .splits import PurgedKFold, purged_cv_score
-from .backtest import backtest, evaluate, performance, portfolio, observed_bars_per_year
 
 # %% auto #0
 __all__ = ['ESTIMATORS', 'OBJECTIVES', 'register_estimator', 'make_estimator', 'suggest_params', 'BacktestSpec', 'fold_metrics',
