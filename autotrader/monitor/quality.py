@@ -5,21 +5,24 @@ training ranges, correlation stability, and freshness (age of the newest bar per
 
 # %% ../../nbs/monitor/51_quality.ipynb #02e60023
 from __future__ import annotations
+
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from ..schema import expected_bars, timeframe_delta, to_utc
 from scipy.stats import norm
 from threadpoolctl import ThreadpoolController
+
 from autotrader.monitor.drift import (
+    _numeric_matrix,
+    _ordered,
+    calibrate,
     feature_columns,
     is_categorical,
-    _numeric_matrix,
     lag1_autocorr,
-    _ordered,
     reference_chunks,
-    calibrate,
 )
+from ..schema import expected_bars, timeframe_delta, to_utc
 
 # %% auto #0
 __all__ = ['QUALITY_DEFAULTS', 'quality_config', 'missing_table', 'range_table', 'pairwise_corr', 'CorrelationChange',
@@ -143,7 +146,9 @@ def missing_table(
             if banded
             else f" (no reference band: {K} chunk(s) of the current window's size < min_chunks {cfg['min_chunks']})"
         )
-        if len(reference) >= cfg['min_rows'] and mr == 1.0:  # empty in the reference too: the source never gives it
+        if (
+            len(reference) and mr == 1.0
+        ):  # empty in the reference too (however short, warm-up left out): the source never gives it
             lvl, why = 'info', 'empty in the reference window too: the source does not supply it'
         elif len(c) < cfg['min_rows']:
             lvl, why = 'inconclusive', f"{len(c)} current rows < min_rows {cfg['min_rows']}"
@@ -158,7 +163,9 @@ def missing_table(
                 if m > cfg['missing_warning']
                 else ''
             )
-            if s > cfg['frozen_share'] and banded and zs > bs['threshold']:   # discrete features repeat by nature: only beyond a band
+            if (
+                s > cfg['frozen_share'] and banded and zs > bs['threshold']
+            ):  # discrete features repeat by nature: only beyond a band
                 lvl = 'critical'
                 why = '; '.join(
                     [w for w in [why] if w]
@@ -248,7 +255,7 @@ def range_table(
         share = np.where(n > 0, (below + above) / np.maximum(n, 1), np.nan)
     idx = _chunks(reference, current, chunks)
     K = idx.shape[0]
-    if K >= cfg['min_chunks'] and len(num):          # fewer chunks: no band (inconclusive), so none computed
+    if K >= cfg['min_chunks'] and len(num):  # fewer chunks: no band (inconclusive), so none computed
         lmn, lmx = _loo_range(R, idx)
         X = R[idx]  # (K, m, F)
         b_, a_, n_ = _outside(X, lmn[:, None, :], lmx[:, None, :], cfg['range_margin'])
@@ -410,7 +417,7 @@ def correlation_change(
         pv = np.where((er > 3) & (ec > 3), 2 * norm.sf(np.abs(z)), np.nan)
     idx = _chunks(reference, current, chunks)
     K = idx.shape[0]
-    kk = K if K >= cfg['min_chunks'] else 0          # fewer chunks: no band (inconclusive), so none computed
+    kk = K if K >= cfg['min_chunks'] else 0  # fewer chunks: no band (inconclusive), so none computed
     cd = np.empty((kk, len(iu[0])))
     for k in range(kk):
         rk, nk = pairwise_corr(_every(Xr[idx[k]], max_rows))

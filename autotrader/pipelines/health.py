@@ -5,48 +5,51 @@ champion's training data, turned into alerts and Prometheus metrics."""
 
 # %% ../../nbs/pipelines_lib/75_health.ipynb #0cc48971
 from __future__ import annotations
+
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
 from ..config import Settings, load_settings
-from ..schema import parse_instruments, to_utc
-from ..features.store import FeatureStore
 from ..features.basic import make_feature_set
-import json
-from ..monitor.drift import drift_table, feature_columns, reference_chunks
-from autotrader.monitor.quality import (
-    missing_table,
-    range_table,
-    correlation_change,
-    newest_bars,
-    freshness_table,
-    quality_config,
-    _grade,
-)
-from autotrader.monitor.performance import (
-    read_signals,
-    signal_outcomes,
-    performance_summary,
-    rolling_performance,
-    confidence_shift,
-    importance_shift,
-    permutation_importance,
-)
+from ..features.store import FeatureStore
 from ..monitor.alerts import AlertManager, alerts_path
-from ..monitor.metrics import write_health_metrics
+from ..monitor.drift import drift_table, feature_columns, reference_chunks
 from autotrader.monitor.health import (
     HealthError,
-    champion_reference,
-    health_windows,
-    build_alerts,
+    _fmt,
     _registry_exists,
     _worst,
-    _fmt,
+    build_alerts,
+    champion_reference,
+    health_windows,
     inconclusive_alert,
 )
+from ..monitor.metrics import write_health_metrics
+from autotrader.monitor.performance import (
+    confidence_shift,
+    importance_shift,
+    performance_summary,
+    permutation_importance,
+    read_signals,
+    rolling_performance,
+    signal_outcomes,
+)
+from autotrader.monitor.quality import (
+    _grade,
+    correlation_change,
+    freshness_table,
+    missing_table,
+    newest_bars,
+    quality_config,
+    range_table,
+)
 from .context import RunContext
+from ..schema import parse_instruments, to_utc
 
 # %% auto #0
 __all__ = ['IMPORTANCE_ARTIFACTS', 'PARAMS', 'HealthResult', 'drop_warmup', 'run_health', 'run', 'plot_quality',
@@ -260,6 +263,8 @@ def drop_warmup(reference: pd.DataFrame, current: pd.DataFrame, features) -> tup
         return reference, 0
     r = reference.sort_values(['instrument', 'timestamp'], kind='stable')
     keep = r[live].notna().all(axis=1).groupby(r['instrument']).cummax()
+    if not keep.any():
+        return reference, 0  # no row has them all yet: keep the reference as it is
     return r[keep.to_numpy()].reset_index(drop=True), int((~keep).sum())
 
 
@@ -312,12 +317,25 @@ def run_health(
     ref = store.read(ds, ref_syms, *w['reference'], timeframe=tf, as_of=now, by_commit=False)
     cur = store.read(ds, syms, *w['current'], timeframe=tf, as_of=now, by_commit=False)
     if w.get('current_bars') and len(cur):  # each instrument: its own last current_bars bars
-        cur = (
-            cur.sort_values(['instrument', 'timestamp'], kind='stable')
-            .groupby('instrument', sort=False)
-            .tail(w['current_bars'])
-            .reset_index(drop=True)
-        )
+        if w['reference_source'].startswith('configured') and not (reference_days or st.drift.reference_days):
+            # no champion, windows in bars: each instrument's reference is its own reference_bars bars before its current window
+            both = pd.concat([ref, cur], ignore_index=True).drop_duplicates(['instrument', 'timestamp'], keep='last')
+            both = both.sort_values(['instrument', 'timestamp'], kind='stable').reset_index(drop=True)
+            last = both.groupby('instrument', sort=False).cumcount(ascending=False) < w['current_bars']
+            cur = both[last.to_numpy()].reset_index(drop=True)
+            ref = (
+                both[~last.to_numpy()]
+                .groupby('instrument', sort=False)
+                .tail(reference_bars or st.drift.reference_bars)
+                .reset_index(drop=True)
+            )
+        else:
+            cur = (
+                cur.sort_values(['instrument', 'timestamp'], kind='stable')
+                .groupby('instrument', sort=False)
+                .tail(w['current_bars'])
+                .reset_index(drop=True)
+            )
     T['read'] = time.perf_counter() - t
     t = time.perf_counter()
     feats = [f for f in (st.drift.features or feature_columns(ref)) if f in ref.columns and f in cur.columns]
