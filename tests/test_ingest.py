@@ -266,7 +266,6 @@ def test_sigkill_during_ingest_leaves_the_store_consistent(tmp_path, empty_setti
         p.relative_to(prior / store_rel).as_posix() for p in (prior / store_rel / 'data').rglob('*') if p.is_file()
     }
 
-
     child = _Child(empty_settings)  # the first child imports while the reference run goes
     # the uninterrupted run (in this process: same code, same data): the reference result, and how long it takes
     ref_dir = tmp_path / 'ref'

@@ -283,15 +283,29 @@ def _drift_frames():
 def test_alerts_fire_exactly_on_the_library_decision(tmp_path):
     """The library's drift tables (a KS-only critical, a JS-only critical, an ok feature) go through the metric files it
     writes into `promtool test rules`: the rules fire for exactly the features the library rates critical or warning."""
-    from autotrader.monitor.drift import drift_table
+    from autotrader.monitor.drift import drift_table, reference_chunks
     from autotrader.monitor.metrics import read_samples
 
     ref, cur = _drift_frames()
-    off = dict(psi_warning=1e9, psi_critical=1e9, ks_warning=1e9, ks_critical=1e9, js_warning=1e9, js_critical=1e9)
+    off_chunks = reference_chunks(
+        ref, 1000
+    )  # five chunks of the reference: its band (5,000 rows against 2,000 current)
+    off = dict(
+        psi_warning=1e9,
+        psi_critical=1e9,
+        ks_warning=1e9,
+        ks_critical=1e9,
+        js_warning=1e9,
+        js_critical=1e9,
+    )
     tables = {
-        'ks-only': drift_table(ref, cur, **{**off, 'ks_warning': 0.05, 'ks_critical': 0.1}),  # KS alone decides
-        'js-only': drift_table(ref, cur, **{**off, 'js_warning': 0.01, 'js_critical': 0.02}),  # JS alone decides
-        'warn-ks': drift_table(ref, cur, **{**off, 'ks_warning': 0.1, 'ks_critical': 0.5}),
+        'ks-only': drift_table(
+            ref, cur, chunks=off_chunks, **{**off, 'ks_warning': 0.05, 'ks_critical': 0.1}
+        ),  # KS alone decides
+        'js-only': drift_table(
+            ref, cur, chunks=off_chunks, **{**off, 'js_warning': 0.01, 'js_critical': 0.02}
+        ),  # JS alone decides
+        'warn-ks': drift_table(ref, cur, chunks=off_chunks, **{**off, 'ks_warning': 0.1, 'ks_critical': 0.5}),
     }  # a KS warning
     assert [t.loc['shift', 'level'] for t in tables.values()] == ['critical', 'critical', 'warning']
     assert all(t.loc['same', 'level'] == 'ok' for t in tables.values())
