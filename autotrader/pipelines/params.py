@@ -174,9 +174,12 @@ SPECS: dict[str, tuple[Param, ...]] = {
     'health': (
         Param('now', help='end of the current window (UTC)', **_WHEN),
         Param('instruments', 'instruments'),
-        Param('current_hours', 'int', 'current window (hours)', lo=1),
-        Param('reference_days', 'int', 'reference window (days)', lo=1),
+        Param('current_bars', 'int', 'current window (bars of each instrument)', lo=1),
+        Param('reference_bars', 'int', 'reference window without a champion (bars)', lo=1),
+        Param('current_hours', 'int', 'current window in hours instead of bars (0: bars)', lo=0),
+        Param('reference_days', 'int', 'reference window in days instead of bars (0: bars)', lo=0),
         Param('send_alerts', 'bool', 'dispatch alerts'),
+        Param('top', 'int', 'most drifted features plotted', lo=1),
     ),
 }
 
