@@ -165,7 +165,7 @@ def test_bad_parameters_refused_before_anything_runs(nbs, tmp_path, capsys, para
         ('train', 'valid_size=1.5', 'train: parameter valid_size=1.5: expected a number > 0 and < 1'),
         ('evaluate', 'version=-3', "evaluate: parameter version=-3: expected a registered version number"),
         ('rollout', 'strategy=yolo', "rollout: parameter strategy='yolo': expected one of canary, bluegreen"),
-        ('health', 'current_hours=soon', "health: parameter current_hours='soon': expected an integer >= 1"),
+        ('health', 'current_hours=soon', "health: parameter current_hours='soon': expected an integer >= 0"),
     ],
 )
 def test_bad_parameter_values_exit_2_before_a_kernel_starts(tmp_path, pipeline, param, says):
