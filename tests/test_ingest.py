@@ -434,7 +434,7 @@ def test_cli_ingest_ok(cli_ok):
     page = (run / 'report.html').read_text()
     # the summary table: one row per instrument, with its columns
     assert '<table' in page
-    for s in ('BTC-USD', 'ETH-USD', 'completeness', 'largest_gap_bars', 'feature_rows', 'watermark', 'ingested'):
+    for s in ('BTC-USD', 'ETH-USD', 'completeness', 'largest gap (bars)', 'feature rows', 'watermark', 'ingested'):
         assert s in page, s
     assert run.name in page  # the run id line above the table
     store = FeatureStore(cwd / 'autotrader-data' / 'store')

@@ -164,7 +164,7 @@ def test_jupyterlab_runs_a_library_and_a_pipeline_notebook(lab, tmp_path):
     with browser_page(tmp_path, 1400, 1000) as page:
         # a library notebook: the module's own cells, then a cell that uses what they defined
         open_notebook(page, url, token, '02_files.ipynb')
-        imports = code_cell(page, 'import os, tempfile')
+        imports = code_cell(page, 'import tempfile')
         define = code_cell(page, 'def atomic_write')
         run(page, imports)
         run(page, define)
