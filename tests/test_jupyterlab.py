@@ -182,7 +182,7 @@ def test_jupyterlab_runs_a_library_and_a_pipeline_notebook(lab, tmp_path):
         run(page, params)
         run(page, imports)
         probe = run_new_cell_below(
-            page, imports, "print('parameters:', source, timeframe, '| driver:', ingest.__module__)"
+            page, imports, "print('parameters:', source, timeframe, '| driver:', run.__module__)"
         )
         assert 'parameters: None None | driver: autotrader.pipelines.ingest' in output_of(
             page, probe, 'driver: autotrader.pipelines.ingest', tmp_path / 'failed-pipeline.png'
