@@ -656,6 +656,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
             14,
             'Days of feature rows held in memory per instrument (the newest fully-known row is served from them).',
         ),
+        'freshness_slo_seconds': Key(
+            'float',
+            0.0,
+            'Signal freshness SLO: within this many seconds of a bar\'s close the gateway serves that bar (the last closed bar of the instrument\'s calendar); the gateway exports the lag and its level on /metrics (AutoTraderSignalStale alerts). 0 = one bar of the timeframe plus the ingest delay (the longest gap between runs of [pipeline_ingest] schedule plus its [metrics] sla_seconds; 27 h for 1h bars ingested daily).',
+        ),
         'warmup_requests': Key(
             'int',
             20,
