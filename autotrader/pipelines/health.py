@@ -49,11 +49,13 @@ from autotrader.monitor.quality import (
     range_table,
 )
 from .context import RunContext
+from .readable import MISSING, readable
 from ..schema import parse_instruments, to_utc
 
 # %% auto #0
 __all__ = ['IMPORTANCE_ARTIFACTS', 'PARAMS', 'HealthResult', 'drop_warmup', 'run_health', 'run', 'plot_quality',
-           'plot_performance', 'alerts_table']
+           'plot_performance', 'performance_note', 'report_drift', 'report_quality', 'report_performance',
+           'alerts_table']
 
 # %% ../../nbs/pipelines_lib/75_health.ipynb #ec6d90e1
 @dataclass
@@ -100,11 +102,7 @@ class HealthResult:
                 + (f"; {within} above a fixed threshold but within their band (normal for them)" if within else '')
                 + f"; max PSI {_fmt(d.psi.max() if len(d) else np.nan)}",
             ),
-            (
-                'missing',
-                self.levels['missing'],
-                f"max missing {_fmt(self.missing.missing_cur.max() if len(self.missing) else np.nan, True)}",
-            ),
+            ('missing', self.levels['missing'], self._missing_figure()),
             (
                 'range',
                 self.levels['range'],
@@ -124,16 +122,40 @@ class HealthResult:
             (
                 'performance',
                 self.levels['performance'],
-                f"{p.get('signals', 0)} signals; hit rate {_fmt(p.get('hit_rate'), True)}; Sharpe {_fmt(p.get('sharpe'))}",
+                f"{p.get('signals', 0)} signals; hit rate {_fmt(p.get('hit_rate'), True)}; Sharpe {_fmt(p.get('sharpe'))}"
+                + (f" ({p['reason']})" if self.levels['performance'] == 'inconclusive' and p.get('reason') else ''),
             ),
             (
                 'confidence',
                 self.levels['confidence'],
-                'n/a' if self.confidence is None else f"PSI {_fmt(self.confidence.psi.max())}",
+                'no confidence logged with the signals'
+                if self.confidence is None
+                else f"PSI {_fmt(self.confidence.psi.max())}",
             ),
-            ('importance', self.levels['importance'], f"TV {_fmt((self.importance or {}).get('tv'))}"),
+            (
+                'importance',
+                self.levels['importance'],
+                'no permutation importance (no champion or too few rows)'
+                if not self.importance
+                else f"TV distance {_fmt(self.importance.get('tv'))} between the reference and current importances",
+            ),
         ]
         return pd.DataFrame(rows, columns=['check', 'level', 'figure']).set_index('check')
+
+    def _missing_figure(self) -> str:
+        "The worst feature that is supplied, and how many are not supplied at all (empty in both windows)."
+        m = self.missing
+        if not len(m):
+            return 'no features to check'
+        empty = (m.missing_cur >= 1) & (m.missing_ref >= 1)
+        sup = m[~empty]
+        out = (
+            f"worst {sup.missing_cur.idxmax()} {_fmt(sup.missing_cur.max(), True)} missing"
+            + f" ({int(sup.level.isin(['warning', 'critical']).sum())} of {len(sup)} features alert)"
+            if len(sup)
+            else 'every feature is empty'
+        )
+        return out + (f"; {int(empty.sum())} empty in both windows (not supplied by the source)" if empty.any() else '')
 
     def headline(self) -> str:
         "One line: the overall level and, when not ok, which checks made it so."
@@ -516,35 +538,151 @@ def plot_performance(r: HealthResult):
     "Rolling hit rate and Sharpe of the logged signals, and the confidence distributions (None without signals)."
     import matplotlib.pyplot as plt
 
-    if r.rolling is None or not len(r.rolling):
-        return None
-    fig, ax = plt.subplots(1, 3, figsize=(15, 3.6))
-    ax[0].plot(r.rolling.index, r.rolling.hit_rate)
-    ax[0].axhline(0.5, color='grey', lw=0.8)
-    ax[0].set_title('rolling hit rate')
-    ax[1].plot(r.rolling.index, r.rolling.sharpe)
-    ax[1].axhline(0, color='grey', lw=0.8)
-    ax[1].set_title('rolling realised Sharpe (annualised)')
-    for a in ax[:2]:
+    roll = r.rolling if r.rolling is not None else pd.DataFrame(columns=['hit_rate', 'sharpe'])
+    panels = [c for c in ('hit_rate', 'sharpe') if c in roll and roll[c].notna().any()]
+    hist = r.confidence.attrs.get('hist', {}).get('confidence') if r.confidence is not None else None
+    if not panels and hist is None:
+        return None  # the report says why (`performance_note`)
+    fig, ax = plt.subplots(1, len(panels) + (hist is not None), figsize=(5 * (len(panels) + (hist is not None)), 3.6))
+    ax = np.atleast_1d(ax)
+    titles = dict(hit_rate=('rolling hit rate', 0.5), sharpe=('rolling realised Sharpe (annualised)', 0))
+    for a, c in zip(ax, panels):
+        s = roll[c].dropna()
+        a.plot(s.index, s.to_numpy())
+        a.axhline(titles[c][1], color='grey', lw=0.8)
+        a.set_title(titles[c][0])
         a.tick_params(axis='x', rotation=30)
-    if r.confidence is not None and 'confidence' in r.confidence.attrs.get('hist', {}):
-        e, a, b = r.confidence.attrs['hist']['confidence']
+    if hist is not None:
+        e, a, b = hist
         k = len(e) + 1
-        ax[2].bar(np.arange(k) - 0.2, a[:k] / max(1, a.sum()), 0.4, label='reference')
-        ax[2].bar(np.arange(k) + 0.2, b[:k] / max(1, b.sum()), 0.4, label='current')
-        ax[2].set_title('confidence max(p, 1−p), reference-quantile bins')
-        ax[2].legend(fontsize=7)
-    else:
-        ax[2].axis('off')
+        ax[-1].bar(np.arange(k) - 0.2, a[:k] / max(1, a.sum()), 0.4, label='reference')
+        ax[-1].bar(np.arange(k) + 0.2, b[:k] / max(1, b.sum()), 0.4, label='current')
+        ax[-1].set_title('confidence max(p, 1−p), reference-quantile bins')
+        ax[-1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def performance_note(r: HealthResult) -> str:
+    "Why the performance charts are (partly) missing, in a sentence ('' when every chart is drawn)."
+    p, roll = r.performance, r.rolling
+    n = p.get('signals', 0)
+    missing = []
+    if roll is None or not len(roll) or roll[['hit_rate', 'sharpe']].notna().to_numpy().sum() == 0:
+        missing.append(
+            'no rolling hit rate or Sharpe: '
+            + (
+                'no signal with a known outcome in the window'
+                if not n
+                else f"{n} signal(s) with a known outcome, fewer than the rolling window needs"
+            )
+        )
+    if r.confidence is None or 'confidence' not in r.confidence.attrs.get('hist', {}):
+        missing.append('no confidence chart: the signals logged no confidence to compare')
+    return ('; '.join(missing) + '.').capitalize() if missing else ""
+
+# %% ../../nbs/pipelines_lib/75_health.ipynb #da39469f
+_ORDER = {'critical': 0, 'warning': 1, 'inconclusive': 2, 'ok': 3, 'info': 4}
+
+
+def _pct(v) -> str:
+    return MISSING if v is None or not np.isfinite(v) else f'{100 * v:.1f} %'
+
+
+def _worst_first(t: pd.DataFrame, z: pd.Series | None = None) -> pd.DataFrame:
+    z = np.zeros(len(t)) if z is None else np.nan_to_num(z.to_numpy(float), nan=0.0).clip(-1e5, 1e5)
+    key = np.array([_ORDER.get(str(l), 5) for l in t.level], float) * 1e6 - z
+    return t.iloc[np.argsort(key, kind='stable')]
+
+
+def report_drift(r: HealthResult) -> pd.DataFrame:
+    "Drift per feature for a reader: worst first, each statistic beside its reference band, and why."
+    d = r.drift
+    t = pd.DataFrame(
+        {
+            'level': d.level,
+            'PSI': d.psi,
+            'PSI band': d.band_psi,
+            'KS': d.ks_stat,
+            'KS band': d.band_ks,
+            'JS': d.js,
+            'JS band': d.band_js,
+            'chunks': d.chunks,
+            'rows now': d.n_cur,
+            'reason': d.reason,
+        },
+        index=d.index,
+    )
+    return readable(_worst_first(t, d[['z_psi', 'z_ks', 'z_js']].max(axis=1)))
+
+
+def report_quality(r: HealthResult) -> dict:
+    "Missing values, training ranges, correlation pairs and freshness as reader tables; features that are `ok` are counted, not listed."
+    m, g = r.missing, r.ranges
+    out = {}
+    mm = pd.DataFrame(
+        {
+            'level': m.level,
+            'missing now': m.missing_cur.map(_pct),
+            'in the reference': m.missing_ref.map(_pct),
+            'band': m.band_missing.map(_pct) if 'band_missing' in m else MISSING,
+            'reason': m.reason,
+        },
+        index=m.index,
+    )
+    out['missing'] = readable(_worst_first(mm[mm.level != 'ok']))
+    gg = pd.DataFrame(
+        {
+            'level': g.level,
+            'outside now': g.out_of_range.map(_pct),
+            'training min': g.ref_min,
+            'training max': g.ref_max,
+            'reason': g.reason,
+        },
+        index=g.index,
+    )
+    out['range'] = readable(_worst_first(gg[gg.level != 'ok']))
+    out['correlation'] = readable(r.correlation.pairs.head(10).round(3))
+    f = r.freshness
+    out['freshness'] = readable(
+        f.assign(age_hours=f.age_hours.round(2), behind_hours=f.behind_hours.round(2)).rename(
+            columns={'age_hours': 'age (h)', 'behind_bars': 'bars behind', 'behind_hours': 'trading hours behind'}
+        )
+    )
+    out['ok'] = dict(missing=int((m.level == 'ok').sum()), range=int((g.level == 'ok').sum()))
+    return out
+
+
+def report_performance(r: HealthResult) -> pd.DataFrame:
+    "The performance figures (hit rate and shares as percentages) and the importance shift, one row each."
+    p = {k: v for k, v in r.performance.items()}
+    rows = {
+        'signals with an outcome': p.get('signals'),
+        'active (not flat)': p.get('active'),
+        'hit rate': _pct(p.get('hit_rate')),
+        'realised Sharpe (annualised)': p.get('sharpe'),
+        'mean return per signal': _pct(p.get('mean_return')),
+        'level': p.get('level'),
+        'why': p.get('reason'),
+    }
+    if r.importance:
+        i = r.importance
+        rows |= {
+            'importance shift (TV distance)': i.get('tv'),
+            'importance rank correlation': i.get('spearman'),
+            'top features in common': _pct(i.get('top_overlap')),
+            'importance level': i.get('level'),
+        }
+    return readable(pd.Series(rows, dtype=object).dropna().to_frame('value'))
 
 
 def alerts_table(r: HealthResult) -> pd.DataFrame:
     "The alerts of this run with their delivery per sink (and retried older alerts)."
     if r.dispatched is None or not len(r.dispatched):
-        return pd.DataFrame(
-            [dict(level=a.level, check=a.check, title=a.title, status='not sent (send=False)') for a in r.alerts],
-            columns=['level', 'check', 'title', 'status'],
+        return readable(
+            pd.DataFrame(
+                [dict(level=a.level, check=a.check, title=a.title, status='not sent (send=False)') for a in r.alerts],
+                columns=['level', 'check', 'title', 'status'],
+            )
         )
-    return r.dispatched.drop(columns=['created_at'])
+    return readable(r.dispatched.drop(columns=['created_at']))
