@@ -5,10 +5,7 @@ what is visible: no warning or traceback text, no `NaN`/`None`/`dtype:` in the r
 table, no network request for a script (reports are self-contained offline), files readable by others (0644).
 
 Screenshots of the top of each page are written to tmp_path; with AUTOTRADER_SCREENSHOTS=docs/reports they are
-written there too, shrunk to a small palette PNG (how the README's pictures are made).
-
-The train, evaluate (model card) and health pages are being reworked under another issue: their expectations are
-marked `xfail(strict=False)` until that lands (a pass is reported as XPASS); ingest, rollout and the index must pass."""
+written there too, shrunk to a small palette PNG (how the README's pictures are made)."""
 
 import json
 import os
@@ -27,11 +24,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.xdist_group('reports_browser'),
 ]  # one `run all` for the module, on one worker
-OTHER_ISSUE = pytest.mark.xfail(
-    strict=False,
-    reason='train/evaluate/health pages are being reworked under the real-data '
-    'issue (health charts, card inline); checked here, not yet required',
-)
 WIDTH, HEIGHT = 1280, 900
 
 
@@ -185,9 +177,9 @@ def _keep(shot: Path, name: str):
         'ingest-up-to-date',
         'rollout',
         'index',
-        pytest.param('train', marks=OTHER_ISSUE),
-        pytest.param('evaluate', marks=OTHER_ISSUE),
-        pytest.param('health', marks=OTHER_ISSUE),
+        'train',
+        'evaluate',
+        'health',
     ],
 )
 def test_report_reads_cleanly_in_a_browser(site, name, tmp_path):

@@ -45,7 +45,8 @@ from autotrader.train.tuning import (
 )
 
 # %% auto #0
-__all__ = ['PARAMS', 'TrainResult', 'train', 'select_candidate', 'run', 'plot_candidates']
+__all__ = ['PARAMS', 'TrainResult', 'train', 'select_candidate', 'run', 'plot_candidates', 'report_trials', 'report_folds',
+           'report_candidates', 'data_notes']
 
 # %% ../../nbs/pipelines_lib/72_train.ipynb #b96243ca
 @dataclass
@@ -490,3 +491,80 @@ def plot_candidates(res: TrainResult):
         a.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/pipelines_lib/72_train.ipynb #e61114d6
+_TRIAL_COLS = {
+    'value': 'objective',
+    'sharpe': 'Sharpe',
+    'win_rate': 'win rate',
+    'roc_auc': 'ROC AUC',
+    'seconds': 'seconds',
+}
+
+
+def report_trials(res: TrainResult, top: int = 15) -> pd.DataFrame:
+    "The `top` trials by objective: state, objective, Sharpe, win rate, ROC AUC, seconds and the parameters in one column."
+    from autotrader.pipelines.readable import cell_text, readable
+
+    t = res.tuning.trials
+    if t is None or not len(t):
+        return pd.DataFrame()
+    t = t.sort_values('value', ascending=False, na_position='last').head(top)
+    out = t[[c for c in ['state', *_TRIAL_COLS] if c in t]].rename(columns=_TRIAL_COLS)
+    pcols = [c for c in t if str(c).startswith('params.')]
+    out['parameters'] = [
+        ', '.join(f'{c[7:]} {cell_text(r[c])}' for c in pcols if not pd.isna(r[c])) for _, r in t.iterrows()
+    ]
+    out.index = t['number'] if 'number' in t else t.index
+    out.index.name = 'trial'
+    return readable(out)
+
+
+def report_folds(res: TrainResult) -> pd.DataFrame:
+    "The cross-validation folds of the best trial: rows, the validation window, and its figures after costs."
+    from autotrader.pipelines.readable import cell_text, readable
+
+    f = res.tuning.folds
+    if f is None or not len(f):
+        return pd.DataFrame()
+    out = pd.DataFrame(index=f['fold'] if 'fold' in f else f.index)
+    out.index.name = 'fold'
+    out['train rows'] = f['n_train'].to_numpy() if 'n_train' in f else None
+    out['valid rows'] = f['n_valid'].to_numpy() if 'n_valid' in f else None
+    if {'valid_start', 'valid_end'} <= set(f):
+        out['validation window'] = [f'{cell_text(a)} → {cell_text(b)}' for a, b in zip(f.valid_start, f.valid_end)]
+    for c, name in [
+        ('sharpe', 'Sharpe'),
+        ('win_rate', 'win rate'),
+        ('max_drawdown', 'max drawdown'),
+        ('roc_auc', 'ROC AUC'),
+    ]:
+        if c in f:
+            out[name] = f[c].to_numpy()
+    return readable(out)
+
+
+def report_candidates(res: TrainResult) -> pd.DataFrame:
+    "The candidates side by side (one column each, the selected one marked), one row per figure."
+    from autotrader.pipelines.readable import readable
+
+    c = res.candidates
+    if c is None or not len(c):
+        return pd.DataFrame()
+    t = c.set_index('candidate').drop(columns=['estimator'], errors='ignore').T
+    t.index = [str(i).replace('cv.', 'CV ').replace('valid.', 'validation ').replace('_', ' ') for i in t.index]
+    t.columns = [f'{k} (selected)' if k == res.selected else str(k) for k in t.columns]
+    return readable(t)
+
+
+def data_notes(res: TrainResult) -> str:
+    "What the training table left out, as a Markdown list."
+    d = res.data.dropped or {}
+    notes = list(res.data.notes)
+    if d.get('rows_missing_features'):
+        notes.append(f"{d['rows_missing_features']:,} row(s) left out: a feature not yet defined (warm-up) or missing")
+    if d.get('columns_all_missing'):
+        notes.append(
+            'feature(s) with no value in the table, not used: ' + ', '.join(f'`{c}`' for c in d['columns_all_missing'])
+        )
+    return '\n'.join(f'- {n}' for n in notes) or 'Nothing left out.'

@@ -443,6 +443,7 @@ def plot_tuning(result: TuningResult):
         ax.plot(p.number, p.value, 'o', mfc='none', color='tab:grey', label='pruned')
     ax.plot(c.number, c.value.cummax(), '-', color='black', lw=1, label='best so far')
     ax.set_xlabel('trial')
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # trials are numbered
     ax.set_ylabel(result.objective)
     ax.set_title(f"{result.estimator}: {result.n_trials} trials")
     ax.legend(fontsize=7)
