@@ -123,7 +123,7 @@ class HealthResult:
                 'performance',
                 self.levels['performance'],
                 f"{p.get('signals', 0)} signals; hit rate {_fmt(p.get('hit_rate'), True)}; Sharpe {_fmt(p.get('sharpe'))}"
-                + (f" ({p['reason']})" if self.levels['performance'] == 'inconclusive' and p.get('reason') else ''),
+                + (f" ({p['reason']})" if p.get('reason') and p.get('signals') else ''),
             ),
             (
                 'confidence',
