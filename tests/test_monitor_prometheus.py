@@ -118,6 +118,8 @@ def gateway_metrics() -> str:
     m['generation'].set(3)
     m['loaded'].labels('green', '7').set(1)
     m['pending'].set(0)
+    for k, v in dict(age_seconds=5.0, bars_behind=0, stale_seconds=0.0, slo_seconds=600.0, level=0).items():
+        m[f'fresh_{k}'].labels('BTC-USD').set(v)
     return generate_latest(reg).decode()
 
 

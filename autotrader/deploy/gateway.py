@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +27,17 @@ import pandas as pd
 from fastcore.basics import patch
 
 from ..clock import iso
-from ..config import Settings, SettingsError, load_settings, secret
+from ..config import TIMEFRAMES, Settings, SettingsError, load_settings, secret
 from .state import LATENCY_EDGES_MS, DeploymentState, Routing, latency_bucket
 from ..features.store import FeatureStore, bar_close
+from ..schema import exchange_code, expected_bars, parse_instruments, timeframe_delta, to_utc
 from ..train.backtest import positions
 from ..train.labels import prob_up
 
 # %% auto #0
 __all__ = ['MODEL_TIMEOUT_SECONDS', 'MAX_INFLIGHT', 'MODEL_THREADS', 'GatewayError', 'VersionUnavailable', 'ModelHandle',
-           'load_version', 'warm_up', 'FeatureCache', 'Gateway', 'bootstrap_routing', 'parse_body', 'validate_rows',
-           'create_app', 'serve']
+           'load_version', 'warm_up', 'FeatureCache', 'Gateway', 'freshness_slo', 'bar_freshness', 'bootstrap_routing',
+           'parse_body', 'validate_rows', 'create_app', 'serve']
 
 # %% ../../nbs/deploy/61_gateway.ipynb #cb308a75
 _log = logging.getLogger('autotrader.gateway')
@@ -364,6 +366,41 @@ def _metrics():
         started=Gauge(
             'autotrader_gateway_start_time_seconds',
             'When the replica process started (Unix time; the newest of the workers).',
+            registry=r,
+            multiprocess_mode='livemax',
+        ),
+        fresh_age_seconds=Gauge(
+            'autotrader_signal_bar_age_seconds',
+            'Clock seconds since the close of the bar a signal of the instrument is served from now (the worst worker).',
+            ['instrument'],
+            registry=r,
+            multiprocess_mode='livemax',
+        ),
+        fresh_bars_behind=Gauge(
+            'autotrader_signal_bars_behind',
+            'Bars of the instrument\'s calendar closed after the served bar (0: the last closed bar is served).',
+            ['instrument'],
+            registry=r,
+            multiprocess_mode='livemax',
+        ),
+        fresh_stale_seconds=Gauge(
+            'autotrader_signal_stale_seconds',
+            'Clock seconds since the oldest bar not served yet closed (0 while the last closed bar is served): what the freshness SLO bounds.',
+            ['instrument'],
+            registry=r,
+            multiprocess_mode='livemax',
+        ),
+        fresh_slo_seconds=Gauge(
+            'autotrader_signal_freshness_slo_seconds',
+            'The signal freshness SLO ([deploy] freshness_slo_seconds, or one bar plus the ingest delay).',
+            ['instrument'],
+            registry=r,
+            multiprocess_mode='livemax',
+        ),
+        fresh_level=Gauge(
+            'autotrader_signal_freshness_level',
+            'Signal freshness: 0 within the SLO, 1 warning (stale longer than the SLO), 2 critical (more than two bars past it).',
+            ['instrument'],
             registry=r,
             multiprocess_mode='livemax',
         ),
@@ -775,6 +812,7 @@ def start(self: Gateway):
         (d.flush_seconds, self.flush),
         (0.05, self.score_shadows),
         (d.feature_poll_seconds, self.refresh_features),
+        (d.feature_poll_seconds, self.export_freshness),
         (d.heartbeat_seconds, self.heartbeat),
     ):
         t = threading.Thread(target=self._loop, args=(every, fn), daemon=True, name=f'gateway-{fn.__name__}')
@@ -927,6 +965,7 @@ def signal(
         version=served.version,
         slot=slot,
         as_of=iso(bar / 1e9),
+        bar_age_seconds=round(now - bar / 1e9 - TIMEFRAMES.get(served.timeframe, 0), 3),
         served_at=iso(time.time()),
         generation=snap.routing.generation,
     )
@@ -944,6 +983,161 @@ def signal(
     self._count(ep, 200, instrument, h.version, routed)
     self.m['latency'].labels(ep, instrument, h.version, routed).observe(ms / 1e3)
     return 200, body
+
+# %% ../../nbs/deploy/61_gateway.ipynb #44d63b14
+@lru_cache(maxsize=64)
+def _schedule_gap(schedule: str) -> float | None:
+    "Longest gap (s) between two runs of a cron schedule over ten weeks; None when there is no (valid) schedule."
+    from apscheduler.triggers.cron import CronTrigger
+
+    f = str(schedule or '').split()
+    if len(f) not in (5, 6):
+        return None
+    names = (['second'] if len(f) == 6 else []) + ['minute', 'hour', 'day', 'month', 'day_of_week']
+    try:  # APScheduler counts weekdays from Monday, cron from Sunday: the gaps are the same, shifted a day
+        trig = CronTrigger(**dict(zip(names, f)), timezone='UTC')
+    except ValueError:
+        return None
+    t0 = pd.Timestamp('2024-01-01', tz='UTC').to_pydatetime()
+    end, prev, gap = t0 + pd.Timedelta(days=70), None, 0.0
+    for _ in range(20_000):
+        t = trig.get_next_fire_time(prev, prev or t0)
+        if t is None or t > end:
+            break
+        if prev is not None:
+            gap = max(gap, (t - prev).total_seconds())
+        prev = t
+    return gap or None
+
+
+def freshness_slo(settings: Settings, timeframe: str | None = None) -> float:
+    """The freshness SLO in seconds: `[deploy] freshness_slo_seconds`, or when 0, one bar of `timeframe` (default
+    `[data] timeframe`) plus the ingest delay: the longest gap between runs of `[pipeline_ingest] schedule` (none: 0)
+    plus ingest's `[metrics] sla_seconds`."""
+    slo = float(settings.deploy.freshness_slo_seconds or 0)
+    if slo > 0:
+        return slo
+    from autotrader.monitor.metrics import sla_seconds
+
+    tf = timeframe if timeframe in TIMEFRAMES else settings.data.timeframe
+    ing = getattr(settings, 'pipeline_ingest', None)
+    gap = _schedule_gap(getattr(ing, 'schedule', '')) or 0.0
+    return float(TIMEFRAMES[tf]) + gap + float(sla_seconds(settings).get('ingest', 0.0))
+
+
+def _utc(t) -> pd.Timestamp:
+    "Epoch seconds or a timestamp → a UTC timestamp."
+    return pd.Timestamp(t, unit='s', tz='UTC') if isinstance(t, (int, float, np.integer, np.floating)) else to_utc(t)
+
+
+def _grid(calendar: str, timeframe: str, bar: pd.Timestamp) -> str:
+    "The bar grid of an exchange's intraday bars (`open` or `clock`, see `expected_bars`) the served bar sits on."
+    if exchange_code(calendar) is None or timeframe_delta(timeframe) >= pd.Timedelta(days=1):
+        return 'open'
+    on = lambda a: len(expected_bars(calendar, timeframe, bar, bar + pd.Timedelta(1), align=a)) > 0
+    return 'clock' if on('clock') and not on('open') else 'open'
+
+
+def bar_freshness(bar, now, timeframe: str, calendar: str = 'crypto', slo: float | None = None) -> dict:
+    """How fresh a served bar (its open time) is at clock time `now` (see above): its close, `age_seconds`,
+    `bars_behind`, `stale_seconds`, `slo_seconds` and `level` (0 ok, 1 warning, 2 critical). `slo` None: one bar."""
+    step = timeframe_delta(timeframe)
+    bar, now = _utc(bar), _utc(now)
+    close = bar + step
+    slo = step.total_seconds() if slo is None else float(slo)
+    start, end = max(close, now - pd.Timedelta(days=60)), now - step + pd.Timedelta(1)
+    missed = (
+        expected_bars(calendar, timeframe, start, end, align=_grid(calendar, timeframe, bar)) if end > start else []
+    )
+    stale = (now - (missed[0] + step)).total_seconds() if len(missed) else 0.0
+    level = 0 if stale <= slo else 1 if stale <= slo + 2 * step.total_seconds() else 2
+    return dict(
+        bar=bar,
+        close=close,
+        age_seconds=(now - close).total_seconds(),
+        bars_behind=len(missed),
+        stale_seconds=max(0.0, stale),
+        slo_seconds=slo,
+        level=level,
+    )
+
+# %% ../../nbs/deploy/61_gateway.ipynb #8d488be5
+@patch
+def _calendars(self: Gateway) -> dict:
+    "{symbol: calendar} of `[instruments] symbols`, and `None`: the calendar of an instrument not listed there."
+    if getattr(self, '_cals', None) is None:
+        i = self.st.instruments
+        cals = {x.symbol: x.calendar for x in parse_instruments(i.symbols, i.default_calendar)}
+        self._cals = {**cals, None: parse_instruments(['-'], i.default_calendar)[0].calendar}
+    return self._cals
+
+
+@patch
+def freshness(self: Gateway, now: float | None = None) -> pd.DataFrame:
+    """Per served instrument, the freshness of the bar a signal request would be served from at clock time `now`
+    (`bar_freshness`, with the version's timeframe and the instrument's calendar); an instrument routed but without a
+    feature row has NaN figures."""
+    cols = [
+        'version',
+        'timeframe',
+        'calendar',
+        'bar',
+        'close',
+        'age_seconds',
+        'bars_behind',
+        'stale_seconds',
+        'slo_seconds',
+        'level',
+    ]
+    s = self.snap
+    now = self.clock.now() if now is None else float(now)
+    rows = {}
+    if s is not None:
+        names = set(self.instruments()) | {i for i in s.routes if i != '*'}
+        cals = self._calendars()
+        for inst in sorted(names):
+            res = s.resolve(inst)
+            if res is None:
+                continue
+            h = res[1]
+            tf = h.timeframe if h.timeframe in TIMEFRAMES else self.st.data.timeframe
+            cal = cals.get(inst, cals[None])
+            row = self.cache(h.dataset).lookup(inst, now)
+            base = dict(version=h.version, timeframe=tf, calendar=cal)
+            if row is None:
+                rows[inst] = base
+                continue
+            rows[inst] = {**base, **bar_freshness(row[0] / 1e9, now, tf, cal, freshness_slo(self.st, tf))}
+    return pd.DataFrame.from_dict(rows, orient='index', columns=cols).rename_axis('instrument')
+
+
+_FRESH = ('age_seconds', 'bars_behind', 'stale_seconds', 'slo_seconds', 'level')
+
+
+@patch
+def export_freshness(self: Gateway) -> pd.DataFrame | None:
+    "Set the freshness gauges of every served instrument (an instrument without a row, or no longer served: none)."
+    try:
+        df = self.freshness()
+    except Exception as e:  # never fails a scrape or the feature poll: the gauges keep their last values
+        _log.warning("signal freshness not computed: %s", e)
+        return None
+    keep = set()
+    for inst, r in df.iterrows():
+        if pd.isna(r['level']):
+            continue
+        keep.add(inst)
+        for k in _FRESH:
+            self.m[f'fresh_{k}'].labels(inst).set(float(r[k]))
+    for inst in getattr(self, '_fresh_labels', set()) - keep:
+        for k in _FRESH:
+            if _multiproc_dir() is None:
+                with contextlib.suppress(KeyError):
+                    self.m[f'fresh_{k}'].remove(inst)
+            elif k != 'slo_seconds':  # shared files keep every label set: a series no longer served goes to 0
+                self.m[f'fresh_{k}'].labels(inst).set(0)
+    self._fresh_labels = keep
+    return df
 
 # %% ../../nbs/deploy/61_gateway.ipynb #b43f20c9
 def bootstrap_routing(state: DeploymentState, registry, actor: str = 'gateway') -> Routing | None:
@@ -1360,6 +1554,7 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
         )
 
     async def metrics(request):
+        await run_in_threadpool(gw.export_freshness)  # never raises: figures at the clock time of the scrape
         body = await run_in_threadpool(_exposition, gw.metrics_registry)
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST.split(';')[0])
 
