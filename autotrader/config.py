@@ -785,6 +785,26 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.95,
             'Pre-deployment integration check: at least this share of the replayed bars must get a finite probability.',
         ),
+        'parity_sample': Key(
+            'int',
+            200,
+            'Prediction parity: at most this many of the new version\'s served signals in an analysis window are recomputed offline (the registered model on the feature store\'s row of the same instrument and bar).',
+        ),
+        'parity_tolerance': Key(
+            'float',
+            1e-6,
+            'Prediction parity: a served probability differs from its offline recomputation when they are further apart than this.',
+        ),
+        'parity_max_mismatch_share': Key(
+            'float',
+            0.01,
+            'Prediction parity: roll back when more than this share of the checked signals differ (training/serving skew, a wrong artifact, a stale feature cache).',
+        ),
+        'verdict_effect_bps': Key(
+            'float',
+            5.0,
+            'A canary logs at its start how many paired bars the P&L check needs to tell a difference of this many basis points of net return per bar (noise: the first stage\'s bar volatility).',
+        ),
     },
     'schedule': {
         'jobstore': Key(

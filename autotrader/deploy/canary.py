@@ -23,7 +23,7 @@ from .state import DeploymentState, StateError, default_actor, iso, live_age
 
 # %% auto #0
 __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 'CanaryMetricsCollector', 'CanaryRollout',
-           'smoke_check', 'integration_check']
+           'parity_sample', 'offline_probabilities', 'judge_parity', 'smoke_check', 'integration_check']
 
 # %% ../../nbs/deploy/63_canary.ipynb #8410ae83
 @dataclass
@@ -143,6 +143,7 @@ class CanaryRollout:
         self.log = log or (lambda *a: None)
         self.collector = CanaryMetricsCollector(self.state, self.store, self.st)
         self.deployment_id: int | None = None
+        self._offline = {}  # version → a fresh load for the parity check
 
     def __repr__(self):
         return f"CanaryRollout(state={self.state!r})"
@@ -297,6 +298,140 @@ def rollback(self: CanaryRollout, instruments: list | None = None, reason: str =
     self._say(f"rolled back {', '.join(i for i in instruments if i != '*') or 'nothing'}: {reason}")
     return instruments
 
+# %% ../../nbs/deploy/63_canary.ipynb #feba797a
+def _pct(x: float) -> str:
+    "A share as a percentage for a reason: '37 %', '0.83 %'."
+    return f"{100 * x:.0f} %" if x >= 0.01 or x == 0 else f"{100 * x:.2g} %"
+
+
+def parity_sample(state: DeploymentState, version, start: float, end: float, instruments=None, n: int = 200):
+    "(up to `n` distinct served signals of `version` in [start, end), spread evenly over the window; how many there were)."
+    log = state.signal_log(start, end, [version], instruments, shadow=False)
+    log = log[log.version == str(version)].drop_duplicates(['instrument', 'bar', 'prob'], keep='last')
+    total = len(log)
+    if total > n:
+        log = log.iloc[np.unique(np.linspace(0, total - 1, max(n, 1)).round().astype(int))]
+    return log.reset_index(drop=True), total
+
+
+def offline_probabilities(store, handle, signals: pd.DataFrame) -> np.ndarray:
+    "P(up) of the loaded version `handle` recomputed from the store's feature row of each signal's instrument and bar (NaN: no row)."
+    if not len(signals):
+        return np.array([], dtype='float64')
+    key = pd.DataFrame(
+        {
+            'instrument': signals.instrument.astype(str).to_numpy(),
+            'timestamp': pd.to_datetime(signals.bar.to_numpy(), unit='s', utc=True).as_unit('ns'),
+        }
+    )
+    f = store.read(
+        handle.dataset,
+        sorted(key.instrument.unique()),
+        key.timestamp.min(),
+        key.timestamp.max() + pd.Timedelta(seconds=1),
+        timeframe=handle.timeframe or None,
+        columns=['instrument', 'timestamp', *handle.features],
+    )
+    f = f.assign(timestamp=f.timestamp.dt.tz_convert('UTC').dt.as_unit('ns'), instrument=f.instrument.astype(str))
+    f = f.drop_duplicates(['instrument', 'timestamp'], keep='last')
+    rows = key.merge(f, on=['instrument', 'timestamp'], how='left', indicator=True)
+    out = np.full(len(rows), np.nan)
+    found = (rows['_merge'] == 'both').to_numpy()
+    if found.any():
+        X = rows.loc[found, list(handle.features)].astype('float64').reset_index(drop=True)
+        out[found] = np.asarray(handle.prob_up(X), dtype='float64')
+    return out
+
+
+def judge_parity(
+    signals: pd.DataFrame,
+    offline,
+    tolerance: float = 1e-6,
+    max_share: float = 0.01,
+    total: int | None = None,
+    version=None,
+) -> dict:
+    "The parity check (see above) of served `signals` (instrument, bar, prob) against `offline` (NaN: no stored row)."
+    o = np.asarray(offline, dtype='float64')
+    n = len(signals)
+    total = n if total is None else total
+    base = dict(check='parity', threshold=max_share)
+    if n == 0:
+        return dict(
+            base,
+            verdict='inconclusive',
+            value=float('nan'),
+            detail=dict(
+                n=0,
+                total=total,
+                tolerance=tolerance,
+                reason=f"no served signals{f' of v{version}' if version else ''} yet",
+            ),
+        )
+    s = signals.prob.to_numpy(dtype='float64')
+    missing = ~np.isfinite(o)
+    diff = np.where(missing, np.inf, np.abs(s - o))
+    bad = diff > tolerance
+    share = float(bad.mean())
+    largest = float(np.max(np.where(missing, 0.0, diff))) if (~missing).any() else float('nan')
+    ex = [
+        dict(instrument=r.instrument, bar=iso(r.bar), served=float(r.prob), offline=None if m else float(x))
+        for r, x, m in zip(signals[bad].itertuples(), o[bad], missing[bad])
+    ][:3]
+    reason = (
+        f"{_pct(share)} of {n} signals differ by > {tolerance:g} from the offline prediction"
+        + (f" ({int(missing.sum())} without a stored feature row)" if missing.any() else '')
+        + (f"; largest difference {largest:.3g}" if bad.any() and math.isfinite(largest) and largest > 0 else '')
+    )
+    return dict(
+        base,
+        verdict='fail' if share > max_share else 'pass',
+        value=share,
+        detail=dict(
+            n=n,
+            total=total,
+            mismatches=int(bad.sum()),
+            missing=int(missing.sum()),
+            max_abs_diff=largest,
+            tolerance=tolerance,
+            examples=ex,
+            reason=reason,
+        ),
+    )
+
+
+@patch
+def _offline_model(self: CanaryRollout, version):
+    "The registered `version`, loaded once per rollout object for the parity check (a fresh copy, not the gateway's)."
+    from autotrader.deploy.gateway import load_version
+
+    v = str(version).lstrip('v')
+    if v not in self._offline:
+        self._offline[v] = load_version(self.registry, v)
+    return self._offline[v]
+
+
+@patch
+def parity(self: CanaryRollout, version, start: float, end: float, instruments=None) -> dict:
+    "The parity check of `version`'s served signals in [start, end) (see above), as an analysis result."
+    c = self.st.canary
+    sig, total = parity_sample(self.state, version, start, end, instruments, c.parity_sample)
+    if not len(sig):
+        return judge_parity(sig, [], c.parity_tolerance, c.parity_max_mismatch_share, 0, version)
+    try:
+        off = offline_probabilities(self.store, self._offline_model(version), sig)
+    except Exception as e:  # a check that cannot conclude says so
+        return dict(
+            check='parity',
+            verdict='inconclusive',
+            value=float('nan'),
+            threshold=c.parity_max_mismatch_share,
+            detail=dict(
+                n=0, total=total, reason=f"v{version} could not be recomputed offline: {type(e).__name__}: {e}"
+            ),
+        )
+    return judge_parity(sig, off, c.parity_tolerance, c.parity_max_mismatch_share, total, version)
+
 # %% ../../nbs/deploy/63_canary.ipynb #cb86a118
 @patch
 def monitor_canary(self: CanaryRollout, duration_seconds: float = 3600, final: bool = True) -> dict:
@@ -356,6 +491,12 @@ def analyze(
                     detail=dict(n=m.signals, champion=m.sharpe_champion),
                 )
             )
+    par = {**self.parity(version, start, now), 'instrument': '*'}
+    results.append(par)
+    if par['verdict'] == 'fail':
+        reasons.append(f"parity: {par['detail']['reason']}")
+    elif final and par['verdict'] == 'inconclusive':
+        reasons.append(f"parity inconclusive ({par['detail']['reason']})")
     if final:
         base, new, n = pooled.get('base', float('nan')), pooled.get('new', float('nan')), pooled.get('n', 0)
         thr = base - c.max_sharpe_drop * abs(base) if math.isfinite(base) else float('nan')

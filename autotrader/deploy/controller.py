@@ -43,6 +43,10 @@ class Strategy:
     def analyze(self, ctl, d, start: float, now: float, final: bool) -> dict:
         raise NotImplementedError
 
+    def verdict_eta(self, ctl, plan: list[dict]) -> dict | None:
+        "The expected time to a P&L verdict in the first stage (`deploy.sequential.verdict_eta`), or None."
+        return None
+
 
 class BlueGreenStrategy(Strategy):
     "Blue/green: one stage of every instrument in slot green, judged against blue's baseline."
@@ -96,6 +100,10 @@ class BlueGreenStrategy(Strategy):
 # %% ../../nbs/deploy/65_controller.ipynb #b706b7cc
 def _reason(r: dict) -> str:
     d = r.get('detail') or {}
+    if r['check'] == 'parity':  # its own sentence: 'parity: 37 % of 120 signals differ by > 1e-06 from the offline …'
+        if r['verdict'] == 'inconclusive':
+            return f"parity inconclusive ({d.get('reason', 'no reason recorded')})"
+        return f"parity: {d.get('reason', _f(r['value']))}"
     if r['verdict'] == 'inconclusive':
         why = (
             f"{d.get('n', 0)} paired outcomes < min_signals"
@@ -169,6 +177,26 @@ class CanaryStrategy(Strategy):
         if baseline is None:
             raise StateError("a canary needs a live champion in slot blue: deploy the first version with blue/green")
         return self.api(ctl).plan()
+
+    def verdict_eta(self, ctl, plan):
+        "Stage 0's time to a P&L verdict for `[canary] verdict_effect_bps`, noise: its instruments' bar volatility."
+        import numpy as np
+
+        from autotrader.deploy.sequential import verdict_eta
+        from autotrader.schema import timeframe_delta
+
+        ins = plan[0]['instruments']
+        vol = self.api(ctl).instrument_profile().volatility.reindex(ins).to_numpy(dtype='float64')
+        vol = vol[np.isfinite(vol)]
+        return verdict_eta(
+            ctl.st.canary.verdict_effect_bps,
+            float(np.sqrt(np.mean(vol**2))) if len(vol) else float('nan'),
+            len(ins),
+            timeframe_delta(ctl.st.data.timeframe).total_seconds(),
+            ctl.st.deploy.pnl_alpha,
+            ctl.st.deploy.min_signals,
+            plan[0]['duration_seconds'],
+        )
 
     def before_load(self, ctl, d):
         from autotrader.deploy.canary import smoke_check
@@ -328,11 +356,15 @@ def start(self: RolloutController, version, force: bool = False) -> dict:
     note = _check_decision(self, v, force) if self.require_decision else ''
     plan = self.strategy.plan(self, v, base)
     desc = ' → '.join(f"{p['stage']} {len(p['instruments']) if p['instruments'] != ['*'] else 'all'}" for p in plan)
+    try:
+        eta = self.strategy.verdict_eta(self, plan) if base else None
+    except Exception as e:  # an estimate, never a reason not to deploy
+        eta = dict(bars=None, hours=None, line=f"P&L verdict time unknown: {type(e).__name__}: {e}")
     did = self.state.create_deployment(
         self.strategy.kind,
         v,
         base,
-        {'plan': plan},
+        {'plan': plan, **({'verdict_eta': eta} if eta else {})},
         self.actor,
         reason=f"{self.strategy.kind} of v{v} (baseline {'v' + base if base else 'none'}): {desc}{note}",
     )
@@ -340,6 +372,8 @@ def start(self: RolloutController, version, force: bool = False) -> dict:
     self.say(
         f"deployment {did}: {self.strategy.kind} of v{v} (baseline {'v' + base if base else 'none'}); stages {desc}"
     )
+    if eta:
+        self.say(eta['line'])
     return self.deployment()
 
 # %% ../../nbs/deploy/65_controller.ipynb #6677500c

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['cs_halfwidth', 'sequential_pnl', 'paired_pnl', 'judge_pnl', 'bars_to_verdict']
+__all__ = ['cs_halfwidth', 'sequential_pnl', 'paired_pnl', 'judge_pnl', 'bars_to_verdict', 'verdict_eta']
 
 # %% ../../nbs/deploy/64_sequential.ipynb #5ac7c9ce
 def cs_halfwidth(n: int, sigma: float, alpha: float = 0.05, m: int = 30) -> float:
@@ -117,3 +117,58 @@ def bars_to_verdict(
         else:
             lo = mid + 1
     return lo
+
+# %% ../../nbs/deploy/64_sequential.ipynb #4c239f48
+def _hours(h: float) -> str:
+    "A duration in hours as read: '5 h', '2.5 days'."
+    return f"{h:.3g} h" if h < 48 else f"{h / 24:.3g} days"
+
+
+def verdict_eta(
+    effect_bps: float,
+    sigma: float,
+    instruments: int,
+    bar_seconds: float,
+    alpha: float = 0.05,
+    m: int = 30,
+    window_seconds: float | None = None,
+) -> dict:
+    """How long the P&L check of a stage on `instruments` instruments takes to a verdict for a true difference of
+    `effect_bps` basis points of net return per bar, paired-difference noise `sigma` (a return per bar): at least `m`
+    paired bars (the check's minimum) and `bars_to_verdict`. {'bars', 'hours', 'line', …}; bars None when unresolvable."""
+    effect = abs(effect_bps) * 1e-4
+    k = max(int(instruments), 1)
+    out = dict(
+        effect_bps=abs(effect_bps),
+        sigma=sigma,
+        instruments=k,
+        bar_seconds=bar_seconds,
+        alpha=alpha,
+        min_n=m,
+        bars=None,
+        hours=None,
+    )
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        out['line'] = 'P&L verdict time unknown: no stored bars to estimate the noise of per-bar returns'
+        return out
+    n = bars_to_verdict(effect, sigma, alpha, m)
+    if n is None:
+        out['line'] = (
+            f"P&L verdict: an effect of {abs(effect_bps):g} bp/bar is too small to resolve "
+            f"(noise {sigma * 1e4:.3g} bp/bar)"
+        )
+        return out
+    n = max(n, m)
+    hours = math.ceil(n / k) * bar_seconds / 3600
+    out.update(bars=n, hours=hours)
+    out['line'] = (
+        f"P&L verdict expected after ~{n:,} bars (~{_hours(hours)}: {k} instrument{'s' if k != 1 else ''}, one paired "
+        f"bar each per {bar_seconds / 3600:g} h bar) for an effect of {abs(effect_bps):g} bp/bar "
+        f"(noise {sigma * 1e4:.3g} bp/bar, alpha {alpha:g})"
+        + (
+            f"; longer than the stage's {_hours(window_seconds / 3600)} window: expect it to hold"
+            if window_seconds is not None and hours * 3600 > window_seconds
+            else ''
+        )
+    )
+    return out
