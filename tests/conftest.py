@@ -81,6 +81,22 @@ def _shared_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope='session')
+def run_all_site(tmp_path_factory) -> dict:
+    """`autotrader run all` once for the run, as a user runs it in a fresh folder (150 days of history, 4 trials), then
+    a second, up-to-date `autotrader run ingest`: {'dir', 'out' (run all's output), 'again' (the second ingest's)}.
+    Read-only: a test that changes it works on a copy. Its tests carry `pytest.mark.xdist_group('run_all')`, so one worker builds it once."""
+    from inprocess import autotrader_cli
+
+    d = tmp_path_factory.mktemp('run-all')
+    (d / 'settings.ini').write_text('[data]\nlookback_days = 150\n[train]\nn_trials = 4\n')
+    r = autotrader_cli('run', 'all', '--no-progress', cwd=d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = autotrader_cli('run', 'ingest', '--no-progress', cwd=d)
+    assert again.returncode == 0, again.stdout + again.stderr
+    return dict(dir=d, out=r.stdout, again=again.stdout)
+
+
+@pytest.fixture(scope='session')
 def champion(tmp_path_factory) -> Champion:
     """One trained, evaluated and promoted model for the whole run (see tests/champion.py): yields a `Champion` with
     `dir` (holds settings.ini; data in dir/autotrader-data), `settings_path`, `settings`, `data_dir`, `version` ('1',

@@ -577,7 +577,7 @@ def test_live_airflow(airflow_system, kit):
     assert first == '2024-03-01T02:00:00+00:00' and last == '2024-03-02T01:00:00+00:00' and int(n) == 5, r.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_ingest_dag_runs_end_to_end_like_autotrader_run_ingest(tmp_path):
     by_cli, by_airflow, exported = tmp_path / 'cli', tmp_path / 'airflow', tmp_path / 'exported'
     for d in (by_cli, by_airflow, exported):

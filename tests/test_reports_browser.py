@@ -11,8 +11,6 @@ import json
 import os
 import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,45 +19,24 @@ from browser import browser_page, need_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xdist_group('reports_browser'),
-]  # one `run all` for the module, on one worker
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.xdist_group('run_all'),
+]  # the session's one `run all` (conftest), on one worker
 WIDTH, HEIGHT = 1280, 900
 
 
-def _env(**extra):
-    e = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
-    e['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
-    return {**e, **extra}
-
-
-def _cli(cwd, *args, timeout=1200):
-    return subprocess.run(
-        [sys.executable, '-m', 'autotrader.cli', *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=_env(),
-    )
-
-
 @pytest.fixture(scope='module')
-def site(tmp_path_factory):
-    "A folder after `run all` and a second, up-to-date `run ingest`: {page name: report path}."
+def site(run_all_site):
+    "The session's `run all` folder (then an up-to-date second ingest): {page name: report path}."
     need_chromium()
-    d = tmp_path_factory.mktemp('reports-browser')
-    (d / 'settings.ini').write_text('[data]\nlookback_days = 150\n[train]\nn_trials = 4\n')
-    r = _cli(d, 'run', 'all', '--no-progress')
-    assert r.returncode == 0, r.stdout + r.stderr
-    again = _cli(d, 'run', 'ingest', '--no-progress')
-    assert again.returncode == 0, again.stdout + again.stderr
+    d, r, again = run_all_site['dir'], run_all_site['out'], run_all_site['again']
     rep = d / 'reports'
     ingests = sorted(rep.glob('ingest/*/report.html'))
     pages = {'ingest': ingests[0], 'ingest-up-to-date': ingests[-1], 'index': rep / 'index.html'}
     for p in ('train', 'evaluate', 'rollout', 'health'):
         pages[p] = next(rep.glob(f'{p}/*/report.html'))
-    return dict(dir=d, pages=pages, out=r.stdout, again=again.stdout)
+    return dict(dir=d, pages=pages, out=r, again=again)
 
 
 # what a page shows a reader, minus code inputs (a report shows its code, where `None` is Python, not a value)

@@ -6,6 +6,7 @@ failing stage stops it clearly."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from inprocess import autotrader_cli
 from local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group('run_all')]  # the session's `run all` (conftest), one worker
 
 
 def _env(**extra):
@@ -33,28 +34,26 @@ def _run_all(cwd, **env):
     return autotrader_cli('run', 'all', '--no-progress', cwd=cwd, env=env)
 
 
-def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_path):
-    (tmp_path / 'settings.ini').write_text('[data]\nlookback_days = 150\n[train]\nn_trials = 4\n')
-    r = _run_all(tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    out = r.stdout
+def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(run_all_site, tmp_path):
+    site, out = run_all_site['dir'], run_all_site['out']  # `run all` in a fresh folder, then an up-to-date ingest
     stages = dict(re.findall(r'^(ingest|train|evaluate|rollout|health)\s+(ok|skipped|failed|timeout)\s', out, re.M))
     assert list(stages) == ['ingest', 'train', 'evaluate', 'rollout', 'health'], out
     assert all(stages[s] == 'ok' for s in ('ingest', 'train', 'evaluate', 'health')), out
     assert (
         re.search(r'^wall time: [\d.]+ min \(\d+ s\)$', out, re.M)
-        and f"index:     {tmp_path / 'reports' / 'index.html'}" in out
+        and f"index:     {site / 'reports' / 'index.html'}" in out
     )
     for p in ('ingest', 'train', 'evaluate', 'health'):
-        (run,) = (tmp_path / 'reports' / p).glob('*/run.json')
-        assert json.loads(run.read_text())['status'] == 'ok' and (run.parent / 'report.html').exists()
-    ev = json.loads(next((tmp_path / 'reports' / 'evaluate').glob('*/run.json')).read_text())
+        runs = sorted((site / 'reports' / p).glob('*/run.json'))
+        assert len(runs) == (2 if p == 'ingest' else 1), runs  # ingest: run all's, then the up-to-date one
+        assert all(json.loads(r.read_text())['status'] == 'ok' and (r.parent / 'report.html').exists() for r in runs)
+    ev = json.loads(next((site / 'reports' / 'evaluate').glob('*/run.json')).read_text())
     # the embedded defaults' demo edge is promoted and rolled out (replay clock): the run ends with a champion
     assert stages['rollout'] == 'ok' and ev['metrics']['promote'], out
-    assert json.loads(next((tmp_path / 'reports' / 'rollout').glob('*/run.json')).read_text())['parameters'] == {
+    assert json.loads(next((site / 'reports' / 'rollout').glob('*/run.json')).read_text())['parameters'] == {
         'clock': 'replay'
     }
-    index = (tmp_path / 'reports' / 'index.html').read_text()
+    index = (site / 'reports' / 'index.html').read_text()
     assert all(f'id="{p}"' in index for p in ('ingest', 'train', 'evaluate', 'rollout', 'health'))
     # `autotrader serve` started afterwards bootstraps from the champion alias: it serves the version run all printed
     champion = re.search(r'^champion:  version (\S+) ', out, re.M).group(1)
@@ -62,7 +61,7 @@ def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_pat
     log = open(tmp_path / 'serve.log', 'wb')
     gw = subprocess.Popen(
         [sys.executable, '-m', 'autotrader.cli', 'serve', '--port', str(port)],
-        cwd=tmp_path,
+        cwd=site,
         env=_env(NO_PROXY='127.0.0.1,localhost'),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -83,9 +82,10 @@ def test_run_all_runs_the_lifecycle_and_stops_clearly_at_a_failing_stage(tmp_pat
         gw.wait(timeout=30)
         log.close()
 
-    # a stage that fails stops the lifecycle with its name, its report and its exit code
-    r = _run_all(tmp_path, AUTOTRADER__TRAIN__MIN_TEST_TIMESTAMPS='1000000')
+    # a stage that fails stops the lifecycle with its name, its report and its exit code (on a copy: the site is shared)
+    shutil.copytree(site, tmp_path / 'site')
+    r = _run_all(tmp_path / 'site', AUTOTRADER__TRAIN__MIN_TEST_TIMESTAMPS='1000000')
     assert r.returncode == 1, r.stdout + r.stderr
     assert re.search(r'^train\s+failed', r.stdout, re.M) and 'FAILED at train' in r.stdout and 'report: ' in r.stdout
     assert not re.search(r'^(evaluate|health)\s', r.stdout, re.M)
-    assert len(list((tmp_path / 'reports' / 'train').glob('*/run.json'))) == 2
+    assert len(list((tmp_path / 'site' / 'reports' / 'train').glob('*/run.json'))) == 2
