@@ -264,9 +264,12 @@ def test_judge_pnl_as_an_analysis_result():
     assert r['detail']['base_mean'] == pytest.approx(0.02) and r['detail']['new_mean'] == pytest.approx(0.01)
     empty = judge_pnl(pd.DataFrame(columns=['new', 'base', 'diff']))
     assert empty['verdict'] == 'inconclusive' and math.isnan(empty['detail']['base_mean'])
-    assert empty['threshold'] == pytest.approx(-1e-6 * 0.05)
+    assert empty['threshold'] == pytest.approx(-1e-9)
     zero = pd.DataFrame({'new': [0.0, 0.0, 0.0], 'base': [0.01, -0.01, 0.0], 'diff': [-0.01, 0.01, 0.0]})
-    assert judge_pnl(zero, min_n=3)['threshold'] == pytest.approx(-0.01 * 0.05)  # base mean 0: its spread sets delta
+    assert judge_pnl(zero, min_n=3)['threshold'] == pytest.approx(-1e-9)  # no known edge of the champion: no margin
+    noisy = pd.DataFrame({'base': [0.03, -0.01] * 20, 'new': [0.03, -0.01] * 20, 'diff': 0.0})
+    assert judge_pnl(noisy)['threshold'] == pytest.approx(-1e-9)  # mean 1 % but not known at 40 bars: no margin
+    assert judge_pnl(noisy)['verdict'] == 'pass'  # an identical copy passes all the same
 
 
 def test_bars_to_verdict():

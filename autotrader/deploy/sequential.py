@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['cs_halfwidth', 'sequential_pnl', 'paired_pnl', 'judge_pnl', 'bars_to_verdict', 'verdict_eta']
+__all__ = ['cs_halfwidth', 'sequential_pnl', 'paired_pnl', 'pnl_margin', 'judge_pnl', 'bars_to_verdict', 'verdict_eta']
 
 # %% ../../nbs/deploy/64_sequential.ipynb #5ac7c9ce
 def cs_halfwidth(n: int, sigma: float, alpha: float = 0.05, m: int = 30) -> float:
@@ -77,14 +77,20 @@ def paired_pnl(
     return p[cols]
 
 
+def pnl_margin(base, max_drop: float = 0.2, alpha: float = 0.05, min_n: int = 30) -> float:
+    "δ of the P&L check (see above): `max_drop` of the champion's mean P&L per bar as far as it is known; ≥ 1e-9."
+    b = np.asarray(base, dtype='float64')
+    b = b[np.isfinite(b)]
+    if len(b) < 2:
+        return 1e-9
+    known = abs(float(b.mean())) - cs_halfwidth(len(b), float(b.std(ddof=1)), alpha, max(min_n, 1))
+    return max(max_drop * known, 1e-9)  # a tiny margin still lets an identical copy (differences all 0) pass
+
+
 def judge_pnl(p: pd.DataFrame, max_drop: float = 0.2, alpha: float = 0.05, min_n: int = 30) -> dict:
     "The sequential P&L check of paired returns `p` as an analysis result (check `pnl`)."
     base_mean = float(p['base'].mean()) if len(p) else float('nan')
-    delta = (
-        max_drop * abs(base_mean)
-        if math.isfinite(base_mean) and base_mean != 0
-        else max(float(p['base'].std(ddof=1)) if len(p) > 1 else 0.0, 1e-6) * 0.05
-    )
+    delta = pnl_margin(p['base'].to_numpy() if len(p) else [], max_drop, alpha, min_n)
     s = sequential_pnl(p['diff'].to_numpy() if len(p) else [], delta, alpha, min_n)
     return dict(
         check='pnl',
