@@ -176,6 +176,17 @@ def _reasons(gates, notes) -> list[str]:
     return (out or [f"all {len(gates.gates)} gates pass"]) + list(notes)
 
 # %% ../../nbs/pipelines_lib/73_evaluate.ipynb #06015858
+def _costs_text(cost) -> str:
+    "The backtest's costs as read: '2 bp' or 'SPX 0.5 bp, BTC-USD 2 bp' (one figure when they are all the same)."
+    from autotrader.pipelines.readable import cell_text
+
+    if not isinstance(cost, dict):
+        return f"{cell_text(cost)} bp"
+    if len(set(cost.values())) == 1:
+        return f"{cell_text(next(iter(cost.values())))} bp"
+    return ', '.join(f"{k} {cell_text(v)} bp" for k, v in cost.items())
+
+
 def _card(
     reg, mv, tr, test, bt, ev, gates, prob, champion, notes, folds, imp, spec=None, data=None, st=None, ov=None
 ) -> str:
@@ -199,7 +210,7 @@ def _card(
     )
     use = (
         f"Direction signal — P(close {tr['horizon']} bar(s) ahead > close now) — for {insts} at {tr['timeframe']}, re-decided "
-        f"every bar; positions {tr['backtest']['mode']} (band {tr['backtest']['band']}), costs {tr['backtest']['cost_bps']} bps "
+        f"every bar; positions {tr['backtest']['mode']} (band {tr['backtest']['band']}), costs {_costs_text(tr['backtest']['cost_bps'])} "
         "per unit of turnover. For research and paper trading; serves live only as the champion, after the gates and a rollout."
     )
     imp_map = None
