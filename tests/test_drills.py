@@ -1,7 +1,7 @@
 """Incident drills in CI: the local stack (`autotrader stack up`: real Prometheus, Alertmanager, node-exporter, the
 gateway with 2 replicas, the alert receiver; the shipped rules and routing, 1 s scrape and evaluation intervals and
 short Alertmanager grouping) and a fast subset of the drills (`autotrader drill run`): a replica killed, the
-text-file collector dead, a failing pipeline, a bad canary. Each drill must be detected (its alert delivered by
+text-file collector dead, a failing pipeline, a planted feature drift, a bad canary. Each drill must be detected (its alert delivered by
 Alertmanager to the receiver, recorded in the outbox) and recovered (service restored; the alert resolved where the
 rule allows it within the test); the times are printed, never asserted. The Debian binaries come from .ci/run."""
 
@@ -182,6 +182,11 @@ def test_drill_pipeline_failed_cli_json(stack):
     assert res['drill'] == 'pipeline-failed' and res['detected'] and res['recovered'], res
     assert res['alert'] == 'AutoTraderPipelineFailed' and res['runbook'].endswith('/AutoTraderPipelineFailed.md')
     assert res['mttd_s'] is not None and res['mttr_s'] is not None
+
+
+def test_drill_drift_planted(stack):
+    "ret_1 shifted in the store's current window, health run: AutoTraderFeatureDriftCritical delivered; restored, resolved."
+    _check(D.run_drill(D.DRILLS['drift-planted'], stack, timeout=300))
 
 
 def test_drill_bad_canary(stack):

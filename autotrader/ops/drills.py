@@ -26,8 +26,8 @@ from ..monitor.receiver import received
 from . import stack as K
 
 # %% auto #0
-__all__ = ['DRILLS', 'DrillError', 'DrillResult', 'Drill', 'DrillEnv', 'run_drill', 'drill_names', 'run_drills', 'format_table',
-           'format_list', 'DrillsResult', 'run', 'plot_timelines']
+__all__ = ['DRIFT_FEATURE', 'DRILLS', 'DrillError', 'DrillResult', 'Drill', 'DrillEnv', 'run_drill', 'drill_names', 'run_drills',
+           'format_table', 'format_list', 'DrillsResult', 'run', 'plot_timelines']
 
 # %% ../../nbs/ops/87_drills.ipynb #05fc094b
 class DrillError(RuntimeError):
@@ -370,21 +370,21 @@ def _file_fresh(env: DrillEnv) -> bool:
     return env.scratch.get('rewritten', False)
 
 
-def _run(env: DrillEnv, params: dict, extra_env: dict | None = None):
-    "Run the ingest pipeline (the runner: report, run record, metrics file, alerts) with settings overrides `extra_env`."
+def _run(env: DrillEnv, params: dict, extra_env: dict | None = None, pipeline: str = 'ingest'):
+    "Run `pipeline` (the runner: report, run record, metrics file, alerts) with settings overrides `extra_env`."
     from autotrader.ops.runner import run_pipeline
 
     old = {k: os.environ.get(k) for k in (extra_env or {})}
     os.environ.update(extra_env or {})
     try:
-        r = run_pipeline('ingest', params, settings_path=env.settings._file, progress=False)
+        r = run_pipeline(pipeline, params, settings_path=env.settings._file, progress=False)
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    env.mark(f'ingest run {r.run_id}: {r.status}')
+    env.mark(f'{pipeline} run {r.run_id}: {r.status}')
     return r
 
 
@@ -435,6 +435,114 @@ def _scheduler_and_catch_up(env: DrillEnv):
 
 def _overdue_restored(env: DrillEnv) -> bool:
     return _rerun_ok(env) and env.status()['scheduler']['up']
+
+
+DRIFT_FEATURE = 'ret_1'  # in every feature set; its reference band is narrow
+
+
+def _features(env: DrillEnv):
+    "The store, the features dataset the health check reads (the champion's feature set, else the configured one), its timeframe."
+    from autotrader.features.basic import make_feature_set
+    from autotrader.features.store import FeatureStore
+    from autotrader.monitor.health import _registry_exists, champion_reference
+
+    st = env.settings
+    ch = (champion_reference(st) if _registry_exists(st) else None) or {}
+    ds = f"features/{ch.get('feature_set') or make_feature_set(st).id}"
+    store = FeatureStore(st.store.dir, st.store.keep_snapshots)
+    if ds not in store.datasets():
+        raise DrillError(f"the store holds no {ds}: run the ingest pipeline first")
+    return store, ds, ch.get('timeframe') or st.data.timeframe
+
+
+def _health_now(env: DrillEnv, store, ds: str, tf: str) -> str | None:
+    """The health check's `now`: None (the wall clock, as the scheduler runs it) when the store holds bars of the
+    current window; else the close of its newest bar (a historical or replayed store, as in CI)."""
+    import pandas as pd
+
+    last = store.read(ds, columns=['timestamp']).timestamp.max() + pd.Timedelta(tf)
+    if last >= pd.Timestamp.now(tz='UTC') - pd.Timedelta(tf) * env.settings.drift.current_bars:
+        return None
+    env.mark(f"health as of {last.isoformat()}, the store's newest bar (it holds no current window)")
+    return last.isoformat()
+
+
+def _health(env: DrillEnv, what: str):
+    """Run the health pipeline. As of `scratch['now']` (the past), its metrics files are written aside and moved into
+    the collector's folder with the run's stamp set to the time it ran: `now` is not when it last ran."""
+    now, stage = env.scratch.get('now'), env.dir / 'drill-health-metrics'
+    extra = {'AUTOTRADER__METRICS__TEXTFILE_DIR': str(stage)} if now else {}
+    r = _run(env, {'now': now} if now else {}, extra, pipeline='health')
+    if r.status != 'ok':
+        env.scratch['recovery_failed'] = f"the health run {what} {r.status}: {r.error or ''}"[:300]
+    for f in stage.glob('*.prom') if now else []:
+        text = re.sub(
+            r'^(autotrader_health_last_run_timestamp_seconds) \S+$',
+            lambda m: f"{m.group(1)} {time.time():.3f}",
+            f.read_text(),
+            flags=re.M,
+        )
+        atomic_write(metrics_dir(env.settings) / f.name, text)
+        f.unlink()
+    return r
+
+
+def _plant_drift(env: DrillEnv):
+    import pandas as pd
+
+    store, ds, tf = _features(env)
+    now = env.scratch['now'] = _health_now(env, store, ds, tf)
+    t, n = pd.Timestamp(now or pd.Timestamp.now(tz='UTC')), env.settings.drift.current_bars
+    rows = store.read(ds, start=t - pd.Timedelta(tf) * 4 * n, end=t, timeframe=tf)
+    if DRIFT_FEATURE not in rows:
+        raise DrillError(f"{ds} has no {DRIFT_FEATURE}")
+    new = rows.groupby('instrument', sort=False).tail(n).copy()  # each instrument's current window
+    env.scratch['backup'] = (store, ds, new.copy())
+    new[DRIFT_FEATURE] += 5 * rows[DRIFT_FEATURE].std()
+    with store.transaction('drill-drift-planted') as tx:
+        tx.write(ds, new)
+    env.scratch['t0'] = time.time()  # the drift is in the store: the incident begins
+    env.mark(f"{DRIFT_FEATURE} + 5 sd in the newest {n} rows of each instrument of {ds}")
+    if _health(env, 'on the planted drift').status != 'ok':
+        raise DrillError(env.scratch['recovery_failed'])
+    if (_drift_level(env) or 0) < 0:
+        raise DrillError(
+            f"the health check rates the drift of {DRIFT_FEATURE} inconclusive (its report says why: too short a "
+            "reference): the drill needs a longer history or a champion"
+        )
+
+
+def _restore_store(env: DrillEnv) -> bool:
+    "Write the rows the drill changed back (a new store commit); False when there was nothing to restore."
+    b = env.scratch.pop('backup', None)
+    if b:
+        store, ds, rows = b
+        with store.transaction('drill-drift-restored') as tx:
+            tx.write(ds, rows)
+    return b is not None
+
+
+def _drift_recover(env: DrillEnv):
+    "restore the store's rows and re-run health"
+    _restore_store(env)
+    env.scratch['rerun'] = _health(env, 'after the restore').status
+
+
+def _drift_cleanup(env: DrillEnv):
+    if _restore_store(env):  # not recovered: the store back, and health re-run so its metrics say so
+        _health(env, 'after the restore')
+
+
+def _drift_level(env: DrillEnv) -> float | None:
+    "The drift level of DRIFT_FEATURE the last health run exported (2 critical, -1 inconclusive)."
+    f = metrics_dir(env.settings) / 'autotrader_health.prom'
+    m = re.search(rf'^autotrader_drift_level{{feature="{DRIFT_FEATURE}",[^}}]*}} (\S+)$', f.read_text(), re.M)
+    return float(m.group(1)) if m else None
+
+
+def _drift_gone(env: DrillEnv) -> bool:
+    "The health re-run exported the feature's drift level below critical."
+    return env.scratch.get('rerun') == 'ok' and (_drift_level(env) or 0) < 2
 
 
 class _Outage:
@@ -554,6 +662,16 @@ DRILLS = {
             recover=_broker_back,
             cleanup=_stop_outage,
             labels={'pipeline': 'ingest'},
+        ),
+        Drill(
+            'drift-planted',
+            f"{DRIFT_FEATURE} shifted by 5 sd in the health check's current window of the store; health run",
+            'AutoTraderFeatureDriftCritical',
+            _plant_drift,
+            _drift_gone,
+            recover=_drift_recover,
+            cleanup=_drift_cleanup,
+            labels={'feature': DRIFT_FEATURE},
         ),
     ]
 }
