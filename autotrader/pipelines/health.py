@@ -148,12 +148,14 @@ class HealthResult:
         if not len(m):
             return 'no features to check'
         empty = (m.missing_cur >= 1) & (m.missing_ref >= 1)
-        sup = m[~empty]
+        sup = m[~empty & m.missing_cur.notna()]  # NaN: no current rows to count (an empty current window)
         out = (
             f"worst {sup.missing_cur.idxmax()} {_fmt(sup.missing_cur.max(), True)} missing"
             + f" ({int(sup.level.isin(['warning', 'critical']).sum())} of {len(sup)} features alert)"
             if len(sup)
             else 'every feature is empty'
+            if empty.all()
+            else 'no current rows to count'
         )
         return out + (f"; {int(empty.sum())} empty in both windows (not supplied by the source)" if empty.any() else '')
 
