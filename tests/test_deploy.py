@@ -902,6 +902,11 @@ class World:
         self.clock = ManualClock(pd.Timestamp('2024-10-01T00:00Z').timestamp())
         self.state = DeploymentState.from_settings(self.st, self.clock)
         self.reg = ModelRegistry.from_settings(self.st)
+        # every world starts alike, whatever the module's earlier tests promoted in `trained`: champion = good
+        c = self.reg.client
+        c.set_registered_model_alias(self.reg.model_name, 'champion', str(trained['good']))
+        if self.reg.version('previous-champion') is not None:
+            c.delete_registered_model_alias(self.reg.model_name, 'previous-champion')
         bootstrap_routing(self.state, self.reg, actor='test')
         port = free_port()
         self.app = create_app(self.st, url=f'http://127.0.0.1:{port}', replica='manual-1')
