@@ -71,7 +71,23 @@ def pytest_collection_modifyitems(config, items):
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
+    if config.getvalue('loadgroup'):  # on an xdist worker under --dist loadgroup
+        _group_node_ids(items)
     items.sort(key=lambda i: -COST.get(Path(str(i.path)).name, 0))
+
+
+def _group_node_ids(items):
+    """Suffix each grouped test's node id with `@group`, which is how xdist's loadgroup scheduler sees groups. xdist
+    3.8 sets `item._nodeid`, which pytest 9 no longer reads (the id is `item._id`), so without this every group was
+    split across the workers and module-scoped fixtures were built on both (measured: the session's `run all` twice)."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get('name', 'default')) for m in item.iter_markers('xdist_group')
+        }
+        if names and '@' not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(sorted(names))}")
 
 
 def _shared_root(tmp_path_factory) -> Path:
@@ -84,16 +100,33 @@ def _shared_root(tmp_path_factory) -> Path:
 def run_all_site(tmp_path_factory) -> dict:
     """`autotrader run all` once for the run, as a user runs it in a fresh folder (150 days of history, 4 trials), then
     a second, up-to-date `autotrader run ingest`: {'dir', 'out' (run all's output), 'again' (the second ingest's)}.
-    Read-only: a test that changes it works on a copy. Its tests carry `pytest.mark.xdist_group('run_all')`, so one worker builds it once."""
+    Built by the first worker that needs it (a file lock in the run's shared folder), reused by the others; a failed
+    build is raised again, not retried. Read-only: a test that changes it works on a copy. Its tests carry
+    `pytest.mark.xdist_group('run_all')`, so one worker usually does both."""
+    import json
+    import traceback
+
+    from champion import _locked
     from inprocess import autotrader_cli
 
-    d = tmp_path_factory.mktemp('run-all')
-    (d / 'settings.ini').write_text('[data]\nlookback_days = 150\n[train]\nn_trials = 4\n')
-    r = autotrader_cli('run', 'all', '--no-progress', cwd=d)
-    assert r.returncode == 0, r.stdout + r.stderr
-    again = autotrader_cli('run', 'ingest', '--no-progress', cwd=d)
-    assert again.returncode == 0, again.stdout + again.stderr
-    return dict(dir=d, out=r.stdout, again=again.stdout)
+    root = _shared_root(tmp_path_factory)
+    d, done, failed = root / 'run-all', root / 'run-all.json', root / 'run-all-failed.txt'
+    with _locked(root / 'run-all.lock'):
+        if failed.exists():
+            raise RuntimeError(f'the session `run all` failed:\n{failed.read_text()}')
+        if not done.exists():
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                (d / 'settings.ini').write_text('[data]\nlookback_days = 150\n[train]\nn_trials = 4\n')
+                r = autotrader_cli('run', 'all', '--no-progress', cwd=d)
+                assert r.returncode == 0, r.stdout + r.stderr
+                again = autotrader_cli('run', 'ingest', '--no-progress', cwd=d)
+                assert again.returncode == 0, again.stdout + again.stderr
+            except BaseException as e:
+                failed.write_text(''.join(traceback.format_exception(e))[-6000:])
+                raise
+            done.write_text(json.dumps(dict(out=r.stdout, again=again.stdout)))
+    return dict(dir=d, **json.loads(done.read_text()))
 
 
 @pytest.fixture(scope='session')
