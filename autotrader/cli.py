@@ -568,7 +568,10 @@ def _cmd_stack(a) -> int:
             rcv.stop()
             return EXIT_OK
         if a.action == 'down':
-            K.stack_down(a.settings)
+            if not K.stack_down(a.settings):
+                print(
+                    f'nothing to stop: no component of the stack in {K.stack_dir(K._settings(a.settings))} is running'
+                )
             return EXIT_OK
         if a.action == 'up':
             opt = K.StackOptions(

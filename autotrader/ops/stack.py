@@ -149,19 +149,32 @@ def _proc(pid: int):
 
 
 def read_pid(d: Path, name: str):
-    "The live process of component `name` (psutil.Process), or None (no pid file, dead, or a recycled pid)."
+    """The live process of component `name` (psutil.Process), or None (no pid file, dead, or a recycled pid). A pid is
+    ours when its start time matches the recorded one, or — the wall clock was stepped since (NTP, a VM resumed), which
+    moves psutil's start times by the step — when its command line is the recorded one."""
     f = d / f'{name}.pid'
     try:
         rec = json.loads(f.read_text())
     except (OSError, ValueError):
         return None
     p = _proc(rec.get('pid', -1))
-    return p if p is not None and abs(p.create_time() - rec.get('started', 0)) < 1 else None
+    if p is None:
+        return None
+    if abs(p.create_time() - rec.get('started', 0)) < 1:
+        return p
+    try:
+        return p if rec.get('cmdline') and p.cmdline() == rec['cmdline'] else None
+    except Exception:
+        return None
 
 
 def _write_pid(d: Path, name: str, pid: int):
     p = _proc(pid)
-    (d / f'{name}.pid').write_text(json.dumps({'pid': pid, 'started': p.create_time() if p else 0}))
+    try:
+        cmdline = p.cmdline() if p else []
+    except Exception:
+        cmdline = []
+    (d / f'{name}.pid').write_text(json.dumps({'pid': pid, 'started': p.create_time() if p else 0, 'cmdline': cmdline}))
 
 
 def _port_free(port: int, host: str = HOST) -> bool:
