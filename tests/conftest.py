@@ -71,7 +71,7 @@ def pytest_collection_modifyitems(config, items):
         else:
             continue
         item.add_marker(pytest.mark.xdist_group(group))
-    if config.getvalue('loadgroup'):  # on an xdist worker under --dist loadgroup
+    if getattr(config.option, 'loadgroup', False):  # on an xdist worker under --dist loadgroup
         _group_node_ids(items)
     items.sort(key=lambda i: -COST.get(Path(str(i.path)).name, 0))
 

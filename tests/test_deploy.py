@@ -106,17 +106,17 @@ def _write_settings(d: Path, state_url: str, canary_kv: dict | None = None, **de
             min_signals=80,
             on_inconclusive='hold',
             max_hold_minutes=4320,
-            latency_floor_ms=250,
+            latency_floor_ms=400,
             warmup_requests=5,
         ),
         **deploy,
     }
     canary = dict(
         stages='canary=0.05:120, low=0.25:60, medium=0.5:60, full=1.0:60',
-        max_p99_ms=250,
+        max_p99_ms=400,
         integration_bars=12,
-        smoke_latency_ms=250,
-    )  # a busy CI machine; the slow versions take 600 ms a call
+        smoke_latency_ms=400,
+    )  # a busy CI machine (a good version's p99 reached 269 ms); the slow versions take 600 ms a call
     canary.update(canary_kv or {})
     p = d / f"settings-{abs(hash(state_url)) % 10**6}.ini"
     p.write_text(

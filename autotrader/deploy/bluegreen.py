@@ -131,13 +131,15 @@ class Thresholds:
     error_rate_floor: float = 0.001
     max_latency_ratio: float = 1.5
     latency_floor_ms: float = 25.0
+    max_p99_ms: float = 200.0  # with no baseline (a first version): the absolute p99 limit, [canary] max_p99_ms
     min_sharpe_ratio: float = 0.8
     min_requests: int = 50
     min_signals: int = 30
 
     @classmethod
     def from_settings(cls, st) -> 'Thresholds':
-        return cls(**{k: getattr(st.deploy, k) for k in cls.__dataclass_fields__})
+        kw = {k: getattr(st.deploy, k) for k in cls.__dataclass_fields__ if k != 'max_p99_ms'}
+        return cls(**kw, max_p99_ms=st.canary.max_p99_ms)
 
 
 def judge_traffic(new: dict, base: dict | None, th: Thresholds) -> list[dict]:
@@ -149,7 +151,9 @@ def judge_traffic(new: dict, base: dict | None, th: Thresholds) -> list[dict]:
     ):
         b = (base or {}).get(key)
         b_ok = base is not None and base.get('requests', 0) >= th.min_requests and b is not None and math.isfinite(b)
-        thr = max(ratio * b, floor) if b_ok else floor
+        # no baseline (the first version): the floor is no limit on its own (25 ms p99 rolled back a good first
+        # version on a busy host), so latency is held to the absolute limit the canary uses
+        thr = max(ratio * b, floor) if b_ok else (max(floor, th.max_p99_ms) if check == 'p99_latency_ms' else floor)
         v = new.get(key, float('nan'))
         if new.get('requests', 0) < th.min_requests or not math.isfinite(v):
             verdict = 'inconclusive'
