@@ -174,6 +174,34 @@ def _deploy_parsers(sub, settings, fmt):
     )
     sv.add_argument('--access-log', action='store_true', help='log every request (client, time, request line, status)')
     sv.add_argument('--settings', **settings)
+    tr = sub.add_parser(
+        'tracking-server',
+        help="run MLflow's tracking server with authentication and TLS (as production runs it)",
+        description="MLflow's basic-auth app: the admin password from MLFLOW_AUTH_ADMIN_PASSWORD (user MLFLOW_AUTH_ADMIN_USERNAME, default admin), "
+        'the form-signing key from MLFLOW_FLASK_SERVER_SECRET_KEY (the same on every replica); clients sign in with '
+        'MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD. Secrets come from the environment only.',
+    )
+    tr.add_argument(
+        '--backend-store-uri', required=True, help='runs and registry: a SQLAlchemy URL (password from PGPASSWORD)'
+    )
+    tr.add_argument(
+        '--artifacts-destination', help='where artifacts are stored (s3://bucket/prefix); proxied by the server'
+    )
+    tr.add_argument(
+        '--auth-db-uri', default='', help="MLflow's users and permissions: a SQLAlchemy URL of their own database"
+    )
+    tr.add_argument('--host', default='127.0.0.1', help='address to bind (default: 127.0.0.1)')
+    tr.add_argument('--port', type=int, default=5000, help='port (default: 5000)')
+    tr.add_argument('--allowed-hosts', help="Host headers accepted (MLflow's DNS-rebinding protection)")
+    tr.add_argument('--workers', type=int, help='uvicorn worker processes')
+    tr.add_argument('--tls-certfile', default='', help='PEM certificate to serve HTTPS with (with --tls-keyfile)')
+    tr.add_argument('--tls-keyfile', default='', help='PEM private key of --tls-certfile')
+    tr.add_argument(
+        '--tls-self-signed',
+        action='store_true',
+        help='serve HTTPS with a certificate made at start (behind a load balancer)',
+    )
+    tr.add_argument('--no-auth', action='store_true', help='no authentication (a local, single-user server)')
     d = sub.add_parser(
         'deploy',
         help='deploy model versions on the gateway: blue/green, status, rollback, history',
@@ -200,12 +228,37 @@ def _deploy_parsers(sub, settings, fmt):
 
 def _cmd_serve(a) -> int:
     from autotrader.deploy.gateway import serve
+    from autotrader.tls import TLSError
 
     if a.replicas < 1:
         print('autotrader: error: --replicas must be >= 1', file=sys.stderr)
         return EXIT_USAGE
-    serve(a.settings, a.host, a.port, a.replicas, access_log=a.access_log)
+    try:
+        serve(a.settings, a.host, a.port, a.replicas, access_log=a.access_log)
+    except TLSError as e:
+        print(f'autotrader: error: {e}', file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _cmd_tracking_server(a) -> int:
+    from autotrader.tls import run_tracking_server
+
+    rc = run_tracking_server(
+        a.backend_store_uri,
+        a.artifacts_destination,
+        a.host,
+        a.port,
+        a.allowed_hosts,
+        a.auth_db_uri,
+        a.tls_certfile,
+        a.tls_keyfile,
+        a.tls_self_signed,
+        auth=not a.no_auth,
+        workers=a.workers,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    return EXIT_USAGE if rc == 2 else (EXIT_OK if rc in (0, -15, 143) else EXIT_FAILED)
 
 
 def _history(log) -> list[dict]:
@@ -492,7 +545,7 @@ def _cmd_schedule(a) -> int:
 
 
 _COMMANDS.update(schedule=_cmd_schedule)
-_COMMANDS.update(serve=_cmd_serve, deploy=_cmd_deploy)
+_COMMANDS.update(serve=_cmd_serve, deploy=_cmd_deploy, **{'tracking-server': _cmd_tracking_server})
 
 # %% ../nbs/90_cli.ipynb #5a7c1d2e
 def _stack_parsers(sub, settings, fmt):

@@ -631,6 +631,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         'host': Key('str', '127.0.0.1', 'Address `autotrader serve` binds.'),
         'port': Key('int', 8080, 'Port of `autotrader serve` (replicas started with --replicas share it).'),
+        'tls_certfile': Key(
+            'str',
+            '',
+            'PEM certificate `autotrader serve` answers HTTPS with (with tls_keyfile); empty = plain HTTP, unless tls_self_signed.',
+        ),
+        'tls_keyfile': Key('str', '', 'PEM private key of tls_certfile.'),
+        'tls_self_signed': Key(
+            'bool',
+            False,
+            'Serve HTTPS with a key and a self-signed certificate made at start: for a gateway behind a load balancer that encrypts to its targets without verifying them (AWS ALB); production sets it.',
+        ),
         'routing_poll_seconds': Key(
             'float',
             1.0,

@@ -1649,6 +1649,9 @@ def serve(
 
     def announce(st, url):
         "Wait for /readyz, then log the versions loaded and the routing in force (from the deployment state)."
+        import ssl
+
+        ctx = ssl._create_unverified_context() if url.startswith('https') else None  # our own server, on loopback
         probe, last, deadline = (
             url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://127.0.0.1:'),
             None,
@@ -1656,7 +1659,7 @@ def serve(
         )
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{probe}/readyz", timeout=5) as r:
+                with urllib.request.urlopen(f"{probe}/readyz", timeout=5, context=ctx) as r:
                     body = json.loads(r.read())
             except urllib.error.HTTPError as e:
                 try:
@@ -1697,7 +1700,10 @@ def serve(
 
     st = load_settings(settings_path)
     host, port = host or st.deploy.host, int(port or st.deploy.port)
-    url = f"http://{host}:{port}"
+    from autotrader.tls import server_files
+
+    tls = server_files(st.deploy.tls_certfile, st.deploy.tls_keyfile, st.deploy.tls_self_signed)
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
     from uvicorn.config import LOGGING_CONFIG
 
     logs = copy.deepcopy(LOGGING_CONFIG)
@@ -1711,6 +1717,8 @@ def serve(
     kw = dict(
         host=host, port=port, log_level=None, access_log=access_log, log_config=logs
     )  # levels in log_config: uvicorn's log_level would silence the access log
+    if tls:
+        kw.update(ssl_certfile=tls[0], ssl_keyfile=tls[1])
     try:
         where = repr(DeploymentState.from_settings(st)).removeprefix('DeploymentState(').removesuffix(')').strip("'")
     except Exception as e:
@@ -1720,6 +1728,16 @@ def serve(
     say(
         f"autotrader {__version__} gateway listening on {url} ({replicas} replica{'s' * (replicas != 1)}); "
         f"settings: {st._file or 'embedded defaults'}; deployment state: {where}"
+        + (
+            '; TLS: '
+            + (
+                'a self-signed certificate made at start'
+                if st.deploy.tls_self_signed and not st.deploy.tls_certfile
+                else tls[0]
+            )
+            if tls
+            else ''
+        )
     )
     say(
         "endpoints: GET /v1/signal/{instrument}, POST /v1/predict, GET /healthz, /readyz, /metrics; GET /v1/slots/{slot}/signal/{instrument}; admin (token): GET /v1/routing, POST /v1/admin/reload, /v1/admin/flush"
