@@ -3,11 +3,13 @@ cloud: every secret and AUTOTRADER_* variable the library reads is provided to t
 health-check path exists in the gateway with the meaning the infrastructure gives it (a real gateway answers);
 the Airflow that Terraform deploys satisfies what the exported DAGs import; every runbook an alarm names exists; the
 Terraform version required covers the language features used; production evaluates the project's own rules; the
-image's constraints pin every runtime dependency."""
+image's constraints pin every runtime dependency; every image is pinned by digest; traffic inside the VPC is
+encrypted (HTTPS target groups, containers serving TLS, the health checks speaking it) and MLflow needs a user."""
 
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -118,9 +120,12 @@ def test_airflow_home_is_what_the_exported_dags_read():
 # ---------------------------------------------------------------- health checks
 
 
+UNVERIFIED = ssl._create_unverified_context()  # as the load balancer: it does not verify its targets' certificates
+
+
 def _get(url):
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(url, timeout=5, context=UNVERIFIED) as r:
             return r.status, json.loads(r.read() or b'null')
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b'null')
@@ -128,10 +133,13 @@ def _get(url):
 
 @pytest.fixture(scope='module')
 def fresh_gateway(tmp_path_factory):
-    "`autotrader serve` on a free port with nothing deployed (embedded defaults, an empty data folder)."
+    "`autotrader serve` on a free port with nothing deployed (embedded defaults, an empty data folder), TLS as in production."
     d = tmp_path_factory.mktemp('gateway')
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith('AUTOTRADER')}
+    tls = re.search(r'AUTOTRADER__DEPLOY__TLS_SELF_SIGNED = "(\w+)"', _module('gateway'))
+    assert tls and tls.group(1) == 'true', 'the gateway task no longer serves TLS'
+    env['AUTOTRADER__DEPLOY__TLS_SELF_SIGNED'] = tls.group(1)
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))
     p = subprocess.Popen(
         [sys.executable, '-m', 'autotrader.cli', 'serve', '--host', '127.0.0.1', '--port', str(port)],
@@ -140,7 +148,7 @@ def fresh_gateway(tmp_path_factory):
         stdout=open(d / 'serve.log', 'w'),
         stderr=subprocess.STDOUT,
     )
-    url = f'http://127.0.0.1:{port}'
+    url = f'https://127.0.0.1:{port}'
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -164,12 +172,20 @@ def fresh_gateway(tmp_path_factory):
 def _container_check_paths() -> dict:
     df = (ROOT / 'Dockerfile').read_text()
     hc = re.search(r'^HEALTHCHECK\s.*?(?=^\S)', df, re.M | re.S).group(0)
-    gw = _module('gateway')
-    cmd = re.search(r'health_check_command\s*=\s*\[(.*)\]', gw).group(1)
+    cmd = re.search(
+        r'health_check_command\s*=\s*\[.*format\(local\.https_check, 8080, "(/\w+)"\)\]', _module('gateway')
+    )
     return {
         'Dockerfile HEALTHCHECK': re.search(r"127\.0\.0\.1:%s(/\w+)", hc).group(1),
-        'ECS container health check': re.search(r"127\.0\.0\.1:8080(/\w+)", cmd).group(1),
+        'ECS container health check': cmd.group(1),
     }
+
+
+def _health_check_code(component: str, port: int) -> str:
+    "The Python the ECS container health check of `component` runs, for a server on `port`."
+    fmt = re.search(r'https_check = "(.*)"\n', STACK).group(1).encode().decode('unicode_escape')
+    m = re.search(r'health_check_command\s*=\s*\[.*format\(local\.https_check, (\d+), "(/\w+)"\)\]', _module(component))
+    return fmt % (port, m.group(2))
 
 
 def test_health_check_paths_exist_in_the_gateway_with_the_meaning_the_infrastructure_gives_them(fresh_gateway):
@@ -186,6 +202,23 @@ def test_health_check_paths_exist_in_the_gateway_with_the_meaning_the_infrastruc
     # the load balancer's check decides where traffic goes: it must fail while no version is deployed and loaded
     code, body = _get(fresh_gateway + readiness)
     assert code == 503 and body['ready'] is False, (readiness, code, body)
+    # the ECS health check, as written in Terraform, passes on that gateway (HTTPS); the Dockerfile's too, in the task's environment
+    port = int(fresh_gateway.rsplit(':', 1)[1])
+    r = subprocess.run(
+        [sys.executable, '-c', _health_check_code('gateway', port)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    df = (ROOT / 'Dockerfile').read_text()
+    docker_check = json.loads(re.search(r'^HEALTHCHECK\s.*?CMD (\[.*?\])$', df, re.M | re.S).group(1))
+    env = {**os.environ, 'AUTOTRADER__DEPLOY__PORT': str(port), 'AUTOTRADER__DEPLOY__TLS_SELF_SIGNED': 'true'}
+    r = subprocess.run(
+        [sys.executable if a == 'python' else a for a in docker_check],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
     # … and ECS must not replace a task for failing it (max grace period), or the fresh gateway dies anyway
     assert 'elb_replaces_tasks' not in _module('gateway')
     assert re.search(
@@ -323,3 +356,68 @@ def test_the_image_constraints_pin_every_runtime_dependency():
             d,
             pins[canonicalize_name(r.name)],
         )
+
+
+# ---------------------------------------------------------------- images, TLS inside the VPC, MLflow authentication
+
+DIGEST = re.compile(r'@sha256:[0-9a-f]{64}$')
+
+
+def test_every_image_is_pinned_by_digest():
+    df = (ROOT / 'Dockerfile').read_text()
+    base = re.search(r'^ARG PYTHON_IMAGE=(\S+)$', df, re.M).group(1)
+    assert DIGEST.search(base), base
+    froms = re.findall(r'^FROM (\S+)', df, re.M)
+    assert froms and all(f == '${PYTHON_IMAGE}' for f in froms), froms
+    compose = (ROOT / 'ops' / 'docker' / 'compose.yaml').read_text()
+    images = re.findall(r'^\s+image:\s*(\S+)', compose, re.M)
+    built = {'autotrader:dev'}  # built from the Dockerfile by the compose file itself
+    assert len(images) >= 6
+    assert all(DIGEST.search(i) for i in images if i not in built), [
+        i for i in images if i not in built and not DIGEST.search(i)
+    ]
+    defaults = []
+    for f in TF.rglob('variables.tf'):
+        for name, body in re.findall(r'variable "([a-z_]*image)" \{(.*?)\n\}', f.read_text(), re.S):
+            d = re.search(r'default\s*=\s*"([^"]+)"', body)
+            if d:
+                defaults.append((f.parent.name, name, d.group(1)))
+    assert len(defaults) >= 2 and all(DIGEST.search(d) for *_, d in defaults), defaults
+
+
+def test_traffic_inside_the_vpc_is_encrypted():
+    svc = (TF / 'modules' / 'service' / 'main.tf').read_text()
+    tg = svc[svc.index('resource "aws_lb_target_group"') :].split('\n}\n')[0]
+    assert 'protocol             = "HTTPS"' in tg and 'protocol            = "HTTPS"' in tg, tg
+    every_tf = '\n'.join(p.read_text() for p in TF.rglob('*.tf'))
+    assert 'CKV_AWS_378' not in every_tf  # fixed, not skipped
+    # every container behind the load balancer serves TLS, and its health check speaks it
+    balanced = [m for m in ('gateway', 'mlflow') if re.search(r'^\s+port\s+=\s+\d+', _module(m), re.M)]
+    assert balanced == ['gateway', 'mlflow']
+    assert 'AUTOTRADER__DEPLOY__TLS_SELF_SIGNED = "true"' in _module('gateway')
+    assert '"--tls-self-signed"' in _module('mlflow') and '"autotrader", "tracking-server"' in _module('mlflow')
+    for m in balanced:
+        assert "https://127.0.0.1:" in _health_check_code(m, 1)
+    # the collector scrapes the gateway over HTTPS; the database is reached with TLS
+    mon = (TF / 'modules' / 'monitoring' / 'main.tf').read_text()
+    assert re.search(r'job_name = "autotrader-gateway".*scheme = "https"', mon)
+    assert 'PGSSLMODE                        = "require"' in STACK and 'sslmode=require' in _module('mlflow')
+
+
+def test_mlflow_needs_a_user_and_every_client_has_one():
+    from autotrader.tls import tracking_server_argv
+
+    ml = _module('mlflow')
+    assert '--no-auth' not in ml and '"--auth-db-uri"' in ml
+    assert '--app-name' in tracking_server_argv('sqlite:///x.db')  # authentication is the default of the command
+    auth_db = re.search(r'"--auth-db-uri", "[^"]*/(\w+)\?', ml).group(1)
+    bootstrap = (TF / 'modules' / 'database' / 'bootstrap.py').read_text()
+    assert f"'{auth_db}'" in bootstrap, f'the bootstrap task does not create the database {auth_db}'
+    names = set(re.findall(r'"([A-Z_]+)"', (TF / 'modules' / 'secrets' / 'variables.tf').read_text()))
+    assert {'MLFLOW_TRACKING_USERNAME', 'MLFLOW_TRACKING_PASSWORD', 'MLFLOW_FLASK_SERVER_SECRET_KEY'} <= names
+    assert {'MLFLOW_AUTH_ADMIN_PASSWORD', 'MLFLOW_FLASK_SERVER_SECRET_KEY'} <= set(
+        re.findall(r'(MLFLOW_[A-Z_]+)\s*=', STACK)
+    )
+    for client in ('gateway', 'runner'):  # they load and register models
+        assert 'local.mlflow_client' in _module(client), client
+    assert 'local.mlflow_server' in ml

@@ -91,7 +91,7 @@ def test_gateway_liveness_on_healthz_readiness_on_readyz():
     gw = text[text.index('module "gateway"') : text.index('module "mlflow"')]
     assert (
         'readiness_path         = "/readyz"' in gw
-        and "8080/healthz" in gw
+        and 'format(local.https_check, 8080, "/healthz")' in gw
         and '/readyz' not in gw.split('health_check_command')[1].split('\n')[0]
     )
     assert (

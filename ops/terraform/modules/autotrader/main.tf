@@ -16,7 +16,17 @@ locals {
   # the application role, not the master: its password is set and rotated by the db-bootstrap task, which then
   # redeploys the services (they read it at start); RDS rotating the master secret does not touch them
   db_password = { PGPASSWORD = "${module.database.app_secret_arn}:password::" }
-  app_secrets = { for k, v in module.secrets.arns : k => v }
+  app_secrets = { for k, v in module.secrets.arns : k => v if startswith(k, "AUTOTRADER_") }
+  # MLflow requires a user (its basic-auth app): the clients sign in with these, the server creates its admin from them
+  mlflow_client = { for k in ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"] : k => module.secrets.arns[k] }
+  mlflow_server = {
+    MLFLOW_AUTH_ADMIN_USERNAME     = module.secrets.arns["MLFLOW_TRACKING_USERNAME"]
+    MLFLOW_AUTH_ADMIN_PASSWORD     = module.secrets.arns["MLFLOW_TRACKING_PASSWORD"]
+    MLFLOW_FLASK_SERVER_SECRET_KEY = module.secrets.arns["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+  }
+  # TLS inside the VPC too: the load balancer encrypts to its targets (HTTPS target groups), which serve TLS with a
+  # certificate made at container start (the load balancer does not verify its targets' certificates)
+  https_check = "import ssl, urllib.request; urllib.request.urlopen('https://127.0.0.1:%d%s', timeout=3, context=ssl._create_unverified_context())"
   kms_data    = [module.storage.kms_key_arn]
 }
 
@@ -85,9 +95,9 @@ locals {
   ]
 }
 
-# The signal gateway: `autotrader serve`. Liveness: the container health check on /healthz (ECS replaces a gateway
-# that stops answering). Readiness: the load balancer's check on /readyz (traffic only to replicas with the routed
-# versions loaded and warm); a fresh gateway, alive but not ready until a version is deployed, is not replaced.
+# The signal gateway: `autotrader serve`, over HTTPS. Liveness: the container health check on /healthz (ECS replaces a
+# gateway that stops answering). Readiness: the load balancer's check on /readyz (traffic only to replicas with the
+# routed versions loaded and warm); a fresh gateway, alive but not ready until a version is deployed, is not replaced.
 module "gateway" {
   source                 = "../service"
   name_prefix            = var.name_prefix
@@ -103,10 +113,10 @@ module "gateway" {
   host_headers           = [var.gateway_host]
   listener_priority      = 100
   readiness_path         = "/readyz"
-  health_check_command   = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
+  health_check_command   = ["CMD", "python", "-c", format(local.https_check, 8080, "/healthz")]
   service_discovery_arn  = module.monitoring.gateway_discovery_arn
-  environment            = merge(local.common_env, { AUTOTRADER__DEPLOY__HOST = "0.0.0.0", AUTOTRADER__DEPLOY__PORT = "8080" })
-  secrets                = merge(local.db_password, { AUTOTRADER_ADMIN_TOKEN = local.app_secrets["AUTOTRADER_ADMIN_TOKEN"] })
+  environment            = merge(local.common_env, { AUTOTRADER__DEPLOY__HOST = "0.0.0.0", AUTOTRADER__DEPLOY__PORT = "8080", AUTOTRADER__DEPLOY__TLS_SELF_SIGNED = "true" })
+  secrets                = merge(local.db_password, local.mlflow_client, { AUTOTRADER_ADMIN_TOKEN = local.app_secrets["AUTOTRADER_ADMIN_TOKEN"] })
   secrets_kms_key_arns   = [module.database.kms_key_arn, module.secrets.kms_key_arn]
   task_policy_statements = local.read_mlflow
   stop_timeout           = 60
@@ -122,17 +132,19 @@ module "gateway" {
   tags                   = var.tags
 }
 
-# The MLflow tracking server: runs and the model registry in PostgreSQL, artifacts in S3 (proxied).
+# The MLflow tracking server (`autotrader tracking-server`): runs and the model registry in PostgreSQL, artifacts in S3
+# (proxied), MLflow's basic-auth app (every API call needs a user; its users in the database mlflow_auth), over HTTPS.
 module "mlflow" {
   source             = "../service"
   name_prefix        = var.name_prefix
   name               = "mlflow"
   image              = var.image
   ecr_repository_arn = var.ecr_repository_arn
-  command = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000",
+  command = ["autotrader", "tracking-server", "--host", "0.0.0.0", "--port", "5000",
     "--backend-store-uri", "postgresql+psycopg://${module.database.app_username}@${local.db_url_host}/mlflow?sslmode=require",
+    "--auth-db-uri", "postgresql+psycopg://${module.database.app_username}@${local.db_url_host}/mlflow_auth?sslmode=require",
     "--artifacts-destination", "s3://${module.storage.mlflow_bucket}/artifacts",
-  "--allowed-hosts", "${var.mlflow_host},localhost:5000,127.0.0.1:5000"]
+  "--allowed-hosts", "${var.mlflow_host},localhost:5000,127.0.0.1:5000", "--tls-self-signed"]
   cpu                  = 1024
   memory               = 2048
   desired_count        = var.mlflow_replicas
@@ -142,10 +154,10 @@ module "mlflow" {
   listener_priority    = 200
   readiness_path       = "/health"
   elb_replaces_tasks   = true
-  health_check_command = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=3)"]
+  health_check_command = ["CMD", "python", "-c", format(local.https_check, 5000, "/health")]
   environment          = { AWS_DEFAULT_REGION = var.region, PGSSLMODE = "require" }
-  secrets              = local.db_password
-  secrets_kms_key_arns = [module.database.kms_key_arn]
+  secrets              = merge(local.db_password, local.mlflow_server)
+  secrets_kms_key_arns = [module.database.kms_key_arn, module.secrets.kms_key_arn]
   task_policy_statements = [
     { Effect = "Allow", Action = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], Resource = "${module.storage.bucket_arns["mlflow"]}/*" },
     { Effect = "Allow", Action = ["s3:ListBucket"], Resource = module.storage.bucket_arns["mlflow"] },
@@ -180,7 +192,7 @@ module "runner" {
   memory               = var.runner_memory
   desired_count        = var.airflow_enabled ? 0 : 1
   environment          = local.common_env
-  secrets              = merge(local.db_password, local.app_secrets)
+  secrets              = merge(local.db_password, local.app_secrets, local.mlflow_client)
   secrets_kms_key_arns = [module.database.kms_key_arn, module.secrets.kms_key_arn]
   task_policy_statements = concat(local.read_mlflow, [
     { Effect = "Allow", Action = ["s3:GetObject", "s3:PutObject"], Resource = "${module.storage.bucket_arns["raw"]}/*" },

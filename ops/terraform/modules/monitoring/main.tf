@@ -15,7 +15,8 @@ locals {
   agent_config = yamlencode({
     global = { scrape_interval = "15s", external_labels = { environment = var.name_prefix } }
     scrape_configs = [
-      { job_name = "autotrader-gateway", metrics_path = "/metrics", dns_sd_configs = [{ names = [local.gateway_dns], type = "A", port = var.gateway_port }] },
+      # the gateway serves HTTPS with a certificate made at its start: encrypted, its identity from the security group
+      { job_name = "autotrader-gateway", metrics_path = "/metrics", scheme = "https", tls_config = { insecure_skip_verify = true }, dns_sd_configs = [{ names = [local.gateway_dns], type = "A", port = var.gateway_port }] },
       { job_name = "autotrader-textfiles", static_configs = [{ targets = ["127.0.0.1:9100"] }] },
       { job_name = "prometheus", static_configs = [{ targets = ["127.0.0.1:9090"] }] }
     ]

@@ -71,15 +71,15 @@ variable "efs_arn" {
 }
 
 variable "prometheus_image" {
-  description = "Prometheus image of the agent (pin by digest in production: docker buildx imagetools inspect)."
+  description = "Prometheus image of the agent, pinned by digest (docker buildx imagetools inspect prom/prometheus:<tag> prints it)."
   type        = string
-  default     = "quay.io/prometheus/prometheus:v3.5.0"
+  default     = "prom/prometheus:v3.5.0@sha256:63805ebb8d2b3920190daf1cb14a60871b16fd38bed42b857a3182bc621f4996"
 }
 
 variable "node_exporter_image" {
-  description = "node-exporter image of the textfile collector (pin by digest in production)."
+  description = "node-exporter image of the textfile collector, pinned by digest."
   type        = string
-  default     = "quay.io/prometheus/node-exporter:v1.9.1"
+  default     = "prom/node-exporter:v1.9.1@sha256:d00a542e409ee618a4edc67da14dd48c5da66726bbd5537ab2af9c1dfc442c8a"
 }
 
 variable "tags" {

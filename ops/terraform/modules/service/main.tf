@@ -135,16 +135,19 @@ resource "aws_ecs_task_definition" "this" {
   tags = var.tags
 }
 
+# HTTPS to the targets too: every balanced container serves TLS (a certificate made at its start; the load balancer
+# encrypts to its targets without verifying their certificates), so no request, admin token or MLflow password crosses
+# the VPC in plain text.
 resource "aws_lb_target_group" "this" {
-  #checkov:skip=CKV_AWS_378:TLS ends at the load balancer; targets are tasks in private subnets reached only from its security group
   count                = local.balanced ? 1 : 0
   name                 = substr("${var.name_prefix}-${var.name}", 0, 32)
   port                 = var.port
-  protocol             = "HTTP"
+  protocol             = "HTTPS"
   target_type          = "ip"
   vpc_id               = var.vpc_id
   deregistration_delay = 30
   health_check {
+    protocol            = "HTTPS"
     path                = var.readiness_path
     matcher             = "200"
     interval            = 15
