@@ -169,20 +169,24 @@ SCHEMA: dict[str, dict[str, Key]] = {
             'standard',
             'Feature set computed by the ingest pipeline: standard (technical, microstructure and regime features) or basic (returns, volatility).',
         ),
-        'return_horizons': Key('intlist', '1, 4, 24', 'Log-return horizons, in bars.'),
-        'vol_windows': Key('intlist', '24, 96', 'Rolling volatility windows, in bars.'),
+        'return_horizons': Key(
+            'intlist',
+            '1, 4, 24',
+            'Log-return horizons, in bars. Left at this default on daily bars (timeframe 1d), the set uses 1, 5, 20 (a day, a week, a month); likewise every window below has a daily size.',
+        ),
+        'vol_windows': Key('intlist', '24, 96', 'Rolling volatility windows, in bars (daily bars: 20, 60).'),
         'ma_windows': Key(
             'intlist', '20, 50, 200', 'standard: windows of the moving averages whose distance is a feature, in bars.'
         ),
         'micro_window': Key(
             'int',
             24,
-            'standard: window of the microstructure features (spreads, illiquidity, imbalances, VWAP), in bars.',
+            'standard: window of the microstructure features (spreads, illiquidity, imbalances, VWAP), in bars (daily bars: 20).',
         ),
         'regime_window': Key(
             'int',
             720,
-            'standard: trailing window on which volatility-regime quantiles are re-learnt at every bar, in bars (a feature set looks back about twice this).',
+            'standard: trailing window on which volatility-regime quantiles are re-learnt at every bar, in bars (a feature set looks back about twice this; daily bars: 126, half a trading year).',
         ),
     },
     'reports': {

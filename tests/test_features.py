@@ -166,6 +166,26 @@ def test_the_causality_property_is_not_vacuous():
     assert set(describe_features(SETS['standard']).formula) == set(describe_features(feature_set('standard')).formula)
 
 
+def test_daily_windows_are_causal_and_warm_up_in_about_a_year():
+    "On daily bars the default set's windows are sized for days: every value at or before t ignores the bars after t."
+    st_ = load_settings(overrides={'data.timeframe': '1d', 'features.set': 'standard'})
+    fs = make_feature_set(st_)
+    assert fs.params['regime_window'] == 126 and fs.params['return_horizons'] == [1, 5, 20]
+    bars = sim_bars('X', 'XNYS', '1d', '2019-01-01', '2022-06-01', outage_rate=0)
+    t = bars.timestamp.iloc[600]
+    later = bars.copy()
+    after = later.timestamp > t
+    for c in ('open', 'high', 'low', 'close'):
+        later.loc[after, c] *= 1.5
+    later.loc[after, 'volume'] *= 3
+    a, b = known_at(fs.compute(bars), t), known_at(fs.compute(later), t)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    f = fs.compute(bars)
+    f = f[[c for c in f.columns if not c.startswith('spread')]]  # quoted spreads: empty on OHLCV bars
+    warm_up = int((~f.iloc[:, 3:].notna().all(axis=1)).sum())
+    assert warm_up == 199  # the 200-day moving average; with the hourly-sized windows: 743 bars, three years of days
+
+
 ONE = {  # every public single-instrument function, on arrays
     'log_return': lambda d: T.log_return(d['close'], 3),
     'vol_close': lambda d: T.vol_close(d['close'], 4),

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['FEATURE_SETS', 'FeatureSet', 'basic_features', 'register_feature_set', 'feature_set', 'make_feature_set']
+__all__ = ['FEATURE_SETS', 'FeatureSet', 'basic_features', 'register_feature_set', 'feature_set', 'timeframe_params',
+           'make_feature_set']
 
 # %% ../../nbs/features/21_basic.ipynb #1727d0e8
 @dataclass
@@ -63,10 +64,18 @@ FEATURE_SETS: dict[str, dict] = {}
 
 
 def register_feature_set(
-    name: str, fn, version: str, lookback, defaults: dict | None = None, settings_keys=(), doc: str = ''
+    name: str,
+    fn,
+    version: str,
+    lookback,
+    defaults: dict | None = None,
+    settings_keys=(),
+    doc: str = '',
+    timeframes: dict | None = None,
 ):
     """Make `fn(bars, **params)` available as feature set `name` ([features] set = name). `lookback(**params)` is the
-    number of earlier bars a value needs; `defaults` are its parameters, of which `settings_keys` come from `[features]`."""
+    number of earlier bars a value needs; `defaults` are its parameters, of which `settings_keys` come from `[features]`;
+    `timeframes` maps a timeframe to the windows that replace the defaults on its bars (e.g. '1d')."""
     FEATURE_SETS[name] = dict(
         fn=fn,
         version=str(version),
@@ -74,6 +83,7 @@ def register_feature_set(
         defaults=dict(defaults or {}),
         settings_keys=tuple(settings_keys),
         doc=doc,
+        timeframes={tf: dict(p) for tf, p in (timeframes or {}).items()},
     )
 
 
@@ -98,6 +108,7 @@ register_feature_set(
         [*return_horizons, *[w + 1 for w in vol_windows]]
     ),
     doc='Log returns and close-to-close volatility.',
+    timeframes={'1d': dict(return_horizons=[1, 5, 20], vol_windows=[20, 60])},  # a day, a week, a month; 1 and 3 months
 )
 
 
@@ -116,11 +127,35 @@ def feature_set(name: str, **params) -> FeatureSet:
     return FeatureSet(name, spec['version'], {k: _plain(v) for k, v in {**spec['defaults'], **params}.items()})
 
 
-def make_feature_set(settings) -> FeatureSet:
-    "The feature set named by `[features] set`, with its parameters from `[features]` (the rest at their defaults)."
+def timeframe_params(name: str, timeframe: str | None) -> dict:
+    "The windows of feature set `name` sized for `timeframe`'s bars ({} where its defaults apply)."
+    return dict(_spec(name)['timeframes'].get(timeframe, {}))
+
+
+def _embedded_default(key: str):
+    "`[features] key` as the embedded defaults give it."
+    from pathlib import Path
+
+    from autotrader.config import SCHEMA, _convert
+
+    spec = SCHEMA['features'][key]
+    return _plain(_convert('features', key, spec, spec.default, Path('.'), 'default'))
+
+
+def make_feature_set(settings, timeframe: str | None = None) -> FeatureSet:
+    """The feature set named by `[features] set`, with its parameters from `[features]` (the rest at their defaults).
+    On a timeframe the set sizes windows for (`timeframe`, default `[data] timeframe`; e.g. daily bars), a window
+    `[features]` leaves at its embedded default is the set's window for that timeframe; one set in `[features]` is kept."""
     name = settings.features.set
     try:
         spec = _spec(name)
     except ValueError:
         raise ValueError(f"[features] set: unknown feature set {name!r}; known: {', '.join(FEATURE_SETS)}") from None
-    return feature_set(name, **{k: getattr(settings.features, k) for k in spec['settings_keys']})
+    sized = timeframe_params(name, timeframe or settings.data.timeframe)
+    params = dict(sized)
+    for k in spec['settings_keys']:
+        v = _plain(getattr(settings.features, k))
+        if k in sized and v == _embedded_default(k):
+            continue  # left at the default: the window sized for the timeframe
+        params[k] = v
+    return feature_set(name, **params)

@@ -16,7 +16,7 @@ from .regime import regime_block, regime_lookback
 from .technical import by_instrument, technical_block, technical_lookback
 
 # %% auto #0
-__all__ = ['STANDARD_DEFAULTS', 'FEATURE_DOCS', 'standard_features', 'standard_lookback', 'describe_features']
+__all__ = ['STANDARD_DEFAULTS', 'STANDARD_DAILY', 'FEATURE_DOCS', 'standard_features', 'standard_lookback', 'describe_features']
 
 # %% ../../nbs/features/25_sets.ipynb #845ac745
 STANDARD_DEFAULTS = dict(
@@ -54,6 +54,19 @@ def standard_lookback(**params) -> int:
     return max(technical_lookback(**p), microstructure_lookback(**p), regime_lookback(**p))
 
 
+# daily bars: a day, a week and a month of returns; one and three months of volatility, momentum and z-scores; a
+# month of microstructure; the volatility regime over half a trading year (warm-up about a year, not three)
+STANDARD_DAILY = dict(
+    return_horizons=[1, 5, 20],
+    vol_windows=[20, 60],
+    mom_windows=[20, 60],
+    zscore_window=60,
+    micro_window=20,
+    regime_window=126,
+    regime_vol_window=20,
+    trend_window=60,
+)
+
 register_feature_set(
     'standard',
     standard_features,
@@ -62,6 +75,7 @@ register_feature_set(
     STANDARD_DEFAULTS,
     settings_keys=('return_horizons', 'vol_windows', 'ma_windows', 'micro_window', 'regime_window'),
     doc='Technical, microstructure and regime features.',
+    timeframes={'1d': STANDARD_DAILY},
 )
 
 # %% ../../nbs/features/25_sets.ipynb #69c03932
