@@ -404,6 +404,13 @@ def _metrics():
             registry=r,
             multiprocess_mode='livemax',
         ),
+        rolled_back=Gauge(
+            'autotrader_deployment_rolled_back_timestamp_seconds',
+            'When the newest rolled-back deployment ended (epoch seconds; 0 for older ones), by kind, version and reason: the AutoTraderDeploymentRolledBack alert.',
+            ['kind', 'version', 'reason'],
+            registry=r,
+            multiprocess_mode='livemax',
+        ),
     )
 
 
@@ -621,6 +628,7 @@ def reload(self: Gateway) -> bool:
                     models[s] = old.models[s]
         self.snap = _Snapshot(r, models, routes)
         self.applied = g
+        self.export_rollback()
         live = {h.version for h in models.values()}
         for v in [v for v in self.handles if v not in live]:
             del self.handles[v]  # its threads end when idle
@@ -789,6 +797,29 @@ def heartbeat(self: Gateway):
         self.m['ready'].set(1 if self.ready()[0] else 0)
         return
     self.m['ready'].set(1 if ok else 0)
+
+
+@patch
+def export_rollback(self: Gateway):
+    """The newest rolled-back deployment as a gauge: its end time under (kind, version, reason), the one before set to
+    0. Read when the routing moves (a rollback moves it), so every replica exports the same."""
+    try:
+        ds = self.state.deployments(limit=50)
+    except Exception:
+        return  # the state is unreachable: readiness says so
+    ds = ds[ds.status == 'rolled_back']
+    if not len(ds):
+        return
+    d = self.state.deployment(int(ds.id.iloc[0]))
+    why = ' '.join(str(d['detail'].get('why') or 'rolled back').split())
+    labels = (str(d['kind']), str(d['version']), why[:160])
+    last = getattr(self, '_rolled_back_labels', None)
+    if last == labels:
+        return
+    if last is not None:
+        self.m['rolled_back'].labels(*last).set(0)
+    self.m['rolled_back'].labels(*labels).set(float(d['updated_at']))
+    self._rolled_back_labels = labels
 
 
 @patch
