@@ -246,3 +246,13 @@ def test_drill_bad_canary(stack):
     print(box.get('d', {}).get('status'), box['load'].summary() if 'load' in box else None)
     _check(res, resolved=False)
     assert reg.champion()['version'] == champ
+    # the decision itself reaches a person too: AutoTraderDeploymentRolledBack, with the controller's reason
+    env = D.DrillEnv(st)
+    env.t0 = time.time() - 900
+    deadline = time.monotonic() + 120
+    while not (got := env.records('AutoTraderDeploymentRolledBack', 'firing', {'version': str(bad)})):
+        assert time.monotonic() < deadline, 'AutoTraderDeploymentRolledBack was not delivered to the receiver'
+        time.sleep(1)
+    reason = got[0]['details']['labels']['reason']
+    print(f'AutoTraderDeploymentRolledBack delivered: v{bad}, {reason}')
+    assert reason and reason != 'rolled back', got[0]
