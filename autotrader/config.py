@@ -830,6 +830,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0,
             'A run missed (scheduler down) by more than this many seconds is skipped; 0 = always make up missed runs, coalesced into one catch-up run per pipeline.',
         ),
+        'heartbeat_seconds': Key(
+            'float',
+            30.0,
+            'The running scheduler writes its heartbeat (<metrics dir>/scheduler.prom) this often; AutoTraderSchedulerDown fires when it is older than 4 of them (a clean stop removes the file).',
+        ),
     },
     'airflow': {
         'run_with': Key(

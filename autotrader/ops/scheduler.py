@@ -23,8 +23,8 @@ from .lifecycle import _stage_line, cron_trigger, pipeline_specs, run_chain
 from .runner import PipelineError
 
 # %% auto #0
-__all__ = ['SchedulerError', 'scheduler_paths', 'read_history', 'trigger', 'run_job', 'run_scheduler', 'schedule_table',
-           'format_table', 'crontab_lines']
+__all__ = ['SchedulerError', 'scheduler_paths', 'read_history', 'trigger', 'run_job', 'heartbeat_path', 'write_heartbeat',
+           'clear_heartbeat', 'run_scheduler', 'schedule_table', 'format_table', 'crontab_lines']
 
 # %% ../../nbs/ops/83_scheduler.ipynb #f424658b
 class SchedulerError(PipelineError):
@@ -196,6 +196,34 @@ def _sync_jobs(sched, specs, settings_file, reports_dir, grace) -> dict:
     return done
 
 
+def heartbeat_path(settings) -> Path:
+    "The scheduler's heartbeat file, read by the text-file collector."
+    from autotrader.monitor.metrics import metrics_dir
+
+    return metrics_dir(settings) / 'scheduler.prom'
+
+
+def write_heartbeat(settings, jobs: int) -> Path:
+    "autotrader_scheduler_heartbeat_timestamp_seconds = now, and the number of scheduled jobs."
+    from prometheus_client.core import GaugeMetricFamily
+
+    from autotrader.monitor.metrics import write_families
+
+    hb = GaugeMetricFamily(
+        'autotrader_scheduler_heartbeat_timestamp_seconds',
+        'Last heartbeat of the running pipeline scheduler (autotrader schedule run), epoch seconds.',
+    )
+    hb.add_metric([], time.time())
+    n = GaugeMetricFamily('autotrader_scheduler_jobs', 'Pipelines the running scheduler has scheduled.')
+    n.add_metric([], float(jobs))
+    return write_families(heartbeat_path(settings), [hb, n])
+
+
+def clear_heartbeat(settings):
+    "Remove the heartbeat file (a clean stop)."
+    heartbeat_path(settings).unlink(missing_ok=True)
+
+
 def run_scheduler(settings_path=None, reports_dir=None, for_seconds: float | None = None, log=print) -> dict:
     "Run the local scheduler until SIGINT/SIGTERM (or `for_seconds`); returns what the start-up did to the jobs."
     from apscheduler import events as ev
@@ -254,9 +282,16 @@ def run_scheduler(settings_path=None, reports_dir=None, for_seconds: float | Non
                 log(f"{job.name:<9} {done.get(job.name, 'kept'):<11} next run {job.next_run_time:%Y-%m-%d %H:%M:%S %Z}")
             log(f"scheduler running (job store {paths['db']}); logs in {paths['logs']}; stop with Ctrl-C")
             sched.resume()
-            stop.wait(for_seconds)
+            deadline = None if for_seconds is None else time.monotonic() + for_seconds
+            beat = max(0.1, float(st.schedule.heartbeat_seconds))
+            while True:
+                write_heartbeat(st, len(sched.get_jobs()))
+                left = None if deadline is None else deadline - time.monotonic()
+                if (left is not None and left <= 0) or stop.wait(beat if left is None else min(beat, left)):
+                    break
         finally:
             sched.shutdown(wait=False)  # running pipelines finish in their own processes, holding their locks
+            clear_heartbeat(st)  # a clean stop is not a dead scheduler
             for s, h in old.items():
                 signal.signal(s, h)
             _history(paths, event='stopped')
