@@ -414,6 +414,20 @@ def _rerun_ok(env: DrillEnv) -> bool:
     return env.scratch.get('rerun') == 'ok'
 
 
+def _scheduler_killed(env: DrillEnv):
+    if K.read_pid(env.dir, 'scheduler') is None:
+        raise DrillError('scheduler-down needs the scheduler running (autotrader stack up)')
+    _killpg(env, 'scheduler')
+
+
+def _scheduler_beats(env: DrillEnv) -> bool:
+    "The scheduler is up again and its heartbeat is fresh."
+    from autotrader.ops.scheduler import heartbeat_path
+
+    f = heartbeat_path(env.settings)
+    return env.status()['scheduler']['up'] and f.exists() and time.time() - f.stat().st_mtime < 60
+
+
 def _overdue(env: DrillEnv):
     if K.read_pid(env.dir, 'scheduler') is None:
         raise DrillError('pipeline-overdue needs the scheduler running (autotrader stack up)')
@@ -652,6 +666,14 @@ DRILLS = {
             cleanup=_restore_files,
             labels={'pipeline': 'ingest'},
             simulated_s=26 * 3600 + 60,
+        ),
+        Drill(
+            'scheduler-down',
+            'the pipeline scheduler SIGKILLed: its heartbeat ages',
+            'AutoTraderSchedulerDown',
+            _scheduler_killed,
+            _scheduler_beats,
+            recover=_restart,
         ),
         Drill(
             'broker-outage',
