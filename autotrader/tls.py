@@ -7,14 +7,18 @@ start (a load balancer such as AWS's ALB does not verify its targets' certificat
 # %% ../nbs/04_tls.ipynb #3b5f928c
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import ipaddress
 import os
 import secrets
+import shlex
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -98,7 +102,9 @@ def server_files(certfile='', keyfile='', self_signed_=False, where='[deploy] tl
             ) from None
         return str(certfile), str(keyfile)
     if self_signed_:
-        c, k = self_signed(tempfile.mkdtemp(prefix='autotrader-tls-'))
+        d = tempfile.mkdtemp(prefix='autotrader-tls-')
+        atexit.register(shutil.rmtree, d, True)  # the key lives as long as the server
+        c, k = self_signed(d)
         return str(c), str(k)
     return None
 
@@ -122,7 +128,18 @@ def tracking_server_argv(
     workers=None,
 ) -> list[str]:
     "`mlflow server …` arguments; `tls`: (certificate, key) or None; `auth`: MLflow's basic-auth app."
-    argv = ['mlflow', 'server', '--host', str(host), '--port', str(port), '--backend-store-uri', str(backend_store_uri)]
+    argv = [
+        sys.executable,
+        '-m',
+        'mlflow',
+        'server',
+        '--host',
+        str(host),
+        '--port',
+        str(port),
+        '--backend-store-uri',
+        str(backend_store_uri),
+    ]
     if artifacts_destination:
         argv += ['--artifacts-destination', str(artifacts_destination)]
     if allowed_hosts:
@@ -132,7 +149,10 @@ def tracking_server_argv(
     if auth:
         argv += ['--app-name', 'basic-auth']
     if tls:
-        argv += ['--uvicorn-opts', f"--ssl-certfile {tls[0]} --ssl-keyfile {tls[1]}"]
+        argv += [
+            '--uvicorn-opts',
+            f"--ssl-certfile {shlex.quote(str(tls[0]))} --ssl-keyfile {shlex.quote(str(tls[1]))}",
+        ]
     return argv
 
 # %% ../nbs/04_tls.ipynb #345706c5
@@ -152,8 +172,6 @@ def run_tracking_server(
     log=print,
 ) -> int:
     "Run MLflow's tracking server with TLS and authentication until SIGTERM/SIGINT; its exit code (2: not started)."
-    import shutil
-
     env = dict(os.environ)
     if auth:
         if not env.get('MLFLOW_AUTH_ADMIN_PASSWORD'):
