@@ -37,7 +37,7 @@ from ..train.labels import prob_up
 # %% auto #0
 __all__ = ['MODEL_TIMEOUT_SECONDS', 'MAX_INFLIGHT', 'MODEL_THREADS', 'GatewayError', 'VersionUnavailable', 'ModelHandle',
            'load_version', 'warm_up', 'FeatureCache', 'Gateway', 'freshness_slo', 'bar_freshness', 'bootstrap_routing',
-           'parse_body', 'validate_rows', 'create_app', 'serve']
+           'parse_body', 'validate_rows', 'create_app', 'advertised_url', 'serve']
 
 # %% ../../nbs/deploy/61_gateway.ipynb #cb308a75
 _log = logging.getLogger('autotrader.gateway')
@@ -1651,6 +1651,22 @@ def create_app(settings=None, url: str | None = None, replica: str | None = None
     return app
 
 # %% ../../nbs/deploy/61_gateway.ipynb #187062a2
+def advertised_url(scheme: str, host: str, port: int) -> str:
+    """The URL other processes reach this gateway at (recorded with its replicas: the canary's integration check replays
+    bars through it): a wildcard bind address (0.0.0.0, ::) becomes this host's own address on its network."""
+    if host in ('0.0.0.0', '::', ''):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect(('10.255.255.255', 1))  # no packet is sent: the route picks the interface
+                host = s.getsockname()[0]
+        except OSError:
+            try:
+                host = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                host = '127.0.0.1'
+    return f"{scheme}://{host}:{port}"
+
+
 def _app_from_env():
     "uvicorn factory of the worker processes of `serve(replicas>1)`."
     port = os.environ.get('AUTOTRADER_GATEWAY_PORT')
@@ -1734,7 +1750,8 @@ def serve(
     from autotrader.tls import server_files
 
     tls = server_files(st.deploy.tls_certfile, st.deploy.tls_keyfile, st.deploy.tls_self_signed)
-    url = f"{'https' if tls else 'http'}://{host}:{port}"
+    listen = f"{'https' if tls else 'http'}://{host}:{port}"
+    url = advertised_url('https' if tls else 'http', host, port)  # what the replicas record for other processes
     from uvicorn.config import LOGGING_CONFIG
 
     logs = copy.deepcopy(LOGGING_CONFIG)
@@ -1757,7 +1774,9 @@ def serve(
     from autotrader import __version__
 
     say(
-        f"autotrader {__version__} gateway listening on {url} ({replicas} replica{'s' * (replicas != 1)}); "
+        f"autotrader {__version__} gateway listening on {listen}"
+        + (f" (reached at {url})" if url != listen else '')
+        + f" ({replicas} replica{'s' * (replicas != 1)}); "
         f"settings: {st._file or 'embedded defaults'}; deployment state: {where}"
         + (
             '; TLS: '
