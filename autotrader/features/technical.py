@@ -145,7 +145,9 @@ class Block:
 
 def instrument_blocks(bars: pd.DataFrame) -> list[slice]:
     "Row ranges of each instrument in `bars` (sorted by instrument, then timestamp)."
-    ins = bars['instrument'].to_numpy()
+    # integer codes, not the strings: an Arrow-backed string column turned into Python objects and compared one by
+    # one was 12 % of the shared indicators' time on 200,000 bars (factorize: 5x faster)
+    ins = pd.factorize(bars['instrument'], sort=False)[0]
     if len(ins) == 0:
         return []
     cut = np.flatnonzero(ins[1:] != ins[:-1]) + 1
