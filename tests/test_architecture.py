@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     ('config',),
-    ('clock', 'schema', 'files'),
+    ('clock', 'schema', 'files', 'tls'),
     ('data',),
     ('features',),
     ('train',),
