@@ -745,6 +745,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'retention_hours': Key(
             'float', 24.0, 'The replaced version stays loaded (standby) this long for an instant rollback.'
         ),
+        'signal_log_keep_hours': Key(
+            'float',
+            168.0,
+            'Signal-log rows already exported to the feature store (the health check exports them hourly) are deleted from the deployment state once served this long ago; rows not yet exported are never deleted. 0 = keep every row.',
+        ),
         'ready_timeout': Key('float', 300.0, 'Seconds to wait for every replica to load and warm up a new version.'),
         'clock': Key(
             'str',

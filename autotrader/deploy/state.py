@@ -867,9 +867,19 @@ def export_signals(self: DeploymentState, store, run_id: str = 'signal-log', bat
         if len(rows) < batch:
             return total
 
+
+@patch
+def prune_signals(self: DeploymentState, keep_seconds: float, now: float | None = None) -> int:
+    """Delete signal-log rows already exported to the store and served more than `keep_seconds` ago (wall time); the
+    number deleted. Rows not yet exported are never deleted: the store is their durable copy."""
+    cutoff = (_now() if now is None else now) - float(keep_seconds)
+    with self.tx() as c:
+        r = c.execute(SIGNALS.delete().where(SIGNALS.c.exported == sa.true(), SIGNALS.c.served_at < cutoff))
+    return int(r.rowcount or 0)
+
 # %% ../../nbs/deploy/60_state.ipynb #ade8c591
 def export_signal_log(settings=None) -> int:
-    "Export the signal log of the configured deployment state to the feature store; 0 when there is no state yet."
+    "Export the signal log of the configured deployment state to the feature store, then drop exported rows older than `[deploy] signal_log_keep_hours`; rows exported, 0 when there is no state yet."
     from autotrader.config import Settings, load_settings
     from autotrader.features.store import FeatureStore
 
@@ -877,4 +887,8 @@ def export_signal_log(settings=None) -> int:
     url = state_url(st)
     if url.startswith('sqlite') and not Path(sa.engine.make_url(url).database or '').exists():
         return 0
-    return DeploymentState(url).export_signals(FeatureStore(st.store.dir, st.store.keep_snapshots))
+    state = DeploymentState(url)
+    n = state.export_signals(FeatureStore(st.store.dir, st.store.keep_snapshots))
+    if st.deploy.signal_log_keep_hours > 0:  # compacted into the store: the state keeps a bounded window
+        state.prune_signals(st.deploy.signal_log_keep_hours * 3600)
+    return n
