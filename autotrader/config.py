@@ -771,7 +771,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'stages': Key(
             'list',
             'canary=0.05:60, low=0.25:30, medium=0.5:30, full=1.0:60',
-            'Canary stages NAME=FRACTION:MINUTES (clock time): the share of instruments on the new version and how long each stage is watched; the last must be 1.0.',
+            'Canary stages NAME=FRACTION:DURATION: the share of instruments on the new version and how long each stage is watched — minutes of clock time, or with a unit: 2h, 90s, or 24b = 24 bars of [data] timeframe (a stage that must see N bars); the last must be 1.0.',
         ),
         'min_instruments': Key(
             'int', 2, 'Instruments of the first stage at least (later stages add at least one each).'

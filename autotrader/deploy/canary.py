@@ -42,16 +42,34 @@ def _f(v) -> str:
     return 'n/a' if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4g}"
 
 
-def parse_stages(spec) -> list[RolloutStage]:
-    "`['canary=0.05:60', 'low=0.25:30', …]` → stages (minutes → seconds); errors name the bad entry."
+_UNIT = {'': 60.0, 'm': 60.0, 'min': 60.0, 'h': 3600.0, 's': 1.0}
+
+
+def _duration(text: str, bar_seconds: float | None) -> float:
+    "'60' or '60m' (minutes), '2h', '90s', or '24b' (bars of the timeframe) → seconds of clock time."
+    t = text.strip().lower()
+    num = t.rstrip('abcdefghijklmnopqrstuvwxyz')
+    unit = t[len(num) :]
+    if unit in ('b', 'bar', 'bars'):
+        if not bar_seconds:
+            raise ValueError('bars need the timeframe')
+        return float(num) * float(bar_seconds)
+    return float(num) * _UNIT[unit]
+
+
+def parse_stages(spec, bar_seconds: float | None = None) -> list[RolloutStage]:
+    """`['canary=0.05:60', 'low=0.25:24b', …]` → stages: durations in minutes (or with a unit: 2h, 90s), or in bars of
+    the timeframe (`24b`: 24 × `bar_seconds` of clock time); errors name the bad entry."""
     out = []
     for i, item in enumerate(spec):
         try:
             name, rest = item.split('=', 1)
-            frac, minutes = rest.split(':', 1)
-            s = RolloutStage(name.strip(), float(frac), float(minutes) * 60, 'canary' if i == 0 else 'volume')
-        except ValueError:
-            raise SettingsError(f"[canary] stages: {item!r} is not NAME=FRACTION:MINUTES") from None
+            frac, dur = rest.split(':', 1)
+            s = RolloutStage(name.strip(), float(frac), _duration(dur, bar_seconds), 'canary' if i == 0 else 'volume')
+        except (ValueError, KeyError):
+            raise SettingsError(
+                f"[canary] stages: {item!r} is not NAME=FRACTION:DURATION (minutes, or 2h, 90s, 24b for bars)"
+            ) from None
         if not 0 < s.fraction <= 1 or s.duration_seconds < 0:
             raise SettingsError(f"[canary] stages: {item!r}: fraction in (0, 1], minutes >= 0")
         if out and s.fraction <= out[-1].fraction:
@@ -123,8 +141,10 @@ class CanaryMetricsCollector:
 
 # %% ../../nbs/deploy/63_canary.ipynb #f6b7d06d
 def _cfg(st):
+    from autotrader.config import TIMEFRAMES
+
     c = st.canary
-    return c, parse_stages(c.stages)
+    return c, parse_stages(c.stages, TIMEFRAMES.get(st.data.timeframe))
 
 
 class CanaryRollout:
