@@ -228,9 +228,19 @@ def test_text_file_evidence_is_held_and_every_scrape_job_is_watched():
     """Every alert on text-file metrics reads the held series (`…:held` recording rules), never the raw series alone
     (which vanish with the collector and would send the alert as resolved); every job of the shipped Prometheus
     configuration has an absent() rule and is up-checked."""
-    held = {r['record'].removesuffix(':held') for r in rules_of('record')}
-    assert all(r['record'].endswith(':held') for r in rules_of('record'))
+    # a series derived while the collector sees its source, then held like the others: the scheduler's heartbeat age
+    # (held frozen, not as a timestamp that would age while the collector is down)
+    derived = {
+        'autotrader_scheduler_heartbeat_age_seconds': 'time() - autotrader_scheduler_heartbeat_timestamp_seconds'
+    }
     for r in rules_of('record'):
+        if r['record'] in derived:
+            assert r['expr'] == derived[r['record']], r
+    records = [r for r in rules_of('record') if r['record'] not in derived]
+    held = {r['record'].removesuffix(':held') for r in records}
+    assert all(r['record'].endswith(':held') for r in records)
+    assert {f'{d}' for d in derived} <= held  # every derived series is held too
+    for r in records:
         m = r['record'].removesuffix(':held')
         assert (
             r['expr']
