@@ -9,9 +9,9 @@ drill takes under 10 minutes.
 
 The data folder is a fresh temporary one: 20 days of sim bars of one instrument (basic features) ingested by the
 runner (so the pipeline's metrics file exists) and a health run (its metrics file). Without a deployed model the
-gateway answers not ready, so `gateway-down` (whose alert, AutoTraderGatewayNotReady, then already fires) is left out
-unless --with-model trains and promotes one first (4 instruments, 150 days; a few minutes more); so is `drift-planted`
-(20 days give the drift check too short a reference: inconclusive, nothing to detect)."""
+gateway answers not ready, so `gateway-down` and `state-db-unreachable` (whose alert, AutoTraderGatewayNotReady, then
+already fires) are left out unless --with-model trains and promotes one first (4 instruments, 150 days; a few minutes
+more); so is `drift-planted` (20 days give the drift check too short a reference: inconclusive, nothing to detect)."""
 
 import argparse
 import json
@@ -76,7 +76,9 @@ def setup(d: Path, with_model: bool):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        'drills', nargs='*', help='drill names (default: all but gateway-down and drift-planted without --with-model)'
+        'drills',
+        nargs='*',
+        help='drill names (default: all but gateway-down, state-db-unreachable and drift-planted without --with-model)',
     )
     ap.add_argument(
         '--runs', type=int, default=3, help='runs of a drill under 10 min (default 3; the median is reported)'
@@ -85,7 +87,8 @@ def main():
     ap.add_argument(
         '--with-model',
         action='store_true',
-        help='train and promote a model first, so the gateway is ready and gateway-down and drift-planted can run',
+        help='train and promote a model first, so the gateway is ready and gateway-down, state-db-unreachable and '
+        'drift-planted can run',
     )
     a = ap.parse_args()
     import signal
@@ -93,7 +96,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack on the way out (finally)
     from autotrader.ops import stack as K, drills as D
 
-    names = a.drills or [n for n in D.DRILLS if n not in ('gateway-down', 'drift-planted') or a.with_model]
+    needs_model = ('gateway-down', 'state-db-unreachable', 'drift-planted')
+    names = a.drills or [n for n in D.DRILLS if n not in needs_model or a.with_model]
     D.drill_names(names)
     d = Path(tempfile.mkdtemp(prefix='autotrader-drills-'))
     t = time.monotonic()

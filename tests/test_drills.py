@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import textwrap
+import urllib.request
 from pathlib import Path
 import pytest
 
@@ -187,6 +188,46 @@ def test_drill_pipeline_failed_cli_json(stack):
 def test_drill_drift_planted(stack):
     "ret_1 shifted in the store's current window, health run: AutoTraderFeatureDriftCritical delivered; restored, resolved."
     _check(D.run_drill(D.DRILLS['drift-planted'], stack, timeout=300))
+
+
+def test_drill_stale_data(stack):
+    """No new bar: health run as of the first hour the freshness check is critical (simulated), AutoTraderDataStaleCritical
+    delivered; health re-run as of the usual now (the bars back): every instrument fresh again, resolved."""
+    res = D.run_drill(D.DRILLS['stale-data'], stack, timeout=300)
+    _check(res)
+    assert res.simulated_s > stack.quality.freshness_critical_hours * 3600, res.simulated_s
+
+
+def test_drill_state_db_unreachable(stack):
+    """The SQLite deployment state moved aside: the replicas keep serving their last routing, export
+    autotrader_gateway_state_reachable 0 after 3 heartbeats, and AutoTraderGatewayNotReady says the state is
+    unreachable; put back: ready, resolved."""
+    st = stack
+    env = D.DrillEnv(st)
+    instruments = [s.split(':')[0] for s in st.instruments.symbols]
+    seen = {}
+
+    def inject(env):
+        D.DRILLS['state-db-unreachable'].inject(env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not seen.get('metrics'):
+            with urllib.request.urlopen(env.gateway + '/metrics', timeout=5) as r:
+                seen['metrics'] = 'autotrader_gateway_state_reachable 0.0' in r.read().decode()
+            time.sleep(0.5)
+        for i in instruments:  # the last routing keeps serving while the state is down
+            with urllib.request.urlopen(f"{env.gateway}/v1/signal/{i}", timeout=10) as r:
+                seen.setdefault('served', []).append(r.status)
+
+    drill = dataclasses.replace(D.DRILLS['state-db-unreachable'], inject=inject)
+    res = D.run_drill(drill, st, timeout=300, env=env)
+    _check(res)
+    assert seen.get('metrics'), 'autotrader_gateway_state_reachable did not go to 0'
+    assert seen['served'] == [200] * len(instruments), seen
+    fired = env.records('AutoTraderGatewayNotReady', 'firing')
+    assert any(
+        'deployment state database is unreachable' in r['details']['annotations'].get('description', '') for r in fired
+    ), fired
+    assert not list(Path(st.data.dir).resolve().glob('deploy.db.drill-aside'))
 
 
 def test_drill_bad_canary(stack):

@@ -471,6 +471,11 @@ def test_readiness_follows_the_state_database(trained, pg_cluster, tmp_path, mon
         stop()
         code, text = until(lambda: (r := request(base, 'GET', '/readyz'))[0] == 503 and r, 60, 'not ready')
         until(lambda: 'autotrader_gateway_ready 0.0' in request(base, 'GET', '/metrics')[1], 30, 'the ready gauge at 0')
+        until(
+            lambda: 'autotrader_gateway_state_reachable 0.0' in request(base, 'GET', '/metrics')[1],
+            30,
+            'the state-reachable gauge at 0',
+        )
         print(f"\nstate database stopped: /readyz 503 after {time.monotonic() - t:.1f} s: {text}")
         assert 'deployment state unreachable' in json.loads(text)['reason'] and 'postgres' not in text.lower()
         assert request(base, 'GET', '/healthz')[0] == 200  # liveness does not depend on the database
@@ -480,6 +485,11 @@ def test_readiness_follows_the_state_database(trained, pg_cluster, tmp_path, mon
         until(lambda: request(base, 'GET', '/readyz')[0] == 200, 60, 'ready again')
         print(f"started again: ready after {time.monotonic() - t:.1f} s")
         until(lambda: 'autotrader_gateway_ready 1.0' in request(base, 'GET', '/metrics')[1], 30, 'the ready gauge at 1')
+        until(
+            lambda: 'autotrader_gateway_state_reachable 1.0' in request(base, 'GET', '/metrics')[1],
+            30,
+            'the state-reachable gauge at 1',
+        )
     finally:
         server.should_exit = True
         th.join(timeout=30)

@@ -344,6 +344,12 @@ def _metrics():
             registry=r,
             multiprocess_mode='livemin',
         ),
+        state_reachable=Gauge(
+            'autotrader_gateway_state_reachable',
+            '0 when the deployment state has been unreachable for more than 3 heartbeats (every worker; the replica keeps serving its last routing), else 1.',
+            registry=r,
+            multiprocess_mode='livemin',
+        ),
         generation=Gauge(
             'autotrader_gateway_routing_generation',
             'Routing generation applied (the lowest of the workers).',
@@ -554,6 +560,7 @@ class Gateway:
         self._loaded_labels = set()
         self.started_at, self._stop, self._threads = time.time(), threading.Event(), []
         self._state_ok, self._state_err = time.monotonic(), None  # the last successful read/write of the state
+        self.m['state_reachable'].set(1)
         self._flights, self._flights_lock = {}, threading.Lock()  # model calls in progress, shared by their requests
         self.m['started'].set(self.started_at)
         _zero_counters(self.m)
@@ -794,9 +801,9 @@ def heartbeat(self: Gateway):
         self._state_seen()
     except Exception as e:
         self._state_seen(e)
-        self.m['ready'].set(1 if self.ready()[0] else 0)
-        return
+        ok = self.ready()[0]
     self.m['ready'].set(1 if ok else 0)
+    self.m['state_reachable'].set(0 if self._state_stale() else 1)
 
 
 @patch

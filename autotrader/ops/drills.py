@@ -204,6 +204,7 @@ def run_drill(
             shift = env.t0 - env.scratch['t0']
             env.t0 = env.scratch['t0']
             env.timeline = [(round(t + shift, 2), e) for t, e in env.timeline]
+        res.simulated_s = env.scratch.get('simulated_s', drill.simulated_s)  # a span the drill chose (stale-data)
         res.injected_at = _iso(env.t0)
         env.mark('injected')
         end = env.t0 + timeout
@@ -609,7 +610,110 @@ def _stop_outage(env: DrillEnv):
     if o:
         o.stop()
 
+# %% ../../nbs/ops/87_drills.ipynb #acae54e37e7d407bbb7b55eff062a284
+def _stale_now(env: DrillEnv, newest, cals: dict, tf: str, base):
+    "The first hour past freshness_critical_hours after `base` at which some instrument's newest bar is critical."
+    import pandas as pd
+    from autotrader.monitor.quality import freshness_table
 
+    t = base + pd.Timedelta(hours=env.settings.quality.freshness_critical_hours)
+    for _ in range(24 * 14):  # a long market closure (a holiday weekend) can hold the lag back for days
+        if (freshness_table(newest, cals, tf, t, settings=env.settings)['level'] == 'critical').any():
+            return t
+        t += pd.Timedelta(hours=1)
+    raise DrillError(f"no instrument's data would be critical within 14 days after {base}: see [quality] freshness_*")
+
+
+def _data_stale(env: DrillEnv):
+    import pandas as pd
+    from autotrader.schema import parse_instruments
+    from autotrader.monitor.quality import newest_bars
+
+    store, ds, tf = _features(env)
+    st = env.settings
+    ins = parse_instruments(st.instruments.symbols, st.instruments.default_calendar)
+    base = _health_now(env, store, ds, tf)  # None: the wall clock (bars are current)
+    t0 = pd.Timestamp(base) if base else pd.Timestamp.now(tz='UTC')
+    newest = newest_bars(store, [i.symbol for i in ins], tf, t0)
+    stale = _stale_now(env, newest, {i.symbol: i.calendar for i in ins}, tf, t0)
+    env.scratch.update(base=base, now=stale.isoformat(), simulated_s=(stale - t0).total_seconds())
+    env.mark(
+        f"no bar after the newest ones: health as of {stale.isoformat()} ({(stale - t0) / pd.Timedelta(hours=1):.0f} h later)"
+    )
+    if _health(env, 'with no new bars').status != 'ok':
+        raise DrillError(env.scratch['recovery_failed'])
+
+
+def _freshness_levels(env: DrillEnv) -> list[float]:
+    f = metrics_dir(env.settings) / 'autotrader_health.prom'
+    return [float(x) for x in re.findall(r'^autotrader_data_freshness_level\{[^}]*\} (\S+)$', f.read_text(), re.M)]
+
+
+def _bars_arrive(env: DrillEnv):
+    "bars flow again: health re-run as of the usual now"
+    env.scratch['now'] = env.scratch.pop('base', None)
+    env.scratch['rerun'] = _health(env, 'with the bars back').status
+
+
+def _data_fresh(env: DrillEnv) -> bool:
+    "The health re-run rated every instrument's freshness below critical."
+    return env.scratch.get('rerun') == 'ok' and max(_freshness_levels(env), default=0) < 2
+
+
+def _stale_cleanup(env: DrillEnv):
+    if 'base' in env.scratch:  # not recovered: health re-run as of the usual now, so its metrics say so
+        _bars_arrive(env)
+
+
+def _state_db(env: DrillEnv) -> Path:
+    import sqlalchemy as sa
+    from autotrader.deploy.state import safe_url, state_url
+
+    url = state_url(env.settings)
+    if not url.startswith('sqlite'):
+        raise DrillError(
+            f"state-db-unreachable moves a SQLite deployment state aside; [deploy] state_url is {safe_url(url)}: "
+            "stop that database server yourself and watch AutoTraderGatewayNotReady"
+        )
+    return Path(sa.engine.make_url(url).database).resolve()
+
+
+def _state_db_down(env: DrillEnv):
+    db = _state_db(env)
+    aside = db.with_name(db.name + '.drill-aside')
+    if aside.exists():
+        raise DrillError(f"{aside} exists: an earlier drill did not put the deployment state back; move it to {db}")
+    if not db.is_file():
+        raise DrillError(f"the deployment state {db} does not exist: deploy a version first")
+    os.replace(db, aside)
+    env.scratch['state_db'] = (db, aside)
+    for _ in range(50):  # a connection opening right now may create an empty file of that name: it goes too
+        try:
+            db.mkdir()
+            break
+        except FileExistsError:
+            if db.is_file() and db.stat().st_size == 0:
+                db.unlink()
+            elif db.is_dir():
+                break
+            else:
+                raise DrillError(f"{db} was written while the drill moved it aside: {aside} holds the state")
+    env.mark(f"{db.name} moved aside: every new connection fails")
+
+
+def _state_db_back(env: DrillEnv):
+    "put the deployment-state database back"
+    db, aside = env.scratch.pop('state_db')
+    if db.is_dir():
+        db.rmdir()
+    os.replace(aside, db)
+
+
+def _state_db_cleanup(env: DrillEnv):
+    if 'state_db' in env.scratch:
+        _state_db_back(env)
+
+# %% ../../nbs/ops/87_drills.ipynb #8dd0d8092fe74a7c96281538738b07e2
 DRILLS = {
     d.name: d
     for d in [
@@ -684,6 +788,24 @@ DRILLS = {
             recover=_broker_back,
             cleanup=_stop_outage,
             labels={'pipeline': 'ingest'},
+        ),
+        Drill(
+            'stale-data',
+            'no new bar since the newest one in the store, until the freshness check is critical (simulated); health run',
+            'AutoTraderDataStaleCritical',
+            _data_stale,
+            _data_fresh,
+            recover=_bars_arrive,
+            cleanup=_stale_cleanup,
+        ),
+        Drill(
+            'state-db-unreachable',
+            'the deployment-state database cannot be opened (SQLite: the file moved aside)',
+            'AutoTraderGatewayNotReady',
+            _state_db_down,
+            lambda env: K._http_ok(env.gateway + '/readyz'),
+            recover=_state_db_back,
+            cleanup=_state_db_cleanup,
         ),
         Drill(
             'drift-planted',
