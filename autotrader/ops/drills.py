@@ -12,6 +12,7 @@ import re
 import signal
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -26,8 +27,9 @@ from ..monitor.receiver import received
 from . import stack as K
 
 # %% auto #0
-__all__ = ['DRIFT_FEATURE', 'DRILLS', 'DrillError', 'DrillResult', 'Drill', 'DrillEnv', 'run_drill', 'drill_names', 'run_drills',
-           'format_table', 'format_list', 'DrillsResult', 'run', 'plot_timelines']
+__all__ = ['DRIFT_FEATURE', 'DRILLS', 'DrillError', 'DrillResult', 'Drill', 'DrillEnv', 'run_drill', 'register_failing_copy',
+           'traffic_rate', 'drill_names', 'run_drills', 'format_table', 'format_list', 'DrillsResult', 'run',
+           'plot_timelines']
 
 # %% ../../nbs/ops/87_drills.ipynb #05fc094b
 class DrillError(RuntimeError):
@@ -71,7 +73,8 @@ class Drill:
     labels: dict = field(default_factory=dict)
     simulated_s: float = 0.0
     timeout: float = 900.0
-    wait_resolved: bool = True
+    wait_resolved: bool = True  # False: the alert outlives the incident by design; MTTR is the restoration
+    prepare: Callable | None = None  # prepare(env): before the precondition; may set scratch['labels']
 
 
 def _iso(t: float) -> str:
@@ -184,12 +187,15 @@ def run_drill(
         raise DrillError(
             f"the stack is not up ({', '.join(missing) or 'never started'}): run `autotrader stack up` first"
         )
+    if drill.prepare:
+        drill.prepare(env)
+    labels = {**drill.labels, **env.scratch.get('labels', {})}
     deadline = time.monotonic() + precondition_s
     while not env.scraped():  # a freshly started Prometheus: every target up, twice
         if time.monotonic() > deadline:
             raise DrillError("Prometheus does not see every target of the stack up: `autotrader stack status`")
         time.sleep(1)
-    while env.active(drill.alert, drill.labels):
+    while env.active(drill.alert, labels):
         if time.monotonic() > deadline:
             raise DrillError(
                 f"{drill.name}: {drill.alert} is already active in Alertmanager: fix what it says before drilling it"
@@ -211,13 +217,13 @@ def run_drill(
         seen, recovered_called = set(), False
         while time.time() < end:
             if not res.detected:
-                st = env.prometheus_state(drill.alert, drill.labels)
+                st = env.prometheus_state(drill.alert, labels)
                 if st and st not in seen:
                     seen.add(st)
                     env.mark(f'{drill.alert} {st} in Prometheus')
                 hits = [
                     r
-                    for r in env.records(drill.alert, 'firing', drill.labels)
+                    for r in env.records(drill.alert, 'firing', labels)
                     if (_ts(r['details'].get('starts_at')) or 0) >= env.t0 - 1
                 ]
                 if hits:
@@ -237,9 +243,7 @@ def run_drill(
             if res.detected and res.resolved_s is None:
                 done = [
                     r
-                    for r in env.records(
-                        drill.alert, 'resolved', drill.labels
-                    )  # the same incident: same alert, same start
+                    for r in env.records(drill.alert, 'resolved', labels)  # the same incident: same alert, same start
                     if (r['details'].get('fingerprint'), r['details'].get('starts_at')) in env.scratch['incidents']
                 ]
                 if done:
@@ -260,6 +264,8 @@ def run_drill(
     res.recovered = res.restored_s is not None and (res.resolved_s is not None or not drill.wait_resolved)
     if res.restored_s is not None and res.resolved_s is not None:
         res.mttr_s = max(res.restored_s, res.resolved_s)
+    elif res.restored_s is not None and not drill.wait_resolved:
+        res.mttr_s = res.restored_s
     if not res.detected:
         res.note = f'{drill.alert} not delivered within {timeout:g} s'
     elif not res.recovered:
@@ -713,6 +719,182 @@ def _state_db_cleanup(env: DrillEnv):
     if 'state_db' in env.scratch:
         _state_db_back(env)
 
+# %% ../../nbs/ops/87_drills.ipynb #8edb47106e1a46a883d545849b8ab81b
+def _failing_model(model, flag: str):
+    """A pyfunc model answering `model.predict_proba` until the file `flag` exists, then raising on every call. Defined
+    in a function, so MLflow pickles the class with the model: the gateway needs nothing of this module to load it."""
+    import warnings
+    import mlflow.pyfunc
+
+    with warnings.catch_warnings():  # MLflow asks for type hints on predict: this model takes what the champion takes
+        warnings.simplefilter('ignore', UserWarning)
+
+        class DrillFailingModel(mlflow.pyfunc.PythonModel):
+            def __init__(self, model, flag):
+                self.model, self.flag = model, flag
+
+            def predict(self, context, model_input, params=None):
+                if os.path.exists(self.flag):
+                    raise RuntimeError('drill bad-canary: planted failure')
+                return self.model.predict_proba(model_input)
+
+    return DrillFailingModel(model, flag)
+
+
+def register_failing_copy(registry, version: str, flag: str) -> str:
+    "Register a copy of model `version` (training record, signature) that fails once `flag` exists; the new version."
+    from mlflow.models import infer_signature
+
+    mv = registry.client.get_model_version(registry.model_name, str(version))
+    with registry._active() as mlflow:
+        tr = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/training.json")
+        pm = mlflow.pyfunc.load_model(f"models:/{registry.model_name}/{version}")
+        sk, ex = getattr(pm._model_impl, 'sklearn_model', None), pm.input_example
+        if sk is None or not hasattr(sk, 'predict_proba') or ex is None:
+            raise DrillError(
+                f"bad-canary copies a scikit-learn classifier with an input example; v{version} is not one"
+            )
+        with mlflow.start_run(experiment_id=registry.experiment_id(), run_name='drill-bad-canary'):
+            info = mlflow.pyfunc.log_model(
+                name='model',
+                python_model=_failing_model(sk, flag),
+                signature=infer_signature(ex, sk.predict_proba(ex)),
+                input_example=ex,
+            )
+            mlflow.log_dict(tr, 'training.json')
+    return registry.register(
+        info.model_uri,
+        alias=None,
+        tags={'autotrader.drill': 'bad-canary', 'autotrader.copy_of': str(version)},
+        description=f'drill bad-canary: a copy of v{version} that fails on purpose; never deploy it',
+    )
+
+# %% ../../nbs/ops/87_drills.ipynb #8763a12b2bbd4a93a75aff182afb95dc
+class _Traffic:
+    "GET /v1/signal/{instrument} from `url` at `rate` requests a second (round robin over `instruments`), in 4 threads."
+
+    def __init__(self, url: str, instruments, rate: float = 8.0, threads: int = 4):
+        self.url, self.instruments, self.rate = url, list(instruments), rate / threads
+        self.codes, self._stop = {}, threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(j,), daemon=True, name=f'drill-traffic-{j}')
+            for j in range(threads)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, j: int):
+        k, t = j, time.monotonic()
+        while not self._stop.is_set():
+            i = self.instruments[k % len(self.instruments)]
+            k += 1
+            try:
+                with urllib.request.urlopen(f"{self.url}/v1/signal/{i}", timeout=10) as r:
+                    code = r.status
+            except urllib.error.HTTPError as e:
+                code = e.code
+            except OSError:
+                code = 0
+            self.codes[code] = self.codes.get(code, 0) + 1
+            t += 1 / self.rate
+            self._stop.wait(max(0.0, t - time.monotonic()))
+
+    def stop(self):
+        self._stop.set()
+        for t in self.threads:
+            t.join(15)
+
+
+def traffic_rate(settings, clock_speed: float, instruments: int) -> float:
+    """Requests a second that give each instrument 4 × `[deploy] min_requests` per analysis window (`analysis_seconds`
+    of clock time), at least 8 and at most 100: 13 on the shipped settings and 4 instruments on the wall clock."""
+    d = settings.deploy
+    return min(100.0, max(8.0, 4 * d.min_requests * instruments * clock_speed / d.analysis_seconds))
+
+
+def _canary_serves(env: DrillEnv, version: str) -> list[str]:
+    "The instruments routed to `version` (by name)."
+    from autotrader.deploy.state import DeploymentState
+
+    r = DeploymentState.from_settings(env.settings).routing()
+    slots = {s for s, x in r.slots.items() if str(x['version']) == str(version)}
+    return sorted(i for i, x in r.routes.items() if x['slot'] in slots)
+
+
+def _bad_canary_prepare(env: DrillEnv):
+    from autotrader.schema import parse_instruments
+    from autotrader.train.registry import ModelRegistry
+
+    reg = ModelRegistry.from_settings(env.settings)
+    ch = reg.champion()
+    if ch is None or not env.up('gateway') or not K._http_ok(env.gateway + '/readyz'):
+        raise DrillError('bad-canary needs a champion served by a ready gateway (autotrader run all, then stack up)')
+    flag = env.dir / 'drill-bad-canary.flag'
+    flag.unlink(missing_ok=True)
+    v = register_failing_copy(reg, ch['version'], str(flag))
+    ins = parse_instruments(env.settings.instruments.symbols, env.settings.instruments.default_calendar)
+    env.scratch.update(
+        flag=flag, version=v, champion=str(ch['version']), labels={'version': v}, instruments=[i.symbol for i in ins]
+    )
+
+
+def _bad_canary(env: DrillEnv):
+    from autotrader.deploy.canary import CanaryRollout
+
+    v, box = env.scratch['version'], env.scratch
+    from autotrader.deploy.state import DeploymentState
+
+    speed = getattr(DeploymentState.from_settings(env.settings).clock(), 'speed', 1.0)
+    rate = traffic_rate(env.settings, speed, len(box['instruments']))
+    box['traffic'] = _Traffic(env.gateway, box['instruments'], rate)
+    env.mark(f"traffic: {rate:.0f} requests/s over {len(box['instruments'])} instruments")
+
+    def go():
+        try:
+            box['deployment'] = CanaryRollout(settings=env.settings, actor='drill bad-canary', log=None).run(v)
+        except Exception as e:
+            box['recovery_failed'] = f"the canary stopped: {type(e).__name__}: {e}"[:300]
+
+    box['thread'] = threading.Thread(target=go, daemon=True, name='drill-canary')
+    box['thread'].start()
+    deadline = time.monotonic() + env.settings.deploy.ready_timeout + 120
+    while not (served := _canary_serves(env, v)):
+        if not box['thread'].is_alive() or time.monotonic() > deadline:
+            d = box.get('deployment') or {}
+            raise DrillError(
+                f"the canary of v{v} never served an instrument ({d.get('status', 'still starting')}: "
+                f"{box.get('recovery_failed') or (d.get('detail') or {}).get('why', '')})"
+            )
+        time.sleep(0.5)
+    box['flag'].touch()
+    box['t0'] = time.time()
+    env.mark(f"v{v} (a copy of v{box['champion']}) serves {', '.join(served)} as a canary; it fails from now on")
+
+
+def _bad_canary_rolled_back(env: DrillEnv) -> bool:
+    "The canary ended rolled back and the champion serves every instrument again."
+    d = env.scratch.get('deployment')
+    return d is not None and d['status'] == 'rolled_back' and not _canary_serves(env, env.scratch['version'])
+
+
+def _bad_canary_cleanup(env: DrillEnv):
+    from autotrader.deploy.controller import deployment_action
+    from autotrader.deploy.state import DeploymentState
+
+    s = env.scratch
+    th = s.get('thread')
+    if th is not None and th.is_alive():  # not rolled back within the drill's time: abort it (audited)
+        d = DeploymentState.from_settings(env.settings).deployment()
+        if d is not None and str(d['version']) == str(s.get('version')):
+            deployment_action('abort', env.settings, log=lambda *a: None)
+        th.join(120)
+    if s.get('traffic'):
+        t = s.pop('traffic')
+        t.stop()
+        env.mark(f"traffic: {dict(sorted(t.codes.items()))} (HTTP code: requests)")
+    if s.get('flag'):
+        s['flag'].unlink(missing_ok=True)
+
 # %% ../../nbs/ops/87_drills.ipynb #8dd0d8092fe74a7c96281538738b07e2
 DRILLS = {
     d.name: d
@@ -806,6 +988,17 @@ DRILLS = {
             lambda env: K._http_ok(env.gateway + '/readyz'),
             recover=_state_db_back,
             cleanup=_state_db_cleanup,
+        ),
+        Drill(
+            'bad-canary',
+            'a canary that passes its checks, then raises on every call under traffic; the controller rolls it back',
+            'AutoTraderDeploymentRolledBack',
+            _bad_canary,
+            _bad_canary_rolled_back,
+            cleanup=_bad_canary_cleanup,
+            prepare=_bad_canary_prepare,
+            wait_resolved=False,
+            timeout=1200,
         ),
         Drill(
             'drift-planted',
