@@ -10,8 +10,9 @@ drill takes under 10 minutes.
 The data folder is a fresh temporary one: 20 days of sim bars of one instrument (basic features) ingested by the
 runner (so the pipeline's metrics file exists) and a health run (its metrics file). Without a deployed model the
 gateway answers not ready, so `gateway-down` and `state-db-unreachable` (whose alert, AutoTraderGatewayNotReady, then
-already fires) are left out unless --with-model trains and promotes one first (4 instruments, 150 days; a few minutes
-more); so is `drift-planted` (20 days give the drift check too short a reference: inconclusive, nothing to detect)."""
+already fires) and `bad-canary` (a copy of the champion) are left out unless --with-model trains and promotes one first
+(4 instruments, 150 days; a few minutes more); so is `drift-planted` (20 days give the drift check too short a
+reference: inconclusive, nothing to detect)."""
 
 import argparse
 import json
@@ -78,7 +79,7 @@ def main():
     ap.add_argument(
         'drills',
         nargs='*',
-        help='drill names (default: all but gateway-down, state-db-unreachable and drift-planted without --with-model)',
+        help='drill names (default: all but those needing a model without --with-model)',
     )
     ap.add_argument(
         '--runs', type=int, default=3, help='runs of a drill under 10 min (default 3; the median is reported)'
@@ -87,8 +88,8 @@ def main():
     ap.add_argument(
         '--with-model',
         action='store_true',
-        help='train and promote a model first, so the gateway is ready and gateway-down, state-db-unreachable and '
-        'drift-planted can run',
+        help='train and promote a model first, so the gateway is ready and gateway-down, state-db-unreachable, '
+        'bad-canary and drift-planted can run',
     )
     a = ap.parse_args()
     import signal
@@ -96,7 +97,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack on the way out (finally)
     from autotrader.ops import stack as K, drills as D
 
-    needs_model = ('gateway-down', 'state-db-unreachable', 'drift-planted')
+    needs_model = ('gateway-down', 'state-db-unreachable', 'bad-canary', 'drift-planted')
     names = a.drills or [n for n in D.DRILLS if n not in needs_model or a.with_model]
     D.drill_names(names)
     d = Path(tempfile.mkdtemp(prefix='autotrader-drills-'))

@@ -1067,8 +1067,9 @@ def format_table(results: list[DrillResult]) -> str:
 
 def format_list() -> str:
     "The drills: name, alert, recovery, what is injected."
+    n, a = (max(len(getattr(d, k)) for d in DRILLS.values()) for k in ('name', 'alert'))
     return '\n'.join(
-        f"{d.name:<17} {d.alert:<34} {'automatic' if d.recover is None else 'runbook':<9}  {d.title}"
+        f"{d.name:<{n}}  {d.alert:<{a}}  {'automatic' if d.recover is None else 'runbook':<9}  {d.title}"
         for d in DRILLS.values()
     )
 
