@@ -432,7 +432,8 @@ def _scheduler_beats(env: DrillEnv) -> bool:
     from autotrader.ops.scheduler import heartbeat_path
 
     f = heartbeat_path(env.settings)
-    return env.status()['scheduler']['up'] and f.exists() and time.time() - f.stat().st_mtime < 60
+    fresh = max(2 * env.settings.schedule.heartbeat_seconds, 5.0)  # written within the last 2 beats
+    return env.status()['scheduler']['up'] and f.exists() and time.time() - f.stat().st_mtime < fresh
 
 
 def _overdue(env: DrillEnv):

@@ -204,7 +204,7 @@ def heartbeat_path(settings) -> Path:
 
 
 def write_heartbeat(settings, jobs: int) -> Path:
-    "autotrader_scheduler_heartbeat_timestamp_seconds = now, and the number of scheduled jobs."
+    "autotrader_scheduler_heartbeat_timestamp_seconds = now, the number of scheduled jobs and the heartbeat interval."
     from prometheus_client.core import GaugeMetricFamily
 
     from autotrader.monitor.metrics import write_families
@@ -216,7 +216,12 @@ def write_heartbeat(settings, jobs: int) -> Path:
     hb.add_metric([], time.time())
     n = GaugeMetricFamily('autotrader_scheduler_jobs', 'Pipelines the running scheduler has scheduled.')
     n.add_metric([], float(jobs))
-    return write_families(heartbeat_path(settings), [hb, n])
+    iv = GaugeMetricFamily(
+        'autotrader_scheduler_heartbeat_interval_seconds',
+        '[schedule] heartbeat_seconds of the running scheduler: AutoTraderSchedulerDown fires after 4 missed beats.',
+    )
+    iv.add_metric([], float(settings.schedule.heartbeat_seconds))
+    return write_families(heartbeat_path(settings), [hb, n, iv])
 
 
 def clear_heartbeat(settings):
