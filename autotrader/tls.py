@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['AUTH_INI', 'self_signed', 'TLSError', 'server_files', 'tracking_server_argv', 'run_tracking_server']
+__all__ = ['AUTH_INI', 'self_signed', 'TLSError', 'server_files', 'replica_context', 'tracking_server_argv',
+           'run_tracking_server']
 
 # %% ../nbs/04_tls.ipynb #57197bc1
 def _write_private(path: Path, data: bytes):
@@ -107,6 +108,11 @@ def server_files(certfile='', keyfile='', self_signed_=False, where='[deploy] tl
         c, k = self_signed(d)
         return str(c), str(k)
     return None
+
+# %% ../nbs/04_tls.ipynb #62f9a24f
+def replica_context(url: str) -> ssl.SSLContext | None:
+    "The SSL context of a call to a gateway replica of this deployment at `url`: unverified for https, None for http."
+    return ssl._create_unverified_context() if str(url).startswith('https') else None
 
 # %% ../nbs/04_tls.ipynb #990d097e
 AUTH_INI = """[mlflow]

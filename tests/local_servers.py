@@ -60,16 +60,24 @@ def start_mlflow_server(tmp_path_factory):
     try:
         yield proc, f'http://127.0.0.1:{port}', d
     finally:
+        stop_group(proc, timeout=3)
+        log.close()
+
+
+def stop_group(proc, timeout: float = 3.0):
+    "SIGTERM to the process group of `proc` (started with start_new_session=True), SIGKILL after `timeout` seconds."
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        proc.wait()
 
 
 def wait_healthy(proc, uri, d, timeout=300) -> str:

@@ -5,7 +5,6 @@ app over TLS) that refuses anonymous calls and plain HTTP, and through which the
 with credentials from the environment only."""
 
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from local_servers import free_port
+from local_servers import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.xdist_group('tls')
@@ -44,18 +43,6 @@ def _start(args, env, cwd, log):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def _stop(p):
-    try:
-        os.killpg(p.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        p.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
 
 
 def _wait(url, ctx, p, log, timeout=240):
@@ -100,7 +87,7 @@ def test_gateway_serves_https_with_the_operators_certificate_or_a_self_signed_on
         with pytest.raises(urllib.error.URLError, match='CERTIFICATE_VERIFY_FAILED'):  # not trusted by default
             urllib.request.urlopen(f'https://127.0.0.1:{port}/healthz', timeout=5)
     finally:
-        _stop(p)
+        stop_group(p, timeout=40)
         log.close()
     out = (tmp_path / 'gateway.log').read_text()
     assert f'listening on https://127.0.0.1:{port}' in out and f'TLS: {cert}' in out, out
@@ -115,7 +102,7 @@ def test_gateway_serves_https_with_the_operators_certificate_or_a_self_signed_on
         assert _wait(f'https://127.0.0.1:{port}/healthz', ctx, p, log) == 200
         assert _wait(f'https://127.0.0.1:{port}/readyz', ctx, p, log) == 503  # nothing deployed: alive, not ready
     finally:
-        _stop(p)
+        stop_group(p, timeout=40)
         log.close()
     assert 'TLS: a self-signed certificate made at start' in (tmp_path / 'gateway2.log').read_text()
 
@@ -162,7 +149,7 @@ def tracking_server(tmp_path_factory):
         assert _wait(f'{uri}/health', ssl.create_default_context(cafile=str(cert)), p, log) == 200
         yield uri, cert, password, d
     finally:
-        _stop(p)
+        stop_group(p, timeout=40)
         log.close()
 
 

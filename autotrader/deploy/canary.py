@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import ssl
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ import pandas as pd
 from fastcore.basics import patch
 
 from ..config import Settings, SettingsError, load_settings, secret
+from ..tls import replica_context
 from .bluegreen import _resolve_version, paired_sharpe, sharpe_args, traffic
 from .state import DeploymentState, StateError, default_actor, iso, live_age
 
@@ -648,7 +648,7 @@ def integration_check(
     url = reps.url.iloc[0]
     # a replica serving TLS inside the private network has a certificate made at its start: encrypted, not verified
     # (as the load balancer does); the replica's address comes from the deployment state, not from a client
-    ctx = ssl._create_unverified_context() if str(url).startswith('https') else None
+    ctx = replica_context(url)
     now = pd.Timestamp(state.clock().now(), unit='s', tz='UTC')
     b = store.read(
         'bars', instruments, now - pd.Timedelta(days=30), now, columns=['instrument', 'timestamp', 'timeframe']

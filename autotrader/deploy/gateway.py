@@ -1703,9 +1703,9 @@ def serve(
 
     def announce(st, url):
         "Wait for /readyz, then log the versions loaded and the routing in force (from the deployment state)."
-        import ssl
+        from autotrader.tls import replica_context
 
-        ctx = ssl._create_unverified_context() if url.startswith('https') else None  # our own server, on loopback
+        ctx = replica_context(url)  # our own server, on loopback
         probe, last, deadline = (
             url.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://127.0.0.1:'),
             None,
