@@ -142,3 +142,20 @@ def test_served_probabilities_unlike_the_artifact_fail_parity_and_roll_back(worl
     assert w.reg.champion()['version'] == champ and set(w.state.routing().routes) == {'*'}
     assert set(INSTRUMENTS) >= set(canary)
     print(f"{why}; {time.perf_counter() - t:.1f} s wall")
+
+
+def test_blue_green_of_served_probabilities_unlike_the_artifact_rolls_back_on_parity(world, trained):
+    "Blue/green runs the parity check too: the hidden-state version is rolled back from every route, naming parity."
+    from autotrader.deploy.bluegreen import BlueGreenDeployment
+
+    w = world
+    champ = w.reg.champion()['version']
+    w.walk(150)
+    w.t0 = w.clock.now()  # blue's baseline traffic
+    bg = BlueGreenDeployment(settings=w.st, state=w.state, registry=w.reg, clock=w.clock)
+    d = _run(lambda tick, poll: bg.ctl.run(trained['hidden'], tick=tick, poll=poll), w)
+    log = w.state.audit_log(d['id'])
+    assert d['status'] == 'rolled_back', log.tail(6)[['action', 'reason']].to_string()
+    why = log[log.action == 'bluegreen.rolling_back'].reason.iloc[0]
+    assert 'parity: ' in why and 'from the offline prediction' in why, why
+    assert w.state.routing().version_of('BTC-USD') == champ and w.reg.champion()['version'] == champ

@@ -28,6 +28,19 @@ class Strategy:
 
     kind, slot = None, None
 
+    def __init__(self):
+        self._api = None
+
+    def api(self, ctl):
+        "The canary API (`CanaryRollout`, made once): the canary's stages and checks, and the parity check of both."
+        from autotrader.deploy.canary import CanaryRollout
+
+        if self._api is None:
+            self._api = CanaryRollout(
+                settings=ctl.st, state=ctl.state, registry=ctl.registry, actor=ctl.actor, log=ctl.log
+            )
+        return self._api
+
     def plan(self, ctl: 'RolloutController', version: str, baseline: str | None) -> list[dict]:
         raise NotImplementedError
 
@@ -80,6 +93,7 @@ class BlueGreenStrategy(Strategy):
             b0, b1 = d['detail'].get('baseline', [start - dp.baseline_minutes * 60, start])
             base = traffic(ctl.state, d['baseline_version'], b0, b1)
         results = judge_traffic(new, base, th)
+        results.append(self.api(ctl).parity(d['version'], start, now))  # served = what the artifact computes
         if d['baseline_version']:
             results.append(_pnl_check(ctl, d, start, now))
         if final:
@@ -160,18 +174,6 @@ class CanaryStrategy(Strategy):
     "Canary: stages of instruments in slot canary, judged per instrument and pooled against the champion in shadow."
 
     kind, slot = 'canary', 'canary'
-
-    def __init__(self):
-        self._api = None
-
-    def api(self, ctl):
-        from autotrader.deploy.canary import CanaryRollout
-
-        if self._api is None:
-            self._api = CanaryRollout(
-                settings=ctl.st, state=ctl.state, registry=ctl.registry, actor=ctl.actor, log=ctl.log
-            )
-        return self._api
 
     def plan(self, ctl, version, baseline):
         if baseline is None:

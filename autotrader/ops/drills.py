@@ -724,30 +724,28 @@ def _state_db_cleanup(env: DrillEnv):
 def _failing_model(model, flag: str):
     """A pyfunc model answering `model.predict_proba` until the file `flag` exists, then raising on every call. Defined
     in a function, so MLflow pickles the class with the model: the gateway needs nothing of this module to load it."""
-    import warnings
     import mlflow.pyfunc
 
-    with warnings.catch_warnings():  # MLflow asks for type hints on predict: this model takes what the champion takes
-        warnings.simplefilter('ignore', UserWarning)
+    class DrillFailingModel(mlflow.pyfunc.PythonModel):
+        def __init__(self, model, flag):
+            self.model, self.flag = model, flag
 
-        class DrillFailingModel(mlflow.pyfunc.PythonModel):
-            def __init__(self, model, flag):
-                self.model, self.flag = model, flag
-
-            def predict(self, context, model_input, params=None):
-                if os.path.exists(self.flag):
-                    raise RuntimeError('drill bad-canary: planted failure')
-                return self.model.predict_proba(model_input)
+        def predict(self, context, model_input, params=None):
+            if os.path.exists(self.flag):
+                raise RuntimeError('drill bad-canary: planted failure')
+            return self.model.predict_proba(model_input)
 
     return DrillFailingModel(model, flag)
 
 
 def register_failing_copy(registry, version: str, flag: str) -> str:
     "Register a copy of model `version` (training record, signature) that fails once `flag` exists; the new version."
+    import warnings
     from mlflow.models import infer_signature
 
     mv = registry.client.get_model_version(registry.model_name, str(version))
-    with registry._active() as mlflow:
+    with registry._active() as mlflow, warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # MLflow asks for type hints: it takes what the champion takes
         tr = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/training.json")
         pm = mlflow.pyfunc.load_model(f"models:/{registry.model_name}/{version}")
         sk, ex = getattr(pm._model_impl, 'sklearn_model', None), pm.input_example
@@ -826,6 +824,15 @@ def _bad_canary_prepare(env: DrillEnv):
     from autotrader.schema import parse_instruments
     from autotrader.train.registry import ModelRegistry
 
+    from autotrader.config import SettingsError, secret
+
+    try:
+        secret('admin_token')
+    except SettingsError as e:
+        raise DrillError(
+            f"bad-canary runs a canary, whose integration check calls the gateway's admin endpoint: {e} (the token the "
+            "stack's gateway was started with)"
+        ) from None
     reg = ModelRegistry.from_settings(env.settings)
     ch = reg.champion()
     if ch is None or not env.up('gateway') or not K._http_ok(env.gateway + '/readyz'):
@@ -862,9 +869,10 @@ def _bad_canary(env: DrillEnv):
     while not (served := _canary_serves(env, v)):
         if not box['thread'].is_alive() or time.monotonic() > deadline:
             d = box.get('deployment') or {}
+            log = DeploymentState.from_settings(env.settings).audit_log(d['id']) if d.get('id') else None
+            why = box.get('recovery_failed') or (log.reason.iloc[-1] if log is not None and len(log) else '')
             raise DrillError(
-                f"the canary of v{v} never served an instrument ({d.get('status', 'still starting')}: "
-                f"{box.get('recovery_failed') or (d.get('detail') or {}).get('why', '')})"
+                f"the canary of v{v} never served an instrument ({d.get('status', 'still starting')}: {why})"
             )
         time.sleep(0.5)
     box['flag'].touch()
