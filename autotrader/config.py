@@ -808,7 +808,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         'parity_sample': Key(
             'int',
             200,
-            'Prediction parity: at most this many of the new version\'s served signals in an analysis window are recomputed offline (the registered model on the feature store\'s row of the same instrument and bar).',
+            'Prediction parity (canary and blue/green): at most this many of the new version\'s served signals in an analysis window are recomputed offline (the registered model on the feature store\'s row of the same instrument and bar).',
         ),
         'parity_tolerance': Key(
             'float',

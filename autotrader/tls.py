@@ -109,7 +109,7 @@ def server_files(certfile='', keyfile='', self_signed_=False, where='[deploy] tl
         return str(c), str(k)
     return None
 
-# %% ../nbs/04_tls.ipynb #62f9a24f
+# %% ../nbs/04_tls.ipynb #4c72bdcb
 def replica_context(url: str) -> ssl.SSLContext | None:
     "The SSL context of a call to a gateway replica of this deployment at `url`: unverified for https, None for http."
     return ssl._create_unverified_context() if str(url).startswith('https') else None
