@@ -220,7 +220,12 @@ def _spawn(d: Path, name: str, cmd: list[str], env: dict | None = None) -> int:
             start_new_session=True,
             env={**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})},
         )
-    _write_pid(d, name, p.pid)
+    try:
+        _write_pid(d, name, p.pid)
+    except BaseException:  # no pid file, no way to stop it later: stop it now
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise
     return p.pid
 
 
