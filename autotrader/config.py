@@ -820,6 +820,24 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.01,
             'Prediction parity: roll back when more than this share of the checked signals differ (training/serving skew, a wrong artifact, a stale feature cache).',
         ),
+        'distribution_max_ks': Key(
+            'float',
+            0.5,
+            'Signal distribution (canary and blue/green): roll back when the Kolmogorov–Smirnov distance between the new version\'s served probabilities and its own predictions on its test window (same instruments) exceeds this, and is significant (distribution_alpha).',
+        ),
+        'distribution_alpha': Key(
+            'float', 0.001, 'Signal distribution: the p-value below which a distance over distribution_max_ks counts.'
+        ),
+        'distribution_max_repeat': Key(
+            'float',
+            0.5,
+            'Signal distribution: roll back when more than this share of the served bars repeat the previous bar\'s probability of their instrument, and 25 points more than on the test window (a frozen input).',
+        ),
+        'distribution_min_signals': Key(
+            'int',
+            30,
+            'Signal distribution: fewer served bars in the window than this are not judged (info, never a hold).',
+        ),
         'verdict_effect_bps': Key(
             'float',
             5.0,

@@ -159,3 +159,37 @@ def test_blue_green_of_served_probabilities_unlike_the_artifact_rolls_back_on_pa
     why = log[log.action == 'bluegreen.rolling_back'].reason.iloc[0]
     assert 'parity: ' in why and 'from the offline prediction' in why, why
     assert w.state.routing().version_of('BTC-USD') == champ and w.reg.champion()['version'] == champ
+
+
+def test_blue_green_on_a_frozen_feed_rolls_back_on_the_signal_distribution(trained, tmp_path, monkeypatch):
+    """Every instrument's features frozen from an hour before the deployment (a feed stuck upstream of the store):
+    served and recomputed alike, so parity passes, but the served probabilities are unlike the version's own on its test
+    window: the signal-distribution check rolls the blue/green back, naming it."""
+    import pandas as pd
+    from autotrader.deploy.bluegreen import BlueGreenDeployment
+    from autotrader.features.store import FeatureStore
+
+    w = World(trained, tmp_path, monkeypatch, canary_kv={'distribution_min_signals': 12})
+    try:
+        champ = w.reg.champion()['version']
+        w.walk(150)
+        w.t0 = w.clock.now()
+        store = FeatureStore(w.st.store.dir, w.st.store.keep_snapshots)
+        ds = w.gw.snap.models['blue'].dataset
+        t = pd.Timestamp(w.clock.now(), unit='s', tz='UTC')
+        rows = store.read(ds, start=t - pd.Timedelta(hours=1), end=t + pd.Timedelta(hours=24))
+        feats = [c for c in rows.columns if c not in ('instrument', 'timestamp', 'timeframe') and not c.startswith('_')]
+        rows[feats] = rows.groupby('instrument')[feats].transform('first')
+        with store.transaction('test-frozen-feed') as tx:
+            tx.write(ds, rows)
+        w.gw.refresh_features()
+        bg = BlueGreenDeployment(settings=w.st, state=w.state, registry=w.reg, clock=w.clock)
+        d = _run(lambda tick, poll: bg.ctl.run(trained['twin'], tick=tick, poll=poll), w)
+        log = w.state.audit_log(d['id'])
+        assert d['status'] == 'rolled_back', log.tail(6)[['action', 'reason']].to_string()
+        why = log[log.action == 'bluegreen.rolling_back'].reason.iloc[0]
+        print(why)
+        assert 'signal distribution: KS distance' in why and 'a frozen input?' in why and 'parity' not in why, why
+        assert w.state.routing().version_of('BTC-USD') == champ
+    finally:
+        w.close()

@@ -24,7 +24,8 @@ from .state import DeploymentState, StateError, default_actor, iso, live_age
 
 # %% auto #0
 __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 'CanaryMetricsCollector', 'CanaryRollout',
-           'parity_sample', 'offline_probabilities', 'judge_parity', 'smoke_check', 'integration_check']
+           'parity_sample', 'offline_probabilities', 'judge_parity', 'judge_distribution', 'smoke_check',
+           'integration_check']
 
 # %% ../../nbs/deploy/63_canary.ipynb #8410ae83
 @dataclass
@@ -453,6 +454,130 @@ def parity(self: CanaryRollout, version, start: float, end: float, instruments=N
         )
     return judge_parity(sig, off, c.parity_tolerance, c.parity_max_mismatch_share, total, version)
 
+# %% ../../nbs/deploy/63_canary.ipynb #acae54e37e7d407bbb7b55eff062a284
+def _share(x: float) -> str:
+    return 'n/a' if np.isnan(x) else f"{x:.0%}"
+
+
+def _repeat_share(f: pd.DataFrame) -> float:
+    "The share of bars (after each instrument's first, in `f`'s order) whose probability repeats the previous bar's."
+    p = f.prob.to_numpy(dtype='float64')
+    same = np.abs(np.diff(p)) <= 1e-12
+    new = f.instrument.to_numpy()[1:] != f.instrument.to_numpy()[:-1]  # an instrument's first bar: no previous
+    return float(same[~new].mean()) if (~new).any() else float('nan')
+
+
+def judge_distribution(
+    served: pd.DataFrame,
+    reference: pd.DataFrame,
+    max_ks: float = 0.5,
+    alpha: float = 0.001,
+    min_signals: int = 30,
+    max_repeat: float = 0.5,
+    version=None,
+) -> dict:
+    """The signal-distribution check (see above): served (instrument, prob) — one per bar, in bar order within each
+    instrument — against the version's own predictions (instrument, prob) on its test window, in the same order."""
+    from scipy.stats import ks_2samp
+
+    fin = lambda f: f[np.isfinite(f.prob.to_numpy(dtype='float64'))]
+    served, reference = fin(served), fin(reference)
+    s, r = served.prob.to_numpy(dtype='float64'), reference.prob.to_numpy(dtype='float64')
+    base = dict(check='distribution', threshold=max_ks, value=float('nan'))
+    of = f" of v{version}" if version else ''
+    if not len(r):
+        return dict(base, verdict='info', detail=dict(n=len(s), reference=0, reason=f"no test-window predictions{of}"))
+    if len(s) < min_signals:
+        return dict(
+            base,
+            verdict='info',
+            detail=dict(n=len(s), reference=len(r), reason=f"{len(s)} served bars{of} < {min_signals}: not judged yet"),
+        )
+    k = ks_2samp(s, r)
+    d, p = float(k.statistic), float(k.pvalue)
+    rep, rep0 = _repeat_share(served), _repeat_share(reference)
+    shifted = d > max_ks and p < alpha
+    frozen = rep > max_repeat and rep > (0.0 if np.isnan(rep0) else rep0) + 0.25
+    reason = (
+        f"KS distance {d:.2f} (p {p:.2g}) between {len(s)} served probabilities{of} (mean {s.mean():.3f}) and its "
+        f"{len(r)} predictions on its test window (mean {r.mean():.3f}); {_share(rep)} of served bars repeat the "
+        f"previous bar's probability ({_share(rep0)} on the test window)" + ('; a frozen input?' if frozen else '')
+    )
+    return dict(
+        base,
+        verdict='fail' if shifted or frozen else 'pass',
+        value=d,
+        detail=dict(
+            n=len(s),
+            reference=len(r),
+            p_value=p,
+            repeat_share=rep,
+            reference_repeat_share=rep0,
+            served_mean=float(s.mean()),
+            reference_mean=float(r.mean()),
+            reason=reason,
+        ),
+    )
+
+
+@patch
+def _test_window_probabilities(self: CanaryRollout, version) -> pd.DataFrame:
+    "(instrument, prob): the version's predictions on the stored feature rows of its test window (once per rollout)."
+    cache = self.__dict__.setdefault('_reference', {})
+    v = str(version).lstrip('v')
+    if v not in cache:
+        from autotrader.schema import parse_instruments
+
+        h = self._offline_model(v)
+        with self.registry._active() as mlflow:
+            tr = mlflow.artifacts.load_dict(f"runs:/{h.run_id}/training.json")
+        w = tr['windows']['test']
+        f = self.store.read(
+            h.dataset,
+            [i.symbol for i in parse_instruments(tr['instruments'])],  # 'BTC-USD:crypto' → BTC-USD
+            pd.Timestamp(w['start']),
+            pd.Timestamp(w['end']) + pd.Timedelta(seconds=1),
+            timeframe=h.timeframe or None,
+            columns=['instrument', 'timestamp', *h.features],
+        ).sort_values(['instrument', 'timestamp'], kind='stable')
+        if len(f) > 20_000:  # evenly spaced: the shape of the distribution, not every row
+            f = f.iloc[np.unique(np.linspace(0, len(f) - 1, 20_000).round().astype(int))]
+        X = f[list(h.features)].astype('float64').reset_index(drop=True)
+        p = np.asarray(h.prob_up(X), dtype='float64') if len(X) else np.array([])
+        cache[v] = pd.DataFrame({'instrument': f.instrument.astype(str).to_numpy(), 'prob': p})
+    return cache[v]
+
+
+@patch
+def distribution(self: CanaryRollout, version, start: float, end: float, instruments=None) -> dict:
+    "The signal-distribution check of `version`'s served signals in [start, end) (see above), as an analysis result."
+    c = self.st.canary
+    log = self.state.signal_log(start, end, [version], instruments, shadow=False)
+    log = log[log.version == str(version)].drop_duplicates(['instrument', 'bar'], keep='last')
+    log = log.sort_values(['instrument', 'bar'], kind='stable')
+    try:
+        ref = self._test_window_probabilities(version)
+    except Exception as e:  # no reference: said, never a reason to hold
+        return dict(
+            check='distribution',
+            verdict='info',
+            value=float('nan'),
+            threshold=c.distribution_max_ks,
+            detail=dict(
+                n=len(log), reference=0, reason=f"no test-window predictions of v{version}: {type(e).__name__}: {e}"
+            ),
+        )
+    ref = ref[ref.instrument.isin(set(log.instrument.astype(str)))] if len(log) else ref.iloc[:0]
+    return judge_distribution(
+        log[['instrument', 'prob']].astype({'instrument': str}),
+        ref,
+        c.distribution_max_ks,
+        c.distribution_alpha,
+        c.distribution_min_signals,
+        c.distribution_max_repeat,
+        version,
+    )
+
 # %% ../../nbs/deploy/63_canary.ipynb #cb86a118
 @patch
 def monitor_canary(self: CanaryRollout, duration_seconds: float = 3600, final: bool = True) -> dict:
@@ -518,6 +643,10 @@ def analyze(
         reasons.append(f"parity: {par['detail']['reason']}")
     elif final and par['verdict'] == 'inconclusive':
         reasons.append(f"parity inconclusive ({par['detail']['reason']})")
+    dist = {**self.distribution(version, start, now, inst), 'instrument': '*'}
+    results.append(dist)
+    if dist['verdict'] == 'fail':
+        reasons.append(f"signal distribution: {dist['detail']['reason']}")
     if final:
         base, new, n = pooled.get('base', float('nan')), pooled.get('new', float('nan')), pooled.get('n', 0)
         thr = base - c.max_sharpe_drop * abs(base) if math.isfinite(base) else float('nan')

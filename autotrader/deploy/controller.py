@@ -94,6 +94,7 @@ class BlueGreenStrategy(Strategy):
             base = traffic(ctl.state, d['baseline_version'], b0, b1)
         results = judge_traffic(new, base, th)
         results.append(self.api(ctl).parity(d['version'], start, now))  # served = what the artifact computes
+        results.append(self.api(ctl).distribution(d['version'], start, now))  # inputs like those it was evaluated on
         if d['baseline_version']:
             results.append(_pnl_check(ctl, d, start, now))
         if final:
@@ -118,6 +119,8 @@ def _reason(r: dict) -> str:
         if r['verdict'] == 'inconclusive':
             return f"parity inconclusive ({d.get('reason', 'no reason recorded')})"
         return f"parity: {d.get('reason', _f(r['value']))}"
+    if r['check'] == 'distribution':
+        return f"signal distribution: {d.get('reason', _f(r['value']))}"
     if r['verdict'] == 'inconclusive':
         why = (
             f"{d.get('n', 0)} paired outcomes < min_signals"
