@@ -24,8 +24,8 @@ from .state import DeploymentState, StateError, default_actor, iso, live_age
 
 # %% auto #0
 __all__ = ['RolloutStage', 'parse_stages', 'stage_counts', 'InstrumentMetrics', 'CanaryMetricsCollector', 'CanaryRollout',
-           'parity_sample', 'offline_probabilities', 'judge_parity', 'judge_distribution', 'smoke_check',
-           'integration_check']
+           'parity_sample', 'offline_probabilities', 'judge_parity', 'window_distances', 'judge_distribution',
+           'smoke_check', 'integration_check']
 
 # %% ../../nbs/deploy/63_canary.ipynb #8410ae83
 @dataclass
@@ -467,6 +467,24 @@ def _repeat_share(f: pd.DataFrame) -> float:
     return float(same[~new].mean()) if (~new).any() else float('nan')
 
 
+def window_distances(reference: pd.DataFrame, length: int) -> np.ndarray:
+    """KS distances to the whole test window of its own windows of `length` consecutive bars per instrument (pooled
+    over the instruments, block by block; at most 200 blocks, evenly spaced): how far a window as short as the served
+    one strays when nothing is wrong."""
+    L = max(2, int(length))
+    g = [x.prob.to_numpy(dtype='float64') for _, x in reference.groupby('instrument', sort=False)]
+    blocks = min((len(x) // L for x in g), default=0)
+    r = np.sort(reference.prob.to_numpy(dtype='float64'))
+
+    def ks(w):  # the two-sample KS statistic against the sorted reference, sorted once
+        w = np.sort(w)
+        at = np.concatenate([w, r])
+        return float(np.abs(np.searchsorted(w, at, 'right') / len(w) - np.searchsorted(r, at, 'right') / len(r)).max())
+
+    picked = np.unique(np.linspace(0, blocks - 1, min(blocks, 200)).round().astype(int)) if blocks else []
+    return np.array([ks(np.concatenate([x[b * L : (b + 1) * L] for x in g])) for b in picked])
+
+
 def judge_distribution(
     served: pd.DataFrame,
     reference: pd.DataFrame,
@@ -495,12 +513,15 @@ def judge_distribution(
         )
     k = ks_2samp(s, r)
     d, p = float(k.statistic), float(k.pvalue)
+    wd = window_distances(reference, -(-len(s) // max(served.instrument.nunique(), 1)))
+    usual = float(np.quantile(wd, 0.99)) if len(wd) >= 20 else float(wd.max()) if len(wd) else 0.0
     rep, rep0 = _repeat_share(served), _repeat_share(reference)
-    shifted = d > max_ks and p < alpha
+    shifted = d > max_ks and p < alpha and d > usual  # farther than its own windows of the same length go
     frozen = rep > max_repeat and rep > (0.0 if np.isnan(rep0) else rep0) + 0.25
     reason = (
         f"KS distance {d:.2f} (p {p:.2g}) between {len(s)} served probabilities{of} (mean {s.mean():.3f}) and its "
-        f"{len(r)} predictions on its test window (mean {r.mean():.3f}); {_share(rep)} of served bars repeat the "
+        f"{len(r)} predictions on its test window (mean {r.mean():.3f}; its own windows of that length: up to "
+        f"{usual:.2f}); {_share(rep)} of served bars repeat the "
         f"previous bar's probability ({_share(rep0)} on the test window)" + ('; a frozen input?' if frozen else '')
     )
     return dict(
@@ -511,6 +532,7 @@ def judge_distribution(
             n=len(s),
             reference=len(r),
             p_value=p,
+            usual=usual,
             repeat_share=rep,
             reference_repeat_share=rep0,
             served_mean=float(s.mean()),
