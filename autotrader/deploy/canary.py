@@ -166,6 +166,7 @@ class CanaryRollout:
         self.collector = CanaryMetricsCollector(self.state, self.store, self.st)
         self.deployment_id: int | None = None
         self._offline = {}  # version → a fresh load for the parity check
+        self._reference = {}  # version → its predictions on its test window, for the distribution check
 
     def __repr__(self):
         return f"CanaryRollout(state={self.state!r})"
@@ -321,6 +322,11 @@ def rollback(self: CanaryRollout, instruments: list | None = None, reason: str =
     return instruments
 
 # %% ../../nbs/deploy/63_canary.ipynb #feba797a
+def _unjudged(check: str, verdict: str, threshold: float, **detail) -> dict:
+    "The result of a check that could not judge (`inconclusive`, or `info` where it must never hold a deployment)."
+    return dict(check=check, verdict=verdict, value=float('nan'), threshold=threshold, detail=detail)
+
+
 def _pct(x: float) -> str:
     "A share as a percentage for a reason: '37 %', '0.83 %'."
     return f"{100 * x:.0f} %" if x >= 0.01 or x == 0 else f"{100 * x:.2g} %"
@@ -443,15 +449,8 @@ def parity(self: CanaryRollout, version, start: float, end: float, instruments=N
     try:
         off = offline_probabilities(self.store, self._offline_model(version), sig)
     except Exception as e:  # a check that cannot conclude says so
-        return dict(
-            check='parity',
-            verdict='inconclusive',
-            value=float('nan'),
-            threshold=c.parity_max_mismatch_share,
-            detail=dict(
-                n=0, total=total, reason=f"v{version} could not be recomputed offline: {type(e).__name__}: {e}"
-            ),
-        )
+        why = f"v{version} could not be recomputed offline: {type(e).__name__}: {e}"
+        return _unjudged('parity', 'inconclusive', c.parity_max_mismatch_share, n=0, total=total, reason=why)
     return judge_parity(sig, off, c.parity_tolerance, c.parity_max_mismatch_share, total, version)
 
 # %% ../../nbs/deploy/63_canary.ipynb #acae54e37e7d407bbb7b55eff062a284
@@ -545,7 +544,7 @@ def judge_distribution(
 @patch
 def _test_window_probabilities(self: CanaryRollout, version) -> pd.DataFrame:
     "(instrument, prob): the version's predictions on the stored feature rows of its test window (once per rollout)."
-    cache = self.__dict__.setdefault('_reference', {})
+    cache = self._reference
     v = str(version).lstrip('v')
     if v not in cache:
         from autotrader.schema import parse_instruments
@@ -580,15 +579,8 @@ def distribution(self: CanaryRollout, version, start: float, end: float, instrum
     try:
         ref = self._test_window_probabilities(version)
     except Exception as e:  # no reference: said, never a reason to hold
-        return dict(
-            check='distribution',
-            verdict='info',
-            value=float('nan'),
-            threshold=c.distribution_max_ks,
-            detail=dict(
-                n=len(log), reference=0, reason=f"no test-window predictions of v{version}: {type(e).__name__}: {e}"
-            ),
-        )
+        why = f"no test-window predictions of v{version}: {type(e).__name__}: {e}"
+        return _unjudged('distribution', 'info', c.distribution_max_ks, n=len(log), reference=0, reason=why)
     ref = ref[ref.instrument.isin(set(log.instrument.astype(str)))] if len(log) else ref.iloc[:0]
     return judge_distribution(
         log[['instrument', 'prob']].astype({'instrument': str}),
